@@ -1,0 +1,1 @@
+//! Act stage: actuators and dry-run

@@ -1,0 +1,1 @@
+//! Classify stage: bootstrap heuristics and learned classifiers

@@ -1,0 +1,2 @@
+//! The setpoint command-line tool
+fn main() {}

@@ -1,0 +1,1 @@
+//! Decide stage: Rego policies evaluated in-process

@@ -1,0 +1,1 @@
+//! Observe stage: metric sources, including the embedded simulated fleet

@@ -1,0 +1,1 @@
+//! Builds WASM plugin components from source, for build scripts

@@ -1,0 +1,1 @@
+//! Sandboxed WASM plugin host (wasmtime component model)

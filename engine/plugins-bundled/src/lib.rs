@@ -1,0 +1,1 @@
+//! The plugins shipped with setpoint, built from source at build time

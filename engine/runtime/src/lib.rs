@@ -1,0 +1,1 @@
+//! Wires the stages into loops and cycles

@@ -1,0 +1,1 @@
+//! Embedded state store: target history and the decision journal

@@ -1,0 +1,1 @@
+//! SDK for setpoint adapter plugins (WASM components)
