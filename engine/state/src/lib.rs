@@ -1,1 +1,572 @@
-//! Embedded state store: target history and the decision journal
+//! The embedded state store: everything setpoint remembers between runs, in one directory.
+//!
+//! One [redb](https://docs.rs/redb) file (`setpoint.redb`) holds four tables:
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `history` | `loop ␟ target` | [`TargetHistory`] (JSON) |
+//! | `journal` | `target ␟ loop ␟ cycle` | [`JournalEntry`] (JSON) |
+//! | `cycles` | `loop ␟ cycle` | [`CycleRecord`] (JSON) |
+//! | `meta` | a name | cycle counters |
+//!
+//! The kill switches live beside it in `kill-switches.json` (see [`KILL_SWITCHES_FILE`]).
+//!
+//! A target's journal entry and its updated history are written in one transaction, so a crash
+//! between targets loses nothing already decided and never leaves history ahead of the journal.
+//! JSON values keep the store readable by humans and tolerant of added fields.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use setpoint_core::{JournalEntry, KillSwitches, TargetHistory};
+
+const HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("history");
+const JOURNAL: TableDefinition<&str, &[u8]> = TableDefinition::new("journal");
+const CYCLES: TableDefinition<&str, &[u8]> = TableDefinition::new("cycles");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// Separates key parts; a unit separator cannot appear in loop names or target ids we accept.
+const SEP: char = '\u{1f}';
+const KILL_SWITCHES_KEY: &str = "kill_switches";
+
+/// The file name of the database inside the state directory.
+pub const DB_FILE: &str = "setpoint.redb";
+
+/// Errors of the state store.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The state directory could not be created.
+    #[error("cannot create state directory {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another process holds the database open.
+    #[error(
+        "state directory {path} is in use by another setpoint process (only one may write it at a time)"
+    )]
+    InUse {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The database could not be opened.
+    #[error("cannot open state database {path}: {source}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// The database error.
+        #[source]
+        source: redb::DatabaseError,
+    },
+    /// A read or write failed.
+    #[error("state database {path}: {message}")]
+    Storage {
+        /// The database file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// A stored value could not be decoded (written by an incompatible version, or damaged).
+    #[error("state database {path}: record {key:?} is unreadable: {source}")]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// The record's key.
+        key: String,
+        /// The decoding error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A loop name or target id contains a character the store reserves.
+    #[error("invalid name {0:?}: control characters are not allowed in loop names or target ids")]
+    InvalidName(String),
+}
+
+/// Result of state operations.
+pub type Result<T, E = StateError> = std::result::Result<T, E>;
+
+/// How a cycle ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CycleStatus {
+    /// Still running (or the process died while it ran).
+    Running,
+    /// Every target was processed (some may have failed).
+    Completed,
+    /// Stopped by a signal or a crash before every target was processed.
+    Interrupted,
+}
+
+/// One cycle of one loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CycleRecord {
+    /// Loop name.
+    pub loop_name: String,
+    /// Sequence number within the loop, from 1.
+    pub cycle: u64,
+    /// The cycle's `now`.
+    pub now: DateTime<Utc>,
+    /// How it ended.
+    pub status: CycleStatus,
+    /// Targets processed.
+    pub targets: usize,
+    /// Targets whose cycle failed at some stage.
+    pub failed: usize,
+    /// Range queries issued to the metric source.
+    pub queries: usize,
+}
+
+/// Which kill switch to flip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KillSwitchScope {
+    /// Every loop and target.
+    Global,
+    /// One loop.
+    Loop(String),
+    /// One target.
+    Target(String),
+}
+
+/// The store. Cheap to share by reference; redb serialises writers itself.
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+fn key(parts: &[&str]) -> String {
+    let mut out = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(SEP);
+        }
+        out.push_str(part);
+    }
+    out
+}
+
+fn cycle_part(cycle: u64) -> String {
+    // Zero-padded so that lexicographic key order is numeric order.
+    format!("{cycle:020}")
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.chars().any(char::is_control) {
+        return Err(StateError::InvalidName(name.to_string()));
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|source| StateError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join(DB_FILE);
+        let db = Database::create(&path).map_err(|source| match source {
+            redb::DatabaseError::DatabaseAlreadyOpen => StateError::InUse {
+                path: dir.to_path_buf(),
+            },
+            source => StateError::Open {
+                path: path.clone(),
+                source,
+            },
+        })?;
+        let store = Self { db, path };
+        store.create_tables()?;
+        Ok(store)
+    }
+
+    /// Where the database file lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn storage(&self, error: impl std::fmt::Display) -> StateError {
+        StateError::Storage {
+            path: self.path.clone(),
+            message: error.to_string(),
+        }
+    }
+
+    fn create_tables(&self) -> Result<()> {
+        let txn = self.db.begin_write().map_err(|e| self.storage(e))?;
+        for table in [HISTORY, JOURNAL, CYCLES, META] {
+            txn.open_table(table).map_err(|e| self.storage(e))?;
+        }
+        txn.commit().map_err(|e| self.storage(e))
+    }
+
+    fn decode<T: for<'de> Deserialize<'de>>(&self, key: &str, bytes: &[u8]) -> Result<T> {
+        serde_json::from_slice(bytes).map_err(|source| StateError::Corrupt {
+            path: self.path.clone(),
+            key: key.replace(SEP, "/"),
+            source,
+        })
+    }
+
+    fn encode<T: Serialize>(&self, value: &T) -> Result<Vec<u8>> {
+        serde_json::to_vec(value).map_err(|e| self.storage(e))
+    }
+
+    fn get<T: for<'de> Deserialize<'de>>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+    ) -> Result<Option<T>> {
+        let txn = self.db.begin_read().map_err(|e| self.storage(e))?;
+        let table = txn.open_table(table).map_err(|e| self.storage(e))?;
+        let value = table.get(key).map_err(|e| self.storage(e))?;
+        value.map(|v| self.decode(key, v.value())).transpose()
+    }
+
+    /// Scans `table` for keys starting with `prefix`, in key order.
+    fn scan<T: for<'de> Deserialize<'de>>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        prefix: &str,
+    ) -> Result<Vec<T>> {
+        let txn = self.db.begin_read().map_err(|e| self.storage(e))?;
+        let table = txn.open_table(table).map_err(|e| self.storage(e))?;
+        let mut out = Vec::new();
+        for item in table.range(prefix..).map_err(|e| self.storage(e))? {
+            let (k, v) = item.map_err(|e| self.storage(e))?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push(self.decode(k.value(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Starts a new cycle of `loop_name` and returns its sequence number.
+    ///
+    /// A cycle of this loop still marked running belongs to a process that died: it is marked
+    /// interrupted first, so the record says what happened.
+    pub fn begin_cycle(&self, loop_name: &str, now: DateTime<Utc>) -> Result<u64> {
+        check_name(loop_name)?;
+        let counter_key = key(&["cycle_seq", loop_name]);
+        let txn = self.db.begin_write().map_err(|e| self.storage(e))?;
+        let cycle = {
+            let mut meta = txn.open_table(META).map_err(|e| self.storage(e))?;
+            let last: u64 = match meta
+                .get(counter_key.as_str())
+                .map_err(|e| self.storage(e))?
+            {
+                Some(v) => self.decode(&counter_key, v.value())?,
+                None => 0,
+            };
+            let next = last + 1;
+            meta.insert(counter_key.as_str(), self.encode(&next)?.as_slice())
+                .map_err(|e| self.storage(e))?;
+            next
+        };
+        {
+            let mut cycles = txn.open_table(CYCLES).map_err(|e| self.storage(e))?;
+            let prefix = key(&[loop_name, ""]);
+            let mut stale = Vec::new();
+            for item in cycles
+                .range(prefix.as_str()..)
+                .map_err(|e| self.storage(e))?
+            {
+                let (k, v) = item.map_err(|e| self.storage(e))?;
+                if !k.value().starts_with(&prefix) {
+                    break;
+                }
+                let record: CycleRecord = self.decode(k.value(), v.value())?;
+                if record.status == CycleStatus::Running {
+                    stale.push((k.value().to_string(), record));
+                }
+            }
+            for (k, mut record) in stale {
+                record.status = CycleStatus::Interrupted;
+                cycles
+                    .insert(k.as_str(), self.encode(&record)?.as_slice())
+                    .map_err(|e| self.storage(e))?;
+            }
+            let record = CycleRecord {
+                loop_name: loop_name.to_string(),
+                cycle,
+                now,
+                status: CycleStatus::Running,
+                targets: 0,
+                failed: 0,
+                queries: 0,
+            };
+            let k = key(&[loop_name, &cycle_part(cycle)]);
+            cycles
+                .insert(k.as_str(), self.encode(&record)?.as_slice())
+                .map_err(|e| self.storage(e))?;
+        }
+        txn.commit().map_err(|e| self.storage(e))?;
+        Ok(cycle)
+    }
+
+    /// Records one target's cycle: its journal entry and its updated history, atomically.
+    pub fn record_target(&self, entry: &JournalEntry, history: &TargetHistory) -> Result<()> {
+        check_name(&entry.loop_name)?;
+        check_name(&entry.target.id)?;
+        let journal_key = key(&[&entry.target.id, &entry.loop_name, &cycle_part(entry.cycle)]);
+        let history_key = key(&[&entry.loop_name, &entry.target.id]);
+        let txn = self.db.begin_write().map_err(|e| self.storage(e))?;
+        {
+            let mut journal = txn.open_table(JOURNAL).map_err(|e| self.storage(e))?;
+            journal
+                .insert(journal_key.as_str(), self.encode(entry)?.as_slice())
+                .map_err(|e| self.storage(e))?;
+            let mut histories = txn.open_table(HISTORY).map_err(|e| self.storage(e))?;
+            histories
+                .insert(history_key.as_str(), self.encode(history)?.as_slice())
+                .map_err(|e| self.storage(e))?;
+        }
+        txn.commit().map_err(|e| self.storage(e))
+    }
+
+    /// Marks a cycle finished with its final status and counts.
+    pub fn finish_cycle(&self, record: &CycleRecord) -> Result<()> {
+        let k = key(&[&record.loop_name, &cycle_part(record.cycle)]);
+        let txn = self.db.begin_write().map_err(|e| self.storage(e))?;
+        {
+            let mut cycles = txn.open_table(CYCLES).map_err(|e| self.storage(e))?;
+            cycles
+                .insert(k.as_str(), self.encode(record)?.as_slice())
+                .map_err(|e| self.storage(e))?;
+        }
+        txn.commit().map_err(|e| self.storage(e))
+    }
+
+    /// The history of a target in a loop, if it has been seen before.
+    pub fn history(&self, loop_name: &str, target: &str) -> Result<Option<TargetHistory>> {
+        self.get(HISTORY, &key(&[loop_name, target]))
+    }
+
+    /// The cycles of a loop, oldest first.
+    pub fn cycles(&self, loop_name: &str) -> Result<Vec<CycleRecord>> {
+        self.scan(CYCLES, &key(&[loop_name, ""]))
+    }
+
+    /// Every journal entry of a target, across loops, oldest first.
+    pub fn entries(&self, target: &str) -> Result<Vec<JournalEntry>> {
+        let mut entries: Vec<JournalEntry> = self.scan(JOURNAL, &key(&[target, ""]))?;
+        entries.sort_by(|a, b| a.at.cmp(&b.at).then(a.cycle.cmp(&b.cycle)));
+        Ok(entries)
+    }
+
+    /// The most recent journal entry of a target, across loops.
+    pub fn last_entry(&self, target: &str) -> Result<Option<JournalEntry>> {
+        Ok(self.entries(target)?.pop())
+    }
+
+    /// Every target id that has a journal entry, sorted.
+    pub fn targets(&self) -> Result<Vec<String>> {
+        let txn = self.db.begin_read().map_err(|e| self.storage(e))?;
+        let table = txn.open_table(JOURNAL).map_err(|e| self.storage(e))?;
+        let mut out: Vec<String> = Vec::new();
+        for item in table.iter().map_err(|e| self.storage(e))? {
+            let (k, _) = item.map_err(|e| self.storage(e))?;
+            if let Some(target) = k.value().split(SEP).next()
+                && out.last().map(String::as_str) != Some(target)
+            {
+                out.push(target.to_string());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The file, inside the state directory, that holds the kill switches.
+///
+/// Kept outside the database on purpose: a running `setpoint run` holds the database open, and an
+/// operator must be able to flip a kill switch at any moment. The file is replaced atomically
+/// (write to a temporary file, then rename), and every cycle reads it afresh, so a switch is
+/// honoured from the next cycle on.
+pub const KILL_SWITCHES_FILE: &str = "kill-switches.json";
+
+/// Reads the kill switches stored in `dir` (all off when none were ever set).
+pub fn read_kill_switches(dir: &Path) -> Result<KillSwitches> {
+    let path = dir.join(KILL_SWITCHES_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
+            path: path.clone(),
+            key: KILL_SWITCHES_KEY.to_string(),
+            source,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(KillSwitches::default()),
+        Err(e) => Err(StateError::Storage {
+            path,
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// Turns a kill switch on or off in `dir` and returns the resulting set.
+pub fn set_kill_switch(dir: &Path, scope: &KillSwitchScope, on: bool) -> Result<KillSwitches> {
+    std::fs::create_dir_all(dir).map_err(|source| StateError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut switches = read_kill_switches(dir)?;
+    match scope {
+        KillSwitchScope::Global => switches.global = on,
+        KillSwitchScope::Loop(name) => {
+            check_name(name)?;
+            if on {
+                switches.loops.insert(name.clone(), true);
+            } else {
+                switches.loops.remove(name);
+            }
+        }
+        KillSwitchScope::Target(id) => {
+            check_name(id)?;
+            if on {
+                switches.targets.insert(id.clone(), true);
+            } else {
+                switches.targets.remove(id);
+            }
+        }
+    }
+    let path = dir.join(KILL_SWITCHES_FILE);
+    let io = |e: std::io::Error| StateError::Storage {
+        path: path.clone(),
+        message: e.to_string(),
+    };
+    let mut text = serde_json::to_string_pretty(&switches).map_err(|e| StateError::Storage {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    text.push('\n');
+    let tmp = dir.join(format!("{KILL_SWITCHES_FILE}.tmp"));
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&tmp).map_err(io)?;
+        file.write_all(text.as_bytes()).map_err(io)?;
+        file.sync_all().map_err(io)?;
+    }
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    Ok(switches)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use setpoint_core::{Class, FeatureVector, Resources, Target};
+
+    fn entry(target: &str, cycle: u64, at: DateTime<Utc>) -> JournalEntry {
+        JournalEntry {
+            loop_name: "weekly".into(),
+            cycle,
+            at,
+            target: Target {
+                id: target.into(),
+                technology: "postgres".into(),
+                labels: Default::default(),
+                resources: Resources {
+                    cpu_millicores: 8000,
+                    memory_bytes: 1 << 35,
+                    parameters: Default::default(),
+                },
+            },
+            plugin: "postgres 0.1.0".into(),
+            features: FeatureVector::default(),
+            classification: None,
+            stable_cycles: cycle as u32,
+            proposals: vec![],
+            policy_input: None,
+            policy_output: None,
+            decision: None,
+            plan: vec![],
+            executed: false,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn history_and_journal_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for expected in 1..=3 {
+                let cycle = store.begin_cycle("weekly", now).unwrap();
+                assert_eq!(cycle, expected);
+                let mut history = store
+                    .history("weekly", "pg-1")
+                    .unwrap()
+                    .unwrap_or_else(|| TargetHistory::new(now));
+                history.record_class(now, Class::ScaleDown);
+                store
+                    .record_target(&entry("pg-1", cycle, now), &history)
+                    .unwrap();
+            }
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let history = store.history("weekly", "pg-1").unwrap().unwrap();
+        assert_eq!(history.stable_cycles, 3);
+        assert_eq!(store.entries("pg-1").unwrap().len(), 3);
+        assert_eq!(store.last_entry("pg-1").unwrap().unwrap().cycle, 3);
+        assert_eq!(store.targets().unwrap(), vec!["pg-1".to_string()]);
+        assert!(store.last_entry("pg-2").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_cycle_left_running_is_marked_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = Utc::now();
+        store.begin_cycle("weekly", now).unwrap();
+        store.begin_cycle("weekly", now).unwrap();
+        let cycles = store.cycles("weekly").unwrap();
+        assert_eq!(cycles[0].status, CycleStatus::Interrupted);
+        assert_eq!(cycles[1].status, CycleStatus::Running);
+    }
+
+    #[test]
+    fn kill_switches_toggle_per_scope() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        assert_eq!(read_kill_switches(dir).unwrap(), KillSwitches::default());
+        set_kill_switch(dir, &KillSwitchScope::Global, true).unwrap();
+        set_kill_switch(dir, &KillSwitchScope::Target("pg-1".into()), true).unwrap();
+        let switches = read_kill_switches(dir).unwrap();
+        assert!(switches.global);
+        assert_eq!(switches.targets.get("pg-1"), Some(&true));
+        set_kill_switch(dir, &KillSwitchScope::Global, false).unwrap();
+        set_kill_switch(dir, &KillSwitchScope::Target("pg-1".into()), false).unwrap();
+        assert_eq!(read_kill_switches(dir).unwrap(), KillSwitches::default());
+    }
+
+    #[test]
+    fn control_characters_in_names_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(matches!(
+            store.begin_cycle("bad\u{1f}loop", Utc::now()),
+            Err(StateError::InvalidName(_))
+        ));
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_directory_is_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path()).unwrap();
+        let second = Store::open(dir.path());
+        assert!(
+            matches!(second, Err(StateError::InUse { .. })),
+            "{second:?}"
+        );
+    }
+}
