@@ -1,2 +1,369 @@
-//! The setpoint command-line tool
-fn main() {}
+//! `setpoint`: the command-line tool.
+//!
+//! With no arguments it runs one cycle of the quickstart — the embedded simulated fleet, the
+//! bundled PostgreSQL plugin and policies, in dry-run — and prints the weekly report.
+
+mod explain;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use setpoint_runtime::{Config, Runtime, Shutdown};
+use setpoint_state::KillSwitchScope;
+
+/// Exit status when the run completed but some targets failed at some stage.
+const EXIT_TARGETS_FAILED: u8 = 3;
+
+const AFTER_HELP: &str = "\
+With no command, setpoint runs one cycle of every configured loop and prints the report
+(with no config: the quickstart over the embedded simulated fleet, in dry-run).
+
+Exit status: 0 success; 1 error (bad config, policy that does not parse, state store); 2 bad
+usage; 3 the cycle completed but some targets failed (a plugin trapped, a stage errored) —
+the report names them.";
+
+/// setpoint closes the loop between infrastructure telemetry and action: it observes metrics,
+/// classifies each target (scale down / remain / scale up), proposes concrete plans through
+/// sandboxed WASM plugins, decides with Rego policies, and acts — or, by default, records what it
+/// would do (dry-run). Every decision is journalled and can be explained.
+#[derive(Debug, Parser)]
+#[command(name = "setpoint", version, after_help = AFTER_HELP)]
+struct Cli {
+    /// Configuration file (YAML). Without one, the quickstart configuration is used.
+    #[arg(long, short, global = true, env = "SETPOINT_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// State directory (history, decision journal, kill switches); overrides the config's state_dir.
+    #[arg(long, global = true, env = "SETPOINT_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// More log output on stderr (-v info, -vv debug with per-stage spans). RUST_LOG overrides.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the loops: one cycle each with --once, else on their schedules until SIGINT/SIGTERM.
+    Run(RunArgs),
+    /// Print the full trace of the last decision for a target.
+    Explain(ExplainArgs),
+    /// Turn kill switches on or off (global, per loop, per target), or show them.
+    ///
+    /// A kill switch makes every decision in its scope `block` with reason `kill_switch`, from
+    /// the next cycle on (a running `setpoint run` reads them at every cycle).
+    KillSwitch(KillSwitchArgs),
+    /// Work with policy bundles.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Work with the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+enum Output {
+    /// Human-readable table.
+    #[default]
+    Table,
+    /// JSON, for scripts.
+    Json,
+}
+
+#[derive(Debug, Default, Args)]
+struct RunArgs {
+    /// Run one cycle of each loop now and exit.
+    #[arg(long)]
+    once: bool,
+    /// Only this loop.
+    #[arg(long = "loop", value_name = "NAME")]
+    loop_name: Option<String>,
+    /// Output format of the report.
+    #[arg(long, short, value_enum, default_value_t)]
+    output: Output,
+    /// The cycle's time (RFC 3339), to replay a decision exactly; default: now. Only with --once.
+    #[arg(long, value_name = "TIME")]
+    now: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Args)]
+struct ExplainArgs {
+    /// Target id, as shown in the report.
+    target: String,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t)]
+    output: Output,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Switch {
+    /// Turn the switch on: block every decision in its scope.
+    On,
+    /// Turn the switch off.
+    Off,
+    /// Show the switches that are on.
+    Status,
+}
+
+#[derive(Debug, Args)]
+struct KillSwitchArgs {
+    /// on, off or status.
+    #[arg(value_enum)]
+    state: Switch,
+    /// Only this loop.
+    #[arg(long = "loop", value_name = "NAME", conflicts_with = "target")]
+    loop_name: Option<String>,
+    /// Only this target.
+    #[arg(long, value_name = "ID")]
+    target: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Run the Rego tests (rules named test_*) and the golden cases of a policy bundle.
+    Test {
+        /// Bundle directory; default: ./policies if it exists, else the builtin bundle.
+        dir: Option<PathBuf>,
+        /// Golden cases directory (<case>/input.json + expected.json); default: <dir>/tests.
+        #[arg(long, value_name = "DIR")]
+        golden: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check the configuration and print it with every default filled in.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug,cranelift_codegen=warn,wasmtime=warn,regorus=warn",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn load_config(cli: &Cli) -> Result<Config> {
+    let mut config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(dir) = &cli.state_dir {
+        config.state_dir = dir.clone();
+    }
+    Ok(config)
+}
+
+fn state_dir(cli: &Cli) -> Result<PathBuf> {
+    Ok(load_config(cli)?.state_dir)
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match &cli.command {
+        None => run_loops(&cli, &RunArgs {
+            once: true,
+            ..RunArgs::default()
+        }),
+        Some(Command::Run(args)) => run_loops(&cli, args),
+        Some(Command::Explain(args)) => {
+            let dir = state_dir(&cli)?;
+            explain::explain(&dir, &args.target, matches!(args.output, Output::Json))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::KillSwitch(args)) => kill_switch(&state_dir(&cli)?, args),
+        Some(Command::Policy(PolicyCommand::Test { dir, golden })) => {
+            policy_test(dir.as_deref(), golden.as_deref())
+        }
+        Some(Command::Config(ConfigCommand::Check)) => {
+            let config = load_config(&cli)?;
+            Runtime::new(config.clone())?;
+            print!("{}", serde_yaml::to_string(&config)?);
+            eprintln!("config ok: {} loop(s)", config.loops.len());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn run_loops(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
+    if args.now.is_some() && !args.once {
+        bail!("--now only makes sense with --once");
+    }
+    let config = load_config(cli)?;
+    if let Some(name) = &args.loop_name
+        && !config.loops.iter().any(|l| l.name.as_str() == name)
+    {
+        let known: Vec<&str> = config.loops.iter().map(|l| l.name.as_str()).collect();
+        bail!("no loop named {name:?}; loops: {}", known.join(", "));
+    }
+    let runtime = Runtime::new(config)?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let shutdown = Shutdown::new();
+    tokio.block_on(async {
+        spawn_signal_listener(shutdown.clone());
+        if args.once {
+            let now = args.now.unwrap_or_else(Utc::now);
+            let reports = runtime
+                .run_once(now, args.loop_name.as_deref(), &shutdown)
+                .await?;
+            match args.output {
+                Output::Table => {
+                    for r in &reports {
+                        print!("{}", report::render(r));
+                    }
+                }
+                Output::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
+            }
+            let failed: usize = reports.iter().map(|r| r.failed()).sum();
+            if reports.iter().any(|r| r.interrupted) {
+                eprintln!("interrupted: the cycle stopped early and is recorded as interrupted");
+                return Ok(ExitCode::from(130));
+            }
+            if failed > 0 {
+                eprintln!("{failed} target(s) failed; see the report and `setpoint explain <target>`");
+                return Ok(ExitCode::from(EXIT_TARGETS_FAILED));
+            }
+            Ok(ExitCode::SUCCESS)
+        } else {
+            let output = args.output;
+            eprintln!(
+                "setpoint: running {} loop(s) on their schedules; Ctrl-C to stop",
+                runtime.loops().len()
+            );
+            runtime
+                .run_scheduled(shutdown.clone(), move |r| match output {
+                    Output::Table => print!("{}", report::render(r)),
+                    Output::Json => match serde_json::to_string(r) {
+                        Ok(line) => println!("{line}"),
+                        Err(error) => tracing::error!(%error, "cannot serialise the report"),
+                    },
+                })
+                .await?;
+            eprintln!("setpoint: stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+    })
+}
+
+/// First SIGINT/SIGTERM: stop cleanly (cycles stop between targets and are recorded as
+/// interrupted). A second one exits at once.
+fn spawn_signal_listener(shutdown: Shutdown) {
+    tokio::spawn(async move {
+        let mut count = 0;
+        loop {
+            let signal = wait_for_signal().await;
+            count += 1;
+            if count == 1 {
+                eprintln!("setpoint: {signal} received, stopping after the current target");
+                shutdown.request();
+            } else {
+                eprintln!("setpoint: {signal} received again, exiting now");
+                std::process::exit(130);
+            }
+        }
+    });
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers, never report a signal.
+        std::future::pending::<()>().await;
+        return "no signal";
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+fn kill_switch(dir: &Path, args: &KillSwitchArgs) -> Result<ExitCode> {
+    let scope = match (&args.loop_name, &args.target) {
+        (Some(name), _) => KillSwitchScope::Loop(name.clone()),
+        (None, Some(id)) => KillSwitchScope::Target(id.clone()),
+        (None, None) => KillSwitchScope::Global,
+    };
+    let switches = match args.state {
+        Switch::Status => setpoint_state::read_kill_switches(dir)?,
+        Switch::On => setpoint_state::set_kill_switch(dir, &scope, true)?,
+        Switch::Off => setpoint_state::set_kill_switch(dir, &scope, false)?,
+    };
+    let mut on = Vec::new();
+    if switches.global {
+        on.push("global".to_string());
+    }
+    on.extend(switches.loops.keys().map(|l| format!("loop {l}")));
+    on.extend(switches.targets.keys().map(|t| format!("target {t}")));
+    if on.is_empty() {
+        println!("kill switches: none on");
+    } else {
+        println!("kill switches on: {}", on.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn policy_test(dir: Option<&Path>, golden: Option<&Path>) -> Result<ExitCode> {
+    let default_dir = Path::new("policies");
+    let dir = dir.or_else(|| default_dir.is_dir().then_some(default_dir));
+    let (bundle, name, golden_dir) = match dir {
+        Some(dir) => (
+            setpoint_decide::PolicyBundle::load(dir)?,
+            dir.display().to_string(),
+            golden
+                .map(Path::to_path_buf)
+                .or_else(|| Some(dir.join("tests")).filter(|g| g.is_dir())),
+        ),
+        None => (
+            setpoint_decide::default_bundle()?,
+            "builtin".to_string(),
+            golden.map(Path::to_path_buf),
+        ),
+    };
+    let report = setpoint_decide::run_tests(&bundle, golden_dir.as_deref())?;
+    println!("policy bundle {name}");
+    let mut failed = 0;
+    for case in &report.cases {
+        if case.passed {
+            println!("  ok    {}", case.name);
+        } else {
+            failed += 1;
+            println!("  FAIL  {}: {}", case.name, case.message);
+        }
+    }
+    let passed = report.cases.len() - failed;
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

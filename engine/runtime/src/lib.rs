@@ -1,1 +1,343 @@
-//! Wires the stages into loops and cycles
+//! Wires the stages into loops and cycles.
+//!
+//! A cycle of a loop runs, for every target the metric source knows of the plugin's technology:
+//! observe (one range query per metric for the whole fleet) → features (plugin) → classify →
+//! propose (plugin) → decide (Rego) → act (dry-run or actuator), and journals each target's
+//! trace with its updated history in one transaction. The runtime talks to each stage only
+//! through its crate's small API, so a stage can change without the others noticing.
+//!
+//! One target's failure — a plugin trap, a policy error — is recorded for that target and the
+//! cycle carries on; only problems that make the whole loop meaningless (the state store cannot
+//! be opened, no plugin) end a cycle early.
+
+pub mod config;
+mod cycle;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use setpoint_act::ActOutcome;
+use setpoint_classify::{BootstrapHeuristics, Classifier};
+use setpoint_core::{Bounds, Class, Mode, Reason, Verdict};
+use setpoint_decide::PolicyBundle;
+use setpoint_observe::{MetricSource, SimulatedFleet};
+use setpoint_plugin_host::{Plugin, PluginHost};
+use tokio::sync::Notify;
+
+pub use config::{Config, ConfigError, LoopConfig};
+
+/// Errors that stop a loop or the whole run.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A loop's plugin could not be read or loaded.
+    #[error("loop {loop_name}: {message}")]
+    Plugin {
+        /// The loop.
+        loop_name: String,
+        /// What went wrong, naming the plugin.
+        message: String,
+    },
+    /// A loop's policy bundle could not be loaded (a syntax error names file:line:col).
+    #[error("loop {loop_name}: policy bundle {bundle}: {source}")]
+    Policy {
+        /// The loop.
+        loop_name: String,
+        /// The bundle (`builtin` or its directory).
+        bundle: String,
+        /// The policy error.
+        #[source]
+        source: setpoint_decide::PolicyError,
+    },
+    /// The state store failed.
+    #[error(transparent)]
+    State(#[from] setpoint_state::StateError),
+    /// The metric source failed as a whole (discovery).
+    #[error("loop {loop_name}: metric source {source_name}: {message}")]
+    Source {
+        /// The loop.
+        loop_name: String,
+        /// The source.
+        source_name: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A worker task died (a bug).
+    #[error("loop {loop_name}: internal error: {message}")]
+    Internal {
+        /// The loop.
+        loop_name: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Result of runtime operations.
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// A cooperative shutdown signal: set once, seen by every loop and cycle.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    requested: Arc<AtomicBool>,
+    notify: Arc<Notify>,
+}
+
+impl Shutdown {
+    /// A signal not yet given.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks everything to stop: cycles stop between targets and are recorded as interrupted.
+    pub fn request(&self) {
+        self.requested.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Whether a stop was asked for.
+    pub fn is_requested(&self) -> bool {
+        self.requested.load(Ordering::SeqCst)
+    }
+
+    /// Waits until a stop is asked for.
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.is_requested() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// One target's line in the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetRow {
+    /// Target id.
+    pub target: String,
+    /// Technology.
+    pub technology: String,
+    /// Class, when classification was reached.
+    pub class: Option<Class>,
+    /// Classifier confidence.
+    pub confidence: Option<f64>,
+    /// Classification reason code (e.g. `insufficient_data`).
+    pub class_reason: Option<String>,
+    /// Consecutive cycles with this class.
+    pub stable_cycles: u32,
+    /// Verdict, when the policy was reached.
+    pub verdict: Option<Verdict>,
+    /// Summary of the chosen proposal.
+    pub change: Option<String>,
+    /// The top reason of the decision.
+    pub reason: Option<Reason>,
+    /// What the act stage did.
+    pub outcome: Option<ActOutcome>,
+    /// The error that failed this target's cycle.
+    pub error: Option<String>,
+}
+
+/// What one cycle of one loop did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CycleReport {
+    /// Loop name.
+    pub loop_name: String,
+    /// Cycle number.
+    pub cycle: u64,
+    /// The cycle's `now`.
+    pub now: DateTime<Utc>,
+    /// The loop's mode.
+    pub mode: Mode,
+    /// Metric source name.
+    pub source: String,
+    /// Plugin name and version.
+    pub plugin: String,
+    /// Range queries issued (one per metric, whatever the fleet size).
+    pub queries: usize,
+    /// Queries that failed; their metrics are missing for every target.
+    pub degraded: Vec<String>,
+    /// One row per target, sorted by id.
+    pub rows: Vec<TargetRow>,
+    /// Whether the cycle stopped early on a shutdown request.
+    pub interrupted: bool,
+}
+
+impl CycleReport {
+    /// Targets whose cycle failed at some stage.
+    pub fn failed(&self) -> usize {
+        self.rows.iter().filter(|r| r.error.is_some()).count()
+    }
+}
+
+/// A loop, resolved: its plugin loaded, its policies parsed, its source built.
+pub struct LoopRuntime {
+    config: LoopConfig,
+    plugin: Plugin,
+    source: Arc<dyn MetricSource>,
+    classifier: Arc<dyn Classifier>,
+    policies: PolicyBundle,
+    bounds: Bounds,
+}
+
+impl LoopRuntime {
+    /// The loop's configuration.
+    pub fn config(&self) -> &LoopConfig {
+        &self.config
+    }
+}
+
+/// Every loop of a configuration, ready to run.
+pub struct Runtime {
+    state_dir: PathBuf,
+    loops: Vec<LoopRuntime>,
+}
+
+impl Runtime {
+    /// Resolves a configuration: loads plugins and policy bundles, builds sources.
+    ///
+    /// Fails before any cycle runs if a plugin does not load or a policy does not parse, so a
+    /// broken deployment never half-runs.
+    pub fn new(config: Config) -> Result<Self> {
+        let mut loops = Vec::with_capacity(config.loops.len());
+        for lp in config.loops {
+            loops.push(resolve_loop(lp)?);
+        }
+        Ok(Self {
+            state_dir: config.state_dir,
+            loops,
+        })
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.state_dir
+    }
+
+    /// The loops.
+    pub fn loops(&self) -> &[LoopRuntime] {
+        &self.loops
+    }
+
+    /// Runs one cycle of every loop (or of the named one) at `now`.
+    pub async fn run_once(
+        &self,
+        now: DateTime<Utc>,
+        only: Option<&str>,
+        shutdown: &Shutdown,
+    ) -> Result<Vec<CycleReport>> {
+        let mut reports = Vec::new();
+        for lp in &self.loops {
+            if only.is_some_and(|name| name != lp.config.name.as_str()) {
+                continue;
+            }
+            reports.push(cycle::run(lp, &self.state_dir, now, shutdown).await?);
+        }
+        Ok(reports)
+    }
+
+    /// Runs every loop on its schedule until `shutdown` is requested.
+    ///
+    /// `on_cycle` sees each finished cycle (to print or export it). A cycle's error is logged
+    /// and the loop carries on to its next scheduled time: one bad cycle never ends the run.
+    pub async fn run_scheduled<F>(&self, shutdown: Shutdown, on_cycle: F) -> Result<()>
+    where
+        F: Fn(&CycleReport) + Send + Sync,
+    {
+        let on_cycle = &on_cycle;
+        let tasks = self.loops.iter().map(|lp| {
+            let shutdown = shutdown.clone();
+            let state_dir = self.state_dir.clone();
+            async move {
+                loop {
+                    let Some(next) = lp.config.schedule.next_after(Utc::now()) else {
+                        tracing::error!(loop_name = %lp.config.name, "schedule has no next time; loop stops");
+                        return;
+                    };
+                    tracing::info!(loop_name = %lp.config.name, next = %next, "next cycle scheduled");
+                    let wait = (next - Utc::now()).to_std().unwrap_or_default();
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.wait() => return,
+                    }
+                    match cycle::run(lp, &state_dir, next, &shutdown).await {
+                        Ok(report) => on_cycle(&report),
+                        Err(error) => tracing::error!(loop_name = %lp.config.name, %error, "cycle failed"),
+                    }
+                    if shutdown.is_requested() {
+                        return;
+                    }
+                }
+            }
+        });
+        futures_util::future::join_all(tasks).await;
+        Ok(())
+    }
+}
+
+fn resolve_loop(config: LoopConfig) -> Result<LoopRuntime> {
+    let loop_name = config.name.to_string();
+    let host =
+        PluginHost::new(config.limits.resolve()).map_err(|error| RuntimeError::Plugin {
+            loop_name: loop_name.clone(),
+            message: error.to_string(),
+        })?;
+    let plugin = match &config.plugin {
+        config::PluginRef::Builtin(name) => {
+            let bytes = setpoint_plugins_bundled::all()
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, bytes)| *bytes)
+                .ok_or_else(|| RuntimeError::Plugin {
+                    loop_name: loop_name.clone(),
+                    message: format!("no builtin plugin named {name:?}"),
+                })?;
+            host.load(&format!("builtin:{name}"), bytes)
+        }
+        config::PluginRef::File(path) => {
+            let bytes = std::fs::read(path).map_err(|error| RuntimeError::Plugin {
+                loop_name: loop_name.clone(),
+                message: format!("cannot read plugin {}: {error}", path.display()),
+            })?;
+            host.load(&path.display().to_string(), &bytes)
+        }
+    }
+    .map_err(|error| RuntimeError::Plugin {
+        loop_name: loop_name.clone(),
+        message: error.to_string(),
+    })?;
+    let policies = match &config.policies {
+        config::PolicyRef::Builtin => setpoint_decide::default_bundle(),
+        config::PolicyRef::Dir(dir) => PolicyBundle::load(dir),
+    }
+    .map_err(|source| RuntimeError::Policy {
+        loop_name: loop_name.clone(),
+        bundle: match &config.policies {
+            config::PolicyRef::Builtin => "builtin".to_string(),
+            config::PolicyRef::Dir(dir) => dir.display().to_string(),
+        },
+        source,
+    })?;
+    let source: Arc<dyn MetricSource> = match &config.source {
+        config::SourceConfig::Simulated { seed } => Arc::new(SimulatedFleet::quickstart(*seed)),
+    };
+    let classifier: Arc<dyn Classifier> = match &config.classifier {
+        config::ClassifierConfig::Bootstrap { thresholds } => {
+            Arc::new(BootstrapHeuristics::new(thresholds.clone()))
+        }
+    };
+    let bounds = config.bounds.resolve();
+    Ok(LoopRuntime {
+        config,
+        plugin,
+        source,
+        classifier,
+        policies,
+        bounds,
+    })
+}

@@ -1,0 +1,186 @@
+//! `setpoint explain`: the full trace of a target's last decision.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use anyhow::{Result, bail};
+use setpoint_core::{JournalEntry, format_bytes, format_cpu};
+use setpoint_state::Store;
+
+/// Prints the last journal entry of `target` from the store in `dir`.
+pub fn explain(dir: &Path, target: &str, json: bool) -> Result<()> {
+    if !dir.join(setpoint_state::DB_FILE).exists() {
+        bail!(
+            "no state in {}: run `setpoint run --once` first (or pass --state-dir)",
+            dir.display()
+        );
+    }
+    let store = Store::open(dir)?;
+    let Some(entry) = store.last_entry(target)? else {
+        let known = store.targets()?;
+        let hint = close_matches(target, &known);
+        bail!(
+            "no decision recorded for target {target:?}{}",
+            if hint.is_empty() {
+                String::new()
+            } else {
+                format!("; did you mean: {}", hint.join(", "))
+            }
+        );
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entry)?);
+    } else {
+        print!("{}", render(&entry));
+    }
+    Ok(())
+}
+
+fn close_matches(target: &str, known: &[String]) -> Vec<String> {
+    let stem: String = target.chars().take(4).collect();
+    known
+        .iter()
+        .filter(|k| k.contains(target) || target.contains(k.as_str()) || k.starts_with(&stem))
+        .take(5)
+        .cloned()
+        .collect()
+}
+
+/// Renders a journal entry as a readable trace.
+pub fn render(entry: &JournalEntry) -> String {
+    let mut out = String::new();
+    let t = &entry.target;
+    let _ = writeln!(out, "target {} ({})", t.id, t.technology);
+    let _ = writeln!(
+        out,
+        "  loop {} · cycle {} · {} · plugin {}",
+        entry.loop_name,
+        entry.cycle,
+        entry.at.to_rfc3339(),
+        entry.plugin
+    );
+    let mut size = format!(
+        "  current size: {} / {}",
+        format_cpu(t.resources.cpu_millicores),
+        format_bytes(t.resources.memory_bytes)
+    );
+    for (k, v) in &t.resources.parameters {
+        let _ = write!(size, ", {k}={v}");
+    }
+    let _ = writeln!(out, "{size}");
+    if !t.labels.is_empty() {
+        let labels: Vec<String> = t.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(out, "  labels: {}", labels.join(", "));
+    }
+
+    let _ = writeln!(out, "\nfeatures (value · coverage)");
+    if entry.features.features.is_empty() {
+        let _ = writeln!(out, "  none");
+    }
+    for f in &entry.features.features {
+        let value = f
+            .value
+            .map(|v| format!("{:>6.1} %", v * 100.0))
+            .unwrap_or_else(|| "missing".to_string());
+        let _ = writeln!(
+            out,
+            "  {:<16} {:>9} · {:>3.0} %",
+            f.name,
+            value,
+            f.coverage * 100.0
+        );
+    }
+
+    let _ = writeln!(out, "\nclassification");
+    match &entry.classification {
+        Some(c) => {
+            let _ = writeln!(
+                out,
+                "  {} (confidence {:.2}) by {} v{}",
+                c.class, c.confidence, c.model, c.model_version
+            );
+            let _ = writeln!(out, "  reason: {} — {}", c.explanation.code, c.explanation.rule);
+            for e in &c.explanation.evidence {
+                let value = e
+                    .value
+                    .map(|v| format!("{:.3}", v))
+                    .unwrap_or_else(|| "missing".into());
+                let _ = writeln!(
+                    out,
+                    "    {} {} = {} {} → {}",
+                    if e.held { "✓" } else { "✗" },
+                    e.feature,
+                    value,
+                    e.test,
+                    if e.held { "holds" } else { "does not hold" }
+                );
+            }
+            let _ = writeln!(
+                out,
+                "  class stable for {} consecutive cycle(s)",
+                entry.stable_cycles
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  not reached");
+        }
+    }
+
+    let _ = writeln!(out, "\nproposals ({})", entry.proposals.len());
+    for p in &entry.proposals {
+        let _ = writeln!(out, "  {} · risk {:?}: {}", p.action, p.risk, p.summary);
+        if !p.rationale.is_empty() {
+            let _ = writeln!(out, "    why: {}", p.rationale);
+        }
+        for (i, op) in p.operations.iter().enumerate() {
+            let _ = writeln!(out, "    {}. {}", i + 1, op);
+        }
+    }
+
+    let _ = writeln!(out, "\npolicy decision");
+    match &entry.decision {
+        Some(d) => {
+            let _ = writeln!(
+                out,
+                "  verdict {}{}",
+                d.verdict,
+                d.proposal
+                    .map(|p| format!(" · proposal {p}"))
+                    .unwrap_or_default()
+            );
+            for r in &d.reasons {
+                let _ = writeln!(out, "  - {}: {}", r.code, r.message);
+            }
+        }
+        None => {
+            let _ = writeln!(out, "  not reached");
+        }
+    }
+
+    let _ = writeln!(out, "\naction");
+    if entry.plan.is_empty() {
+        let _ = writeln!(out, "  nothing to run");
+    } else {
+        let _ = writeln!(
+            out,
+            "  {}",
+            if entry.executed {
+                "executed:"
+            } else {
+                "not executed (dry-run or awaiting approval); the plan:"
+            }
+        );
+        for (i, op) in entry.plan.iter().enumerate() {
+            let _ = writeln!(out, "    {}. {}", i + 1, op);
+        }
+    }
+    if let Some(error) = &entry.error {
+        let _ = writeln!(out, "\nerror at stage {:?}: {}", error.stage, error.message);
+    }
+    let _ = writeln!(
+        out,
+        "\nfull policy input and output: setpoint explain {} --output json",
+        t.id
+    );
+    out
+}

@@ -1,0 +1,138 @@
+//! The weekly report: one row per target.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use comfy_table::{Cell, Table, presets::UTF8_BORDERS_ONLY};
+use setpoint_act::ActOutcome;
+use setpoint_runtime::{CycleReport, TargetRow};
+
+/// Renders a cycle's report as text.
+pub fn render(report: &CycleReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "setpoint report · loop {} · cycle {} · {} · {}",
+        report.loop_name,
+        report.cycle,
+        report.now.format("%Y-%m-%d %H:%M UTC"),
+        report.mode.as_str()
+    );
+    let _ = writeln!(
+        out,
+        "source {} · plugin {} · {} targets · {} range queries",
+        report.source,
+        report.plugin,
+        report.rows.len(),
+        report.queries
+    );
+    let mut table = Table::new();
+    table.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
+        "TARGET",
+        "TECH",
+        "CLASS",
+        "CONF",
+        "VERDICT",
+        "PROPOSED CHANGE",
+        "TOP REASON",
+    ]);
+    for row in &report.rows {
+        table.add_row(cells(row));
+    }
+    let _ = writeln!(out, "{table}");
+
+    let mut classes: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut verdicts: BTreeMap<&str, usize> = BTreeMap::new();
+    for row in &report.rows {
+        *classes
+            .entry(row.class.map(|c| c.as_str()).unwrap_or("failed"))
+            .or_default() += 1;
+        *verdicts
+            .entry(row.verdict.map(|v| v.as_str()).unwrap_or("failed"))
+            .or_default() += 1;
+    }
+    let join = |m: &BTreeMap<&str, usize>| {
+        m.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = writeln!(out, "classes: {}", join(&classes));
+    let _ = writeln!(out, "verdicts: {}", join(&verdicts));
+    let awaiting = report
+        .rows
+        .iter()
+        .filter(|r| matches!(r.outcome, Some(ActOutcome::AwaitingApproval { .. })))
+        .count();
+    if awaiting > 0 {
+        let _ = writeln!(
+            out,
+            "{awaiting} proposal(s) awaiting approval (verdict review)"
+        );
+    }
+    let would = report
+        .rows
+        .iter()
+        .filter(|r| matches!(r.outcome, Some(ActOutcome::WouldExecute { .. })))
+        .count();
+    if report.mode == setpoint_core::Mode::DryRun {
+        let _ = writeln!(
+            out,
+            "dry-run: nothing was executed{}",
+            if would > 0 {
+                format!("; {would} plan(s) would have run")
+            } else {
+                String::new()
+            }
+        );
+    }
+    for degraded in &report.degraded {
+        let _ = writeln!(out, "degraded: query failed, metric missing for every target: {degraded}");
+    }
+    let failed: Vec<&TargetRow> = report.rows.iter().filter(|r| r.error.is_some()).collect();
+    if !failed.is_empty() {
+        let _ = writeln!(out, "{} target(s) failed:", failed.len());
+        for row in failed {
+            let _ = writeln!(
+                out,
+                "  {}: {}",
+                row.target,
+                row.error.as_deref().unwrap_or_default()
+            );
+        }
+    }
+    if report.interrupted {
+        let _ = writeln!(out, "interrupted: the cycle stopped before every target was processed");
+    }
+    let _ = writeln!(out, "explain a decision: setpoint explain <target>");
+    out
+}
+
+fn cells(row: &TargetRow) -> Vec<Cell> {
+    let dash = || "—".to_string();
+    let class = match (&row.class, &row.class_reason) {
+        (Some(class), Some(code)) if code == "insufficient_data" => {
+            format!("{class} (insufficient_data)")
+        }
+        (Some(class), _) => class.to_string(),
+        (None, _) => "failed".to_string(),
+    };
+    let reason = match (&row.error, &row.reason) {
+        (Some(error), _) => format!("error: {error}"),
+        (None, Some(reason)) => format!("{}: {}", reason.code, reason.message),
+        (None, None) => dash(),
+    };
+    vec![
+        Cell::new(&row.target),
+        Cell::new(&row.technology),
+        Cell::new(class),
+        Cell::new(
+            row.confidence
+                .map(|c| format!("{c:.2}"))
+                .unwrap_or_else(dash),
+        ),
+        Cell::new(row.verdict.map(|v| v.to_string()).unwrap_or_else(dash)),
+        Cell::new(row.change.clone().unwrap_or_else(dash)),
+        Cell::new(reason),
+    ]
+}

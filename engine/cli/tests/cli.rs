@@ -1,0 +1,191 @@
+//! The `setpoint` binary as a user runs it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn setpoint(state: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_setpoint"))
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("SETPOINT_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+const NOW: &str = "2026-11-23T06:00:00Z";
+
+#[test]
+fn help_explains_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = setpoint(dir.path(), &["--help"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    for command in ["run", "explain", "kill-switch", "policy", "config", "Exit status"] {
+        assert!(text.contains(command), "--help lacks {command}:\n{text}");
+    }
+}
+
+#[test]
+fn quickstart_report_then_explain_then_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = setpoint(dir.path(), &["run", "--once", "--now", NOW]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("pg-reporting-01"), "{text}");
+    assert!(
+        text.contains("8 vCPU / 32 GiB → 4 vCPU / 16 GiB, shared_buffers 8GB → 4GB"),
+        "{text}"
+    );
+    assert!(text.contains("awaiting approval"), "{text}");
+    assert!(text.contains("dry-run: nothing was executed"), "{text}");
+
+    let out = setpoint(dir.path(), &["explain", "pg-reporting-01"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let trace = stdout(&out);
+    for needle in [
+        "features",
+        "cpu_w1",
+        "bootstrap-heuristics",
+        "low_utilisation",
+        "class stable for 1 consecutive cycle(s)",
+        "proposals",
+        "scale_down",
+        "verdict review",
+        "approval_required",
+    ] {
+        assert!(trace.contains(needle), "explain lacks {needle}:\n{trace}");
+    }
+
+    // A second run advances history.
+    let out = setpoint(
+        dir.path(),
+        &["run", "--once", "--now", "2026-11-30T06:00:00Z", "--output", "json"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reports[0]["cycle"], 2);
+    assert!(reports[0]["rows"].as_array().unwrap().len() >= 50);
+    let out = setpoint(dir.path(), &["explain", "pg-reporting-01"]);
+    assert!(
+        stdout(&out).contains("class stable for 2 consecutive cycle(s)"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = setpoint(dir.path(), &["explain", "pg-nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no decision recorded for target \"pg-nope\""));
+}
+
+#[test]
+fn kill_switch_from_the_cli_blocks_and_releases() {
+    let dir = tempfile::tempdir().unwrap();
+    let on = setpoint(dir.path(), &["kill-switch", "on"]);
+    assert!(on.status.success(), "{}", stderr(&on));
+    assert!(stdout(&on).contains("global"));
+    let out = setpoint(dir.path(), &["run", "--once", "--now", NOW, "--output", "json"]);
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for row in reports[0]["rows"].as_array().unwrap() {
+        assert_eq!(row["verdict"], "block", "{row}");
+        assert_eq!(row["reason"]["code"], "kill_switch", "{row}");
+    }
+    let off = setpoint(dir.path(), &["kill-switch", "off"]);
+    assert!(stdout(&off).contains("none on"));
+    let out = setpoint(
+        dir.path(),
+        &["run", "--once", "--now", "2026-11-30T06:00:00Z", "--output", "json"],
+    );
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = reports[0]["rows"].as_array().unwrap();
+    assert!(rows.iter().any(|r| r["verdict"] == "review"));
+    assert!(!rows.iter().any(|r| r["verdict"] == "block"));
+}
+
+#[test]
+fn a_bad_config_is_refused_with_its_path_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("setpoint.yaml");
+    std::fs::write(&config, "loops:\n  - name: weekly\n    mdoe: enforce\n").unwrap();
+    let out = setpoint(
+        dir.path(),
+        &["--config", config.to_str().unwrap(), "run", "--once"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let error = stderr(&out);
+    assert!(error.contains("setpoint.yaml:3:"), "{error}");
+    assert!(error.contains("unknown field `mdoe`"), "{error}");
+}
+
+#[test]
+fn sigterm_stops_a_scheduled_run_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("setpoint.yaml");
+    // A cycle every second, so the run has done work before it is stopped.
+    std::fs::write(
+        &config,
+        "loops:\n  - name: fast\n    schedule: '* * * * * *'\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_setpoint"))
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "--output", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for at least one finished cycle in the state store's cycle table, bounded.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let db = dir.path().join("state").join("setpoint.redb");
+    while Instant::now() < deadline && !db.exists() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("setpoint did not stop within 30 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = child.wait_with_output().unwrap();
+    assert!(exit.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("SIGTERM received"));
+    let cycles: Vec<serde_json::Value> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!cycles.is_empty(), "no cycle ran before SIGTERM");
+    let store = setpoint_state::Store::open(&dir.path().join("state")).unwrap();
+    let recorded = store.cycles("fast").unwrap();
+    assert!(recorded.len() >= cycles.len());
+    assert!(
+        recorded
+            .iter()
+            .all(|c| c.status != setpoint_state::CycleStatus::Running),
+        "{recorded:?}"
+    );
+}

@@ -1,0 +1,775 @@
+//! The configuration file: one YAML document describing the loops.
+//!
+//! Parsing is strict — unknown keys are rejected and every value is checked as it is read — so a
+//! typo never silently turns into a default. Errors carry the path of the offending value
+//! (`loops[1].schedule`) and the file position the YAML parser reached. With no file at all the
+//! defaults describe the quickstart: one weekly loop over the embedded simulated fleet, with the
+//! bundled PostgreSQL plugin and policies, in dry-run.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use setpoint_classify::Thresholds;
+use setpoint_core::{Bounds, Mode};
+
+/// Errors in the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The YAML is malformed, has an unknown key, or a value is invalid.
+    #[error("{file}{location}: {path}{message}")]
+    Invalid {
+        /// The file (or `<inline>`).
+        file: String,
+        /// `:line:column` when known.
+        location: String,
+        /// The path of the offending value followed by `: `, when known.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Values that are each valid but do not fit together.
+    #[error("{file}: {}", problems.join("; "))]
+    Inconsistent {
+        /// The file (or `<inline>`).
+        file: String,
+        /// Every problem found, each starting with its path.
+        problems: Vec<String>,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Directory of the embedded state store (history, journal, kill switches).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// The loops to run.
+    #[serde(default = "default_loops")]
+    pub loops: Vec<LoopConfig>,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(".setpoint")
+}
+
+fn default_loops() -> Vec<LoopConfig> {
+    vec![LoopConfig::quickstart()]
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            state_dir: default_state_dir(),
+            loops: default_loops(),
+        }
+    }
+}
+
+/// One control loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoopConfig {
+    /// Unique name, used in the journal, policies (`input.loop.name`) and kill switches.
+    pub name: LoopName,
+    /// When cycles run (cron, 5 fields or 6 with seconds, UTC). Default: Mondays 06:00.
+    #[serde(default = "default_schedule")]
+    pub schedule: Schedule,
+    /// The observation window.
+    #[serde(default)]
+    pub window: WindowConfig,
+    /// The plugin: `builtin:postgres` or a path to a `.wasm` component.
+    #[serde(default = "default_plugin")]
+    pub plugin: PluginRef,
+    /// Where metrics come from.
+    #[serde(default)]
+    pub source: SourceConfig,
+    /// How targets are classified.
+    #[serde(default)]
+    pub classifier: ClassifierConfig,
+    /// The policy bundle: `builtin` or a directory of `.rego` files and `data.json`.
+    #[serde(default)]
+    pub policies: PolicyRef,
+    /// `dry-run` (default) or `enforce`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Sizes proposals must stay within.
+    #[serde(default)]
+    pub bounds: BoundsConfig,
+    /// Sandbox limits for each plugin call.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+impl LoopConfig {
+    /// The quickstart loop.
+    pub fn quickstart() -> Self {
+        Self {
+            name: LoopName("weekly-rightsizing".into()),
+            schedule: default_schedule(),
+            window: WindowConfig::default(),
+            plugin: default_plugin(),
+            source: SourceConfig::default(),
+            classifier: ClassifierConfig::default(),
+            policies: PolicyRef::Builtin,
+            mode: Mode::DryRun,
+            bounds: BoundsConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+fn default_schedule() -> Schedule {
+    // A constant pattern; parsing it cannot fail, but stay panic-free anyway.
+    Schedule::from_str("0 6 * * Mon").unwrap_or(Schedule {
+        pattern: String::new(),
+        cron: None,
+    })
+}
+
+fn default_plugin() -> PluginRef {
+    PluginRef::Builtin("postgres".into())
+}
+
+/// A loop name: letters, digits, `-`, `_` and `.`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct LoopName(pub String);
+
+impl LoopName {
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for LoopName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for LoopName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if valid {
+            Ok(LoopName(name))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "invalid loop name {name:?}: use 1 to 64 letters, digits, '-', '_' or '.'"
+            )))
+        }
+    }
+}
+
+/// A cron schedule, checked when read.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pattern: String,
+    cron: Option<croner::Cron>,
+}
+
+impl PartialEq for Schedule {
+    fn eq(&self, other: &Self) -> bool {
+        self.pattern == other.pattern
+    }
+}
+
+impl Schedule {
+    /// The pattern as written.
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
+    /// The first time strictly after `after` that the schedule fires.
+    pub fn next_after(
+        &self,
+        after: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        use chrono::Timelike;
+        let after = after.with_nanosecond(0).unwrap_or(after);
+        self.cron
+            .as_ref()?
+            .find_next_occurrence(&after, false)
+            .ok()
+    }
+}
+
+impl FromStr for Schedule {
+    type Err = String;
+
+    fn from_str(pattern: &str) -> Result<Self, Self::Err> {
+        let parser = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Optional)
+            .build();
+        match parser.parse(pattern) {
+            Ok(cron) => Ok(Schedule {
+                pattern: pattern.to_string(),
+                cron: Some(cron),
+            }),
+            Err(e) => Err(format!("invalid cron schedule {pattern:?}: {e}")),
+        }
+    }
+}
+
+impl Serialize for Schedule {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.pattern)
+    }
+}
+
+impl<'de> Deserialize<'de> for Schedule {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let pattern = String::deserialize(deserializer)?;
+        Schedule::from_str(&pattern).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A duration written the human way (`5m`, `300s`, `1h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text)
+            .map(HumanDuration)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
+    }
+}
+
+/// The observation window of a loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    /// Whole weeks that features cover (the fingerprint is 4). One more week is read, so the
+    /// oldest feature week is always complete.
+    #[serde(default = "default_weeks")]
+    pub weeks: u32,
+    /// Sample spacing.
+    #[serde(default = "default_step")]
+    pub step: HumanDuration,
+}
+
+fn default_weeks() -> u32 {
+    4
+}
+
+fn default_step() -> HumanDuration {
+    HumanDuration(Duration::from_secs(300))
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        Self {
+            weeks: default_weeks(),
+            step: default_step(),
+        }
+    }
+}
+
+/// Which plugin serves a loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginRef {
+    /// A plugin shipped inside setpoint, by name.
+    Builtin(String),
+    /// A `.wasm` component on disk.
+    File(PathBuf),
+}
+
+impl fmt::Display for PluginRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PluginRef::Builtin(name) => write!(f, "builtin:{name}"),
+            PluginRef::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+impl Serialize for PluginRef {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PluginRef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if let Some(name) = text.strip_prefix("builtin:") {
+            let known: Vec<&str> = setpoint_plugins_bundled::all()
+                .iter()
+                .map(|(n, _)| *n)
+                .collect();
+            if known.contains(&name) {
+                Ok(PluginRef::Builtin(name.to_string()))
+            } else {
+                Err(serde::de::Error::custom(format!(
+                    "unknown builtin plugin {name:?}; builtin plugins: {}",
+                    known.join(", ")
+                )))
+            }
+        } else if text.ends_with(".wasm") {
+            Ok(PluginRef::File(PathBuf::from(text)))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "invalid plugin {text:?}: use builtin:<name> or a path to a .wasm component"
+            )))
+        }
+    }
+}
+
+/// Where a loop's metrics come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// The embedded, deterministic simulated fleet.
+    Simulated {
+        /// Seed of the simulation: the same seed gives the same fleet and samples.
+        #[serde(default = "default_seed")]
+        seed: u64,
+    },
+}
+
+fn default_seed() -> u64 {
+    42
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig::Simulated {
+            seed: default_seed(),
+        }
+    }
+}
+
+/// How a loop classifies targets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClassifierConfig {
+    /// The bootstrap heuristics from the design.
+    Bootstrap {
+        /// Their thresholds.
+        #[serde(default)]
+        thresholds: Thresholds,
+    },
+}
+
+impl Default for ClassifierConfig {
+    fn default() -> Self {
+        ClassifierConfig::Bootstrap {
+            thresholds: Thresholds::default(),
+        }
+    }
+}
+
+/// Which policy bundle a loop uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PolicyRef {
+    /// The default policies shipped inside setpoint.
+    #[default]
+    Builtin,
+    /// A directory of `.rego` files and `data.json`.
+    Dir(PathBuf),
+}
+
+impl Serialize for PolicyRef {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            PolicyRef::Builtin => serializer.serialize_str("builtin"),
+            PolicyRef::Dir(path) => serializer.collect_str(&path.display()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PolicyRef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text == "builtin" {
+            Ok(PolicyRef::Builtin)
+        } else if text.is_empty() {
+            Err(serde::de::Error::custom(
+                "empty policy bundle path: use builtin or a directory",
+            ))
+        } else {
+            Ok(PolicyRef::Dir(PathBuf::from(text)))
+        }
+    }
+}
+
+/// Sizes proposals must stay within, in operators' units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoundsConfig {
+    /// Smallest CPU, in vCPUs.
+    #[serde(default = "default_min_cpu")]
+    pub min_cpu: f64,
+    /// Largest CPU, in vCPUs.
+    #[serde(default = "default_max_cpu")]
+    pub max_cpu: f64,
+    /// Smallest memory, in GiB.
+    #[serde(default = "default_min_memory")]
+    pub min_memory_gib: f64,
+    /// Largest memory, in GiB.
+    #[serde(default = "default_max_memory")]
+    pub max_memory_gib: f64,
+}
+
+fn default_min_cpu() -> f64 {
+    1.0
+}
+fn default_max_cpu() -> f64 {
+    64.0
+}
+fn default_min_memory() -> f64 {
+    2.0
+}
+fn default_max_memory() -> f64 {
+    512.0
+}
+
+impl Default for BoundsConfig {
+    fn default() -> Self {
+        Self {
+            min_cpu: default_min_cpu(),
+            max_cpu: default_max_cpu(),
+            min_memory_gib: default_min_memory(),
+            max_memory_gib: default_max_memory(),
+        }
+    }
+}
+
+impl BoundsConfig {
+    /// The bounds in the engine's units.
+    pub fn resolve(&self) -> Bounds {
+        let gib = setpoint_core::resources::GIB as f64;
+        Bounds {
+            min_cpu_millicores: (self.min_cpu * 1000.0).round() as u64,
+            max_cpu_millicores: (self.max_cpu * 1000.0).round() as u64,
+            min_memory_bytes: (self.min_memory_gib * gib).round() as u64,
+            max_memory_bytes: (self.max_memory_gib * gib).round() as u64,
+        }
+    }
+
+    fn problems(&self, path: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, value) in [
+            ("min_cpu", self.min_cpu),
+            ("max_cpu", self.max_cpu),
+            ("min_memory_gib", self.min_memory_gib),
+            ("max_memory_gib", self.max_memory_gib),
+        ] {
+            if !value.is_finite() || value <= 0.0 {
+                out.push(format!("{path}.{name}: must be a positive number, got {value}"));
+            }
+        }
+        if self.min_cpu > self.max_cpu {
+            out.push(format!(
+                "{path}: min_cpu ({}) is above max_cpu ({})",
+                self.min_cpu, self.max_cpu
+            ));
+        }
+        if self.min_memory_gib > self.max_memory_gib {
+            out.push(format!(
+                "{path}: min_memory_gib ({}) is above max_memory_gib ({})",
+                self.min_memory_gib, self.max_memory_gib
+            ));
+        }
+        out
+    }
+}
+
+/// Sandbox limits for each plugin call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// CPU budget per call, in wasmtime fuel units (about one per instruction).
+    #[serde(default = "default_fuel")]
+    pub fuel: u64,
+    /// Memory a plugin instance may grow to, in MiB.
+    #[serde(default = "default_memory_mib")]
+    pub memory_mib: u64,
+    /// Wall-clock backstop per call.
+    #[serde(default = "default_call_timeout")]
+    pub timeout: HumanDuration,
+}
+
+fn default_fuel() -> u64 {
+    setpoint_plugin_host::Limits::default().fuel_per_call
+}
+fn default_memory_mib() -> u64 {
+    (setpoint_plugin_host::Limits::default().memory_bytes / (1024 * 1024)) as u64
+}
+fn default_call_timeout() -> HumanDuration {
+    HumanDuration(setpoint_plugin_host::Limits::default().wall_clock)
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            fuel: default_fuel(),
+            memory_mib: default_memory_mib(),
+            timeout: default_call_timeout(),
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The limits in the plugin host's form.
+    pub fn resolve(&self) -> setpoint_plugin_host::Limits {
+        setpoint_plugin_host::Limits {
+            fuel_per_call: self.fuel,
+            memory_bytes: (self.memory_mib as usize).saturating_mul(1024 * 1024),
+            wall_clock: self.timeout.0,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Self::parse(&text, &path.display().to_string())?;
+        // Relative paths in a config file are relative to the file, not to where setpoint runs.
+        let base = path.parent().unwrap_or(Path::new("."));
+        if config.state_dir.is_relative() {
+            config.state_dir = base.join(&config.state_dir);
+        }
+        for lp in &mut config.loops {
+            if let PluginRef::File(p) = &mut lp.plugin
+                && p.is_relative()
+            {
+                *p = base.join(&*p);
+            }
+            if let PolicyRef::Dir(p) = &mut lp.policies
+                && p.is_relative()
+            {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(config)
+    }
+
+    /// Parses and checks config text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
+        let deserializer = serde_yaml::Deserializer::from_str(text);
+        let config: Config = match serde_path_to_error::deserialize(deserializer) {
+            Ok(config) => config,
+            Err(error) => {
+                let path = error.path().to_string();
+                let inner = error.into_inner();
+                let location = inner
+                    .location()
+                    .map(|l| format!(":{}:{}", l.line(), l.column()))
+                    .unwrap_or_default();
+                let message = inner.to_string();
+                // serde_yaml appends its own " at line L column C" and may prefix a shorter
+                // path; keep the message itself, the precise path and the position once.
+                let message = message
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or(&message)
+                    .to_string();
+                let message = match message.split_once(": ") {
+                    Some((prefix, rest))
+                        if !prefix.contains(' ') && path.starts_with(prefix.trim()) =>
+                    {
+                        rest.to_string()
+                    }
+                    _ => message,
+                };
+                return Err(ConfigError::Invalid {
+                    file: file.to_string(),
+                    location,
+                    path: if path == "." || path.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{path}: ")
+                    },
+                    message,
+                });
+            }
+        };
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Inconsistent {
+                file: file.to_string(),
+                problems,
+            })
+        }
+    }
+
+    /// Every problem that needs more than one value to see, each with its path.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.loops.is_empty() {
+            out.push("loops: at least one loop is needed".to_string());
+        }
+        let mut seen = BTreeSet::new();
+        for (i, lp) in self.loops.iter().enumerate() {
+            let path = format!("loops[{i}]");
+            if !seen.insert(lp.name.as_str()) {
+                out.push(format!("{path}.name: duplicate loop name {:?}", lp.name.0));
+            }
+            if !(1..=12).contains(&lp.window.weeks) {
+                out.push(format!(
+                    "{path}.window.weeks: must be between 1 and 12, got {}",
+                    lp.window.weeks
+                ));
+            }
+            let step = lp.window.step.0.as_secs();
+            if !(15..=3600).contains(&step) {
+                out.push(format!(
+                    "{path}.window.step: must be between 15s and 1h, got {}s",
+                    step
+                ));
+            }
+            let ClassifierConfig::Bootstrap { thresholds } = &lp.classifier;
+            if let Err(problems) = thresholds.validate() {
+                out.extend(
+                    problems
+                        .into_iter()
+                        .map(|p| format!("{path}.classifier.thresholds: {p}")),
+                );
+            }
+            out.extend(lp.bounds.problems(&format!("{path}.bounds")));
+            if lp.limits.fuel == 0 {
+                out.push(format!("{path}.limits.fuel: must be positive"));
+            }
+            if !(1..=4096).contains(&lp.limits.memory_mib) {
+                out.push(format!(
+                    "{path}.limits.memory_mib: must be between 1 and 4096, got {}",
+                    lp.limits.memory_mib
+                ));
+            }
+            if lp.limits.timeout.0.is_zero() {
+                out.push(format!("{path}.limits.timeout: must be positive"));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn empty_document_is_the_quickstart() {
+        let config = Config::parse("{}", "t.yaml").unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.loops[0].name.as_str(), "weekly-rightsizing");
+    }
+
+    #[test]
+    fn full_loop_parses() {
+        let text = r#"
+state_dir: /tmp/sp
+loops:
+  - name: weekly
+    schedule: "*/5 * * * * *"
+    window: { weeks: 4, step: 5m }
+    plugin: builtin:postgres
+    source: { kind: simulated, seed: 7 }
+    classifier: { kind: bootstrap, thresholds: { scale_down_cpu_below: 0.3 } }
+    policies: ./policies
+    mode: enforce
+    bounds: { min_cpu: 2, max_memory_gib: 256 }
+    limits: { fuel: 1000000, memory_mib: 32, timeout: 500ms }
+"#;
+        let config = Config::parse(text, "t.yaml").unwrap();
+        let lp = &config.loops[0];
+        assert_eq!(lp.mode, Mode::Enforce);
+        assert_eq!(lp.source, SourceConfig::Simulated { seed: 7 });
+        assert_eq!(lp.bounds.resolve().min_cpu_millicores, 2000);
+        assert_eq!(lp.limits.resolve().memory_bytes, 32 * 1024 * 1024);
+        assert_eq!(lp.policies, PolicyRef::Dir(PathBuf::from("./policies")));
+    }
+
+    #[test]
+    fn unknown_key_names_its_path_and_line() {
+        let text = "loops:\n  - name: weekly\n    shedule: '0 6 * * Mon'\n";
+        let error = Config::parse(text, "t.yaml").unwrap_err().to_string();
+        assert!(error.starts_with("t.yaml:3:"), "{error}");
+        assert!(error.contains("loops[0]"), "{error}");
+        assert!(error.contains("unknown field `shedule`"), "{error}");
+    }
+
+    #[test]
+    fn invalid_values_name_their_path() {
+        for (text, needle) in [
+            (
+                "loops:\n  - name: weekly\n    schedule: 'every monday'\n",
+                "loops[0].schedule: invalid cron schedule",
+            ),
+            (
+                "loops:\n  - name: weekly\n    mode: yolo\n",
+                "loops[0].mode: unknown variant `yolo`",
+            ),
+            (
+                "loops:\n  - name: weekly\n    plugin: builtin:oracle\n",
+                "loops[0].plugin: unknown builtin plugin \"oracle\"",
+            ),
+            (
+                "loops:\n  - name: 'bad name'\n",
+                "loops[0].name: invalid loop name",
+            ),
+            (
+                "loops:\n  - name: w\n    window: { step: fortnight }\n",
+                "loops[0].window.step: invalid duration",
+            ),
+        ] {
+            let error = Config::parse(text, "t.yaml").unwrap_err().to_string();
+            assert!(error.contains(needle), "{error} should contain {needle}");
+            assert!(error.starts_with("t.yaml:"), "{error}");
+        }
+    }
+
+    #[test]
+    fn inconsistent_values_are_all_reported() {
+        let text = "loops:\n  - name: a\n    bounds: { min_cpu: 8, max_cpu: 4 }\n  - name: a\n    window: { weeks: 0 }\n";
+        let error = Config::parse(text, "t.yaml").unwrap_err().to_string();
+        assert!(error.contains("loops[0].bounds: min_cpu (8) is above max_cpu (4)"), "{error}");
+        assert!(error.contains("loops[1].name: duplicate loop name"), "{error}");
+        assert!(error.contains("loops[1].window.weeks"), "{error}");
+    }
+
+    #[test]
+    fn schedule_finds_the_next_monday() {
+        let schedule = Schedule::from_str("0 6 * * Mon").unwrap();
+        let after = chrono::DateTime::parse_from_rfc3339("2026-11-23T07:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let next = schedule.next_after(after).unwrap();
+        assert_eq!(next.to_rfc3339(), "2026-11-30T06:00:00+00:00");
+    }
+}

@@ -1,0 +1,389 @@
+//! One cycle of one loop.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use setpoint_act::ActOutcome;
+use setpoint_core::{
+    Classification, FeatureVector, HistoryView, JournalEntry, LoopInfo, MetricSeries,
+    PolicyFeature, PolicyInput, Proposal, StageError, StageName, Target, TargetHistory, Window,
+};
+use setpoint_decide::PolicyEngine;
+use setpoint_observe::RangeQuery;
+use setpoint_state::{CycleRecord, CycleStatus, Store};
+use tracing::{Instrument, info_span};
+
+use crate::{CycleReport, LoopRuntime, Result, RuntimeError, Shutdown, TargetRow};
+
+const WEEK_SECONDS: i64 = 7 * 24 * 3600;
+
+/// The label that names a target in metric series.
+const TARGET_LABEL: &str = "instance";
+
+/// The observation window for a cycle at `now`: whole steps, `weeks + 1` weeks long so the
+/// oldest feature week is complete even when `now` falls mid-step.
+pub(crate) fn window_for(now: DateTime<Utc>, weeks: u32, step_seconds: u64) -> Window {
+    let step = step_seconds.max(1) as i64;
+    let end_s = now.timestamp().div_euclid(step) * step;
+    let end = Utc.timestamp_opt(end_s, 0).single().unwrap_or(now);
+    let start = end - Duration::seconds(WEEK_SECONDS * (i64::from(weeks) + 1));
+    Window {
+        start,
+        end,
+        step_seconds: step as u64,
+        weeks,
+    }
+}
+
+pub(crate) async fn run(
+    lp: &LoopRuntime,
+    state_dir: &Path,
+    now: DateTime<Utc>,
+    shutdown: &Shutdown,
+) -> Result<CycleReport> {
+    let loop_name = lp.config.name.to_string();
+    // The store is opened per cycle so that `explain` and other commands can read it between
+    // cycles of a long-running `setpoint run`.
+    let store = Store::open(state_dir)?;
+    let kill_switches = setpoint_state::read_kill_switches(state_dir)?;
+    let cycle = store.begin_cycle(&loop_name, now)?;
+    let span = info_span!("cycle", loop_name = %loop_name, cycle, now = %now);
+    let descriptor = lp.plugin.descriptor().clone();
+    let plugin_label = format!("{} {}", descriptor.name, descriptor.version);
+
+    let (targets, series_by_target, queries, degraded) = async {
+        let targets = {
+            let _observe = info_span!("discover").entered();
+            lp.source.discover(&descriptor.technology)
+        }
+        .await
+        .map_err(|error| RuntimeError::Source {
+            loop_name: loop_name.clone(),
+            source_name: lp.source.name().to_string(),
+            message: error.to_string(),
+        })?;
+        let window = window_for(
+            now,
+            lp.config.window.weeks,
+            lp.config.window.step.0.as_secs(),
+        );
+        let mut series_by_target: HashMap<String, Vec<MetricSeries>> = HashMap::new();
+        let mut queries = 0;
+        let mut degraded = Vec::new();
+        for metric in &descriptor.metrics {
+            let query = RangeQuery {
+                metric: metric.name.clone(),
+                promql: metric.query.clone(),
+                technology: descriptor.technology.clone(),
+                start: window.start,
+                end: window.end,
+                step_seconds: window.step_seconds,
+                target_label: TARGET_LABEL.to_string(),
+            };
+            queries += 1;
+            let result = lp
+                .source
+                .query_range(&query)
+                .instrument(info_span!("observe", metric = %metric.name))
+                .await;
+            match result {
+                Ok(result) => {
+                    for (target, series) in result.series {
+                        series_by_target.entry(target).or_default().push(series);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(metric = %metric.name, %error, "query failed; the metric is missing for every target");
+                    degraded.push(format!("{}: {error}", metric.name));
+                }
+            }
+        }
+        tracing::info!(targets = targets.len(), queries, "observed");
+        Ok::<_, RuntimeError>((targets, series_by_target, queries, degraded))
+    }
+    .instrument(span.clone())
+    .await?;
+
+    let window = window_for(
+        now,
+        lp.config.window.weeks,
+        lp.config.window.step.0.as_secs(),
+    );
+    let mut engine =
+        PolicyEngine::new(&lp.policies, &kill_switches).map_err(|source| RuntimeError::Policy {
+            loop_name: loop_name.clone(),
+            bundle: "loaded bundle".to_string(),
+            source,
+        })?;
+
+    let context = TargetContext {
+        lp,
+        now,
+        cycle,
+        window,
+        plugin_label: plugin_label.clone(),
+    };
+    let shutdown = shutdown.clone();
+    let source_name = lp.source.name().to_string();
+    let span_for_targets = span.clone();
+    // Plugin calls and policy evaluations are synchronous and CPU-bound: run the whole batch on
+    // a blocking thread, paying the hop once per cycle rather than once per call.
+    let (rows, interrupted) = tokio::task::block_in_place(|| {
+        let _entered = span_for_targets.enter();
+        let mut targets = targets;
+        targets.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut series_by_target = series_by_target;
+        let mut rows = Vec::with_capacity(targets.len());
+        for target in targets {
+            if shutdown.is_requested() {
+                return Ok::<_, RuntimeError>((rows, true));
+            }
+            let series = series_by_target.remove(&target.id).unwrap_or_default();
+            let history = store.history(&context.lp.config.name.0, &target.id)?;
+            let (entry, history, row) = context.process(&mut engine, target, series, history);
+            store.record_target(&entry, &history)?;
+            rows.push(row);
+        }
+        Ok((rows, false))
+    })?;
+
+    let report = CycleReport {
+        loop_name: loop_name.clone(),
+        cycle,
+        now,
+        mode: lp.config.mode,
+        source: source_name,
+        plugin: plugin_label,
+        queries,
+        degraded,
+        rows,
+        interrupted,
+    };
+    store.finish_cycle(&CycleRecord {
+        loop_name,
+        cycle,
+        now,
+        status: if interrupted {
+            CycleStatus::Interrupted
+        } else {
+            CycleStatus::Completed
+        },
+        targets: report.rows.len(),
+        failed: report.failed(),
+        queries,
+    })?;
+    Ok(report)
+}
+
+struct TargetContext<'a> {
+    lp: &'a LoopRuntime,
+    now: DateTime<Utc>,
+    cycle: u64,
+    window: Window,
+    plugin_label: String,
+}
+
+impl TargetContext<'_> {
+    fn process(
+        &self,
+        engine: &mut PolicyEngine,
+        target: Target,
+        series: Vec<MetricSeries>,
+        history: Option<TargetHistory>,
+    ) -> (JournalEntry, TargetHistory, TargetRow) {
+        let span = info_span!("target", target = %target.id);
+        let _entered = span.enter();
+        let mut history = history.unwrap_or_else(|| TargetHistory::new(self.now));
+        let mut entry = JournalEntry {
+            loop_name: self.lp.config.name.to_string(),
+            cycle: self.cycle,
+            at: self.now,
+            target: target.clone(),
+            plugin: self.plugin_label.clone(),
+            features: FeatureVector::default(),
+            classification: None,
+            stable_cycles: history.stable_cycles,
+            proposals: Vec::new(),
+            policy_input: None,
+            policy_output: None,
+            decision: None,
+            plan: Vec::new(),
+            executed: false,
+            error: None,
+        };
+        let mut row = TargetRow {
+            target: target.id.clone(),
+            technology: target.technology.clone(),
+            class: None,
+            confidence: None,
+            class_reason: None,
+            stable_cycles: history.stable_cycles,
+            verdict: None,
+            change: None,
+            reason: None,
+            outcome: None,
+            error: None,
+        };
+        let fail = |entry: &mut JournalEntry, row: &mut TargetRow, stage, message: String| {
+            tracing::warn!(stage = ?stage, error = %message, "target failed");
+            row.error = Some(message.clone());
+            entry.error = Some(StageError { stage, message });
+        };
+
+        let features = {
+            let _s = info_span!("features").entered();
+            self.lp.plugin.features(&target, &self.window, &series)
+        };
+        let features = match features {
+            Ok(features) => features,
+            Err(error) => {
+                fail(&mut entry, &mut row, StageName::Features, error.to_string());
+                return (entry, history, row);
+            }
+        };
+        entry.features = features.clone();
+
+        let classification = {
+            let _s = info_span!("classify").entered();
+            self.lp.classifier.classify(&features)
+        };
+        history.record_class(self.now, classification.class);
+        entry.classification = Some(classification.clone());
+        entry.stable_cycles = history.stable_cycles;
+        row.class = Some(classification.class);
+        row.confidence = Some(classification.confidence);
+        row.class_reason = Some(classification.explanation.code.clone());
+        row.stable_cycles = history.stable_cycles;
+
+        let proposals = {
+            let _s = info_span!("propose").entered();
+            self.lp
+                .plugin
+                .propose(&target, &classification, &features, &self.lp.bounds)
+        };
+        let proposals = match proposals {
+            Ok(proposals) => proposals,
+            Err(error) => {
+                fail(&mut entry, &mut row, StageName::Propose, error.to_string());
+                return (entry, history, row);
+            }
+        };
+        entry.proposals = proposals.clone();
+
+        let input = self.policy_input(&target, &features, &classification, &history, proposals);
+        entry.policy_input = serde_json::to_value(&input).ok();
+        let evaluation = {
+            let _s = info_span!("decide").entered();
+            engine.decide(&input)
+        };
+        if let Some(error) = &evaluation.error {
+            tracing::warn!(%error, "policy failed; holding");
+        }
+        entry.policy_output = evaluation.output.clone();
+        let decision = evaluation.decision;
+        row.verdict = Some(decision.verdict);
+        row.reason = decision.reasons.first().cloned();
+        row.change = setpoint_act::chosen_proposal(&decision, &input.proposals)
+            .map(|p| p.summary.clone());
+        entry.decision = Some(decision.clone());
+
+        let outcome = {
+            let _s = info_span!("act").entered();
+            setpoint_act::act(
+                &target,
+                &decision,
+                &input.proposals,
+                self.lp.config.mode,
+                None,
+            )
+        };
+        match outcome {
+            Ok(outcome) => {
+                entry.plan = outcome.operations().to_vec();
+                entry.executed = outcome.executed();
+                if let (ActOutcome::Executed { .. }, Some(p)) = (
+                    &outcome,
+                    setpoint_act::chosen_proposal(&decision, &input.proposals),
+                ) {
+                    history.last_action = Some(setpoint_core::ActionRecord {
+                        at: self.now,
+                        action: p.action,
+                        summary: p.summary.clone(),
+                    });
+                }
+                row.outcome = Some(outcome);
+            }
+            Err(error) => fail(&mut entry, &mut row, StageName::Act, error.to_string()),
+        }
+        (entry, history, row)
+    }
+
+    fn policy_input(
+        &self,
+        target: &Target,
+        features: &FeatureVector,
+        classification: &Classification,
+        history: &TargetHistory,
+        proposals: Vec<Proposal>,
+    ) -> PolicyInput {
+        let features: BTreeMap<String, PolicyFeature> = features
+            .features
+            .iter()
+            .map(|f| {
+                (
+                    f.name.clone(),
+                    PolicyFeature {
+                        value: f.value,
+                        coverage: f.coverage,
+                    },
+                )
+            })
+            .collect();
+        let previous = history.classes.len().saturating_sub(1);
+        let view = HistoryView {
+            first_managed_at: history.first_managed_at,
+            managed_days: (self.now - history.first_managed_at).num_days(),
+            stable_cycles: history.stable_cycles,
+            classes: history.classes[..previous].to_vec(),
+            last_action: history.last_action.clone(),
+            days_since_last_action: history
+                .last_action
+                .as_ref()
+                .map(|a| (self.now - a.at).num_days()),
+        };
+        PolicyInput {
+            target: target.clone(),
+            features,
+            classification: classification.clone(),
+            history: view,
+            proposals,
+            now: self.now,
+            now_ns: self.now.timestamp_nanos_opt().unwrap_or(i64::MAX),
+            mode: self.lp.config.mode,
+            loop_info: LoopInfo {
+                name: self.lp.config.name.to_string(),
+                plugin: self.plugin_label.clone(),
+                cycle: self.cycle,
+            },
+            bounds: self.lp.bounds,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn window_is_whole_steps_and_one_extra_week() {
+        let now = DateTime::parse_from_rfc3339("2026-11-23T06:02:31Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let window = window_for(now, 4, 300);
+        assert_eq!(window.end.to_rfc3339(), "2026-11-23T06:00:00+00:00");
+        assert_eq!((window.end - window.start).num_days(), 35);
+    }
+}

@@ -1,0 +1,5 @@
+//! Integration tests across crates: one binary, one module per concern.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+/// The whole loop over the embedded simulated fleet, through the runtime library.
+mod whole_loop;

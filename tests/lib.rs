@@ -1,0 +1,1 @@
+//! Integration and end-to-end tests across the setpoint crates live in `it/`; this library is empty.
