@@ -1,0 +1,260 @@
+//! Loading a policy bundle: Rego sources and data, checked to parse and compile.
+
+use std::path::Path;
+
+use regorus::Engine;
+use serde_json::Value as Json;
+
+use crate::{ENTRY_POINT, PolicyError, Result, json_type, regorus_error};
+
+/// A parsed and checked policy bundle: its Rego sources and its data document.
+///
+/// Holding the sources (not a prepared engine) keeps the bundle cheap to clone and share; each
+/// [`PolicyEngine`](crate::PolicyEngine) prepares its own engine from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyBundle {
+    files: Vec<(String, String)>,
+    data: Json,
+}
+
+impl PolicyBundle {
+    /// Loads every `*.rego` file directly in `dir` (test files included: they live in their own
+    /// packages and are only evaluated by [`run_tests`](crate::run_tests)) and `dir/data.json`
+    /// (optional; an empty object when absent).
+    ///
+    /// Fails if the directory is missing or holds no Rego, if `data.json` is not a JSON object,
+    /// if a file does not parse (the message names `file:line:col`), or if the policies do not
+    /// compile or define no [`ENTRY_POINT`].
+    pub fn load(dir: &Path) -> Result<PolicyBundle> {
+        let entries = std::fs::read_dir(dir).map_err(|source| PolicyError::Dir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        let mut paths = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| PolicyError::Dir {
+                dir: dir.to_path_buf(),
+                source,
+            })?;
+            let path = entry.path();
+            if path.extension().is_some_and(|ext| ext == "rego") && path.is_file() {
+                paths.push(path);
+            }
+        }
+        if paths.is_empty() {
+            return Err(PolicyError::Empty {
+                dir: dir.to_path_buf(),
+            });
+        }
+        // Sorted so that load order, and therefore any error reported first, is reproducible.
+        paths.sort();
+        let mut files = Vec::with_capacity(paths.len());
+        for path in paths {
+            let text = std::fs::read_to_string(&path).map_err(|source| PolicyError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            files.push((path.display().to_string(), text));
+        }
+
+        let data_path = dir.join("data.json");
+        let data = match std::fs::read_to_string(&data_path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| PolicyError::Json {
+                path: data_path.clone(),
+                message: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Json::Object(Default::default()),
+            Err(source) => {
+                return Err(PolicyError::Read {
+                    path: data_path,
+                    source,
+                });
+            }
+        };
+        Self::from_sources(files, data)
+    }
+
+    /// Builds a bundle from in-memory sources: `(name, text)` pairs, the name being what error
+    /// messages show, and the data document.
+    ///
+    /// Checks the same things as [`PolicyBundle::load`].
+    pub fn from_sources(files: Vec<(String, String)>, data: Json) -> Result<PolicyBundle> {
+        if !data.is_object() {
+            return Err(PolicyError::Data {
+                message: format!("must be a JSON object, got {}", json_type(&data)),
+            });
+        }
+        let bundle = PolicyBundle { files, data };
+        // Parsing and preparing once here makes a broken bundle fail at load, before any cycle.
+        bundle.engine(bundle.data.clone(), crate::DEFAULT_TIME_LIMIT)?;
+        Ok(bundle)
+    }
+
+    /// The Rego sources, as `(name, text)` pairs in load order.
+    pub fn files(&self) -> &[(String, String)] {
+        &self.files
+    }
+
+    /// The data document (`data.json`), before any kill-switch overlay.
+    pub fn data(&self) -> &Json {
+        &self.data
+    }
+
+    /// A prepared interpreter for these sources with `data` (the bundle's data, possibly
+    /// overlaid) and an execution time limit.
+    pub(crate) fn engine(&self, data: Json, time_limit: std::time::Duration) -> Result<Engine> {
+        let mut engine = Engine::new();
+        engine.set_execution_timer_config(crate::engine::timer(time_limit));
+        for (name, text) in &self.files {
+            engine
+                .add_policy(name.clone(), text.clone())
+                .map_err(|e| PolicyError::Syntax {
+                    file: name.clone(),
+                    message: regorus_error(&e, true),
+                })?;
+        }
+        engine
+            .add_data(regorus::Value::from(data))
+            .map_err(|e| PolicyError::Data {
+                message: e.to_string(),
+            })?;
+        // Preparing resolves rules, imports and variable safety, which the interpreter would
+        // otherwise only report at the first evaluation; it also fails when the entry point is
+        // missing.
+        engine
+            .compile_with_entrypoint(&regorus::Rc::from(ENTRY_POINT))
+            .map_err(|e| {
+                let message = regorus_error(&e, true);
+                // Errors with no source location (a missing entry point is "not a valid rule
+                // path") need the context that the location would have given.
+                let message = if e.to_string().contains("--> ") {
+                    message
+                } else {
+                    format!("cannot prepare {ENTRY_POINT} (does the bundle define it?): {message}")
+                };
+                PolicyError::Compile { message }
+            })?;
+        Ok(engine)
+    }
+}
+
+/// Deep-merges `overlay` into `base`: objects merge key by key, anything else replaces.
+pub(crate) fn merge_json(base: &mut Json, overlay: Json) {
+    match (base, overlay) {
+        (Json::Object(base), Json::Object(overlay)) => {
+            for (key, value) in overlay {
+                match base.get_mut(&key) {
+                    Some(slot) => merge_json(slot, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, overlay) => *base = overlay,
+    }
+}
+
+/// The files of `policies/`, embedded so that the quickstart needs nothing on disk.
+///
+/// A unit test checks this list against the directory, so a new file cannot be forgotten.
+const EMBEDDED: &[(&str, &str)] = &[
+    (
+        "policies/approval.rego",
+        include_str!("../../../policies/approval.rego"),
+    ),
+    (
+        "policies/approval_test.rego",
+        include_str!("../../../policies/approval_test.rego"),
+    ),
+    (
+        "policies/confidence.rego",
+        include_str!("../../../policies/confidence.rego"),
+    ),
+    (
+        "policies/confidence_test.rego",
+        include_str!("../../../policies/confidence_test.rego"),
+    ),
+    (
+        "policies/decision.rego",
+        include_str!("../../../policies/decision.rego"),
+    ),
+    (
+        "policies/decision_test.rego",
+        include_str!("../../../policies/decision_test.rego"),
+    ),
+    (
+        "policies/fixtures_test.rego",
+        include_str!("../../../policies/fixtures_test.rego"),
+    ),
+    (
+        "policies/guardrails.rego",
+        include_str!("../../../policies/guardrails.rego"),
+    ),
+    (
+        "policies/guardrails_test.rego",
+        include_str!("../../../policies/guardrails_test.rego"),
+    ),
+    (
+        "policies/hysteresis.rego",
+        include_str!("../../../policies/hysteresis.rego"),
+    ),
+    (
+        "policies/hysteresis_test.rego",
+        include_str!("../../../policies/hysteresis_test.rego"),
+    ),
+    (
+        "policies/kill_switch.rego",
+        include_str!("../../../policies/kill_switch.rego"),
+    ),
+    (
+        "policies/kill_switch_test.rego",
+        include_str!("../../../policies/kill_switch_test.rego"),
+    ),
+];
+
+const EMBEDDED_DATA: &str = include_str!("../../../policies/data.json");
+
+/// The default policy bundle (`policies/` in the repository), embedded in the binary.
+pub fn default_bundle() -> Result<PolicyBundle> {
+    let files = EMBEDDED
+        .iter()
+        .map(|(name, text)| (name.to_string(), text.to_string()))
+        .collect();
+    let data = serde_json::from_str(EMBEDDED_DATA).map_err(|e| PolicyError::Json {
+        path: "policies/data.json".into(),
+        message: e.to_string(),
+    })?;
+    PolicyBundle::from_sources(files, data)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn embedded_files_match_the_policies_directory() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".rego"))
+            .map(|n| format!("policies/{n}"))
+            .collect();
+        on_disk.sort();
+        let embedded: Vec<String> = EMBEDDED.iter().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(embedded, on_disk, "update EMBEDDED in bundle.rs");
+    }
+
+    #[test]
+    fn merge_is_deep() {
+        let mut base = serde_json::json!({"a": {"b": 1, "c": 2}, "d": 3});
+        merge_json(&mut base, serde_json::json!({"a": {"b": 10}, "e": 4}));
+        assert_eq!(
+            base,
+            serde_json::json!({"a": {"b": 10, "c": 2}, "d": 3, "e": 4})
+        );
+    }
+}
