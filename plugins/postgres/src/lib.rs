@@ -1,1 +1,529 @@
-//! PostgreSQL adapter plugin
+//! The PostgreSQL adapter.
+//!
+//! Observes host CPU, memory, disk busy time and active connections; computes the 16-feature
+//! weekly fingerprint (four metrics × weeks W-4..W-1); proposes one step down (half) and one step
+//! up (double) that keep the instance shape's memory per vCPU, and moves the memory-bound
+//! parameters with the size — `shared_buffers` at 25 % and `effective_cache_size` at 75 % of
+//! memory, `max_connections` up by half under connection pressure — because resizing a
+//! PostgreSQL container without its configuration changes nothing the database can use.
+
+use setpoint_sdk::types::{
+    ActionKind, Aggregation, Bounds, Class, Descriptor, Feature, FeatureSpec, MetricSpec,
+    Operation, ParameterOp, PluginError, Proposal, ProposeRequest, ResizeOp, Resources, RestartOp,
+    Risk, Series, Target, Window,
+};
+use setpoint_sdk::weekly::{MIN_COVERAGE, weekly};
+use setpoint_sdk::{ABI_VERSION, Adapter, error};
+
+/// The metrics, by name, with their PromQL (ratios 0..=1, one series per `instance`).
+const METRICS: [(&str, &str, &str); 4] = [
+    (
+        "cpu",
+        r#"1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[5m]))"#,
+        "host CPU utilisation",
+    ),
+    (
+        "memory",
+        "1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes",
+        "host memory utilisation",
+    ),
+    (
+        "connections",
+        r#"sum by (instance) (pg_stat_activity_count{state="active"}) / on (instance) pg_settings_max_connections"#,
+        "active connections as a share of max_connections",
+    ),
+    (
+        "iops",
+        "rate(node_disk_io_time_seconds_total[5m])",
+        "disk busy fraction",
+    ),
+];
+
+/// Weeks in the fingerprint.
+const WEEKS: u32 = 4;
+
+/// Connection share from which a scale-up also raises `max_connections`.
+const CONNECTION_PRESSURE: f64 = 0.95;
+
+const GIB: u64 = 1024 * 1024 * 1024;
+const MIB: u64 = 1024 * 1024;
+
+/// The PostgreSQL adapter.
+pub struct Postgres;
+
+fn feature_names() -> Vec<String> {
+    METRICS
+        .iter()
+        .flat_map(|(metric, _, _)| (1..=WEEKS).rev().map(move |w| format!("{metric}_w{w}")))
+        .collect()
+}
+
+impl Adapter for Postgres {
+    fn describe() -> Descriptor {
+        Descriptor {
+            name: "postgres".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            technology: "postgres".to_string(),
+            abi_version: ABI_VERSION,
+            metrics: METRICS
+                .iter()
+                .map(|(name, query, description)| MetricSpec {
+                    name: name.to_string(),
+                    query: query.to_string(),
+                    aggregation: Aggregation::Mean,
+                    unit: "ratio".to_string(),
+                    description: description.to_string(),
+                })
+                .collect(),
+            features: METRICS
+                .iter()
+                .flat_map(|(metric, _, description)| {
+                    (1..=WEEKS).rev().map(move |w| FeatureSpec {
+                        name: format!("{metric}_w{w}"),
+                        description: format!("weekly mean of {description}, week W-{w}"),
+                    })
+                })
+                .collect(),
+            actions: vec![ActionKind::ScaleDown, ActionKind::ScaleUp],
+        }
+    }
+
+    fn features(
+        target: Target,
+        window: Window,
+        series: Vec<Series>,
+    ) -> Result<Vec<Feature>, PluginError> {
+        if window.end_ms <= window.start_ms || window.step_seconds == 0 {
+            return Err(error(
+                "invalid_window",
+                format!("target {}: empty window or zero step", target.id),
+            ));
+        }
+        let window = Window {
+            weeks: WEEKS,
+            ..window
+        };
+        let mut out = Vec::with_capacity(METRICS.len() * WEEKS as usize);
+        for (metric, _, _) in METRICS {
+            let stats = match series.iter().find(|s| s.metric == metric) {
+                Some(s) => {
+                    if s.timestamps_ms.len() != s.values.len() {
+                        return Err(error(
+                            "malformed_series",
+                            format!(
+                                "metric {metric}: {} timestamps but {} values",
+                                s.timestamps_ms.len(),
+                                s.values.len()
+                            ),
+                        ));
+                    }
+                    weekly(
+                        &window,
+                        &s.timestamps_ms,
+                        &s.values,
+                        Aggregation::Mean,
+                        MIN_COVERAGE,
+                    )
+                }
+                // No series at all: every week missing, visibly.
+                None => weekly(&window, &[], &[], Aggregation::Mean, MIN_COVERAGE),
+            };
+            for (i, stat) in stats.iter().enumerate() {
+                out.push(Feature {
+                    name: format!("{metric}_w{}", WEEKS as usize - i),
+                    value: stat.value,
+                    coverage: stat.coverage,
+                });
+            }
+        }
+        debug_assert_eq!(
+            out.iter().map(|f| f.name.clone()).collect::<Vec<_>>(),
+            feature_names()
+        );
+        Ok(out)
+    }
+
+    fn propose(request: ProposeRequest) -> Result<Vec<Proposal>, PluginError> {
+        let current = &request.target.resources;
+        if current.cpu_millicores == 0 || current.memory_bytes == 0 {
+            return Err(error(
+                "invalid_resources",
+                format!(
+                    "target {} has {} millicores and {} bytes of memory; both must be positive",
+                    request.target.id, current.cpu_millicores, current.memory_bytes
+                ),
+            ));
+        }
+        let connections_w1 = request
+            .features
+            .iter()
+            .find(|f| f.name == "connections_w1")
+            .and_then(|f| f.value);
+        let mut out = Vec::new();
+        for action in [ActionKind::ScaleDown, ActionKind::ScaleUp] {
+            if let Some(p) = plan(action, current, &request.bounds, connections_w1) {
+                out.push(p);
+            }
+        }
+        // The class only orders the list; the policy chooses.
+        if request.classification.class == Class::ScaleUp {
+            out.reverse();
+        }
+        Ok(out)
+    }
+}
+
+/// Sizes one step in `action`'s direction, clamped to `bounds`; `None` when the clamp leaves
+/// the size unchanged (nothing feasible that way).
+fn plan(
+    action: ActionKind,
+    current: &Resources,
+    bounds: &Bounds,
+    connections_w1: Option<f64>,
+) -> Option<Proposal> {
+    let mut notes = Vec::new();
+    let (cpu, memory) = match action {
+        ActionKind::ScaleDown => (current.cpu_millicores / 2, current.memory_bytes / 2),
+        ActionKind::ScaleUp => (
+            current.cpu_millicores.saturating_mul(2),
+            current.memory_bytes.saturating_mul(2),
+        ),
+    };
+    let cpu = clamp(
+        cpu,
+        bounds.min_cpu_millicores,
+        bounds.max_cpu_millicores,
+        "CPU",
+        &mut notes,
+        |v| format!("{} vCPU", trim(v as f64 / 1000.0)),
+    );
+    let memory = clamp(
+        memory,
+        bounds.min_memory_bytes,
+        bounds.max_memory_bytes,
+        "memory",
+        &mut notes,
+        format_bytes,
+    );
+    if cpu == current.cpu_millicores && memory == current.memory_bytes {
+        return None;
+    }
+    let mut after = Resources {
+        cpu_millicores: cpu,
+        memory_bytes: memory,
+        parameters: current.parameters.clone(),
+    };
+    let mut operations = vec![Operation::Resize(ResizeOp {
+        cpu_millicores: cpu,
+        memory_bytes: memory,
+    })];
+    let mut changes = Vec::new();
+    let mut needs_restart = false;
+    let mut set = |name: &str, value: String, restart: bool, after: &mut Resources| {
+        let before = param(current, name);
+        if before.as_deref() == Some(value.as_str()) {
+            return;
+        }
+        changes.push(format!(
+            "{name} {} → {value}",
+            before.as_deref().unwrap_or("unset")
+        ));
+        set_param(after, name, &value);
+        operations.push(Operation::SetParameter(ParameterOp {
+            name: name.to_string(),
+            value,
+            requires_restart: restart,
+        }));
+        if restart {
+            needs_restart = true;
+        }
+    };
+    set("shared_buffers", pg_size(memory / 4), true, &mut after);
+    if param(current, "effective_cache_size").is_some() {
+        set(
+            "effective_cache_size",
+            pg_size(memory / 4 * 3),
+            false,
+            &mut after,
+        );
+    }
+    if action == ActionKind::ScaleUp
+        && connections_w1.is_some_and(|c| c >= CONNECTION_PRESSURE)
+        && let Some(max) = param(current, "max_connections").and_then(|v| v.parse::<u64>().ok())
+    {
+        set(
+            "max_connections",
+            (max + max / 2).to_string(),
+            true,
+            &mut after,
+        );
+        notes.push(format!(
+            "active connections at {:.0} % of max_connections last week",
+            connections_w1.unwrap_or_default() * 100.0
+        ));
+    }
+    if needs_restart {
+        operations.push(Operation::Restart(RestartOp {
+            reason: "shared_buffers and max_connections take effect only after a restart"
+                .to_string(),
+        }));
+    }
+    // Only the parameters that change are named; effective_cache_size is a planner hint and
+    // would crowd the one-line summary.
+    let summary_changes: Vec<&String> = changes
+        .iter()
+        .filter(|c| !c.starts_with("effective_cache_size"))
+        .collect();
+    let mut summary = format!(
+        "{} / {} → {} / {}",
+        format_cpu(current.cpu_millicores),
+        format_bytes(current.memory_bytes),
+        format_cpu(cpu),
+        format_bytes(memory)
+    );
+    for c in summary_changes {
+        summary.push_str(", ");
+        summary.push_str(c);
+    }
+    let step = match action {
+        ActionKind::ScaleDown => "one step down: half the CPU and memory",
+        ActionKind::ScaleUp => "one step up: double the CPU and memory",
+    };
+    let mut rationale = format!(
+        "{step}, keeping the instance shape's memory per vCPU; shared_buffers at 25 % and effective_cache_size at 75 % of memory"
+    );
+    for note in notes {
+        rationale.push_str("; ");
+        rationale.push_str(&note);
+    }
+    Some(Proposal {
+        action,
+        summary,
+        before: current.clone(),
+        after,
+        operations,
+        risk: if needs_restart {
+            Risk::Medium
+        } else {
+            Risk::Low
+        },
+        rationale,
+    })
+}
+
+fn clamp(
+    value: u64,
+    min: u64,
+    max: u64,
+    what: &str,
+    notes: &mut Vec<String>,
+    show: impl Fn(u64) -> String,
+) -> u64 {
+    if value < min {
+        notes.push(format!("{what} held at the floor of {}", show(min)));
+        min
+    } else if value > max {
+        notes.push(format!("{what} held at the cap of {}", show(max)));
+        max
+    } else {
+        value
+    }
+}
+
+fn param(resources: &Resources, name: &str) -> Option<String> {
+    resources
+        .parameters
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+}
+
+fn set_param(resources: &mut Resources, name: &str, value: &str) {
+    match resources.parameters.iter_mut().find(|(k, _)| k == name) {
+        Some(entry) => entry.1 = value.to_string(),
+        None => resources
+            .parameters
+            .push((name.to_string(), value.to_string())),
+    }
+}
+
+fn trim(value: f64) -> String {
+    let text = format!("{value:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+fn format_cpu(millicores: u64) -> String {
+    format!("{} vCPU", trim(millicores as f64 / 1000.0))
+}
+
+fn format_bytes(bytes: u64) -> String {
+    if bytes >= GIB {
+        format!("{} GiB", trim(bytes as f64 / GIB as f64))
+    } else {
+        format!("{} MiB", bytes / MIB)
+    }
+}
+
+/// PostgreSQL's size syntax: whole GB when exact, else MB.
+fn pg_size(bytes: u64) -> String {
+    if bytes.is_multiple_of(GIB) {
+        format!("{}GB", bytes / GIB)
+    } else {
+        format!("{}MB", bytes / MIB)
+    }
+}
+
+setpoint_sdk::export_adapter!(Postgres);
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use setpoint_sdk::types::Classification;
+
+    fn resources(vcpu: u64, gib: u64, params: &[(&str, &str)]) -> Resources {
+        Resources {
+            cpu_millicores: vcpu * 1000,
+            memory_bytes: gib * GIB,
+            parameters: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn bounds() -> Bounds {
+        Bounds {
+            min_cpu_millicores: 1000,
+            max_cpu_millicores: 64_000,
+            min_memory_bytes: 2 * GIB,
+            max_memory_bytes: 512 * GIB,
+        }
+    }
+
+    fn request(resources: Resources, class: Class, connections_w1: f64) -> ProposeRequest {
+        ProposeRequest {
+            target: Target {
+                id: "pg-1".into(),
+                technology: "postgres".into(),
+                labels: vec![],
+                resources,
+            },
+            classification: Classification {
+                class,
+                confidence: 0.8,
+            },
+            features: vec![Feature {
+                name: "connections_w1".into(),
+                value: Some(connections_w1),
+                coverage: 1.0,
+            }],
+            bounds: bounds(),
+        }
+    }
+
+    #[test]
+    fn instance_a_halves_with_shared_buffers() {
+        let r = resources(8, 32, &[("shared_buffers", "8GB"), ("max_connections", "200")]);
+        let proposals = Postgres::propose(request(r, Class::ScaleDown, 0.21)).unwrap();
+        let down = proposals
+            .iter()
+            .find(|p| p.action == ActionKind::ScaleDown)
+            .unwrap();
+        assert_eq!(
+            down.summary,
+            "8 vCPU / 32 GiB → 4 vCPU / 16 GiB, shared_buffers 8GB → 4GB"
+        );
+        assert_eq!(down.risk, Risk::Medium);
+        assert!(matches!(down.operations.last(), Some(Operation::Restart(_))));
+        let up = proposals
+            .iter()
+            .find(|p| p.action == ActionKind::ScaleUp)
+            .unwrap();
+        assert_eq!(
+            up.summary,
+            "8 vCPU / 32 GiB → 16 vCPU / 64 GiB, shared_buffers 8GB → 16GB"
+        );
+    }
+
+    #[test]
+    fn connection_pressure_raises_max_connections() {
+        let r = resources(4, 16, &[("shared_buffers", "4GB"), ("max_connections", "200")]);
+        let proposals = Postgres::propose(request(r, Class::ScaleUp, 0.97)).unwrap();
+        assert_eq!(proposals[0].action, ActionKind::ScaleUp);
+        assert_eq!(
+            proposals[0].summary,
+            "4 vCPU / 16 GiB → 8 vCPU / 32 GiB, shared_buffers 4GB → 8GB, max_connections 200 → 300"
+        );
+    }
+
+    #[test]
+    fn floors_make_a_kind_infeasible_and_are_explained() {
+        let r = resources(1, 2, &[("shared_buffers", "512MB")]);
+        let proposals = Postgres::propose(request(r, Class::ScaleDown, 0.1)).unwrap();
+        assert!(proposals.iter().all(|p| p.action == ActionKind::ScaleUp));
+
+        let r = resources(2, 8, &[("shared_buffers", "2GB")]);
+        let proposals = Postgres::propose(request(r, Class::ScaleDown, 0.1)).unwrap();
+        let down = &proposals[0];
+        assert_eq!(down.after.cpu_millicores, 1000);
+        assert_eq!(down.after.memory_bytes, 4 * GIB);
+
+        let r = resources(1, 3, &[("shared_buffers", "768MB")]);
+        let proposals = Postgres::propose(request(r, Class::ScaleDown, 0.1)).unwrap();
+        let down = proposals
+            .iter()
+            .find(|p| p.action == ActionKind::ScaleDown)
+            .unwrap();
+        assert!(down.rationale.contains("CPU held at the floor of 1 vCPU"), "{}", down.rationale);
+    }
+
+    #[test]
+    fn zero_resources_are_refused() {
+        let r = resources(0, 0, &[]);
+        let error = Postgres::propose(request(r, Class::ScaleDown, 0.1)).unwrap_err();
+        assert_eq!(error.code, "invalid_resources");
+    }
+
+    #[test]
+    fn features_follow_the_schema_and_show_missing_data() {
+        let end = 5 * 7 * 24 * 3_600_000i64;
+        let window = Window {
+            start_ms: 0,
+            end_ms: end,
+            step_seconds: 300,
+            weeks: 4,
+        };
+        let ts: Vec<i64> = (0..(5 * 2016)).map(|i| i * 300_000).collect();
+        let series = vec![Series {
+            metric: "cpu".into(),
+            values: vec![0.25; ts.len()],
+            timestamps_ms: ts,
+        }];
+        let target = Target {
+            id: "pg-1".into(),
+            technology: "postgres".into(),
+            labels: vec![],
+            resources: resources(8, 32, &[]),
+        };
+        let features = Postgres::features(target, window, series).unwrap();
+        let names: Vec<String> = features.iter().map(|f| f.name.clone()).collect();
+        assert_eq!(names, feature_names());
+        assert_eq!(features[0].name, "cpu_w4");
+        assert!((features[3].value.unwrap() - 0.25).abs() < 1e-9);
+        assert_eq!(features[3].coverage, 1.0);
+        assert_eq!(features[4].name, "memory_w4");
+        assert_eq!(features[4].value, None);
+        assert_eq!(features[4].coverage, 0.0);
+    }
+
+    #[test]
+    fn describe_matches_the_feature_schema() {
+        let d = Postgres::describe();
+        assert_eq!(d.abi_version, ABI_VERSION);
+        assert_eq!(d.metrics.len(), 4);
+        let names: Vec<String> = d.features.iter().map(|f| f.name.clone()).collect();
+        assert_eq!(names, feature_names());
+    }
+}

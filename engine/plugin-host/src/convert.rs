@@ -1,0 +1,250 @@
+//! Conversions between the engine's types and the WIT contract's, with the checks that make a
+//! plugin's output trustworthy: a plugin that breaks the contract fails its call, it never
+//! feeds nonsense to the classifier or the policy.
+
+use std::collections::BTreeSet;
+
+use setpoint_core as core;
+
+use crate::bindings::setpoint::plugin::types as wit;
+
+fn pairs(map: &std::collections::BTreeMap<String, String>) -> Vec<(String, String)> {
+    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+pub(crate) fn resources(r: &core::Resources) -> wit::Resources {
+    wit::Resources {
+        cpu_millicores: r.cpu_millicores,
+        memory_bytes: r.memory_bytes,
+        parameters: pairs(&r.parameters),
+    }
+}
+
+pub(crate) fn target(t: &core::Target) -> wit::Target {
+    wit::Target {
+        id: t.id.clone(),
+        technology: t.technology.clone(),
+        labels: pairs(&t.labels),
+        resources: resources(&t.resources),
+    }
+}
+
+pub(crate) fn window(w: &core::Window) -> wit::Window {
+    wit::Window {
+        start_ms: w.start.timestamp_millis(),
+        end_ms: w.end.timestamp_millis(),
+        step_seconds: w.step_seconds,
+        weeks: w.weeks,
+    }
+}
+
+pub(crate) fn series(s: &core::MetricSeries) -> wit::Series {
+    wit::Series {
+        metric: s.metric.clone(),
+        timestamps_ms: s.timestamps_ms.clone(),
+        values: s.values.clone(),
+    }
+}
+
+fn feature(f: &core::Feature) -> wit::Feature {
+    wit::Feature {
+        name: f.name.clone(),
+        value: f.value,
+        coverage: f.coverage,
+    }
+}
+
+pub(crate) fn propose_request(
+    t: &core::Target,
+    c: &core::Classification,
+    features: &core::FeatureVector,
+    bounds: &core::Bounds,
+) -> wit::ProposeRequest {
+    wit::ProposeRequest {
+        target: target(t),
+        classification: wit::Classification {
+            class: match c.class {
+                core::Class::ScaleDown => wit::Class::ScaleDown,
+                core::Class::Remain => wit::Class::Remain,
+                core::Class::ScaleUp => wit::Class::ScaleUp,
+            },
+            confidence: c.confidence,
+        },
+        features: features.features.iter().map(feature).collect(),
+        bounds: wit::Bounds {
+            min_cpu_millicores: bounds.min_cpu_millicores,
+            max_cpu_millicores: bounds.max_cpu_millicores,
+            min_memory_bytes: bounds.min_memory_bytes,
+            max_memory_bytes: bounds.max_memory_bytes,
+        },
+    }
+}
+
+fn action(a: wit::ActionKind) -> core::ActionKind {
+    match a {
+        wit::ActionKind::ScaleUp => core::ActionKind::ScaleUp,
+        wit::ActionKind::ScaleDown => core::ActionKind::ScaleDown,
+    }
+}
+
+fn unique(names: impl Iterator<Item = String>, what: &str) -> Result<(), String> {
+    let mut seen = BTreeSet::new();
+    for name in names {
+        if name.trim().is_empty() {
+            return Err(format!("an empty {what} name"));
+        }
+        if !seen.insert(name.clone()) {
+            return Err(format!("{what} {name:?} declared twice"));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn descriptor(d: wit::Descriptor) -> Result<core::PluginDescriptor, String> {
+    for (field, value) in [
+        ("name", &d.name),
+        ("version", &d.version),
+        ("technology", &d.technology),
+    ] {
+        if value.trim().is_empty() {
+            return Err(format!("empty {field}"));
+        }
+    }
+    if d.features.is_empty() {
+        return Err("no features declared".to_string());
+    }
+    unique(d.metrics.iter().map(|m| m.name.clone()), "metric")?;
+    unique(d.features.iter().map(|f| f.name.clone()), "feature")?;
+    if let Some(m) = d.metrics.iter().find(|m| m.query.trim().is_empty()) {
+        return Err(format!("metric {:?} has no query", m.name));
+    }
+    Ok(core::PluginDescriptor {
+        name: d.name,
+        version: d.version,
+        technology: d.technology,
+        metrics: d
+            .metrics
+            .into_iter()
+            .map(|m| core::MetricSpec {
+                name: m.name,
+                query: m.query,
+                aggregation: match m.aggregation {
+                    wit::Aggregation::Mean => core::Aggregation::Mean,
+                    wit::Aggregation::Max => core::Aggregation::Max,
+                    wit::Aggregation::P95 => core::Aggregation::P95,
+                },
+                unit: m.unit,
+                description: m.description,
+            })
+            .collect(),
+        features: d
+            .features
+            .into_iter()
+            .map(|f| core::FeatureSpec {
+                name: f.name,
+                description: f.description,
+            })
+            .collect(),
+        actions: d.actions.into_iter().map(action).collect(),
+    })
+}
+
+pub(crate) fn features(
+    raw: Vec<wit::Feature>,
+    descriptor: &core::PluginDescriptor,
+) -> Result<core::FeatureVector, String> {
+    if raw.len() != descriptor.features.len() {
+        return Err(format!(
+            "{} features returned, the schema has {}",
+            raw.len(),
+            descriptor.features.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    for (f, spec) in raw.into_iter().zip(&descriptor.features) {
+        if f.name != spec.name {
+            return Err(format!(
+                "feature {:?} returned where the schema has {:?}",
+                f.name, spec.name
+            ));
+        }
+        if !f.coverage.is_finite() || !(0.0..=1.0).contains(&f.coverage) {
+            return Err(format!(
+                "feature {:?} has coverage {} outside 0..1",
+                f.name, f.coverage
+            ));
+        }
+        if f.value.is_some_and(|v| !v.is_finite()) {
+            return Err(format!(
+                "feature {:?} has a non-finite value; missing data must be none",
+                f.name
+            ));
+        }
+        out.push(core::Feature {
+            name: f.name,
+            value: f.value,
+            coverage: f.coverage,
+        });
+    }
+    Ok(core::FeatureVector { features: out })
+}
+
+fn resources_back(r: wit::Resources) -> core::Resources {
+    core::Resources {
+        cpu_millicores: r.cpu_millicores,
+        memory_bytes: r.memory_bytes,
+        parameters: r.parameters.into_iter().collect(),
+    }
+}
+
+pub(crate) fn proposals(
+    raw: Vec<wit::Proposal>,
+    descriptor: &core::PluginDescriptor,
+) -> Result<Vec<core::Proposal>, String> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for p in raw {
+        let kind = action(p.action);
+        if !descriptor.actions.contains(&kind) {
+            return Err(format!("a {kind} proposal, which the plugin did not declare"));
+        }
+        if !seen.insert(kind) {
+            return Err(format!("two {kind} proposals; one per action kind is allowed"));
+        }
+        if p.summary.trim().is_empty() {
+            return Err(format!("the {kind} proposal has no summary"));
+        }
+        if p.after.cpu_millicores == 0 || p.after.memory_bytes == 0 {
+            return Err(format!("the {kind} proposal sizes the target to zero"));
+        }
+        out.push(core::Proposal {
+            action: kind,
+            summary: p.summary,
+            before: resources_back(p.before),
+            after: resources_back(p.after),
+            operations: p
+                .operations
+                .into_iter()
+                .map(|op| match op {
+                    wit::Operation::Resize(r) => core::Operation::Resize {
+                        cpu_millicores: r.cpu_millicores,
+                        memory_bytes: r.memory_bytes,
+                    },
+                    wit::Operation::SetParameter(p) => core::Operation::SetParameter {
+                        name: p.name,
+                        value: p.value,
+                        requires_restart: p.requires_restart,
+                    },
+                    wit::Operation::Restart(r) => core::Operation::Restart { reason: r.reason },
+                })
+                .collect(),
+            risk: match p.risk {
+                wit::Risk::Low => core::Risk::Low,
+                wit::Risk::Medium => core::Risk::Medium,
+                wit::Risk::High => core::Risk::High,
+            },
+            rationale: p.rationale,
+        });
+    }
+    Ok(out)
+}
