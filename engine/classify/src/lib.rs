@@ -624,6 +624,29 @@ mod tests {
     }
 
     #[test]
+    fn insufficient_data_confidence_follows_coverage() {
+        let classifier = BootstrapHeuristics::new(Thresholds::default());
+        let one_missing = classifier.classify(&features(&cases()[10]));
+        let all_memory_missing = classifier.classify(&features(&cases()[11]));
+        // Remain is the safe answer either way; the less data, the less there is to argue with it.
+        assert!(one_missing.confidence >= 0.6 && one_missing.confidence <= 1.0);
+        assert!(all_memory_missing.confidence > one_missing.confidence);
+        assert!(all_memory_missing.confidence <= 1.0);
+        assert_eq!(all_memory_missing.explanation.evidence.len(), 4);
+        assert!(
+            all_memory_missing
+                .explanation
+                .evidence
+                .iter()
+                .all(|e| !e.held && e.value.is_none())
+        );
+        let nothing = classifier.classify(&FeatureVector::default());
+        assert_eq!(nothing.class, Class::Remain);
+        assert_eq!(nothing.explanation.code, "insufficient_data");
+        assert_eq!(nothing.explanation.evidence.len(), 12);
+    }
+
+    #[test]
     fn thresholds_are_validated_and_parsed_strictly() {
         assert!(Thresholds::default().validate().is_ok());
         let bad = Thresholds {

@@ -118,8 +118,8 @@ fn cells(row: &TargetRow) -> Vec<Cell> {
         (None, _) => "failed".to_string(),
     };
     let reason = match (&row.error, &row.reason) {
-        (Some(error), _) => format!("error: {error}"),
-        (None, Some(reason)) => format!("{}: {}", reason.code, reason.message),
+        (Some(error), _) => shorten(&format!("error: {error}")),
+        (None, Some(reason)) => shorten(&format!("{}: {}", reason.code, reason.message)),
         (None, None) => dash(),
     };
     vec![
@@ -135,4 +135,16 @@ fn cells(row: &TargetRow) -> Vec<Cell> {
         Cell::new(row.change.clone().unwrap_or_else(dash)),
         Cell::new(reason),
     ]
+}
+
+/// Longest reason shown in a table cell; `setpoint explain` shows the whole of it.
+const REASON_WIDTH: usize = 72;
+
+fn shorten(text: &str) -> String {
+    if text.chars().count() <= REASON_WIDTH {
+        text.to_string()
+    } else {
+        let cut: String = text.chars().take(REASON_WIDTH - 1).collect();
+        format!("{}…", cut.trim_end())
+    }
 }

@@ -73,6 +73,21 @@ pub enum ObserveError {
         /// The metric asked for.
         metric: String,
     },
+    /// The source could not answer: unreachable, timed out, or answered with an error or a
+    /// malformed response. Kept generic so that remote sources (Prometheus, VictoriaMetrics)
+    /// need no new variant per transport failure.
+    #[error("{source_name}: query for metric {metric:?} failed ({promql:?})")]
+    Backend {
+        /// The source.
+        source_name: String,
+        /// The metric asked for.
+        metric: String,
+        /// The query sent.
+        promql: String,
+        /// What went wrong underneath.
+        #[source]
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The query itself is malformed.
     #[error("{source_name}: invalid query for metric {metric:?}: {message}")]
     InvalidQuery {
@@ -84,6 +99,9 @@ pub enum ObserveError {
         message: String,
     },
 }
+
+/// The observe stage's result type.
+pub type Result<T, E = ObserveError> = std::result::Result<T, E>;
 
 /// Where metrics come from.
 pub trait MetricSource: Send + Sync {

@@ -67,8 +67,28 @@ impl Scenario {
         }
     }
 
-    /// The prefix of its target ids.
-    fn prefix(self) -> &'static str {
+    /// What the scenario stands for, for reports and the quickstart's help.
+    pub fn description(self) -> &'static str {
+        match self {
+            Scenario::Reporting => {
+                "instance A of the design: a reporting database idling at a fraction of its size"
+            }
+            Scenario::Transactional => {
+                "instance B of the design: every dimension climbs, no single threshold crossed"
+            }
+            Scenario::SteadyMid => "flat, mid-range utilisation: nothing to do",
+            Scenario::SpikyButSafe => {
+                "mid-range on average, daily peaks near saturation: not idle, not saturated"
+            }
+            Scenario::Saturated => "CPU above 85 % every week",
+            Scenario::ConnectionPressure => "active connections at 95 % or more of max_connections",
+            Scenario::TelemetryGap => "exporter outage: no samples for most of W-2 and all of W-1",
+        }
+    }
+
+    /// The prefix of its target ids (`pg-reporting` gives `pg-reporting-01`, …); the `-01`
+    /// target is the scenario's canonical instance.
+    pub fn id_prefix(self) -> &'static str {
         match self {
             Scenario::Reporting => "pg-reporting",
             Scenario::Transactional => "pg-transactional",
@@ -81,7 +101,7 @@ impl Scenario {
     }
 
     /// How many targets of this scenario the quickstart fleet has.
-    fn quickstart_count(self) -> usize {
+    pub fn quickstart_count(self) -> usize {
         match self {
             Scenario::Reporting => 10,
             Scenario::Transactional => 8,
@@ -143,7 +163,9 @@ struct SimTarget {
 pub struct SimulatedFleet {
     name: String,
     seed: u64,
-    targets: Vec<SimTarget>,
+    sims: Vec<SimTarget>,
+    /// The same targets as `sims`, in the same order, kept apart so they can be lent as a slice.
+    targets: Vec<Target>,
 }
 
 fn pct(weeks: [f64; 5]) -> [f64; 5] {
@@ -176,35 +198,48 @@ impl SimulatedFleet {
     /// The quickstart fleet: 54 PostgreSQL targets across every scenario. The first target of
     /// each scenario (`…-01`) is its canonical instance, with the design's exact figures.
     pub fn quickstart(seed: u64) -> Self {
-        let mut targets = Vec::new();
+        let mut sims = Vec::new();
         for scenario in Scenario::ALL {
             for index in 0..scenario.quickstart_count() {
-                targets.push(Self::make(seed, scenario, index));
+                sims.push(Self::make(seed, scenario, index));
             }
         }
+        let targets = sims.iter().map(|t| t.target.clone()).collect();
         Self {
             name: format!("simulated(seed={seed})"),
             seed,
+            sims,
             targets,
         }
     }
 
-    /// The simulated targets.
-    pub fn targets(&self) -> Vec<Target> {
-        self.targets.iter().map(|t| t.target.clone()).collect()
+    /// Every scenario the simulator knows, in fleet order.
+    pub fn scenarios() -> &'static [Scenario] {
+        &Scenario::ALL
     }
 
-    /// The scenario a target belongs to.
+    /// The simulated targets, in fleet order (scenario by scenario, `-01` first).
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
+    /// The scenario a target belongs to (its `scenario` label).
     pub fn scenario_of(&self, target: &str) -> Option<&str> {
         self.targets
             .iter()
-            .find(|t| t.target.id == target)
-            .and_then(|t| t.target.labels.get("scenario"))
+            .find(|t| t.id == target)
+            .and_then(|t| t.labels.get("scenario"))
             .map(String::as_str)
     }
 
+    /// Answers a range query synchronously: what [`MetricSource::query_range`] resolves to,
+    /// for callers (tests, tools) that have no async runtime at hand.
+    pub fn query(&self, query: &RangeQuery) -> Result<QueryResult, ObserveError> {
+        self.answer(query)
+    }
+
     fn make(seed: u64, scenario: Scenario, index: usize) -> SimTarget {
-        let id = format!("{}-{:02}", scenario.prefix(), index + 1);
+        let id = format!("{}-{:02}", scenario.id_prefix(), index + 1);
         // Variants are drawn from their own stream so that adding a target to one scenario
         // does not change the others.
         let mut rng = ChaCha8Rng::seed_from_u64(stream_seed(seed, &id, "variant"));
@@ -265,7 +300,9 @@ impl SimulatedFleet {
             Scenario::SpikyButSafe => (
                 (vcpu, memory),
                 [
-                    MetricProfile::flat(0.50, 0.33, 0.04).scaled(jitter(0.9, 1.1)),
+                    // The daily swing peaks above the 85 % scale-up line while the weekly mean stays
+                    // mid-range: weekly means alone must not read this as saturation.
+                    MetricProfile::flat(0.50, 0.36, 0.04).scaled(jitter(0.9, 1.1)),
                     MetricProfile::flat(0.58, 0.05, 0.01).scaled(jitter(0.95, 1.05)),
                     MetricProfile::flat(0.40, 0.25, 0.03).scaled(jitter(0.9, 1.1)),
                     MetricProfile::flat(0.45, 0.30, 0.04).scaled(jitter(0.9, 1.1)),
@@ -304,7 +341,8 @@ impl SimulatedFleet {
                 )
             }
             Scenario::TelemetryGap => {
-                let gap_days = if canonical { 11.0 } else { jitter(9.0, 13.0) };
+                // Past 10.5 days, at least half of W-2 is gone along with all of W-1.
+                let gap_days = if canonical { 11.0 } else { jitter(10.6, 13.5) };
                 (
                     (vcpu, memory),
                     [
@@ -411,7 +449,7 @@ impl SimulatedFleet {
             });
         }
         let series = self
-            .targets
+            .sims
             .iter()
             .map(|t| (t.target.id.clone(), self.series(t, metric_index, query)))
             .filter(|(_, s)| !s.values.is_empty())
@@ -451,8 +489,8 @@ impl MetricSource for SimulatedFleet {
             Ok(self
                 .targets
                 .iter()
-                .filter(|t| t.target.technology == technology)
-                .map(|t| t.target.clone())
+                .filter(|t| t.technology == technology)
+                .cloned()
                 .collect())
         })
     }
@@ -528,7 +566,7 @@ mod tests {
         let targets = fleet.targets();
         assert_eq!(targets.len(), 54);
         for scenario in Scenario::ALL {
-            let canonical = format!("{}-01", scenario.prefix());
+            let canonical = format!("{}-01", scenario.id_prefix());
             assert_eq!(fleet.scenario_of(&canonical), Some(scenario.name()));
         }
         let reporting = targets.iter().find(|t| t.id == "pg-reporting-01").unwrap();
@@ -546,31 +584,131 @@ mod tests {
         assert_ne!(a, c);
     }
 
-    #[test]
-    fn canonical_instances_have_the_design_figures() {
-        let fleet = SimulatedFleet::quickstart(42);
-        let cases: [(&str, &str, [f64; 4]); 8] = [
-            ("pg-reporting-01", "cpu", [11.0, 9.0, 13.0, 10.0]),
-            ("pg-reporting-01", "memory", [58.0, 61.0, 55.0, 57.0]),
-            ("pg-reporting-01", "connections", [22.0, 19.0, 24.0, 21.0]),
-            ("pg-reporting-01", "iops", [31.0, 28.0, 33.0, 29.0]),
-            ("pg-transactional-01", "cpu", [61.0, 66.0, 71.0, 74.0]),
-            (
-                "pg-transactional-01",
-                "connections",
-                [74.0, 79.0, 83.0, 89.0],
-            ),
-            ("pg-saturated-01", "cpu", [88.0, 90.0, 91.0, 93.0]),
-            ("pg-connections-01", "connections", [95.5, 96.0, 97.0, 97.5]),
-        ];
-        for (id, metric, expected) in cases {
-            let result = answer(&fleet, &query(metric, END));
-            let weeks = weekly(series_of(&result, id), END);
+    /// The canonical (`-01`) weekly means W-4..W-1, in percent, per scenario and metric.
+    const CANONICAL: [(&str, &str, [f64; 4]); 20] = [
+        ("pg-reporting-01", "cpu", [11.0, 9.0, 13.0, 10.0]),
+        ("pg-reporting-01", "memory", [58.0, 61.0, 55.0, 57.0]),
+        ("pg-reporting-01", "connections", [22.0, 19.0, 24.0, 21.0]),
+        ("pg-reporting-01", "iops", [31.0, 28.0, 33.0, 29.0]),
+        ("pg-transactional-01", "cpu", [61.0, 66.0, 71.0, 74.0]),
+        ("pg-transactional-01", "memory", [71.0, 74.0, 77.0, 81.0]),
+        (
+            "pg-transactional-01",
+            "connections",
+            [74.0, 79.0, 83.0, 89.0],
+        ),
+        ("pg-transactional-01", "iops", [68.0, 71.0, 74.0, 78.0]),
+        ("pg-steady-01", "cpu", [50.0; 4]),
+        ("pg-steady-01", "memory", [60.0; 4]),
+        ("pg-steady-01", "connections", [40.0; 4]),
+        ("pg-spiky-01", "cpu", [50.0; 4]),
+        ("pg-spiky-01", "memory", [58.0; 4]),
+        ("pg-spiky-01", "connections", [40.0; 4]),
+        ("pg-saturated-01", "cpu", [88.0, 90.0, 91.0, 93.0]),
+        ("pg-saturated-01", "memory", [80.0; 4]),
+        ("pg-connections-01", "cpu", [55.0; 4]),
+        ("pg-connections-01", "connections", [95.5, 96.0, 97.0, 97.5]),
+        ("pg-gap-01", "cpu", [15.0, 15.0, 15.0, f64::NAN]),
+        ("pg-gap-01", "memory", [50.0, 50.0, 50.0, f64::NAN]),
+    ];
+
+    fn assert_canonical_means(fleet: &SimulatedFleet, end: i64) {
+        // One fleet-wide query per metric, as the engine does.
+        let results: Vec<QueryResult> = METRICS
+            .iter()
+            .map(|m| answer(fleet, &query(m, end)))
+            .collect();
+        for (id, metric, expected) in CANONICAL {
+            let Some(index) = METRICS.iter().position(|m| *m == metric) else {
+                panic!("{metric} is not served");
+            };
+            let result = &results[index];
+            let weeks = weekly(series_of(result, id), end);
             for ((mean, count), want) in weeks.iter().zip(expected) {
-                assert_eq!(*count, 2016, "{id} {metric}");
-                assert!((mean - want).abs() < 0.3, "{id} {metric}: {mean} vs {want}");
+                if want.is_nan() {
+                    assert_eq!(*count, 0, "{id} {metric} at {end}");
+                    continue;
+                }
+                assert!(*count > 0, "{id} {metric} at {end}");
+                assert!(
+                    (mean - want).abs() <= 0.3,
+                    "{id} {metric} at {end}: {mean} vs {want}"
+                );
             }
         }
+    }
+
+    #[test]
+    fn canonical_instances_have_the_design_figures() {
+        assert_canonical_means(&SimulatedFleet::quickstart(42), END);
+        let reporting = answer(&SimulatedFleet::quickstart(42), &query("cpu", END));
+        for (_, count) in weekly(series_of(&reporting, "pg-reporting-01"), END) {
+            assert_eq!(count, 2016, "a full week of 5-minute samples");
+        }
+    }
+
+    #[test]
+    fn weekly_means_do_not_depend_on_now_or_seed() {
+        // Not aligned to the day, the hour or the step: whole weeks still hold whole days.
+        for (seed, end) in [
+            (42, END + 3 * 3600 + 17 * 60 + 11),
+            (7, END - 3 * DAY),
+            (1, END + 11 * WEEK),
+        ] {
+            assert_canonical_means(&SimulatedFleet::quickstart(seed), end);
+        }
+    }
+
+    #[test]
+    fn samples_are_aligned_to_the_step_and_within_the_range() {
+        let fleet = SimulatedFleet::quickstart(42);
+        let mut q = query("memory", END + 123);
+        q.step_seconds = 600;
+        let result = answer(&fleet, &q);
+        assert_eq!(result.series.len(), fleet.targets().len());
+        for (id, series) in &result.series {
+            assert_eq!(series.metric, "memory");
+            assert_eq!(series.timestamps_ms.len(), series.values.len());
+            assert!(series.timestamps_ms.windows(2).all(|w| w[0] < w[1]), "{id}");
+            for (t, v) in series.timestamps_ms.iter().zip(&series.values) {
+                assert_eq!(t % 600_000, 0, "{id}");
+                assert!(*t >= q.start.timestamp_millis() && *t < q.end.timestamp_millis());
+                assert!((0.0..=1.0).contains(v), "{id}: {v}");
+            }
+        }
+    }
+
+    #[test]
+    fn discovery_lists_the_fleet_with_its_labels() {
+        let fleet = SimulatedFleet::quickstart(42);
+        let found = fleet.sims.len();
+        assert_eq!(found, 54);
+        assert_eq!(SimulatedFleet::scenarios().len(), 7);
+        let total: usize = SimulatedFleet::scenarios()
+            .iter()
+            .map(|s| s.quickstart_count())
+            .sum();
+        assert_eq!(total, fleet.targets().len());
+        for target in fleet.targets() {
+            assert_eq!(target.technology, "postgres");
+            assert_eq!(target.labels["instance"], target.id);
+            let memory = target.resources.memory_bytes;
+            assert_eq!(
+                target.resources.parameters["shared_buffers"],
+                format!("{}GB", memory / 4 / GIB),
+                "{}",
+                target.id
+            );
+            assert!(
+                target.resources.parameters["max_connections"]
+                    .parse::<u32>()
+                    .is_ok()
+            );
+        }
+        let transactional = &fleet.targets()[10];
+        assert_eq!(transactional.id, "pg-transactional-01");
+        assert_eq!(transactional.resources.cpu_millicores, 16_000);
+        assert_eq!(transactional.resources.memory_bytes, 64 * GIB);
     }
 
     #[test]
@@ -637,6 +775,16 @@ mod tests {
         assert_eq!(weeks[3].1, 0, "W-1 must be empty");
         assert!(weeks[2].1 < 2016 / 2, "W-2 mostly empty: {}", weeks[2].1);
         assert_eq!(weeks[0].1, 2016);
+        for target in fleet
+            .targets()
+            .iter()
+            .filter(|t| t.id.starts_with("pg-gap-"))
+        {
+            let weeks = weekly(series_of(&cpu, &target.id), END);
+            assert_eq!(weeks[3].1, 0, "{}: W-1 must be empty", target.id);
+            assert!(weeks[2].1 <= 2016 / 2, "{}: {}", target.id, weeks[2].1);
+            assert_eq!(weeks[1].1, 2016, "{}", target.id);
+        }
     }
 
     #[test]
