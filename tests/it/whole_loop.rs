@@ -147,10 +147,19 @@ async fn kill_switches_block_everything_in_scope_and_release() {
         Some(Verdict::Block)
     );
 
-    setpoint_state::set_kill_switch(state.path(), &KillSwitchScope::Loop("weekly-rightsizing".into()), true)
-        .unwrap();
+    setpoint_state::set_kill_switch(
+        state.path(),
+        &KillSwitchScope::Loop("weekly-rightsizing".into()),
+        true,
+    )
+    .unwrap();
     let per_loop = run_once(quickstart(state.path()), now() + Duration::days(14)).await;
-    assert!(per_loop.rows.iter().all(|r| r.verdict == Some(Verdict::Block)));
+    assert!(
+        per_loop
+            .rows
+            .iter()
+            .all(|r| r.verdict == Some(Verdict::Block))
+    );
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -186,7 +195,10 @@ fn a_policy_syntax_error_refuses_to_start_and_names_the_position() {
     let after = message.split("broken.rego:").nth(1).unwrap();
     let mut parts = after.split(':');
     assert!(parts.next().unwrap().parse::<u32>().is_ok(), "{message}");
-    assert!(parts.next().unwrap().trim().parse::<u32>().is_ok(), "{message}");
+    assert!(
+        parts.next().unwrap().trim().parse::<u32>().is_ok(),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,0 +1,53 @@
+//! A plugin that never returns from `features()`.
+
+use setpoint_sdk::types::{
+    ActionKind, Aggregation, Descriptor, Feature, FeatureSpec, MetricSpec, PluginError, Proposal,
+    ProposeRequest, Series, Target, Window,
+};
+use setpoint_sdk::{ABI_VERSION, Adapter};
+
+/// A valid description, so the plugin loads and fails only when called for a target.
+fn descriptor(name: &str) -> Descriptor {
+    Descriptor {
+        name: name.to_string(),
+        version: "0.0.1".to_string(),
+        technology: "postgres".to_string(),
+        abi_version: ABI_VERSION,
+        metrics: vec![MetricSpec {
+            name: "cpu".to_string(),
+            query: "up".to_string(),
+            aggregation: Aggregation::Mean,
+            unit: "ratio".to_string(),
+            description: "cpu".to_string(),
+        }],
+        features: vec![FeatureSpec {
+            name: "cpu_w1".to_string(),
+            description: "cpu".to_string(),
+        }],
+        actions: vec![ActionKind::ScaleDown],
+    }
+}
+
+/// The adapter.
+pub struct Spin;
+
+impl Adapter for Spin {
+    fn describe() -> Descriptor {
+        descriptor("spin")
+    }
+
+    fn features(target: Target, _: Window, _: Vec<Series>) -> Result<Vec<Feature>, PluginError> {
+        let mut counter: u64 = target.id.len() as u64;
+        loop {
+            // black_box keeps the optimiser from proving the loop pointless.
+            counter =
+                std::hint::black_box(counter.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+    }
+
+    fn propose(_: ProposeRequest) -> Result<Vec<Proposal>, PluginError> {
+        Ok(vec![])
+    }
+}
+
+setpoint_sdk::export_adapter!(Spin);
