@@ -27,7 +27,7 @@
 extern crate self as setpoint_sdk;
 
 /// The generated bindings of the WIT contract.
-#[allow(missing_docs, unsafe_code)]
+#[allow(missing_docs, unsafe_code, clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "adapter",

@@ -99,7 +99,11 @@ pub fn render(entry: &JournalEntry) -> String {
                 "  {} (confidence {:.2}) by {} v{}",
                 c.class, c.confidence, c.model, c.model_version
             );
-            let _ = writeln!(out, "  reason: {} — {}", c.explanation.code, c.explanation.rule);
+            let _ = writeln!(
+                out,
+                "  reason: {} — {}",
+                c.explanation.code, c.explanation.rule
+            );
             for e in &c.explanation.evidence {
                 let value = e
                     .value

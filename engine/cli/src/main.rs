@@ -34,7 +34,13 @@ the report names them.";
 #[command(name = "setpoint", version, after_help = AFTER_HELP)]
 struct Cli {
     /// Configuration file (YAML). Without one, the quickstart configuration is used.
-    #[arg(long, short, global = true, env = "SETPOINT_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "SETPOINT_CONFIG",
+        value_name = "FILE"
+    )]
     config: Option<PathBuf>,
     /// State directory (history, decision journal, kill switches); overrides the config's state_dir.
     #[arg(long, global = true, env = "SETPOINT_STATE_DIR", value_name = "DIR")]
@@ -184,10 +190,13 @@ fn state_dir(cli: &Cli) -> Result<PathBuf> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
-        None => run_loops(&cli, &RunArgs {
-            once: true,
-            ..RunArgs::default()
-        }),
+        None => run_loops(
+            &cli,
+            &RunArgs {
+                once: true,
+                ..RunArgs::default()
+            },
+        ),
         Some(Command::Run(args)) => run_loops(&cli, args),
         Some(Command::Explain(args)) => {
             let dir = state_dir(&cli)?;
@@ -246,7 +255,9 @@ fn run_loops(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::from(130));
             }
             if failed > 0 {
-                eprintln!("{failed} target(s) failed; see the report and `setpoint explain <target>`");
+                eprintln!(
+                    "{failed} target(s) failed; see the report and `setpoint explain <target>`"
+                );
                 return Ok(ExitCode::from(EXIT_TARGETS_FAILED));
             }
             Ok(ExitCode::SUCCESS)

@@ -87,7 +87,10 @@ pub fn render(report: &CycleReport) -> String {
         );
     }
     for degraded in &report.degraded {
-        let _ = writeln!(out, "degraded: query failed, metric missing for every target: {degraded}");
+        let _ = writeln!(
+            out,
+            "degraded: query failed, metric missing for every target: {degraded}"
+        );
     }
     let failed: Vec<&TargetRow> = report.rows.iter().filter(|r| r.error.is_some()).collect();
     if !failed.is_empty() {
@@ -102,7 +105,10 @@ pub fn render(report: &CycleReport) -> String {
         }
     }
     if report.interrupted {
-        let _ = writeln!(out, "interrupted: the cycle stopped before every target was processed");
+        let _ = writeln!(
+            out,
+            "interrupted: the cycle stopped before every target was processed"
+        );
     }
     let _ = writeln!(out, "explain a decision: setpoint explain <target>");
     out

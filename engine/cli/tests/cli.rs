@@ -32,7 +32,14 @@ fn help_explains_every_command() {
     let out = setpoint(dir.path(), &["--help"]);
     assert!(out.status.success());
     let text = stdout(&out);
-    for command in ["run", "explain", "kill-switch", "policy", "config", "Exit status"] {
+    for command in [
+        "run",
+        "explain",
+        "kill-switch",
+        "policy",
+        "config",
+        "Exit status",
+    ] {
         assert!(text.contains(command), "--help lacks {command}:\n{text}");
     }
 }
@@ -71,7 +78,14 @@ fn quickstart_report_then_explain_then_json() {
     // A second run advances history.
     let out = setpoint(
         dir.path(),
-        &["run", "--once", "--now", "2026-11-30T06:00:00Z", "--output", "json"],
+        &[
+            "run",
+            "--once",
+            "--now",
+            "2026-11-30T06:00:00Z",
+            "--output",
+            "json",
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -95,7 +109,10 @@ fn kill_switch_from_the_cli_blocks_and_releases() {
     let on = setpoint(dir.path(), &["kill-switch", "on"]);
     assert!(on.status.success(), "{}", stderr(&on));
     assert!(stdout(&on).contains("global"));
-    let out = setpoint(dir.path(), &["run", "--once", "--now", NOW, "--output", "json"]);
+    let out = setpoint(
+        dir.path(),
+        &["run", "--once", "--now", NOW, "--output", "json"],
+    );
     let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for row in reports[0]["rows"].as_array().unwrap() {
         assert_eq!(row["verdict"], "block", "{row}");
@@ -105,7 +122,14 @@ fn kill_switch_from_the_cli_blocks_and_releases() {
     assert!(stdout(&off).contains("none on"));
     let out = setpoint(
         dir.path(),
-        &["run", "--once", "--now", "2026-11-30T06:00:00Z", "--output", "json"],
+        &[
+            "run",
+            "--once",
+            "--now",
+            "2026-11-30T06:00:00Z",
+            "--output",
+            "json",
+        ],
     );
     let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = reports[0]["rows"].as_array().unwrap();

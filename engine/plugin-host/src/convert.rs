@@ -206,10 +206,14 @@ pub(crate) fn proposals(
     for p in raw {
         let kind = action(p.action);
         if !descriptor.actions.contains(&kind) {
-            return Err(format!("a {kind} proposal, which the plugin did not declare"));
+            return Err(format!(
+                "a {kind} proposal, which the plugin did not declare"
+            ));
         }
         if !seen.insert(kind) {
-            return Err(format!("two {kind} proposals; one per action kind is allowed"));
+            return Err(format!(
+                "two {kind} proposals; one per action kind is allowed"
+            ));
         }
         if p.summary.trim().is_empty() {
             return Err(format!("the {kind} proposal has no summary"));

@@ -15,13 +15,12 @@
 
 mod convert;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use setpoint_core::{
-    Bounds, Classification, FeatureVector, MetricSeries, PluginDescriptor, Proposal, Target,
-    Window,
+    Bounds, Classification, FeatureVector, MetricSeries, PluginDescriptor, Proposal, Target, Window,
 };
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
@@ -346,10 +345,11 @@ impl PluginHost {
         };
         let component =
             Component::new(&self.engine, wasm).map_err(|e| load_error(format!("{e:#}")))?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| load_error(format!("{e:#} (a plugin may import only setpoint:plugin/host)")))?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            load_error(format!(
+                "{e:#} (a plugin may import only setpoint:plugin/host)"
+            ))
+        })?;
         let pre = bindings::AdapterPre::new(pre).map_err(|e| load_error(format!("{e:#}")))?;
         let raw = run_call(self, &pre, source, "", Call::Describe, |adapter, store| {
             adapter.call_describe(store)

@@ -23,7 +23,11 @@ mod tests {
         for (name, bytes) in super::all() {
             // A component's preamble: magic, then layer 1 (component) in the version field.
             assert_eq!(&bytes[..4], b"\0asm", "{name}");
-            assert_eq!(&bytes[6..8], &[1, 0], "{name} is a core module, not a component");
+            assert_eq!(
+                &bytes[6..8],
+                &[1, 0],
+                "{name} is a core module, not a component"
+            );
         }
     }
 }

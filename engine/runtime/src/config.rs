@@ -205,10 +205,7 @@ impl Schedule {
     ) -> Option<chrono::DateTime<chrono::Utc>> {
         use chrono::Timelike;
         let after = after.with_nanosecond(0).unwrap_or(after);
-        self.cron
-            .as_ref()?
-            .find_next_occurrence(&after, false)
-            .ok()
+        self.cron.as_ref()?.find_next_occurrence(&after, false).ok()
     }
 }
 
@@ -482,7 +479,9 @@ impl BoundsConfig {
             ("max_memory_gib", self.max_memory_gib),
         ] {
             if !value.is_finite() || value <= 0.0 {
-                out.push(format!("{path}.{name}: must be a positive number, got {value}"));
+                out.push(format!(
+                    "{path}.{name}: must be a positive number, got {value}"
+                ));
             }
         }
         if self.min_cpu > self.max_cpu {
@@ -758,8 +757,14 @@ loops:
     fn inconsistent_values_are_all_reported() {
         let text = "loops:\n  - name: a\n    bounds: { min_cpu: 8, max_cpu: 4 }\n  - name: a\n    window: { weeks: 0 }\n";
         let error = Config::parse(text, "t.yaml").unwrap_err().to_string();
-        assert!(error.contains("loops[0].bounds: min_cpu (8) is above max_cpu (4)"), "{error}");
-        assert!(error.contains("loops[1].name: duplicate loop name"), "{error}");
+        assert!(
+            error.contains("loops[0].bounds: min_cpu (8) is above max_cpu (4)"),
+            "{error}"
+        );
+        assert!(
+            error.contains("loops[1].name: duplicate loop name"),
+            "{error}"
+        );
         assert!(error.contains("loops[1].window.weeks"), "{error}");
     }
 

@@ -284,8 +284,8 @@ impl TargetContext<'_> {
         let decision = evaluation.decision;
         row.verdict = Some(decision.verdict);
         row.reason = decision.reasons.first().cloned();
-        row.change = setpoint_act::chosen_proposal(&decision, &input.proposals)
-            .map(|p| p.summary.clone());
+        row.change =
+            setpoint_act::chosen_proposal(&decision, &input.proposals).map(|p| p.summary.clone());
         entry.decision = Some(decision.clone());
 
         let outcome = {

@@ -282,11 +282,10 @@ impl Runtime {
 
 fn resolve_loop(config: LoopConfig) -> Result<LoopRuntime> {
     let loop_name = config.name.to_string();
-    let host =
-        PluginHost::new(config.limits.resolve()).map_err(|error| RuntimeError::Plugin {
-            loop_name: loop_name.clone(),
-            message: error.to_string(),
-        })?;
+    let host = PluginHost::new(config.limits.resolve()).map_err(|error| RuntimeError::Plugin {
+        loop_name: loop_name.clone(),
+        message: error.to_string(),
+    })?;
     let plugin = match &config.plugin {
         config::PluginRef::Builtin(name) => {
             let bytes = setpoint_plugins_bundled::all()

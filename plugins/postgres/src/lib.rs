@@ -425,7 +425,11 @@ mod tests {
 
     #[test]
     fn instance_a_halves_with_shared_buffers() {
-        let r = resources(8, 32, &[("shared_buffers", "8GB"), ("max_connections", "200")]);
+        let r = resources(
+            8,
+            32,
+            &[("shared_buffers", "8GB"), ("max_connections", "200")],
+        );
         let proposals = Postgres::propose(request(r, Class::ScaleDown, 0.21)).unwrap();
         let down = proposals
             .iter()
@@ -436,7 +440,10 @@ mod tests {
             "8 vCPU / 32 GiB → 4 vCPU / 16 GiB, shared_buffers 8GB → 4GB"
         );
         assert_eq!(down.risk, Risk::Medium);
-        assert!(matches!(down.operations.last(), Some(Operation::Restart(_))));
+        assert!(matches!(
+            down.operations.last(),
+            Some(Operation::Restart(_))
+        ));
         let up = proposals
             .iter()
             .find(|p| p.action == ActionKind::ScaleUp)
@@ -449,7 +456,11 @@ mod tests {
 
     #[test]
     fn connection_pressure_raises_max_connections() {
-        let r = resources(4, 16, &[("shared_buffers", "4GB"), ("max_connections", "200")]);
+        let r = resources(
+            4,
+            16,
+            &[("shared_buffers", "4GB"), ("max_connections", "200")],
+        );
         let proposals = Postgres::propose(request(r, Class::ScaleUp, 0.97)).unwrap();
         assert_eq!(proposals[0].action, ActionKind::ScaleUp);
         assert_eq!(
@@ -476,7 +487,11 @@ mod tests {
             .iter()
             .find(|p| p.action == ActionKind::ScaleDown)
             .unwrap();
-        assert!(down.rationale.contains("CPU held at the floor of 1 vCPU"), "{}", down.rationale);
+        assert!(
+            down.rationale.contains("CPU held at the floor of 1 vCPU"),
+            "{}",
+            down.rationale
+        );
     }
 
     #[test]
