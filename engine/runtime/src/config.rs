@@ -769,6 +769,16 @@ loops:
     }
 
     #[test]
+    fn the_example_config_is_the_quickstart() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart/setpoint.yaml");
+        let mut config = Config::load(&path).unwrap();
+        assert!(config.state_dir.ends_with(".setpoint"));
+        config.state_dir = default_state_dir();
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
     fn schedule_finds_the_next_monday() {
         let schedule = Schedule::from_str("0 6 * * Mon").unwrap();
         let after = chrono::DateTime::parse_from_rfc3339("2026-11-23T07:00:00Z")
