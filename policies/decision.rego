@@ -53,10 +53,7 @@ _decide(verdict, reasons) := {
 # insufficient_data), or it asked for a change the plugin could not plan.
 no_change_reason := {
 	"code": "no_change",
-	"message": sprintf("classified remain (%s: %s); nothing to change", [
-		input.classification.explanation.code,
-		input.classification.explanation.rule,
-	]),
+	"message": sprintf("classified remain (%s); nothing to change", [input.classification.explanation.code]),
 } if {
 	class == "remain"
 }
