@@ -15,7 +15,8 @@ pub fn explain(dir: &Path, target: &str, json: bool) -> Result<()> {
             dir.display()
         );
     }
-    let store = Store::open(dir)?;
+    // A running `setpoint run` holds the store during a cycle; wait for it rather than fail.
+    let store = Store::open_waiting(dir, std::time::Duration::from_secs(30))?;
     let Some(entry) = store.last_entry(target)? else {
         let known = store.targets()?;
         let hint = close_matches(target, &known);

@@ -156,10 +156,11 @@ fn a_bad_config_is_refused_with_its_path_and_line() {
 fn sigterm_stops_a_scheduled_run_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("setpoint.yaml");
-    // A cycle every second, so the run has done work before it is stopped.
+    // Two loops firing every second, so the run has done work before it is stopped and both
+    // loops compete for the state store.
     std::fs::write(
         &config,
-        "loops:\n  - name: fast\n    schedule: '* * * * * *'\n",
+        "loops:\n  - name: fast\n    schedule: '* * * * * *'\n  - name: also-fast\n    schedule: '* * * * * *'\n",
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_setpoint"))
@@ -172,13 +173,35 @@ fn sigterm_stops_a_scheduled_run_cleanly() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait for at least one finished cycle in the state store's cycle table, bounded.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let db = dir.path().join("state").join("setpoint.redb");
-    while Instant::now() < deadline && !db.exists() {
-        std::thread::sleep(Duration::from_millis(100));
+    // Read the reports as they come, and stop the run once both loops have finished a cycle.
+    let stdout_pipe = child.stdout.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout_pipe).lines() {
+            let Ok(line) = line else { break };
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let seen = |lines: &Vec<String>, name: &str| {
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("\"loop_name\":\"{name}\"")))
+    };
+    while !(seen(&lines, "fast") && seen(&lines, "also-fast")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "no cycle of each loop within 180 s: {lines:?}"
+        );
+        if let Ok(line) = receiver.recv_timeout(left) {
+            lines.push(line);
+        }
     }
-    std::thread::sleep(Duration::from_secs(3));
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -196,20 +219,34 @@ fn sigterm_stops_a_scheduled_run_cleanly() {
         std::thread::sleep(Duration::from_millis(50));
     };
     let output = child.wait_with_output().unwrap();
+    reader.join().unwrap();
+    lines.extend(receiver.try_iter());
     assert!(exit.success(), "{}", stderr(&output));
     assert!(stderr(&output).contains("SIGTERM received"));
-    let cycles: Vec<serde_json::Value> = stdout(&output)
-        .lines()
+    let cycles: Vec<serde_json::Value> = lines
+        .iter()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert!(!cycles.is_empty(), "no cycle ran before SIGTERM");
     let store = setpoint_state::Store::open(&dir.path().join("state")).unwrap();
-    let recorded = store.cycles("fast").unwrap();
-    assert!(recorded.len() >= cycles.len());
+    let fast = store.cycles("fast").unwrap();
+    let also_fast = store.cycles("also-fast").unwrap();
     assert!(
-        recorded
-            .iter()
-            .all(|c| c.status != setpoint_state::CycleStatus::Running),
-        "{recorded:?}"
+        !fast.is_empty() && !also_fast.is_empty(),
+        "{fast:?} {also_fast:?}"
+    );
+    assert_eq!(fast.len() + also_fast.len(), cycles.len());
+    for cycle in fast.iter().chain(&also_fast) {
+        assert_ne!(
+            cycle.status,
+            setpoint_state::CycleStatus::Running,
+            "{cycle:?}"
+        );
+    }
+    // No cycle failed on a busy store.
+    assert!(
+        !stderr(&output).contains("cycle failed"),
+        "{}",
+        stderr(&output)
     );
 }

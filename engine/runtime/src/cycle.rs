@@ -18,6 +18,10 @@ use crate::{CycleReport, LoopRuntime, Result, RuntimeError, Shutdown, TargetRow}
 
 const WEEK_SECONDS: i64 = 7 * 24 * 3600;
 
+/// How long a cycle waits for the state store while another process (`setpoint explain`, a
+/// kill-switch command) reads it.
+const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The label that names a target in metric series.
 const TARGET_LABEL: &str = "instance";
 
@@ -45,7 +49,7 @@ pub(crate) async fn run(
     let loop_name = lp.config.name.to_string();
     // The store is opened per cycle so that `explain` and other commands can read it between
     // cycles of a long-running `setpoint run`.
-    let store = Store::open(state_dir)?;
+    let store = Store::open_waiting(state_dir, STORE_WAIT)?;
     let kill_switches = setpoint_state::read_kill_switches(state_dir)?;
     let cycle = store.begin_cycle(&loop_name, now)?;
     let span = info_span!("cycle", loop_name = %loop_name, cycle, now = %now);

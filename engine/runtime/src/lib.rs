@@ -196,6 +196,9 @@ impl LoopRuntime {
 pub struct Runtime {
     state_dir: PathBuf,
     loops: Vec<LoopRuntime>,
+    /// One cycle at a time per process: a cycle holds the state store open, and the store
+    /// admits one writer.
+    cycle_lock: tokio::sync::Mutex<()>,
 }
 
 impl Runtime {
@@ -211,6 +214,7 @@ impl Runtime {
         Ok(Self {
             state_dir: config.state_dir,
             loops,
+            cycle_lock: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -236,6 +240,7 @@ impl Runtime {
             if only.is_some_and(|name| name != lp.config.name.as_str()) {
                 continue;
             }
+            let _cycle = self.cycle_lock.lock().await;
             reports.push(cycle::run(lp, &self.state_dir, now, shutdown).await?);
         }
         Ok(reports)
@@ -253,6 +258,7 @@ impl Runtime {
         let tasks = self.loops.iter().map(|lp| {
             let shutdown = shutdown.clone();
             let state_dir = self.state_dir.clone();
+            let cycle_lock = &self.cycle_lock;
             async move {
                 loop {
                     let Some(next) = lp.config.schedule.next_after(Utc::now()) else {
@@ -265,7 +271,11 @@ impl Runtime {
                         _ = tokio::time::sleep(wait) => {}
                         _ = shutdown.wait() => return,
                     }
-                    match cycle::run(lp, &state_dir, next, &shutdown).await {
+                    let result = {
+                        let _cycle = cycle_lock.lock().await;
+                        cycle::run(lp, &state_dir, next, &shutdown).await
+                    };
+                    match result {
                         Ok(report) => on_cycle(&report),
                         Err(error) => tracing::error!(loop_name = %lp.config.name, %error, "cycle failed"),
                     }

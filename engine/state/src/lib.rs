@@ -189,6 +189,22 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens the store, waiting up to `wait` while another process (a running cycle) holds it.
+    ///
+    /// For commands that read between cycles of a long-running `setpoint run`, which holds the
+    /// store only while a cycle runs.
+    pub fn open_waiting(dir: &Path, wait: std::time::Duration) -> Result<Self> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match Self::open(dir) {
+                Err(StateError::InUse { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Where the database file lives.
     pub fn path(&self) -> &Path {
         &self.path
