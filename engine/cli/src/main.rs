@@ -69,6 +69,51 @@ enum Command {
     /// Work with the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Work with the embedded simulated fleet.
+    #[command(subcommand)]
+    Sim(SimCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SimCommand {
+    /// Write the fleet's history as raw exporter metrics, to backfill a real TSDB.
+    ///
+    /// openmetrics: for `promtool tsdb create-blocks-from openmetrics` (Prometheus).
+    /// victoria-metrics: for `POST /api/v1/import/prometheus` (VictoriaMetrics).
+    Export(SimExportArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SimFormat {
+    /// OpenMetrics text, timestamps in seconds, ending in `# EOF`.
+    Openmetrics,
+    /// Prometheus text lines with millisecond timestamps.
+    VictoriaMetrics,
+}
+
+#[derive(Debug, Args)]
+struct SimExportArgs {
+    /// Output format.
+    #[arg(long, value_enum)]
+    format: SimFormat,
+    /// Output file; `-` for standard output.
+    #[arg(long, short, default_value = "-")]
+    out: PathBuf,
+    /// Simulation seed (the quickstart's is 42).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// End of the history (RFC 3339); default: now, rounded down to the step.
+    #[arg(long, value_name = "TIME")]
+    now: Option<DateTime<Utc>>,
+    /// Weeks of history.
+    #[arg(long, default_value_t = 5)]
+    weeks: u32,
+    /// Sample spacing in seconds (at most 150 so every 5-minute rate() window has two samples).
+    #[arg(long, default_value_t = 150)]
+    step: u64,
+    /// Only this target (repeatable); default: the whole fleet.
+    #[arg(long = "target", value_name = "ID")]
+    targets: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]
@@ -221,6 +266,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Policy(PolicyCommand::Test { dir, golden })) => {
             policy_test(dir.as_deref(), golden.as_deref())
         }
+        Some(Command::Sim(SimCommand::Export(args))) => sim_export(args),
         Some(Command::Config(ConfigCommand::Check)) => {
             let config = load_config(&cli)?;
             Runtime::new(config.clone())?;
@@ -391,4 +437,59 @@ fn policy_test(dir: Option<&Path>, golden: Option<&Path>) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn sim_export(args: &SimExportArgs) -> Result<ExitCode> {
+    use setpoint_observe::SimulatedFleet;
+    use setpoint_observe::export::{ExportFormat, ExportOptions, export};
+    if !(1..=52).contains(&args.weeks) {
+        bail!("--weeks must be between 1 and 52, got {}", args.weeks);
+    }
+    if !(1..=3600).contains(&args.step) {
+        bail!(
+            "--step must be between 1 and 3600 seconds, got {}",
+            args.step
+        );
+    }
+    let step = args.step as i64;
+    let now = args.now.unwrap_or_else(Utc::now);
+    let end = DateTime::from_timestamp(now.timestamp().div_euclid(step) * step, 0).unwrap_or(now);
+    let options = ExportOptions {
+        end,
+        weeks: args.weeks,
+        step_seconds: args.step,
+        targets: args.targets.clone(),
+        job: "setpoint-sim".to_string(),
+    };
+    let format = match args.format {
+        SimFormat::Openmetrics => ExportFormat::OpenMetrics,
+        SimFormat::VictoriaMetrics => ExportFormat::VictoriaMetrics,
+    };
+    let fleet = SimulatedFleet::quickstart(args.seed);
+    let stats = if args.out.as_os_str() == "-" {
+        let stdout = std::io::stdout();
+        let mut writer = std::io::BufWriter::new(stdout.lock());
+        export(&fleet, &options, format, &mut writer)?
+    } else {
+        // Write beside the target and rename, so a failed export never leaves half a file.
+        let tmp = args.out.with_extension("partial");
+        let file = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        let mut writer = std::io::BufWriter::new(file);
+        let stats = export(&fleet, &options, format, &mut writer)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        use std::io::Write;
+        writer.flush()?;
+        std::fs::rename(&tmp, &args.out)
+            .with_context(|| format!("cannot move {} to {}", tmp.display(), args.out.display()))?;
+        stats
+    };
+    eprintln!(
+        "exported {} target(s), {} series, {} samples ending {}",
+        stats.targets,
+        stats.series,
+        stats.samples,
+        end.to_rfc3339()
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -13,6 +13,7 @@ use std::pin::Pin;
 use chrono::{DateTime, Utc};
 use setpoint_core::{MetricSeries, Target};
 
+pub mod export;
 pub mod sim;
 
 pub use sim::{Scenario, SimulatedFleet};
