@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# A real observability stack on 127.0.0.1, from Debian packages, for setpoint to read:
+# PostgreSQL + postgres_exporter, node_exporter, Redis + redis_exporter, Prometheus and
+# VictoriaMetrics (both scraping the exporters), with weeks of simulated history backfilled.
+#
+#   examples/stack/stack.sh install            # apt packages (root)
+#   examples/stack/stack.sh start DIR          # start everything; ports in DIR/ports.env
+#   examples/stack/stack.sh backfill DIR [ID…] # simulated history into both TSDBs (restarts Prometheus)
+#   examples/stack/stack.sh stop DIR           # stop every process this script started, by PID
+#
+# Every listener is on 127.0.0.1 on a free port. DIR/setpoint-prometheus.yaml and
+# DIR/setpoint-victoria.yaml point setpoint at the stack.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+setpoint=${SETPOINT:-$root/target/debug/setpoint}
+
+packages=(prometheus victoria-metrics prometheus-node-exporter prometheus-postgres-exporter
+  prometheus-redis-exporter postgresql redis-server)
+
+die() { echo "stack: $*" >&2; exit 1; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_for() { # name, seconds, command…
+  local name=$1 seconds=$2; shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || die "$name not ready after ${seconds}s (logs in $dir/logs)"
+    sleep 0.2
+  done
+}
+
+started() { echo "$2 $1" >> "$dir/pids"; }
+
+pg_bin() { ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1; }
+
+install() {
+  local missing=()
+  for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+write_scrape_config() {
+  cat > "$dir/scrape.yml" <<YAML
+global:
+  scrape_interval: ${SCRAPE_INTERVAL:-1s}
+  scrape_timeout: ${SCRAPE_INTERVAL:-1s}
+scrape_configs:
+  - job_name: node
+    static_configs: [{ targets: ["127.0.0.1:$NODE_PORT"] }]
+  - job_name: postgres
+    static_configs: [{ targets: ["127.0.0.1:$PG_EXPORTER_PORT"] }]
+  - job_name: redis
+    static_configs: [{ targets: ["127.0.0.1:$REDIS_EXPORTER_PORT"] }]
+YAML
+}
+
+start_prometheus() {
+  prometheus --config.file="$dir/scrape.yml" --storage.tsdb.path="$dir/prometheus" \
+    --storage.tsdb.retention.time=400d --web.listen-address="127.0.0.1:$PROM_PORT" \
+    > "$dir/logs/prometheus.log" 2>&1 &
+  started prometheus $!
+  wait_for prometheus 30 curl -sf "http://127.0.0.1:$PROM_PORT/-/ready"
+}
+
+write_setpoint_configs() {
+  local name url
+  for name in prometheus victoria; do
+    if [ $name = prometheus ]; then url="http://127.0.0.1:$PROM_PORT"; else url="http://127.0.0.1:$VM_PORT"; fi
+    cat > "$dir/setpoint-$name.yaml" <<YAML
+# setpoint against the local stack's ${name} (written by examples/stack/stack.sh)
+state_dir: state-$name
+loops:
+  - name: weekly-rightsizing
+    source:
+      kind: prometheus
+      url: $url
+YAML
+  done
+}
+
+start() {
+  mkdir -p "$dir/logs"
+  [ ! -s "$dir/pids" ] || die "$dir already has a running stack (stop it first)"
+  : > "$dir/pids"
+  local bin; bin=$(pg_bin)
+  PG_PORT=$(free_port); PG_EXPORTER_PORT=$(free_port); NODE_PORT=$(free_port)
+  REDIS_PORT=$(free_port); REDIS_EXPORTER_PORT=$(free_port); PROM_PORT=$(free_port); VM_PORT=$(free_port)
+  cat > "$dir/ports.env" <<ENV
+PG_PORT=$PG_PORT
+PG_EXPORTER_PORT=$PG_EXPORTER_PORT
+NODE_PORT=$NODE_PORT
+REDIS_PORT=$REDIS_PORT
+REDIS_EXPORTER_PORT=$REDIS_EXPORTER_PORT
+PROM_PORT=$PROM_PORT
+VM_PORT=$VM_PORT
+ENV
+
+  # PostgreSQL refuses to run as root: its files belong to postgres.
+  mkdir -p "$dir/pg" "$dir/pgsock"
+  chown postgres:postgres "$dir/pg" "$dir/pgsock"
+  chmod 700 "$dir/pg"
+  runuser -u postgres -- "$bin/initdb" -D "$dir/pg" -A trust -U postgres > "$dir/logs/initdb.log" 2>&1
+  setpriv --reuid=postgres --regid=postgres --init-groups "$bin/postgres" -D "$dir/pg" \
+    -p "$PG_PORT" -k "$dir/pgsock" -c listen_addresses=127.0.0.1 -c max_connections=100 \
+    > "$dir/logs/postgres.log" 2>&1 &
+  started postgres $!
+  wait_for postgres 30 "$bin/pg_isready" -h 127.0.0.1 -p "$PG_PORT"
+
+  DATA_SOURCE_NAME="postgresql://postgres@127.0.0.1:$PG_PORT/postgres?sslmode=disable" \
+    prometheus-postgres-exporter --web.listen-address="127.0.0.1:$PG_EXPORTER_PORT" \
+    > "$dir/logs/postgres-exporter.log" 2>&1 &
+  started postgres-exporter $!
+
+  prometheus-node-exporter --web.listen-address="127.0.0.1:$NODE_PORT" --no-collector.systemd \
+    > "$dir/logs/node-exporter.log" 2>&1 &
+  started node-exporter $!
+
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    > "$dir/logs/redis.log" 2>&1 &
+  started redis $!
+  prometheus-redis-exporter --redis.addr="redis://127.0.0.1:$REDIS_PORT" \
+    --web.listen-address="127.0.0.1:$REDIS_EXPORTER_PORT" > "$dir/logs/redis-exporter.log" 2>&1 &
+  started redis-exporter $!
+
+  wait_for postgres-exporter 30 curl -sf "http://127.0.0.1:$PG_EXPORTER_PORT/metrics"
+  wait_for node-exporter 30 curl -sf "http://127.0.0.1:$NODE_PORT/metrics"
+  wait_for redis-exporter 30 curl -sf "http://127.0.0.1:$REDIS_EXPORTER_PORT/metrics"
+
+  write_scrape_config
+  start_prometheus
+  victoria-metrics -storageDataPath="$dir/victoria" -httpListenAddr="127.0.0.1:$VM_PORT" \
+    -retentionPeriod=1y -search.latencyOffset=1s -promscrape.config="$dir/scrape.yml" \
+    > "$dir/logs/victoria-metrics.log" 2>&1 &
+  started victoria-metrics $!
+  wait_for victoria-metrics 30 curl -sf "http://127.0.0.1:$VM_PORT/health"
+
+  write_setpoint_configs
+  echo "stack: running in $dir (ports in $dir/ports.env)"
+}
+
+backfill() {
+  # shellcheck disable=SC1091
+  . "$dir/ports.env"
+  [ -x "$setpoint" ] || die "no setpoint binary at $setpoint (cargo build -p setpoint, or set SETPOINT)"
+  local now targets=()
+  now=${BACKFILL_END:-$(date -u +%Y-%m-%dT%H:00:00Z)}
+  for t in "$@"; do targets+=(--target "$t"); done
+  "$setpoint" sim export --format openmetrics --now "$now" --out "$dir/backfill.om" "${targets[@]}"
+  "$setpoint" sim export --format victoria-metrics --now "$now" --out "$dir/backfill.vm" "${targets[@]}"
+
+  # Prometheus: blocks written offline, picked up at start (retention counts from the newest block).
+  stop_one prometheus
+  promtool tsdb create-blocks-from openmetrics --max-block-duration=168h "$dir/backfill.om" \
+    "$dir/prometheus" > "$dir/logs/promtool.log" 2>&1
+  start_prometheus
+
+  curl -sf --data-binary @"$dir/backfill.vm" "http://127.0.0.1:$VM_PORT/api/v1/import/prometheus"
+  curl -sf "http://127.0.0.1:$VM_PORT/internal/force_flush" >/dev/null
+  curl -sf "http://127.0.0.1:$VM_PORT/internal/resetRollupResultCache" >/dev/null
+  echo "stack: backfilled history ending $now"
+}
+
+alive() { # pid: running and not a zombie
+  [ -r "/proc/$1/stat" ] && [ "$(awk '{print $3}' "/proc/$1/stat")" != Z ]
+}
+
+stop_pid() { # pid, signal
+  local pid=$1 signal=$2
+  alive "$pid" || return 0
+  kill "-$signal" "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do alive "$pid" || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+stop_one() { # name
+  local name=$1 pid n rest=()
+  [ -f "$dir/pids" ] || return 0
+  while read -r pid n; do
+    if [ "$n" = "$name" ]; then stop_pid "$pid" TERM; else rest+=("$pid $n"); fi
+  done < "$dir/pids"
+  printf '%s\n' "${rest[@]}" > "$dir/pids"
+}
+
+stop() {
+  [ -f "$dir/pids" ] || { echo "stack: nothing running in $dir"; return 0; }
+  local pid name
+  # Newest first; PostgreSQL stops fastest with SIGINT (SIGTERM waits for clients).
+  tac "$dir/pids" | while read -r pid name; do
+    [ -n "$pid" ] || continue
+    if [ "$name" = postgres ]; then stop_pid "$pid" INT; else stop_pid "$pid" TERM; fi
+  done
+  : > "$dir/pids"
+  echo "stack: stopped"
+}
+
+command=${1:-}
+case "$command" in
+  install) install ;;
+  start|backfill|stop)
+    [ $# -ge 2 ] || die "usage: $0 $command DIR"
+    mkdir -p "$2"; dir=$(cd "$2" && pwd); shift 2
+    "$command" "$@" ;;
+  *) sed -n '2,13p' "$0"; exit 2 ;;
+esac
