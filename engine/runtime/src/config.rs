@@ -112,6 +112,55 @@ pub struct LoopConfig {
     /// Sandbox limits for each plugin call.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Targets named in the configuration: their current size, the label values that name
+    /// them in metric series, and targets that discovery does not find.
+    #[serde(default)]
+    pub targets: Vec<StaticTarget>,
+}
+
+/// A target declared in the configuration.
+///
+/// Exporters disagree on what names a target: node_exporter's `instance` is its own address,
+/// postgres_exporter's is another, and its `server` label a third. `aliases` lists every label
+/// value that stands for this target, so their series are joined explicitly, never by guess.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticTarget {
+    /// The target's id in reports, the journal and policies.
+    pub id: String,
+    /// Other values of the target label that name this target (e.g. each exporter's address).
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// What the target runs with now; proposals need it.
+    #[serde(default)]
+    pub resources: Option<ResourcesConfig>,
+    /// Extra labels, visible to policies as `input.target.labels`.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// A target's current size, in operators' units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcesConfig {
+    /// vCPUs.
+    pub cpu: f64,
+    /// Memory in GiB.
+    pub memory_gib: f64,
+    /// Technology parameters tied to the size, e.g. `shared_buffers: 8GB`.
+    #[serde(default)]
+    pub parameters: std::collections::BTreeMap<String, String>,
+}
+
+impl ResourcesConfig {
+    /// The resources in the engine's units.
+    pub fn resolve(&self) -> setpoint_core::Resources {
+        setpoint_core::Resources {
+            cpu_millicores: (self.cpu * 1000.0).round() as u64,
+            memory_bytes: (self.memory_gib * setpoint_core::resources::GIB as f64).round() as u64,
+            parameters: self.parameters.clone(),
+        }
+    }
 }
 
 impl LoopConfig {
@@ -128,6 +177,7 @@ impl LoopConfig {
             mode: Mode::DryRun,
             bounds: BoundsConfig::default(),
             limits: LimitsConfig::default(),
+            targets: Vec::new(),
         }
     }
 }
@@ -668,6 +718,31 @@ impl Config {
                     lp.limits.memory_mib
                 ));
             }
+            let mut names = BTreeSet::new();
+            for (j, target) in lp.targets.iter().enumerate() {
+                let tpath = format!("{path}.targets[{j}]");
+                if target.id.trim().is_empty() || target.id.chars().any(char::is_control) {
+                    out.push(format!(
+                        "{tpath}.id: must be non-empty without control characters"
+                    ));
+                }
+                for name in std::iter::once(&target.id).chain(&target.aliases) {
+                    if !names.insert(name.as_str()) {
+                        out.push(format!(
+                            "{tpath}: {name:?} already names another target of this loop"
+                        ));
+                    }
+                }
+                if let Some(r) = &target.resources
+                    && (!(r.cpu.is_finite() && r.cpu > 0.0)
+                        || !(r.memory_gib.is_finite() && r.memory_gib > 0.0))
+                {
+                    out.push(format!(
+                        "{tpath}.resources: cpu and memory_gib must be positive, got {} and {}",
+                        r.cpu, r.memory_gib
+                    ));
+                }
+            }
             if lp.limits.timeout.0.is_zero() {
                 out.push(format!("{path}.limits.timeout: must be positive"));
             }
@@ -776,6 +851,42 @@ loops:
         assert!(config.state_dir.ends_with(".setpoint"));
         config.state_dir = default_state_dir();
         assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn static_targets_parse_and_are_checked() {
+        let text = r#"
+loops:
+  - name: w
+    targets:
+      - id: pg-main
+        aliases: ["127.0.0.1:9100", "127.0.0.1:9187"]
+        resources: { cpu: 8, memory_gib: 32, parameters: { shared_buffers: 8GB } }
+      - id: pg-other
+        aliases: ["127.0.0.1:9100"]
+        resources: { cpu: 0, memory_gib: 4 }
+"#;
+        let error = Config::parse(text, "t.yaml").unwrap_err().to_string();
+        assert!(
+            error.contains("loops[0].targets[1]: \"127.0.0.1:9100\" already names another target"),
+            "{error}"
+        );
+        assert!(
+            error.contains("loops[0].targets[1].resources: cpu and memory_gib must be positive"),
+            "{error}"
+        );
+        let ok = text.replace(
+            "aliases: [\"127.0.0.1:9100\"]\n        resources: { cpu: 0",
+            "resources: { cpu: 2",
+        );
+        let config = Config::parse(&ok, "t.yaml").unwrap();
+        let r = config.loops[0].targets[0]
+            .resources
+            .as_ref()
+            .unwrap()
+            .resolve();
+        assert_eq!(r.cpu_millicores, 8000);
+        assert_eq!(r.parameters["shared_buffers"], "8GB");
     }
 
     #[test]

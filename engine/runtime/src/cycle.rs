@@ -67,6 +67,7 @@ pub(crate) async fn run(
             source_name: lp.source.name().to_string(),
             message: error.to_string(),
         })?;
+        let (targets, names) = resolve_targets(targets, &lp.config.targets, &descriptor.technology);
         let window = window_for(
             now,
             lp.config.window.weeks,
@@ -93,8 +94,16 @@ pub(crate) async fn run(
                 .await;
             match result {
                 Ok(result) => {
-                    for (target, series) in result.series {
-                        series_by_target.entry(target).or_default().push(series);
+                    for (label, series) in result.series {
+                        let target = names.get(&label).cloned().unwrap_or(label);
+                        let slot = series_by_target.entry(target.clone()).or_default();
+                        if slot.iter().any(|s| s.metric == series.metric) {
+                            // Two label values of one target both answered: keep the first,
+                            // say so, never average two different things.
+                            tracing::warn!(target = %target, metric = %metric.name, "several series for one target; keeping the first");
+                            continue;
+                        }
+                        slot.push(series);
                     }
                 }
                 Err(error) => {
@@ -180,6 +189,48 @@ pub(crate) async fn run(
     Ok(report)
 }
 
+/// Applies the configuration's targets to what discovery found: aliases fold the label values
+/// that name one target into its id, declared resources and labels win, and declared targets
+/// that discovery missed are added. Returns the targets and the label-value → id map.
+pub(crate) fn resolve_targets(
+    discovered: Vec<Target>,
+    declared: &[crate::config::StaticTarget],
+    technology: &str,
+) -> (Vec<Target>, HashMap<String, String>) {
+    let mut names: HashMap<String, String> = HashMap::new();
+    for t in declared {
+        names.insert(t.id.clone(), t.id.clone());
+        for alias in &t.aliases {
+            names.insert(alias.clone(), t.id.clone());
+        }
+    }
+    let mut targets: BTreeMap<String, Target> = BTreeMap::new();
+    for mut target in discovered {
+        let id = names.get(&target.id).cloned().unwrap_or(target.id.clone());
+        target.id = id.clone();
+        targets.entry(id).or_insert(target);
+    }
+    for t in declared {
+        let target = targets.entry(t.id.clone()).or_insert_with(|| Target {
+            id: t.id.clone(),
+            technology: technology.to_string(),
+            labels: BTreeMap::new(),
+            resources: setpoint_core::Resources {
+                cpu_millicores: 0,
+                memory_bytes: 0,
+                parameters: BTreeMap::new(),
+            },
+        });
+        if let Some(resources) = &t.resources {
+            target.resources = resources.resolve();
+        }
+        target
+            .labels
+            .extend(t.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    (targets.into_values().collect(), names)
+}
+
 struct TargetContext<'a> {
     lp: &'a LoopRuntime,
     now: DateTime<Utc>,
@@ -260,6 +311,18 @@ impl TargetContext<'_> {
         row.class_reason = Some(classification.explanation.code.clone());
         row.stable_cycles = history.stable_cycles;
 
+        if target.resources.cpu_millicores == 0 || target.resources.memory_bytes == 0 {
+            fail(
+                &mut entry,
+                &mut row,
+                StageName::Propose,
+                format!(
+                    "current resources of target {:?} are unknown; declare them under loops[].targets in the config",
+                    target.id
+                ),
+            );
+            return (entry, history, row);
+        }
         let proposals = {
             let _s = info_span!("propose").entered();
             self.lp
@@ -380,6 +443,57 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn declared_targets_fold_aliases_and_supply_resources() {
+        use crate::config::{ResourcesConfig, StaticTarget};
+        let discovered = vec![
+            Target {
+                id: "127.0.0.1:9187".into(),
+                technology: "postgres".into(),
+                labels: BTreeMap::new(),
+                resources: setpoint_core::Resources {
+                    cpu_millicores: 0,
+                    memory_bytes: 0,
+                    parameters: BTreeMap::new(),
+                },
+            },
+            Target {
+                id: "pg-found".into(),
+                technology: "postgres".into(),
+                labels: BTreeMap::new(),
+                resources: setpoint_core::Resources {
+                    cpu_millicores: 0,
+                    memory_bytes: 0,
+                    parameters: BTreeMap::new(),
+                },
+            },
+        ];
+        let declared = vec![
+            StaticTarget {
+                id: "pg-main".into(),
+                aliases: vec!["127.0.0.1:9187".into(), "127.0.0.1:9100".into()],
+                resources: Some(ResourcesConfig {
+                    cpu: 8.0,
+                    memory_gib: 32.0,
+                    parameters: BTreeMap::new(),
+                }),
+                labels: BTreeMap::new(),
+            },
+            StaticTarget {
+                id: "pg-declared-only".into(),
+                aliases: vec![],
+                resources: None,
+                labels: BTreeMap::new(),
+            },
+        ];
+        let (targets, names) = resolve_targets(discovered, &declared, "postgres");
+        let ids: Vec<&str> = targets.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, vec!["pg-declared-only", "pg-found", "pg-main"]);
+        assert_eq!(targets[2].resources.cpu_millicores, 8000);
+        assert_eq!(names["127.0.0.1:9100"], "pg-main");
+        assert_eq!(targets[0].resources.cpu_millicores, 0);
+    }
 
     #[test]
     fn window_is_whole_steps_and_one_extra_week() {
