@@ -734,8 +734,10 @@ impl Config {
                     }
                 }
                 if let Some(r) = &target.resources
-                    && (!(r.cpu.is_finite() && r.cpu > 0.0)
-                        || !(r.memory_gib.is_finite() && r.memory_gib > 0.0))
+                    && !(r.cpu.is_finite()
+                        && r.cpu > 0.0
+                        && r.memory_gib.is_finite()
+                        && r.memory_gib > 0.0)
                 {
                     out.push(format!(
                         "{tpath}.resources: cpu and memory_gib must be positive, got {} and {}",
