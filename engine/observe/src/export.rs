@@ -170,6 +170,12 @@ pub fn export(
             ]),
             points: points(2, &mut |v| (v * max_connections).round()),
         });
+        // What discovery looks for: the exporter saw the database up whenever it had samples.
+        families.push(Out {
+            name: "pg_up",
+            labels: common(vec![("server", target.id.clone())]),
+            points: points(2, &mut |_| 1.0),
+        });
         families.push(Out {
             name: "pg_settings_max_connections",
             labels: common(vec![("server", target.id.clone())]),
@@ -248,8 +254,8 @@ mod tests {
         let text = String::from_utf8(buf).unwrap();
         assert!(text.ends_with("# EOF\n"));
         assert_eq!(stats.targets, 1);
-        assert_eq!(stats.series, 6);
-        assert_eq!(stats.samples, 6 * 5 * 7 * 24 * 24);
+        assert_eq!(stats.series, 7);
+        assert_eq!(stats.samples, 7 * 5 * 7 * 24 * 24);
         let first = text.lines().next().unwrap();
         let timestamp = first.rsplit(' ').next().unwrap();
         // Seconds, with milliseconds after the point: never milliseconds as an integer.
