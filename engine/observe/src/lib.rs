@@ -14,8 +14,10 @@ use chrono::{DateTime, Utc};
 use setpoint_core::{MetricSeries, Target};
 
 pub mod export;
+pub mod prometheus;
 pub mod sim;
 
+pub use prometheus::{PrometheusConfig, PrometheusSource};
 pub use sim::{Scenario, SimulatedFleet};
 
 /// A boxed future, so that sources can be used as trait objects.
@@ -98,6 +100,72 @@ pub enum ObserveError {
         metric: String,
         /// What is wrong.
         message: String,
+    },
+    /// The server could not be reached (after retries).
+    #[error("{source_name}: unreachable while querying {metric:?}: {message}")]
+    Unreachable {
+        /// The source.
+        source_name: String,
+        /// The metric or query.
+        metric: String,
+        /// What the connection said.
+        message: String,
+    },
+    /// The server did not answer in time (after retries).
+    #[error("{source_name}: no answer within {timeout:?} for {metric:?}")]
+    Timeout {
+        /// The source.
+        source_name: String,
+        /// The metric or query.
+        metric: String,
+        /// The per-request timeout.
+        timeout: std::time::Duration,
+    },
+    /// The server answered with an HTTP error.
+    #[error("{source_name}: HTTP {status} for {metric:?}: {message}")]
+    Http {
+        /// The source.
+        source_name: String,
+        /// The metric or query.
+        metric: String,
+        /// The HTTP status.
+        status: u16,
+        /// The server's error, when it gave one.
+        message: String,
+    },
+    /// The answer is not what the API promises.
+    #[error("{source_name}: malformed answer for {metric:?}: {message}")]
+    Malformed {
+        /// The source.
+        source_name: String,
+        /// The metric or query.
+        metric: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The server refused the query (`"status": "error"`).
+    #[error("{source_name}: query for {metric:?} failed: {message}")]
+    QueryFailed {
+        /// The source.
+        source_name: String,
+        /// The metric or query.
+        metric: String,
+        /// The server's error type and message.
+        message: String,
+    },
+    /// Two series name the same target: joining them would mix two different things.
+    #[error(
+        "{source_name}: two series of {metric:?} name target {target:?} ({labels}); make the query aggregate by the target label"
+    )]
+    DuplicateSeries {
+        /// The source.
+        source_name: String,
+        /// The metric.
+        metric: String,
+        /// The target label value.
+        target: String,
+        /// The two label sets.
+        labels: String,
     },
 }
 

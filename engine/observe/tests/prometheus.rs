@@ -1,0 +1,392 @@
+//! The Prometheus-compatible source against a scripted HTTP server on 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use setpoint_observe::prometheus::Auth;
+use setpoint_observe::{
+    MetricSource, ObserveError, PrometheusConfig, PrometheusSource, RangeQuery,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    head: String,
+    body: String,
+}
+
+type Reply = Box<dyn Fn(&Seen) -> Option<(u16, String)> + Send + Sync>;
+
+/// Serves scripted replies; `None` means never answer (for timeouts).
+async fn server(reply: Reply) -> (String, Arc<Mutex<Vec<Seen>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let reply = Arc::new(reply);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let log = log.clone();
+            let reply = reply.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let (head, body) = loop {
+                    let n = socket.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let head = text[..end].to_string();
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + length {
+                            break (head, text[end + 4..end + 4 + length].to_string());
+                        }
+                    }
+                };
+                let request = Seen { head, body };
+                log.lock().unwrap().push(request.clone());
+                match reply(&request) {
+                    Some((status, body)) => {
+                        let response = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = socket.write_all(response.as_bytes()).await;
+                    }
+                    None => tokio::time::sleep(Duration::from_secs(30)).await,
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+fn form_value(body: &str, key: &str) -> String {
+    body.split('&')
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .map(|v| v.replace('+', " "))
+        .unwrap_or_default()
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn query(step: u64, days: i64) -> RangeQuery {
+    let end = at("2026-11-23T06:00:00Z");
+    RangeQuery {
+        metric: "cpu".into(),
+        promql: "1 - avg by (instance) (rate(x[5m]))".into(),
+        technology: "postgres".into(),
+        start: end - chrono::Duration::days(days),
+        end,
+        step_seconds: step,
+        target_label: "instance".into(),
+    }
+}
+
+/// A matrix with one sample per evaluation time of the request, for two instances.
+fn matrix_for(seen: &Seen) -> String {
+    let start: i64 = form_value(&seen.body, "start").parse().unwrap();
+    let end: i64 = form_value(&seen.body, "end").parse().unwrap();
+    let step: i64 = form_value(&seen.body, "step").parse().unwrap();
+    let values: Vec<String> = (0..)
+        .map(|i| start + i * step)
+        .take_while(|t| *t <= end)
+        .map(|t| format!("[{t},\"0.25\"]"))
+        .collect();
+    let values = values.join(",");
+    format!(
+        r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{"instance":"a"}},"values":[{values}]}},{{"metric":{{"instance":"b"}},"values":[{values}]}}]}}}}"#
+    )
+}
+
+fn config(url: &str) -> PrometheusConfig {
+    PrometheusConfig {
+        timeout: Duration::from_secs(5),
+        retries: 2,
+        ..PrometheusConfig::new(url)
+    }
+}
+
+#[tokio::test]
+async fn one_request_groups_the_fleet_by_target_and_parses_special_values() {
+    let (url, seen) = server(Box::new(|_| {
+        Some((
+            200,
+            r#"{"status":"success","data":{"resultType":"matrix","result":[
+                {"metric":{"instance":"pg-1","job":"node"},"values":[[1795400000,"0.5"],[1795400300,"NaN"]]},
+                {"metric":{"instance":"pg-2"},"values":[[1795400000,"+Inf"],[1795400300.5,"-Inf"]]},
+                {"metric":{"job":"no-instance"},"values":[[1795400000,"1"]]}]}}"#
+                .to_string(),
+        ))
+    }))
+    .await;
+    let source = PrometheusSource::new(config(&url)).unwrap();
+    let result = source.query_range(&query(300, 7)).await.unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    assert_eq!(source.requests(), 1);
+    let ids: Vec<&str> = result.series.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(ids, vec!["pg-1", "pg-2"]);
+    let pg1 = &result.series[0].1;
+    assert_eq!(pg1.metric, "cpu");
+    assert_eq!(
+        pg1.timestamps_ms,
+        vec![1_795_400_000_000, 1_795_400_300_000]
+    );
+    assert_eq!(pg1.values[0], 0.5);
+    assert!(pg1.values[1].is_nan());
+    let pg2 = &result.series[1].1;
+    assert_eq!(pg2.values[0], f64::INFINITY);
+    assert_eq!(pg2.values[1], f64::NEG_INFINITY);
+    assert_eq!(pg2.timestamps_ms[1], 1_795_400_300_500);
+    let body = seen.lock().unwrap()[0].body.clone();
+    assert!(body.contains("query="), "{body}");
+}
+
+#[tokio::test]
+async fn long_ranges_are_chunked_under_the_points_limit_without_duplicates() {
+    let (url, seen) = server(Box::new(|s| Some((200, matrix_for(s))))).await;
+    let source = PrometheusSource::new(PrometheusConfig {
+        max_points_per_series: 1000,
+        ..config(&url)
+    })
+    .unwrap();
+    // 35 days at 5 minutes: 10,080 points → 11 chunks of at most 1,000.
+    let result = source.query_range(&query(300, 35)).await.unwrap();
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(requests.len(), 11);
+    for r in &requests {
+        let start: i64 = form_value(&r.body, "start").parse().unwrap();
+        let end: i64 = form_value(&r.body, "end").parse().unwrap();
+        assert!((end - start) / 300 < 1000);
+    }
+    for (_, series) in &result.series {
+        assert_eq!(series.timestamps_ms.len(), 10_080);
+        assert!(
+            series
+                .timestamps_ms
+                .windows(2)
+                .all(|w| w[1] - w[0] == 300_000)
+        );
+    }
+    // The default Prometheus limit takes the same range in one request.
+    let (url, seen) = server(Box::new(|s| Some((200, matrix_for(s))))).await;
+    let source = PrometheusSource::new(config(&url)).unwrap();
+    source.query_range(&query(300, 35)).await.unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn bearer_and_basic_auth_are_sent() {
+    for (auth, expected) in [
+        (
+            Auth::Bearer {
+                token: "s3cret".into(),
+            },
+            "authorization: bearer s3cret",
+        ),
+        (
+            Auth::Basic {
+                username: "ops".into(),
+                password: "pw".into(),
+            },
+            "authorization: basic b3bzonb3",
+        ),
+    ] {
+        let (url, seen) = server(Box::new(|s| Some((200, matrix_for(s))))).await;
+        let source = PrometheusSource::new(PrometheusConfig {
+            auth: Some(auth),
+            ..config(&url)
+        })
+        .unwrap();
+        source.query_range(&query(300, 1)).await.unwrap();
+        let head = seen.lock().unwrap()[0].head.to_ascii_lowercase();
+        assert!(head.contains(expected), "{head}");
+    }
+}
+
+#[tokio::test]
+async fn a_client_error_is_not_retried_and_carries_the_server_message() {
+    let (url, seen) = server(Box::new(|_| {
+        Some((
+            400,
+            r#"{"status":"error","errorType":"bad_data","error":"parse error at char 3"}"#.into(),
+        ))
+    }))
+    .await;
+    let source = PrometheusSource::new(config(&url)).unwrap();
+    let error = source.query_range(&query(300, 1)).await.unwrap_err();
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    assert!(
+        matches!(error, ObserveError::Http { status: 400, .. }),
+        "{error}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("parse error at char 3") && text.contains("\"cpu\""),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_error_is_retried_then_reported() {
+    let (url, seen) = server(Box::new(|_| Some((503, "overloaded".into())))).await;
+    let source = PrometheusSource::new(config(&url)).unwrap();
+    let error = source.query_range(&query(300, 1)).await.unwrap_err();
+    assert_eq!(seen.lock().unwrap().len(), 3, "1 try + 2 retries");
+    assert!(
+        matches!(error, ObserveError::Http { status: 503, .. }),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_recovers_is_used() {
+    let count = Arc::new(Mutex::new(0));
+    let c = count.clone();
+    let (url, _) = server(Box::new(move |s| {
+        let mut n = c.lock().unwrap();
+        *n += 1;
+        if *n == 1 {
+            Some((502, "bad gateway".into()))
+        } else {
+            Some((200, matrix_for(s)))
+        }
+    }))
+    .await;
+    let source = PrometheusSource::new(config(&url)).unwrap();
+    let result = source.query_range(&query(300, 1)).await.unwrap();
+    assert_eq!(result.series.len(), 2);
+}
+
+#[tokio::test]
+async fn malformed_json_and_query_errors_are_named() {
+    let (url, _) = server(Box::new(|_| Some((200, "{not json".into())))).await;
+    let source = PrometheusSource::new(config(&url)).unwrap();
+    let error = source.query_range(&query(300, 1)).await.unwrap_err();
+    assert!(matches!(error, ObserveError::Malformed { .. }), "{error}");
+
+    let (url, _) = server(Box::new(|_| {
+        Some((
+            200,
+            r#"{"status":"error","errorType":"execution","error":"too many samples"}"#.into(),
+        ))
+    }))
+    .await;
+    let source = PrometheusSource::new(config(&url)).unwrap();
+    let error = source.query_range(&query(300, 1)).await.unwrap_err();
+    assert!(matches!(error, ObserveError::QueryFailed { .. }), "{error}");
+    assert!(error.to_string().contains("too many samples"), "{error}");
+
+    let (url, _) = server(Box::new(|_| {
+        Some((
+            200,
+            r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#.into(),
+        ))
+    }))
+    .await;
+    let source = PrometheusSource::new(config(&url)).unwrap();
+    let error = source.query_range(&query(300, 1)).await.unwrap_err();
+    assert!(error.to_string().contains("expected a matrix"), "{error}");
+}
+
+#[tokio::test]
+async fn a_silent_server_times_out() {
+    let (url, seen) = server(Box::new(|_| None)).await;
+    let source = PrometheusSource::new(PrometheusConfig {
+        timeout: Duration::from_millis(300),
+        retries: 1,
+        ..PrometheusConfig::new(&url)
+    })
+    .unwrap();
+    let error = source.query_range(&query(300, 1)).await.unwrap_err();
+    assert!(matches!(error, ObserveError::Timeout { .. }), "{error}");
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_closed_port_is_unreachable() {
+    // Bind, learn the port, close it: nothing listens there now.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let source = PrometheusSource::new(PrometheusConfig {
+        retries: 1,
+        ..config(&url)
+    })
+    .unwrap();
+    let error = source.query_range(&query(300, 1)).await.unwrap_err();
+    assert!(matches!(error, ObserveError::Unreachable { .. }), "{error}");
+    assert!(error.to_string().contains(&url), "{error}");
+}
+
+#[tokio::test]
+async fn two_series_for_one_target_are_refused() {
+    let (url, _) = server(Box::new(|_| {
+        Some((
+            200,
+            r#"{"status":"success","data":{"resultType":"matrix","result":[
+                {"metric":{"instance":"pg-1","cpu":"0"},"values":[[1795400000,"0.5"]]},
+                {"metric":{"instance":"pg-1","cpu":"1"},"values":[[1795400000,"0.7"]]}]}}"#
+                .into(),
+        ))
+    }))
+    .await;
+    let source = PrometheusSource::new(config(&url)).unwrap();
+    let error = source.query_range(&query(300, 1)).await.unwrap_err();
+    assert!(
+        matches!(error, ObserveError::DuplicateSeries { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("pg-1"), "{error}");
+}
+
+#[tokio::test]
+async fn discovery_lists_the_instances_of_the_up_metric() {
+    let (url, seen) = server(Box::new(|_| {
+        Some((
+            200,
+            r#"{"status":"success","data":{"resultType":"vector","result":[
+                {"metric":{"__name__":"pg_up","instance":"db-2:9187","job":"postgres"},"value":[1795400000,"1"]},
+                {"metric":{"__name__":"pg_up","instance":"db-1:9187","job":"postgres"},"value":[1795400000,"0"]}]}}"#
+                .into(),
+        ))
+    }))
+    .await;
+    let source = PrometheusSource::new(config(&url)).unwrap();
+    let targets = source.discover("pg").await.unwrap();
+    let ids: Vec<&str> = targets.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, vec!["db-1:9187", "db-2:9187"]);
+    assert_eq!(targets[0].technology, "pg");
+    assert_eq!(form_value(&seen.lock().unwrap()[0].body, "query"), "pg_up");
+}
+
+#[test]
+fn bad_settings_are_refused() {
+    let error = PrometheusSource::new(PrometheusConfig::new("localhost:9090")).unwrap_err();
+    assert!(error.to_string().contains("http://"), "{error}");
+    let error = PrometheusSource::new(PrometheusConfig {
+        ca_file: Some("/nonexistent/ca.pem".into()),
+        ..PrometheusConfig::new("https://127.0.0.1:1")
+    })
+    .unwrap_err();
+    assert!(error.to_string().contains("/nonexistent/ca.pem"), "{error}");
+}
