@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
 # Installs what building and testing setpoint needs on a fresh Debian machine with rustup.
 # Idempotent: safe to run before every build.
+#   scripts/setup.sh          the toolchain pieces (quickstart)
+#   scripts/setup.sh --stack  also the Debian packages of the real-stack tests
 set -euo pipefail
 
 # Plugins are WASM components built from source by the build itself.
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
   echo "setup: adding the wasm32-unknown-unknown target" >&2
   rustup target add wasm32-unknown-unknown
+fi
+
+if [ "${1:-}" = "--stack" ]; then
+  # Prometheus, VictoriaMetrics, PostgreSQL, Redis and their exporters, for the end-to-end tests.
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: checking the real-stack packages" >&2
+  $sudo bash "$(dirname "$0")/../examples/stack/stack.sh" install
 fi

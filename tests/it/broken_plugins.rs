@@ -1,4 +1,6 @@
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use crate::setpoint_binary;
 
 use chrono::{DateTime, Utc};
 use setpoint_runtime::{Config, Runtime, Shutdown};
@@ -77,20 +79,6 @@ async fn each_broken_plugin_fails_only_its_own_targets() {
         .unwrap();
     let error = entry.error.unwrap();
     assert_eq!(error.stage, setpoint_core::StageName::Features);
-}
-
-/// The binary built by the same `cargo test` run (the CLI package's integration tests make
-/// cargo build it), next to this test's executable.
-fn setpoint_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let binary = dir.join("setpoint");
-    assert!(
-        binary.exists(),
-        "{} is missing: run the whole suite (cargo test --workspace) or cargo build -p setpoint",
-        binary.display()
-    );
-    binary
 }
 
 #[test]

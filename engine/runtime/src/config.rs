@@ -398,6 +398,8 @@ pub enum SourceConfig {
         #[serde(default = "default_seed")]
         seed: u64,
     },
+    /// A Prometheus-compatible server: Prometheus, VictoriaMetrics, Thanos, Mimir.
+    Prometheus(setpoint_observe::PrometheusConfig),
 }
 
 fn default_seed() -> u64 {
@@ -853,6 +855,20 @@ loops:
         assert!(config.state_dir.ends_with(".setpoint"));
         config.state_dir = default_state_dir();
         assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn a_prometheus_source_parses_strictly() {
+        let text = "loops:\n  - name: w\n    source: { kind: prometheus, url: 'http://127.0.0.1:9090', timeout: 5s, auth: { kind: bearer, token: t } }\n";
+        let config = Config::parse(text, "t.yaml").unwrap();
+        let SourceConfig::Prometheus(p) = &config.loops[0].source else {
+            panic!("not prometheus");
+        };
+        assert_eq!(p.timeout, Duration::from_secs(5));
+        let bad =
+            "loops:\n  - name: w\n    source: { kind: prometheus, url: 'http://x', retires: 2 }\n";
+        let error = Config::parse(bad, "t.yaml").unwrap_err().to_string();
+        assert!(error.contains("retires"), "{error}");
     }
 
     #[test]

@@ -334,6 +334,15 @@ fn resolve_loop(config: LoopConfig) -> Result<LoopRuntime> {
     })?;
     let source: Arc<dyn MetricSource> = match &config.source {
         config::SourceConfig::Simulated { seed } => Arc::new(SimulatedFleet::quickstart(*seed)),
+        config::SourceConfig::Prometheus(settings) => Arc::new(
+            setpoint_observe::PrometheusSource::new(settings.clone()).map_err(|error| {
+                RuntimeError::Source {
+                    loop_name: loop_name.clone(),
+                    source_name: settings.url.clone(),
+                    message: error.to_string(),
+                }
+            })?,
+        ),
     };
     let classifier: Arc<dyn Classifier> = match &config.classifier {
         config::ClassifierConfig::Bootstrap { thresholds } => {
