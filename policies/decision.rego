@@ -13,6 +13,7 @@ import data.setpoint.confidence
 import data.setpoint.guardrails
 import data.setpoint.hysteresis
 import data.setpoint.kill_switch
+import data.setpoint.missing_data
 
 # The class the classifier gave this cycle: scale_down, remain or scale_up.
 class := input.classification.class
@@ -31,6 +32,8 @@ decision := _decide("block", kill_switch.reasons) if {
 	count(kill_switch.reasons) > 0
 } else := _decide("hold", [no_change_reason]) if {
 	not chosen
+} else := _decide("hold", [missing_data.reason]) if {
+	missing_data.blocks_scale_down
 } else := _decide("block", guardrails.reasons) if {
 	count(guardrails.reasons) > 0
 } else := _decide("hold", [confidence.reason]) if {

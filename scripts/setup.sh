@@ -17,4 +17,12 @@ if [ "${1:-}" = "--stack" ]; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "setup: checking the real-stack packages" >&2
   $sudo bash "$(dirname "$0")/../examples/stack/stack.sh" install
+  # The TLS test makes a throwaway CA with openssl and serves HTTPS with python3.
+  missing=()
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v python3 >/dev/null || missing+=(python3)
+  if [ ${#missing[@]} -gt 0 ]; then
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
 fi

@@ -3,18 +3,25 @@
 # PostgreSQL + postgres_exporter, node_exporter, Redis + redis_exporter, Prometheus and
 # VictoriaMetrics (both scraping the exporters), with weeks of simulated history backfilled.
 #
-#   examples/stack/stack.sh install            # apt packages (root)
-#   examples/stack/stack.sh start DIR          # start everything; ports in DIR/ports.env
-#   examples/stack/stack.sh backfill DIR [ID…] # simulated history into both TSDBs (restarts Prometheus)
-#   examples/stack/stack.sh stop DIR           # stop every process this script started, by PID
+#   examples/stack/stack.sh install              # apt packages (root)
+#   examples/stack/stack.sh start DIR            # start everything; ports in DIR/ports.env
+#   examples/stack/stack.sh backfill DIR [ID…]   # simulated history into both TSDBs (restarts
+#                                                # Prometheus); default: the targets setpoint.yaml declares
+#   examples/stack/stack.sh import DIR FILE.om   # your own OpenMetrics history into Prometheus
+#   examples/stack/stack.sh stop DIR             # stop every process this script started, by PID
 #
 # Every listener is on 127.0.0.1 on a free port. DIR/setpoint-prometheus.yaml and
-# DIR/setpoint-victoria.yaml point setpoint at the stack.
+# DIR/setpoint-victoria.yaml are examples/stack/setpoint.yaml pointed at the stack's TSDBs
+# (see examples/stack/README.md).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 setpoint=${SETPOINT:-$root/target/debug/setpoint}
+
+# What backfill writes by default: the simulated targets examples/stack/setpoint.yaml declares.
+scenario_targets=(pg-reporting-01 pg-transactional-01 pg-saturated-01 pg-connections-01 pg-gap-01
+  pg-steady-01 pg-spiky-01)
 
 packages=(prometheus victoria-metrics prometheus-node-exporter prometheus-postgres-exporter
   prometheus-redis-exporter postgresql redis-server)
@@ -23,6 +30,19 @@ die() { echo "stack: $*" >&2; exit 1; }
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# A server's usual port when it is free on 127.0.0.1 (so examples/stack/setpoint.yaml works as
+# it stands), otherwise any free one.
+usual_or_free_port() {
+  python3 -c '
+import socket, sys
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1]); s.close()' "$1"
 }
 
 wait_for() { # name, seconds, command…
@@ -38,6 +58,14 @@ started() { echo "$2 $1" >> "$dir/pids"; }
 
 pg_bin() { ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1; }
 
+# The PostgreSQL plugin reads disk busy time per instance, one series each: with several disks
+# node_exporter would give several, so it reports only the busiest whole disk (or DISK_DEVICE).
+disk_device() {
+  if [ -n "${DISK_DEVICE:-}" ]; then echo "$DISK_DEVICE"; return; fi
+  awk '$3 !~ /^(loop|ram|zram|fd|sr|nbd|dm-|md)/ && $3 !~ /^((h|s|v|xv)d[a-z]|nvme[0-9]+n[0-9]+p|mmcblk[0-9]+p)[0-9]+$/ \
+    { if ($13 >= best) { best = $13; name = $3 } } END { print name }' /proc/diskstats
+}
+
 install() {
   local missing=()
   for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -52,13 +80,16 @@ write_scrape_config() {
 global:
   scrape_interval: ${SCRAPE_INTERVAL:-1s}
   scrape_timeout: ${SCRAPE_INTERVAL:-1s}
+# Stable instance names instead of the random exporter addresses, so that setpoint.yaml can
+# name the live database: postgres_exporter's series are "pg-live", node_exporter's (the host
+# it runs on) "pg-live-host".
 scrape_configs:
   - job_name: node
-    static_configs: [{ targets: ["127.0.0.1:$NODE_PORT"] }]
+    static_configs: [{ targets: ["127.0.0.1:$NODE_PORT"], labels: { instance: pg-live-host } }]
   - job_name: postgres
-    static_configs: [{ targets: ["127.0.0.1:$PG_EXPORTER_PORT"] }]
+    static_configs: [{ targets: ["127.0.0.1:$PG_EXPORTER_PORT"], labels: { instance: pg-live } }]
   - job_name: redis
-    static_configs: [{ targets: ["127.0.0.1:$REDIS_EXPORTER_PORT"] }]
+    static_configs: [{ targets: ["127.0.0.1:$REDIS_EXPORTER_PORT"], labels: { instance: redis-live } }]
 YAML
 }
 
@@ -70,19 +101,22 @@ start_prometheus() {
   wait_for prometheus 30 curl -sf "http://127.0.0.1:$PROM_PORT/-/ready"
 }
 
-write_setpoint_configs() {
-  local name url
+write_setpoint_configs() { # examples/stack/setpoint.yaml with the stack's URLs and state dirs
+  local template=$here/setpoint.yaml name url extra
   for name in prometheus victoria; do
-    if [ $name = prometheus ]; then url="http://127.0.0.1:$PROM_PORT"; else url="http://127.0.0.1:$VM_PORT"; fi
-    cat > "$dir/setpoint-$name.yaml" <<YAML
-# setpoint against the local stack's ${name} (written by examples/stack/stack.sh)
-state_dir: state-$name
-loops:
-  - name: weekly-rightsizing
-    source:
-      kind: prometheus
-      url: $url
-YAML
+    if [ $name = prometheus ]; then
+      url="http://127.0.0.1:$PROM_PORT" extra=""
+    else
+      # VictoriaMetrics answers up to 30,000 points per series: fewer, larger range queries.
+      url="http://127.0.0.1:$VM_PORT" extra='\n\1max_points_per_series: 30000'
+    fi
+    {
+      echo "# Written by examples/stack/stack.sh from $template for the stack in $dir."
+      sed -e "s|^state_dir: .*|state_dir: state-$name|" \
+        -e "s|^\( *\)url: http://127.0.0.1:9090\$|\1url: $url$extra|" "$template"
+    } > "$dir/setpoint-$name.yaml"
+    grep -q "url: $url\$" "$dir/setpoint-$name.yaml" ||
+      die "$template has no 'url: http://127.0.0.1:9090' line to point at the stack"
   done
 }
 
@@ -92,7 +126,7 @@ start() {
   : > "$dir/pids"
   local bin; bin=$(pg_bin)
   PG_PORT=$(free_port); PG_EXPORTER_PORT=$(free_port); NODE_PORT=$(free_port)
-  REDIS_PORT=$(free_port); REDIS_EXPORTER_PORT=$(free_port); PROM_PORT=$(free_port); VM_PORT=$(free_port)
+  REDIS_PORT=$(free_port); REDIS_EXPORTER_PORT=$(free_port); PROM_PORT=$(usual_or_free_port 9090); VM_PORT=$(free_port)
   cat > "$dir/ports.env" <<ENV
 PG_PORT=$PG_PORT
 PG_EXPORTER_PORT=$PG_EXPORTER_PORT
@@ -120,6 +154,7 @@ ENV
   started postgres-exporter $!
 
   prometheus-node-exporter --web.listen-address="127.0.0.1:$NODE_PORT" --no-collector.systemd \
+    --collector.diskstats.device-exclude= --collector.diskstats.device-include="^$(disk_device)\$" \
     > "$dir/logs/node-exporter.log" 2>&1 &
   started node-exporter $!
 
@@ -144,6 +179,7 @@ ENV
 
   write_setpoint_configs
   echo "stack: running in $dir (ports in $dir/ports.env)"
+  echo "stack: after backfill: setpoint --config $dir/setpoint-prometheus.yaml run --once"
 }
 
 backfill() {
@@ -152,20 +188,29 @@ backfill() {
   [ -x "$setpoint" ] || die "no setpoint binary at $setpoint (cargo build -p setpoint, or set SETPOINT)"
   local now targets=()
   now=${BACKFILL_END:-$(date -u +%Y-%m-%dT%H:00:00Z)}
+  [ $# -gt 0 ] || set -- "${scenario_targets[@]}"
   for t in "$@"; do targets+=(--target "$t"); done
   "$setpoint" sim export --format openmetrics --now "$now" --out "$dir/backfill.om" "${targets[@]}"
   "$setpoint" sim export --format victoria-metrics --now "$now" --out "$dir/backfill.vm" "${targets[@]}"
 
-  # Prometheus: blocks written offline, picked up at start (retention counts from the newest block).
-  stop_one prometheus
-  promtool tsdb create-blocks-from openmetrics --max-block-duration=168h "$dir/backfill.om" \
-    "$dir/prometheus" > "$dir/logs/promtool.log" 2>&1
-  start_prometheus
+  import "$dir/backfill.om"
 
   curl -sf --data-binary @"$dir/backfill.vm" "http://127.0.0.1:$VM_PORT/api/v1/import/prometheus"
   curl -sf "http://127.0.0.1:$VM_PORT/internal/force_flush" >/dev/null
   curl -sf "http://127.0.0.1:$VM_PORT/internal/resetRollupResultCache" >/dev/null
-  echo "stack: backfilled history ending $now"
+  echo "stack: backfilled $# target(s), history ending $now"
+}
+
+import() { # OpenMetrics file (timestamps in seconds, ending in # EOF) into Prometheus
+  local file=$1
+  [ -f "$file" ] || die "no file $file"
+  # shellcheck disable=SC1091
+  . "$dir/ports.env"
+  # Blocks are written offline and picked up at start (retention counts from the newest block).
+  stop_one prometheus
+  promtool tsdb create-blocks-from openmetrics --max-block-duration=168h "$file" \
+    "$dir/prometheus" > "$dir/logs/promtool.log" 2>&1 || die "promtool failed; see $dir/logs/promtool.log"
+  start_prometheus
 }
 
 alive() { # pid: running and not a zombie
@@ -204,9 +249,10 @@ stop() {
 command=${1:-}
 case "$command" in
   install) install ;;
-  start|backfill|stop)
+  start|backfill|import|stop)
     [ $# -ge 2 ] || die "usage: $0 $command DIR"
+    [ "$command" != import ] || [ $# -eq 3 ] || die "usage: $0 import DIR FILE.om"
     mkdir -p "$2"; dir=$(cd "$2" && pwd); shift 2
     "$command" "$@" ;;
-  *) sed -n '2,13p' "$0"; exit 2 ;;
+  *) sed -n '2,15p' "$0"; exit 2 ;;
 esac

@@ -39,6 +39,7 @@ pub mod bindings {
     });
 }
 
+pub mod scenario;
 pub mod weekly;
 
 #[doc(hidden)]
@@ -49,8 +50,9 @@ pub mod types {
     pub use crate::bindings::setpoint::plugin::types::*;
 }
 
-/// The ABI version this SDK speaks; the host refuses plugins of another version.
-pub const ABI_VERSION: u32 = 1;
+/// The contract version this SDK builds plugins for: the WIT package version. The host accepts
+/// a plugin of the same major version (for 0.x, the same minor) no newer than its own.
+pub const ABI_VERSION: &str = "0.2.0";
 
 use types::{Descriptor, Feature, PluginError, Proposal, ProposeRequest, Series, Target, Window};
 
@@ -142,4 +144,13 @@ macro_rules! export_adapter {
 
         $crate::bindings::export_bindings!(__SetpointAdapterExport with_types_in $crate::bindings);
     };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_abi_version_is_the_wit_package_version() {
+        let wit = include_str!("../wit/setpoint.wit");
+        assert!(wit.contains(&format!("package setpoint:plugin@{};", super::ABI_VERSION)));
+    }
 }

@@ -4,7 +4,7 @@
 //! here, keeps the definition of a week, of coverage and of "too little data" identical across
 //! technologies.
 
-use crate::types::{Aggregation, Window};
+use crate::types::{Aggregation, Series, Window};
 
 /// Milliseconds in a week.
 pub const WEEK_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -59,15 +59,83 @@ pub fn weekly(
         .collect()
 }
 
+/// Summarises one metric per week, oldest first, from either shape the host sends: raw samples
+/// (as [`weekly`]) or points the source already summarised per week (`sample_counts` set), whose
+/// coverage is their sample count over the samples a week holds at the window's step.
+///
+/// Fails when the columns disagree in length, naming the metric.
+pub fn weekly_series(
+    window: &Window,
+    series: &Series,
+    aggregation: Aggregation,
+    min_coverage: f64,
+) -> Result<Vec<WeekStat>, String> {
+    if series.timestamps_ms.len() != series.values.len() {
+        return Err(format!(
+            "metric {}: {} timestamps but {} values",
+            series.metric,
+            series.timestamps_ms.len(),
+            series.values.len()
+        ));
+    }
+    let Some(counts) = &series.sample_counts else {
+        return Ok(weekly(
+            window,
+            &series.timestamps_ms,
+            &series.values,
+            aggregation,
+            min_coverage,
+        ));
+    };
+    if counts.len() != series.values.len() {
+        return Err(format!(
+            "metric {}: {} weekly points but {} sample counts",
+            series.metric,
+            series.values.len(),
+            counts.len()
+        ));
+    }
+    let weeks = window.weeks as usize;
+    let step_ms = (window.step_seconds.max(1) as i64) * 1000;
+    let expected = (WEEK_MS / step_ms).max(1) as f64;
+    let mut stats = vec![
+        WeekStat {
+            value: None,
+            coverage: 0.0,
+        };
+        weeks
+    ];
+    for ((&t, &v), &count) in series.timestamps_ms.iter().zip(&series.values).zip(counts) {
+        // A point is stamped with its week's end; W-1 ends at the window's end.
+        if t > window.end_ms || (window.end_ms - t) % WEEK_MS != 0 {
+            continue;
+        }
+        let back = ((window.end_ms - t) / WEEK_MS) as usize;
+        if back >= weeks {
+            continue;
+        }
+        let coverage = (f64::from(count) / expected).min(1.0);
+        stats[weeks - 1 - back] = WeekStat {
+            value: (count > 0 && v.is_finite() && coverage >= min_coverage).then_some(v),
+            coverage,
+        };
+    }
+    Ok(stats)
+}
+
 fn aggregate(samples: &mut [f64], aggregation: Aggregation) -> f64 {
     match aggregation {
         Aggregation::Mean => samples.iter().sum::<f64>() / samples.len() as f64,
         Aggregation::Max => samples.iter().copied().fold(f64::MIN, f64::max),
         Aggregation::P95 => {
+            // Linear interpolation between ranks, as PromQL's `quantile_over_time`, so a week
+            // summarised in the TSDB and one summarised here agree.
             samples.sort_by(f64::total_cmp);
-            // Nearest-rank percentile.
-            let rank = (0.95 * samples.len() as f64).ceil() as usize;
-            samples[rank.clamp(1, samples.len()) - 1]
+            let rank = 0.95 * (samples.len() - 1) as f64;
+            let lower = rank.floor() as usize;
+            let upper = (lower + 1).min(samples.len() - 1);
+            let weight = rank - lower as f64;
+            samples[lower] * (1.0 - weight) + samples[upper] * weight
         }
     }
 }
@@ -136,6 +204,69 @@ mod tests {
         let max = weekly(&window(1), &t, &v, Aggregation::Max, 0.0);
         let p95 = weekly(&window(1), &t, &v, Aggregation::P95, 0.0);
         assert_eq!(max[0].value, Some(100.0));
-        assert_eq!(p95[0].value, Some(95.0));
+        // Rank 0.95 × 99 = 94.05 between 95 and 96.
+        assert!((p95[0].value.unwrap() - 95.05).abs() < 1e-9);
+    }
+
+    #[test]
+    fn summarised_points_map_to_their_weeks_with_coverage() {
+        let w = window(4);
+        let series = Series {
+            metric: "cpu".into(),
+            // W-3 and W-1 only; W-1 at half coverage (84 of 168 hourly samples).
+            timestamps_ms: vec![3 * WEEK_MS, 5 * WEEK_MS],
+            values: vec![0.3, 0.6],
+            sample_counts: Some(vec![168, 84]),
+        };
+        let stats = weekly_series(&w, &series, Aggregation::Mean, MIN_COVERAGE).unwrap();
+        assert_eq!(stats[0].value, None);
+        assert_eq!(stats[0].coverage, 0.0);
+        assert_eq!(stats[1].value, Some(0.3));
+        assert_eq!(stats[1].coverage, 1.0);
+        assert_eq!(stats[3].value, Some(0.6));
+        assert_eq!(stats[3].coverage, 0.5);
+        let thin = Series {
+            sample_counts: Some(vec![168, 83]),
+            ..series
+        };
+        let stats = weekly_series(&w, &thin, Aggregation::Mean, MIN_COVERAGE).unwrap();
+        assert_eq!(
+            stats[3].value, None,
+            "below the coverage floor the week is missing"
+        );
+    }
+
+    #[test]
+    fn both_shapes_agree() {
+        let (t, v) = hourly();
+        let raw = Series {
+            metric: "cpu".into(),
+            timestamps_ms: t,
+            values: v,
+            sample_counts: None,
+        };
+        let summarised = Series {
+            metric: "cpu".into(),
+            timestamps_ms: (2..=5).map(|k| k * WEEK_MS).collect(),
+            values: vec![1.0, 2.0, 3.0, 4.0],
+            sample_counts: Some(vec![168; 4]),
+        };
+        let w = window(4);
+        assert_eq!(
+            weekly_series(&w, &raw, Aggregation::Mean, MIN_COVERAGE).unwrap(),
+            weekly_series(&w, &summarised, Aggregation::Mean, MIN_COVERAGE).unwrap()
+        );
+    }
+
+    #[test]
+    fn mismatched_columns_are_an_error_naming_the_metric() {
+        let bad = Series {
+            metric: "iops".into(),
+            timestamps_ms: vec![WEEK_MS],
+            values: vec![0.1],
+            sample_counts: Some(vec![]),
+        };
+        let error = weekly_series(&window(4), &bad, Aggregation::Mean, MIN_COVERAGE).unwrap_err();
+        assert!(error.contains("iops"), "{error}");
     }
 }

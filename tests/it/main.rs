@@ -4,14 +4,42 @@
 /// The whole loop over the embedded simulated fleet, through the runtime library.
 mod whole_loop;
 
+/// The bootstrap heuristics over the whole simulated fleet.
+mod classify_fleet;
+
+/// The simulator playing the PostgreSQL plugin's scenarios.
+mod simulator;
+
+/// A third-party plugin built out of tree and shown in the quickstart.
+mod custom_plugin;
+
 /// The plugin sandbox: the real plugin through it, and deliberately broken guests.
 mod sandbox;
+
+/// Hostile guests: recursion, panics, huge outputs, invalid values, forbidden imports.
+mod hostile;
+
+/// The compiled-plugin cache.
+mod plugin_cache;
+
+/// `setpoint plugin inspect` and `setpoint plugin validate`.
+mod plugin_cli;
 
 /// Broken plugins inside whole cycles, through the runtime and the binary.
 mod broken_plugins;
 
-/// End to end against Prometheus and VictoriaMetrics on loopback.
+/// The loopback stack of `examples/stack`, started and stopped for the tests below.
+mod stack;
+
+/// End to end against Prometheus and VictoriaMetrics on loopback, through the example config;
+/// the TSDB stopped under a running `setpoint run`.
 mod real_stack;
+
+/// A misbehaving Prometheus-compatible source: every failure completes the cycle and holds.
+mod tsdb_failures;
+
+/// The stack's own PostgreSQL under a pgbench load, seen through the whole pipeline.
+mod live_load;
 
 /// The binary built by the same `cargo test` run (the CLI package's integration tests make
 /// cargo build it), next to this test's executable.

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use setpoint_core::{Bounds, Class, MetricSeries, Target};
-use setpoint_observe::{MetricSource, RangeQuery, SimulatedFleet};
+use setpoint_observe::{MetricSource, RangeQuery};
 use setpoint_plugin_host::{Failure, Limits, PluginError, PluginHost};
 
 fn guest(name: &str) -> Vec<u8> {
@@ -16,7 +16,8 @@ fn guest(name: &str) -> Vec<u8> {
 }
 
 fn target(id: &str) -> Target {
-    SimulatedFleet::quickstart(42)
+    setpoint_runtime::builtin_fleet(42, "postgres")
+        .unwrap()
         .targets()
         .iter()
         .find(|t| t.id == "pg-reporting-01")
@@ -44,7 +45,7 @@ fn window() -> setpoint_core::Window {
 
 /// The reporting instance's samples, straight from the simulator.
 async fn reporting_series() -> Vec<MetricSeries> {
-    let fleet = SimulatedFleet::quickstart(42);
+    let fleet = setpoint_runtime::builtin_fleet(42, "postgres").unwrap();
     let mut out = Vec::new();
     for metric in ["cpu", "memory", "connections", "iops"] {
         let query = RangeQuery {
@@ -55,6 +56,7 @@ async fn reporting_series() -> Vec<MetricSeries> {
             end: window().end,
             step_seconds: 300,
             target_label: "instance".into(),
+            weekly: None,
         };
         let result = fleet.query_range(&query).await.unwrap();
         out.extend(

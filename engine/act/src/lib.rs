@@ -5,6 +5,8 @@
 //! goes to the approval queue instead. Keeping this decision in one function makes the rule
 //! "no action without a policy verdict of act" checkable in one place.
 
+pub mod render;
+
 use serde::{Deserialize, Serialize};
 use setpoint_core::{Decision, Mode, Operation, Proposal, Target, Verdict};
 
@@ -156,6 +158,7 @@ mod tests {
         let resources = Resources {
             cpu_millicores: 8000,
             memory_bytes: 32 << 30,
+            replicas: 1,
             parameters: Default::default(),
         };
         let target = Target {

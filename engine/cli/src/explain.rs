@@ -74,6 +74,13 @@ pub fn render(entry: &JournalEntry) -> String {
         let _ = writeln!(out, "  labels: {}", labels.join(", "));
     }
 
+    if !entry.observe_issues.is_empty() {
+        let _ = writeln!(out, "\nobservation problems");
+        for issue in &entry.observe_issues {
+            let _ = writeln!(out, "  - {issue}");
+        }
+    }
+
     let _ = writeln!(out, "\nfeatures (value · coverage)");
     if entry.features.features.is_empty() {
         let _ = writeln!(out, "  none");
@@ -179,6 +186,14 @@ pub fn render(entry: &JournalEntry) -> String {
             let _ = writeln!(out, "    {}. {}", i + 1, op);
         }
     }
+    if let Some(chosen) = entry
+        .decision
+        .as_ref()
+        .and_then(|d| setpoint_act::chosen_proposal(d, &entry.proposals))
+        .filter(|_| t.technology == "postgres")
+    {
+        render_postgres(&mut out, chosen, &t.id);
+    }
     if let Some(error) = &entry.error {
         let _ = writeln!(out, "\nerror at stage {:?}: {}", error.stage, error.message);
     }
@@ -188,4 +203,34 @@ pub fn render(entry: &JournalEntry) -> String {
         t.id
     );
     out
+}
+
+/// The chosen PostgreSQL plan as each actuator would send it.
+fn render_postgres(out: &mut String, chosen: &setpoint_core::Proposal, target: &str) {
+    use setpoint_act::render;
+    let json = |v: &serde_json::Value| serde_json::to_string(v).unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "\nthe {} plan as the actuators would send it",
+        chosen.action
+    );
+    let _ = writeln!(
+        out,
+        "  CloudNativePG Cluster {target} (merge patch): {}",
+        json(&render::cnpg_cluster_patch(chosen))
+    );
+    let patroni = render::patroni_plan(chosen, "<next maintenance window>");
+    if let Some(patch) = &patroni.config_patch {
+        let _ = writeln!(out, "  Patroni PATCH /config: {}", json(patch));
+    }
+    if let Some(restart) = &patroni.restart {
+        let _ = writeln!(
+            out,
+            "  Patroni POST /restart (each member): {}",
+            json(restart)
+        );
+    }
+    if let Some(vpa) = render::vpa_object(chosen, target, "postgres") {
+        let _ = writeln!(out, "  VerticalPodAutoscaler: {}", json(&vpa));
+    }
 }

@@ -4,6 +4,7 @@
 //! bundled PostgreSQL plugin and policies, in dry-run — and prints the weekly report.
 
 mod explain;
+mod plugin;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -18,13 +19,18 @@ use setpoint_state::KillSwitchScope;
 /// Exit status when the run completed but some targets failed at some stage.
 const EXIT_TARGETS_FAILED: u8 = 3;
 
+/// Exit status when the run completed on degraded observations (a metric query or discovery
+/// failed): affected targets held, nothing shrank, but the data was incomplete.
+const EXIT_DEGRADED: u8 = 4;
+
 const AFTER_HELP: &str = "\
 With no command, setpoint runs one cycle of every configured loop and prints the report
 (with no config: the quickstart over the embedded simulated fleet, in dry-run).
 
 Exit status: 0 success; 1 error (bad config, policy that does not parse, state store); 2 bad
 usage; 3 the cycle completed but some targets failed (a plugin trapped, a stage errored) —
-the report names them.";
+the report names them; 4 the cycle completed on degraded observations (a metric query or
+discovery failed; affected targets held, nothing shrank).";
 
 /// setpoint closes the loop between infrastructure telemetry and action: it observes metrics,
 /// classifies each target (scale down / remain / scale up), proposes concrete plans through
@@ -72,6 +78,9 @@ enum Command {
     /// Work with the embedded simulated fleet.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// Inspect a plugin, or validate it against the plugin contract.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -225,8 +234,10 @@ fn init_tracing(verbose: u8) {
         _ => "debug,cranelift_codegen=warn,wasmtime=warn,regorus=warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
@@ -240,6 +251,7 @@ fn load_config(cli: &Cli) -> Result<Config> {
     if let Some(dir) = &cli.state_dir {
         config.state_dir = dir.clone();
     }
+    config.add_plugins_dir_loops()?;
     Ok(config)
 }
 
@@ -267,6 +279,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             policy_test(dir.as_deref(), golden.as_deref())
         }
         Some(Command::Sim(SimCommand::Export(args))) => sim_export(args),
+        Some(Command::Plugin(command)) => plugin::run(command),
         Some(Command::Config(ConfigCommand::Check)) => {
             let config = load_config(&cli)?;
             Runtime::new(config.clone())?;
@@ -319,6 +332,13 @@ fn run_loops(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
                     "{failed} target(s) failed; see the report and `setpoint explain <target>`"
                 );
                 return Ok(ExitCode::from(EXIT_TARGETS_FAILED));
+            }
+            let degraded: Vec<&String> = reports.iter().flat_map(|r| &r.degraded).collect();
+            if !degraded.is_empty() {
+                for d in &degraded {
+                    eprintln!("degraded: {d}");
+                }
+                return Ok(ExitCode::from(EXIT_DEGRADED));
             }
             Ok(ExitCode::SUCCESS)
         } else {
@@ -440,7 +460,6 @@ fn policy_test(dir: Option<&Path>, golden: Option<&Path>) -> Result<ExitCode> {
 }
 
 fn sim_export(args: &SimExportArgs) -> Result<ExitCode> {
-    use setpoint_observe::SimulatedFleet;
     use setpoint_observe::export::{ExportFormat, ExportOptions, export};
     if !(1..=52).contains(&args.weeks) {
         bail!("--weeks must be between 1 and 52, got {}", args.weeks);
@@ -465,7 +484,7 @@ fn sim_export(args: &SimExportArgs) -> Result<ExitCode> {
         SimFormat::Openmetrics => ExportFormat::OpenMetrics,
         SimFormat::VictoriaMetrics => ExportFormat::VictoriaMetrics,
     };
-    let fleet = SimulatedFleet::quickstart(args.seed);
+    let fleet = setpoint_runtime::builtin_fleet(args.seed, "postgres")?;
     let stats = if args.out.as_os_str() == "-" {
         let stdout = std::io::stdout();
         let mut writer = std::io::BufWriter::new(stdout.lock());

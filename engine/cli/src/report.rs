@@ -87,10 +87,7 @@ pub fn render(report: &CycleReport) -> String {
         );
     }
     for degraded in &report.degraded {
-        let _ = writeln!(
-            out,
-            "degraded: query failed, metric missing for every target: {degraded}"
-        );
+        let _ = writeln!(out, "degraded: {degraded}");
     }
     let failed: Vec<&TargetRow> = report.rows.iter().filter(|r| r.error.is_some()).collect();
     if !failed.is_empty() {
@@ -123,8 +120,13 @@ fn cells(row: &TargetRow) -> Vec<Cell> {
         (Some(class), _) => class.to_string(),
         (None, _) => "failed".to_string(),
     };
+    let missing_data = row.class_reason.as_deref() == Some("insufficient_data");
     let reason = match (&row.error, &row.reason) {
         (Some(error), _) => shorten(&format!("error: {error}")),
+        // Say why the data is missing rather than only that it is.
+        (None, _) if missing_data && !row.observe_issues.is_empty() => {
+            shorten(&format!("missing data: {}", row.observe_issues.join("; ")))
+        }
         (None, Some(reason)) => shorten(&format!("{}: {}", reason.code, reason.message)),
         (None, None) => dash(),
     };

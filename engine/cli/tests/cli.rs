@@ -250,3 +250,44 @@ fn sigterm_stops_a_scheduled_run_cleanly() {
         stderr(&output)
     );
 }
+
+#[test]
+fn an_unreachable_tsdb_completes_degraded_with_exit_status_4() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port with nothing listening.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("setpoint.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "loops:\n  - name: w\n    source: {{ kind: prometheus, url: 'http://127.0.0.1:{port}', retries: 0 }}\n    targets:\n      - id: pg-a\n        resources: {{ cpu: 8, memory_gib: 32 }}\n"
+        ),
+    )
+    .unwrap();
+    let out = setpoint(
+        dir.path(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "run",
+            "--once",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("degraded: discovery:"),
+        "{}",
+        stderr(&out)
+    );
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = &reports[0]["rows"][0];
+    assert_eq!(row["target"], "pg-a");
+    assert_eq!(row["class_reason"], "insufficient_data");
+    assert_eq!(row["verdict"], "hold");
+}

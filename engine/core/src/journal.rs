@@ -67,6 +67,10 @@ pub struct JournalEntry {
     pub executed: bool,
     /// The failure that ended this target's cycle early, if any.
     pub error: Option<StageError>,
+    /// What was wrong with this target's data, one line per metric or problem: a failed query,
+    /// no series for this target, an ambiguous series. Empty when every metric answered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub observe_issues: Vec<String>,
 }
 
 /// Kill switches, stored by the engine and handed to policies as data.

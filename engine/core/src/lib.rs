@@ -37,9 +37,16 @@ pub struct Resources {
     pub cpu_millicores: u64,
     /// Memory in bytes.
     pub memory_bytes: u64,
+    /// Nodes (brokers, data nodes); 1 for a single server. CPU and memory are per node.
+    #[serde(default = "one")]
+    pub replicas: u32,
     /// Technology parameters tied to the size, e.g. PostgreSQL `shared_buffers` = `8GB`.
     #[serde(default)]
     pub parameters: BTreeMap<String, String>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Configured lower and upper sizes a proposal must stay within.
@@ -236,6 +243,16 @@ pub enum Operation {
         /// Why the restart is needed.
         reason: String,
     },
+    /// Change the number of nodes (brokers, data nodes).
+    SetReplicas {
+        /// The new node count.
+        replicas: u32,
+    },
+    /// Move data (partitions, shards) across the nodes after their count changed.
+    Rebalance {
+        /// What to rebalance and why.
+        reason: String,
+    },
 }
 
 impl fmt::Display for Operation {
@@ -262,6 +279,8 @@ impl fmt::Display for Operation {
                 Ok(())
             }
             Operation::Restart { reason } => write!(f, "restart ({reason})"),
+            Operation::SetReplicas { replicas } => write!(f, "set the node count to {replicas}"),
+            Operation::Rebalance { reason } => write!(f, "rebalance ({reason})"),
         }
     }
 }
@@ -510,4 +529,7 @@ pub mod journal;
 pub mod plugin;
 
 pub use journal::{JournalEntry, KillSwitches, StageError, StageName};
-pub use plugin::{Aggregation, FeatureSpec, MetricSeries, MetricSpec, PluginDescriptor, Window};
+pub use plugin::{
+    Aggregation, FeatureSpec, MetricSeries, MetricSpec, PluginDescriptor, SimMetric, SimScenario,
+    Window,
+};

@@ -59,6 +59,52 @@ pub struct PluginDescriptor {
     pub features: Vec<FeatureSpec>,
     /// Action kinds it can propose.
     pub actions: Vec<ActionKind>,
+    /// The contract version it was built for (`major.minor.patch`).
+    #[serde(default)]
+    pub abi_version: String,
+    /// Behaviours the embedded simulator can play for this technology.
+    #[serde(default)]
+    pub scenarios: Vec<SimScenario>,
+}
+
+/// How one metric behaves in a simulator scenario (see the WIT `scenario-metric`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimMetric {
+    /// The metric's name, as in the descriptor's metrics.
+    pub metric: String,
+    /// Weekly means, oldest first (W-5..W-1).
+    pub weeks: Vec<f64>,
+    /// Amplitude of the daily sine.
+    pub daily_amplitude: f64,
+    /// Standard deviation of the per-sample noise.
+    pub noise: f64,
+    /// Non-canonical targets add a draw from `[lo, hi)` to every week…
+    pub lift: Option<(f64, f64)>,
+    /// …then multiply every week by a draw from `[lo, hi)`.
+    pub scale: Option<(f64, f64)>,
+    /// Lowest sample value.
+    pub min: f64,
+    /// Highest sample value.
+    pub max: f64,
+}
+
+/// A simulator scenario a plugin ships (see the WIT `scenario`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimScenario {
+    /// Short name, the `scenario` label.
+    pub name: String,
+    /// What it shows.
+    pub description: String,
+    /// Target ids are `<id_prefix>-01`…; the first is canonical.
+    pub id_prefix: String,
+    /// Targets in the quickstart fleet.
+    pub count: u32,
+    /// Sizes the targets take in turn.
+    pub sizes: Vec<crate::Resources>,
+    /// One entry per metric.
+    pub metrics: Vec<SimMetric>,
+    /// Telemetry gap in hours: canonical `lo`, others a draw from `[lo, hi)`.
+    pub gap_hours: Option<(f64, f64)>,
 }
 
 /// The time range of one cycle's observation.
@@ -83,4 +129,9 @@ pub struct MetricSeries {
     pub timestamps_ms: Vec<i64>,
     /// Sample values, same length as `timestamps_ms`.
     pub values: Vec<f64>,
+    /// `Some` when the source summarised the samples per week itself (in the TSDB): each point
+    /// is one week's aggregate, stamped with the week's exclusive end, and this says how many
+    /// finite samples at the window's step it summarises. `None`: raw samples at the step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_counts: Option<Vec<u32>>,
 }

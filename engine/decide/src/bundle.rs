@@ -211,6 +211,14 @@ const EMBEDDED: &[(&str, &str)] = &[
         "policies/kill_switch_test.rego",
         include_str!("../../../policies/kill_switch_test.rego"),
     ),
+    (
+        "policies/missing_data.rego",
+        include_str!("../../../policies/missing_data.rego"),
+    ),
+    (
+        "policies/missing_data_test.rego",
+        include_str!("../../../policies/missing_data_test.rego"),
+    ),
 ];
 
 const EMBEDDED_DATA: &str = include_str!("../../../policies/data.json");

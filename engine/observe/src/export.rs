@@ -14,7 +14,13 @@ use chrono::{DateTime, Duration, Utc};
 use setpoint_core::MetricSeries;
 
 use crate::RangeQuery;
-use crate::sim::{METRICS, SimulatedFleet, TECHNOLOGY};
+use crate::sim::SimulatedFleet;
+
+/// The PostgreSQL plugin's metrics, which this export turns into exporter series.
+const METRICS: [&str; 4] = ["cpu", "memory", "connections", "iops"];
+
+/// The technology whose exporters the export imitates.
+const TECHNOLOGY: &str = "postgres";
 
 /// The file format to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +99,7 @@ pub fn export(
             end: options.end,
             step_seconds: options.step_seconds,
             target_label: "instance".to_string(),
+            weekly: None,
         };
         let result = fleet
             .query(&query)
@@ -242,7 +249,7 @@ mod tests {
 
     #[test]
     fn openmetrics_has_seconds_and_ends_with_eof() {
-        let fleet = SimulatedFleet::quickstart(42);
+        let fleet = crate::sim::tests::fleet(42);
         let mut buf = Vec::new();
         let stats = export(
             &fleet,
@@ -264,7 +271,7 @@ mod tests {
 
     #[test]
     fn counters_grow_by_the_idle_and_busy_share() {
-        let fleet = SimulatedFleet::quickstart(42);
+        let fleet = crate::sim::tests::fleet(42);
         let mut buf = Vec::new();
         export(
             &fleet,
@@ -292,7 +299,7 @@ mod tests {
 
     #[test]
     fn unknown_targets_are_named() {
-        let fleet = SimulatedFleet::quickstart(42);
+        let fleet = crate::sim::tests::fleet(42);
         let error = export(
             &fleet,
             &options(&["pg-nope"]),

@@ -11,14 +11,14 @@ use std::future::Future;
 use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
-use setpoint_core::{MetricSeries, Target};
+use setpoint_core::{Aggregation, MetricSeries, Target};
 
 pub mod export;
 pub mod prometheus;
 pub mod sim;
 
 pub use prometheus::{PrometheusConfig, PrometheusSource};
-pub use sim::{Scenario, SimulatedFleet};
+pub use sim::SimulatedFleet;
 
 /// A boxed future, so that sources can be used as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -40,6 +40,75 @@ pub struct RangeQuery {
     pub step_seconds: u64,
     /// The label whose value names a target (`instance`).
     pub target_label: String,
+    /// `Some`: summarise in the source instead of returning raw samples — one point per whole
+    /// week ending at `end`, for the last `weeks` weeks, each the week's aggregate of the
+    /// samples at `step_seconds`, with its sample count. A TSDB does this with
+    /// `avg_over_time((q)[1w:step])`, so a target brings a handful of numbers, not thousands.
+    pub weekly: Option<WeeklySummary>,
+}
+
+/// How a source summarises a range query per week.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WeeklySummary {
+    /// The plugin's aggregation of the metric.
+    pub aggregation: Aggregation,
+    /// Whole weeks, ending at the query's `end`.
+    pub weeks: u32,
+}
+
+/// Milliseconds in a week.
+pub const WEEK_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// Summarises raw samples per week the way a TSDB does for a [`WeeklySummary`]: weeks end at
+/// `end_ms` (exclusive) and are stamped with their end; NaN and infinite samples are not
+/// counted; a week without samples has no point. The 95th percentile interpolates linearly
+/// between ranks, as PromQL's `quantile_over_time` does, so the embedded source and a TSDB agree.
+pub fn summarise_weekly(raw: &MetricSeries, end_ms: i64, summary: WeeklySummary) -> MetricSeries {
+    let weeks = summary.weeks as usize;
+    let mut buckets: Vec<Vec<f64>> = vec![Vec::new(); weeks];
+    for (&t, &v) in raw.timestamps_ms.iter().zip(&raw.values) {
+        if !v.is_finite() || t >= end_ms {
+            continue;
+        }
+        let back = ((end_ms - 1 - t) / WEEK_MS) as usize; // 0 = the week ending at end_ms
+        if back < weeks {
+            buckets[weeks - 1 - back].push(v);
+        }
+    }
+    let mut out = MetricSeries {
+        metric: raw.metric.clone(),
+        sample_counts: Some(Vec::new()),
+        ..MetricSeries::default()
+    };
+    for (i, mut samples) in buckets.into_iter().enumerate() {
+        if samples.is_empty() {
+            continue;
+        }
+        let week_end = end_ms - (weeks - 1 - i) as i64 * WEEK_MS;
+        out.timestamps_ms.push(week_end);
+        out.values
+            .push(aggregate(&mut samples, summary.aggregation));
+        if let Some(counts) = out.sample_counts.as_mut() {
+            counts.push(u32::try_from(samples.len()).unwrap_or(u32::MAX));
+        }
+    }
+    out
+}
+
+/// One aggregate of finite, non-empty samples.
+fn aggregate(samples: &mut [f64], aggregation: Aggregation) -> f64 {
+    match aggregation {
+        Aggregation::Mean => samples.iter().sum::<f64>() / samples.len() as f64,
+        Aggregation::Max => samples.iter().copied().fold(f64::MIN, f64::max),
+        Aggregation::P95 => {
+            samples.sort_by(f64::total_cmp);
+            let rank = 0.95 * (samples.len() - 1) as f64;
+            let lower = rank.floor() as usize;
+            let upper = (lower + 1).min(samples.len() - 1);
+            let weight = rank - lower as f64;
+            samples[lower] * (1.0 - weight) + samples[upper] * weight
+        }
+    }
 }
 
 /// The answer to a range query: one series per target that has data.
@@ -47,6 +116,9 @@ pub struct RangeQuery {
 pub struct QueryResult {
     /// `(target id, series)` pairs. A target with no data at all is absent.
     pub series: Vec<(String, MetricSeries)>,
+    /// `(target id, what is wrong)` for targets whose data had to be dropped (e.g. two series
+    /// naming one target), so that only they, not the whole fleet, lose the metric.
+    pub problems: Vec<(String, String)>,
 }
 
 /// Errors of metric sources. Each names the source and, where there is one, the metric.
@@ -153,20 +225,6 @@ pub enum ObserveError {
         /// The server's error type and message.
         message: String,
     },
-    /// Two series name the same target: joining them would mix two different things.
-    #[error(
-        "{source_name}: two series of {metric:?} name target {target:?} ({labels}); make the query aggregate by the target label"
-    )]
-    DuplicateSeries {
-        /// The source.
-        source_name: String,
-        /// The metric.
-        metric: String,
-        /// The target label value.
-        target: String,
-        /// The two label sets.
-        labels: String,
-    },
 }
 
 /// The observe stage's result type.
@@ -181,9 +239,75 @@ pub trait MetricSource: Send + Sync {
         &'a self,
         technology: &'a str,
     ) -> BoxFuture<'a, Result<Vec<Target>, ObserveError>>;
+    /// Whether the source can answer [`RangeQuery::weekly`] (summarise in the source). When it
+    /// can, the runtime asks for weekly summaries; otherwise for raw samples.
+    fn summarises_weekly(&self) -> bool {
+        false
+    }
     /// Answers one range query for the whole fleet.
     fn query_range<'a>(
         &'a self,
         query: &'a RangeQuery,
     ) -> BoxFuture<'a, Result<QueryResult, ObserveError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn weekly_summaries_match_promql_semantics() {
+        let end = 10 * WEEK_MS;
+        // Hourly samples over three weeks, value = week index; one NaN and one +Inf in W-1.
+        let mut raw = MetricSeries {
+            metric: "cpu".into(),
+            ..MetricSeries::default()
+        };
+        for h in 0..(3 * 168) {
+            raw.timestamps_ms.push(end - 3 * WEEK_MS + h * 3_600_000);
+            raw.values.push((h / 168) as f64);
+        }
+        raw.values[3 * 168 - 1] = f64::NAN;
+        raw.values[3 * 168 - 2] = f64::INFINITY;
+        let mean = summarise_weekly(
+            &raw,
+            end,
+            WeeklySummary {
+                aggregation: Aggregation::Mean,
+                weeks: 4,
+            },
+        );
+        // W-4 has no samples: no point, rather than a zero.
+        assert_eq!(mean.timestamps_ms, [end - 2 * WEEK_MS, end - WEEK_MS, end]);
+        assert_eq!(mean.values, [0.0, 1.0, 2.0]);
+        assert_eq!(mean.sample_counts, Some(vec![168, 168, 166]));
+
+        let ramp = MetricSeries {
+            metric: "cpu".into(),
+            timestamps_ms: (0..100).map(|i| end - WEEK_MS + i * 1000).collect(),
+            values: (1..=100).map(f64::from).collect(),
+            sample_counts: None,
+        };
+        let p95 = summarise_weekly(
+            &ramp,
+            end,
+            WeeklySummary {
+                aggregation: Aggregation::P95,
+                weeks: 1,
+            },
+        );
+        // As quantile_over_time(0.95, …): rank 0.95 × 99 = 94.05, between 95 and 96.
+        assert!((p95.values[0] - 95.05).abs() < 1e-9);
+        let max = summarise_weekly(
+            &ramp,
+            end,
+            WeeklySummary {
+                aggregation: Aggregation::Max,
+                weeks: 1,
+            },
+        );
+        assert_eq!(max.values, [100.0]);
+    }
 }

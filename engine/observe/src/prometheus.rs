@@ -14,7 +14,11 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize};
 use setpoint_core::{MetricSeries, Resources, Target};
 
-use crate::{BoxFuture, MetricSource, ObserveError, QueryResult, RangeQuery};
+use setpoint_core::Aggregation;
+
+use crate::{
+    BoxFuture, MetricSource, ObserveError, QueryResult, RangeQuery, WEEK_MS, WeeklySummary,
+};
 
 /// How to authenticate to the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +68,15 @@ pub struct PrometheusConfig {
     /// postgres, `redis_up` for redis, `<technology>_up` otherwise).
     #[serde(default)]
     pub discovery_metric: Option<String>,
+    /// Summarise each metric per week in the TSDB (`avg_over_time((q)[1w:5m])` and a sample
+    /// count), so a target brings a few numbers instead of thousands of samples. Turn off only
+    /// for a backend without subqueries; raw samples are then fetched and summarised here.
+    #[serde(default = "default_true")]
+    pub summarise_weekly: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_timeout() -> Duration {
@@ -97,6 +110,7 @@ impl PrometheusConfig {
             ca_file: None,
             max_points_per_series: default_max_points(),
             discovery_metric: None,
+            summarise_weekly: true,
         }
     }
 }
@@ -381,8 +395,16 @@ impl PrometheusSource {
                 ),
             });
         }
-        let mut by_target: BTreeMap<String, (BTreeMap<String, String>, MetricSeries)> =
-            BTreeMap::new();
+        match query.weekly {
+            Some(summary) if self.config.summarise_weekly => self.weekly(query, summary).await,
+            _ => self.raw(query).await,
+        }
+    }
+
+    /// Raw samples at the query's step, chunked under the points-per-series limit.
+    async fn raw(&self, query: &RangeQuery) -> Result<QueryResult, ObserveError> {
+        let step = query.step_seconds as i64;
+        let mut rows = Rows::default();
         for (from, to) in self.chunks(query.start.timestamp(), query.end.timestamp(), step) {
             let form = [
                 ("query", query.promql.clone()),
@@ -393,62 +415,164 @@ impl PrometheusSource {
             let data = self
                 .call("/api/v1/query_range", &form, &query.metric)
                 .await?;
-            if data.result_type != "matrix" {
-                return Err(ObserveError::Malformed {
-                    source_name: self.name.clone(),
-                    metric: query.metric.clone(),
-                    message: format!("expected a matrix, got {}", data.result_type),
-                });
-            }
             let mut seen_in_chunk = std::collections::BTreeSet::new();
-            for series in data.result {
+            for series in self.matrix(data, query)? {
                 let Some(id) = series.metric.get(&query.target_label).cloned() else {
-                    tracing::warn!(source = %self.name, metric = %query.metric, labels = ?series.metric, "series without the target label {}; skipped", query.target_label);
                     continue;
                 };
                 if !seen_in_chunk.insert(id.clone()) {
-                    let first = by_target
-                        .get(&id)
-                        .map(|(l, _)| l.clone())
-                        .unwrap_or_default();
-                    return Err(ObserveError::DuplicateSeries {
-                        source_name: self.name.clone(),
-                        metric: query.metric.clone(),
-                        target: id,
-                        labels: format!("{first:?} and {:?}", series.metric),
-                    });
+                    rows.ambiguous(&id, &series.metric, query);
+                    continue;
                 }
-                let entry = by_target.entry(id).or_insert_with(|| {
-                    (
-                        series.metric.clone(),
-                        MetricSeries {
-                            metric: query.metric.clone(),
-                            ..MetricSeries::default()
-                        },
-                    )
-                });
-                for (t, v) in series.values {
+                let entry = rows.entry(&id, &series.metric, &query.metric);
+                for (t, v) in &series.values {
                     let ms = (t * 1000.0).round() as i64;
-                    if entry.1.timestamps_ms.last().is_some_and(|last| *last >= ms) {
+                    if entry.timestamps_ms.last().is_some_and(|last| *last >= ms) {
                         continue;
                     }
-                    let Some(value) = parse_value(&v) else {
-                        return Err(ObserveError::Malformed {
-                            source_name: self.name.clone(),
-                            metric: query.metric.clone(),
-                            message: format!("sample value {v:?} is not a number"),
-                        });
-                    };
-                    entry.1.timestamps_ms.push(ms);
-                    entry.1.values.push(value);
+                    let value = self.value(v, query)?;
+                    entry.timestamps_ms.push(ms);
+                    entry.values.push(value);
                 }
             }
         }
-        Ok(QueryResult {
-            series: by_target
-                .into_iter()
-                .map(|(id, (_, series))| (id, series))
-                .collect(),
+        Ok(rows.finish())
+    }
+
+    /// One point per week, summarised in the TSDB by a subquery at the query's step: the
+    /// aggregate and the count of finite samples come back in one request, told apart by a
+    /// label, so that the fleet still costs one range query per metric.
+    async fn weekly(
+        &self,
+        query: &RangeQuery,
+        summary: WeeklySummary,
+    ) -> Result<QueryResult, ObserveError> {
+        let step = query.step_seconds;
+        if summary.weeks == 0 {
+            return Err(ObserveError::InvalidQuery {
+                source_name: self.name.clone(),
+                metric: query.metric.clone(),
+                message: "a weekly summary needs at least one week".to_string(),
+            });
+        }
+        let end_ms = query.end.timestamp_millis();
+        // PromQL windows are (t - 1w, t]; evaluating 1 ms before the end makes them
+        // [end - 1w, end) at millisecond resolution, the weeks the plugin means.
+        let last_eval = end_ms - 1;
+        let first_eval = last_eval - i64::from(summary.weeks - 1) * WEEK_MS;
+        let form = [
+            (
+                "query",
+                weekly_promql(&query.promql, summary.aggregation, step),
+            ),
+            ("start", seconds(first_eval)),
+            ("end", seconds(last_eval)),
+            ("step", (WEEK_MS / 1000).to_string()),
+            // VictoriaMetrics otherwise aligns start and end to the step (whole weeks since
+            // the epoch) for its cache, which would move the weeks.
+            ("nocache", "1".to_string()),
+        ];
+        let data = self
+            .call("/api/v1/query_range", &form, &query.metric)
+            .await?;
+        // target → week index (0 = W-1) → its aggregate and count
+        let mut weeks: BTreeMap<String, BTreeMap<i64, WeekPoint>> = BTreeMap::new();
+        let mut rows = Rows::default();
+        let mut seen = std::collections::BTreeSet::new();
+        for series in self.matrix(data, query)? {
+            let Some(id) = series.metric.get(&query.target_label).cloned() else {
+                continue;
+            };
+            let stat = series.metric.get(STAT_LABEL).map(String::as_str);
+            let is_count = match stat {
+                Some("count") => true,
+                Some("value") => false,
+                _ => {
+                    return Err(ObserveError::Malformed {
+                        source_name: self.name.clone(),
+                        metric: query.metric.clone(),
+                        message: format!(
+                            "weekly summary series without a {STAT_LABEL} label: {:?}",
+                            series.metric
+                        ),
+                    });
+                }
+            };
+            if !seen.insert((id.clone(), is_count)) {
+                rows.ambiguous(&id, &series.metric, query);
+                continue;
+            }
+            let target = weeks.entry(id).or_default();
+            for (t, v) in &series.values {
+                let ms = (t * 1000.0).round() as i64;
+                let back = ((last_eval - ms) as f64 / WEEK_MS as f64).round() as i64;
+                if !(0..i64::from(summary.weeks)).contains(&back) {
+                    continue;
+                }
+                let value = self.value(v, query)?;
+                let slot = target.entry(back).or_default();
+                if is_count {
+                    slot.1 = Some(value.max(0.0).min(f64::from(u32::MAX)) as u32);
+                } else {
+                    slot.0 = Some(value);
+                }
+            }
+        }
+        for (id, by_week) in weeks {
+            if rows.is_ambiguous(&id) {
+                continue;
+            }
+            let mut series = MetricSeries {
+                metric: query.metric.clone(),
+                sample_counts: Some(Vec::new()),
+                ..MetricSeries::default()
+            };
+            // Oldest first.
+            for (back, (value, count)) in by_week.into_iter().rev() {
+                let (Some(value), Some(count)) = (value, count) else {
+                    continue;
+                };
+                if count == 0 || !value.is_finite() {
+                    continue;
+                }
+                series.timestamps_ms.push(end_ms - back * WEEK_MS);
+                series.values.push(value);
+                if let Some(counts) = series.sample_counts.as_mut() {
+                    counts.push(count);
+                }
+            }
+            if !series.values.is_empty() {
+                rows.series.insert(id, (BTreeMap::new(), series));
+            }
+        }
+        Ok(rows.finish())
+    }
+
+    /// The series of a `matrix` answer.
+    fn matrix(&self, data: ApiData, query: &RangeQuery) -> Result<Vec<ApiSeries>, ObserveError> {
+        if data.result_type != "matrix" {
+            return Err(ObserveError::Malformed {
+                source_name: self.name.clone(),
+                metric: query.metric.clone(),
+                message: format!("expected a matrix, got {}", data.result_type),
+            });
+        }
+        let (with, without): (Vec<_>, Vec<_>) = data
+            .result
+            .into_iter()
+            .partition(|s| s.metric.contains_key(&query.target_label));
+        if !without.is_empty() {
+            tracing::warn!(source = %self.name, metric = %query.metric, series = without.len(), example = ?without[0].metric, "series without the target label {}; skipped", query.target_label);
+        }
+        Ok(with)
+    }
+
+    /// A sample value as the API writes it.
+    fn value(&self, text: &str, query: &RangeQuery) -> Result<f64, ObserveError> {
+        parse_value(text).ok_or_else(|| ObserveError::Malformed {
+            source_name: self.name.clone(),
+            metric: query.metric.clone(),
+            message: format!("sample value {text:?} is not a number"),
         })
     }
 
@@ -457,7 +581,7 @@ impl PrometheusSource {
             .config
             .discovery_metric
             .clone()
-            .unwrap_or_else(|| format!("{technology}_up"));
+            .unwrap_or_else(|| default_discovery_metric(technology));
         let form = [("query", metric.clone())];
         let data = self.call("/api/v1/query", &form, &metric).await?;
         if data.result_type != "vector" {
@@ -480,11 +604,108 @@ impl PrometheusSource {
                 resources: Resources {
                     cpu_millicores: 0,
                     memory_bytes: 0,
+                    replicas: 1,
                     parameters: BTreeMap::new(),
                 },
             });
         }
         Ok(targets.into_values().collect())
+    }
+}
+
+/// The label that tells a weekly summary's aggregate from its sample count.
+const STAT_LABEL: &str = "setpoint_stat";
+
+/// The PromQL that summarises `promql` per week at `step_seconds` resolution: the aggregate and
+/// the count of finite samples (NaN and ±Inf filtered out first, as the plugin would).
+pub fn weekly_promql(promql: &str, aggregation: Aggregation, step_seconds: u64) -> String {
+    let finite = format!("(({promql}) > -Inf < +Inf)[1w:{step_seconds}s]");
+    let aggregate = match aggregation {
+        Aggregation::Mean => format!("avg_over_time({finite})"),
+        Aggregation::Max => format!("max_over_time({finite})"),
+        Aggregation::P95 => format!("quantile_over_time(0.95, {finite})"),
+    };
+    format!(
+        r#"label_replace({aggregate}, "{STAT_LABEL}", "value", "", "") or label_replace(count_over_time({finite}), "{STAT_LABEL}", "count", "", "")"#
+    )
+}
+
+/// One week of one target as the two halves of a weekly summary bring it.
+type WeekPoint = (Option<f64>, Option<u32>);
+
+/// Milliseconds since the epoch as the API's decimal seconds.
+fn seconds(ms: i64) -> String {
+    format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
+}
+
+/// Series being collected per target, and the targets that had to be dropped.
+#[derive(Default)]
+struct Rows {
+    series: BTreeMap<String, (BTreeMap<String, String>, MetricSeries)>,
+    problems: BTreeMap<String, String>,
+}
+
+impl Rows {
+    fn entry(
+        &mut self,
+        id: &str,
+        labels: &BTreeMap<String, String>,
+        metric: &str,
+    ) -> &mut MetricSeries {
+        &mut self
+            .series
+            .entry(id.to_string())
+            .or_insert_with(|| {
+                (
+                    labels.clone(),
+                    MetricSeries {
+                        metric: metric.to_string(),
+                        ..MetricSeries::default()
+                    },
+                )
+            })
+            .1
+    }
+
+    /// Two series name one target: joining them would mix two different things, so the target
+    /// loses this metric (and says why) while the rest of the fleet keeps it.
+    fn ambiguous(&mut self, id: &str, labels: &BTreeMap<String, String>, query: &RangeQuery) {
+        let first = self
+            .series
+            .remove(id)
+            .map(|(l, _)| format!("{l:?} and "))
+            .unwrap_or_default();
+        self.problems.entry(id.to_string()).or_insert_with(|| {
+            format!(
+                "several series of {:?} name this target ({first}{labels:?}); make the query aggregate by {}",
+                query.metric, query.target_label
+            )
+        });
+    }
+
+    fn is_ambiguous(&self, id: &str) -> bool {
+        self.problems.contains_key(id)
+    }
+
+    fn finish(self) -> QueryResult {
+        let problems = self.problems;
+        QueryResult {
+            series: self
+                .series
+                .into_iter()
+                .filter(|(id, _)| !problems.contains_key(id))
+                .map(|(id, (_, series))| (id, series))
+                .collect(),
+            problems: problems.into_iter().collect(),
+        }
+    }
+}
+
+/// The `up` metric each technology's usual exporter emits.
+fn default_discovery_metric(technology: &str) -> String {
+    match technology {
+        "postgres" => "pg_up".to_string(),
+        other => format!("{other}_up"),
     }
 }
 
@@ -513,6 +734,10 @@ impl MetricSource for PrometheusSource {
         technology: &'a str,
     ) -> BoxFuture<'a, Result<Vec<Target>, ObserveError>> {
         Box::pin(self.find(technology))
+    }
+
+    fn summarises_weekly(&self) -> bool {
+        self.config.summarise_weekly
     }
 
     fn query_range<'a>(

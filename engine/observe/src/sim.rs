@@ -1,157 +1,45 @@
-//! The embedded simulated fleet: deterministic PostgreSQL instances in named scenarios.
+//! The embedded simulated fleet: deterministic targets playing the scenarios plugins ship.
 //!
-//! Each scenario fixes, per metric, the mean of each of the five weeks before `now` (W-5..W-1),
-//! a daily swing and some noise. A week of 5-minute samples holds whole days, so the swing
-//! averages out and a weekly mean lands on the scenario's figure (noise moves it by well under
-//! half a point). The same seed and the same query give the same samples, bit for bit.
+//! A plugin's descriptor lists simulator scenarios: per metric, the mean of each of the five
+//! weeks before `now` (W-5..W-1), a daily swing and some noise, plus how the scenario's targets
+//! vary. A week of 5-minute samples holds whole days, so the swing averages out and a weekly
+//! mean lands on the scenario's figure. The same seed and the same query give the same samples,
+//! bit for bit; the first target of each scenario (`…-01`) keeps its exact figures.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone, Utc};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
-use setpoint_core::resources::GIB;
-use setpoint_core::{MetricSeries, Resources, Target};
+use setpoint_core::{MetricSeries, PluginDescriptor, SimScenario, Target};
 
 use crate::{BoxFuture, MetricSource, ObserveError, QueryResult, RangeQuery};
 
 const WEEK: i64 = 7 * 24 * 3600;
 const DAY: i64 = 24 * 3600;
+const HOUR: f64 = 3600.0;
 
-/// The metrics the simulator serves, in the PostgreSQL plugin's names. All are ratios 0..=1.
-pub const METRICS: [&str; 4] = ["cpu", "memory", "connections", "iops"];
-
-/// The technology of every simulated target.
-pub const TECHNOLOGY: &str = "postgres";
-
-/// The named behaviours of the simulated fleet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scenario {
-    /// Instance A of the design: a reporting database idling at a fraction of its size.
-    Reporting,
-    /// Instance B: a transactional database whose every dimension climbs, no threshold crossed.
-    Transactional,
-    /// Flat, mid-range utilisation.
-    SteadyMid,
-    /// Mid-range on average with large daily swings that peak near saturation.
-    SpikyButSafe,
-    /// CPU above 85 % for weeks.
-    Saturated,
-    /// Active connections at 95 % or more of `max_connections`.
-    ConnectionPressure,
-    /// An exporter outage: no samples for most of W-2 and all of W-1.
-    TelemetryGap,
-}
-
-impl Scenario {
-    /// Every scenario.
-    pub const ALL: [Scenario; 7] = [
-        Scenario::Reporting,
-        Scenario::Transactional,
-        Scenario::SteadyMid,
-        Scenario::SpikyButSafe,
-        Scenario::Saturated,
-        Scenario::ConnectionPressure,
-        Scenario::TelemetryGap,
-    ];
-
-    /// The scenario's name, as in the `scenario` label.
-    pub fn name(self) -> &'static str {
-        match self {
-            Scenario::Reporting => "reporting",
-            Scenario::Transactional => "transactional",
-            Scenario::SteadyMid => "steady-mid",
-            Scenario::SpikyButSafe => "spiky-but-safe",
-            Scenario::Saturated => "saturated",
-            Scenario::ConnectionPressure => "connection-pressure",
-            Scenario::TelemetryGap => "telemetry-gap",
-        }
-    }
-
-    /// What the scenario stands for, for reports and the quickstart's help.
-    pub fn description(self) -> &'static str {
-        match self {
-            Scenario::Reporting => {
-                "instance A of the design: a reporting database idling at a fraction of its size"
-            }
-            Scenario::Transactional => {
-                "instance B of the design: every dimension climbs, no single threshold crossed"
-            }
-            Scenario::SteadyMid => "flat, mid-range utilisation: nothing to do",
-            Scenario::SpikyButSafe => {
-                "mid-range on average, daily peaks near saturation: not idle, not saturated"
-            }
-            Scenario::Saturated => "CPU above 85 % every week",
-            Scenario::ConnectionPressure => "active connections at 95 % or more of max_connections",
-            Scenario::TelemetryGap => "exporter outage: no samples for most of W-2 and all of W-1",
-        }
-    }
-
-    /// The prefix of its target ids (`pg-reporting` gives `pg-reporting-01`, …); the `-01`
-    /// target is the scenario's canonical instance.
-    pub fn id_prefix(self) -> &'static str {
-        match self {
-            Scenario::Reporting => "pg-reporting",
-            Scenario::Transactional => "pg-transactional",
-            Scenario::SteadyMid => "pg-steady",
-            Scenario::SpikyButSafe => "pg-spiky",
-            Scenario::Saturated => "pg-saturated",
-            Scenario::ConnectionPressure => "pg-connections",
-            Scenario::TelemetryGap => "pg-gap",
-        }
-    }
-
-    /// How many targets of this scenario the quickstart fleet has.
-    pub fn quickstart_count(self) -> usize {
-        match self {
-            Scenario::Reporting => 10,
-            Scenario::Transactional => 8,
-            Scenario::SteadyMid => 14,
-            Scenario::SpikyButSafe => 8,
-            Scenario::Saturated => 5,
-            Scenario::ConnectionPressure => 5,
-            Scenario::TelemetryGap => 4,
-        }
-    }
-}
-
-/// How one metric of one target behaves.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// How one metric of one target behaves, after the scenario's variation was applied.
+#[derive(Debug, Clone, PartialEq)]
 struct MetricProfile {
+    metric: String,
     /// Weekly means, W-5..W-1.
     weeks: [f64; 5],
     /// Amplitude of the daily sine.
     daily: f64,
     /// Standard deviation of the noise.
     noise: f64,
-}
-
-impl MetricProfile {
-    fn new(weeks: [f64; 5], daily: f64, noise: f64) -> Self {
-        Self {
-            weeks,
-            daily,
-            noise,
-        }
-    }
-
-    fn flat(level: f64, daily: f64, noise: f64) -> Self {
-        Self::new([level; 5], daily, noise)
-    }
-
-    fn scaled(self, factor: f64) -> Self {
-        Self {
-            weeks: self.weeks.map(|w| w * factor),
-            ..self
-        }
-    }
+    min: f64,
+    max: f64,
 }
 
 /// One simulated target.
 #[derive(Debug, Clone)]
 struct SimTarget {
     target: Target,
-    /// Profiles in [`METRICS`] order.
-    profiles: [MetricProfile; 4],
+    /// One profile per metric of its technology.
+    profiles: Vec<MetricProfile>,
     /// Seconds before the query's end during which no samples exist.
     gap_seconds: i64,
     /// Phase of the daily swing, in seconds, so targets do not peak in lockstep.
@@ -168,54 +56,65 @@ pub struct SimulatedFleet {
     targets: Vec<Target>,
 }
 
-fn pct(weeks: [f64; 5]) -> [f64; 5] {
-    weeks.map(|w| w / 100.0)
-}
-
-/// PostgreSQL's size syntax for whole GB or MB.
-fn pg_size(bytes: u64) -> String {
-    if bytes.is_multiple_of(GIB) {
-        format!("{}GB", bytes / GIB)
-    } else {
-        format!("{}MB", bytes / (1024 * 1024))
-    }
-}
-
-fn resources(vcpu: u64, memory_gib: u64, max_connections: u32) -> Resources {
-    let memory = memory_gib * GIB;
-    let mut parameters = std::collections::BTreeMap::new();
-    parameters.insert("shared_buffers".to_string(), pg_size(memory / 4));
-    parameters.insert("effective_cache_size".to_string(), pg_size(memory / 4 * 3));
-    parameters.insert("max_connections".to_string(), max_connections.to_string());
-    Resources {
-        cpu_millicores: vcpu * 1000,
-        memory_bytes: memory,
-        parameters,
-    }
-}
-
 impl SimulatedFleet {
-    /// The quickstart fleet: 54 PostgreSQL targets across every scenario. The first target of
-    /// each scenario (`…-01`) is its canonical instance, with the design's exact figures.
-    pub fn quickstart(seed: u64) -> Self {
-        let mut sims = Vec::new();
-        for scenario in Scenario::ALL {
-            for index in 0..scenario.quickstart_count() {
-                sims.push(Self::make(seed, scenario, index));
-            }
+    /// The fleet of a plugin's scenarios, each with its declared number of targets.
+    pub fn new(seed: u64, descriptor: &PluginDescriptor) -> Self {
+        Self::with_counts(seed, &descriptor.technology, &descriptor.scenarios, |s| {
+            s.count as usize
+        })
+    }
+
+    /// The fleets of several plugins together (one technology each), as one source.
+    pub fn combined<'a>(
+        seed: u64,
+        descriptors: impl IntoIterator<Item = &'a PluginDescriptor>,
+    ) -> Self {
+        let mut fleet = Self::empty(seed);
+        for d in descriptors {
+            let more = Self::new(seed, d);
+            fleet.sims.extend(more.sims);
+            fleet.targets.extend(more.targets);
         }
-        let targets = sims.iter().map(|t| t.target.clone()).collect();
+        fleet
+    }
+
+    /// A fleet of about `size` targets, the scenarios' quickstart proportions scaled up or down
+    /// (at least one target per scenario), for benchmarks and load tests.
+    pub fn sized(seed: u64, descriptor: &PluginDescriptor, size: usize) -> Self {
+        let total: usize = descriptor.scenarios.iter().map(|s| s.count as usize).sum();
+        Self::with_counts(seed, &descriptor.technology, &descriptor.scenarios, |s| {
+            ((s.count as usize * size) as f64 / total.max(1) as f64)
+                .round()
+                .max(1.0) as usize
+        })
+    }
+
+    fn empty(seed: u64) -> Self {
         Self {
             name: format!("simulated(seed={seed})"),
             seed,
-            sims,
-            targets,
+            sims: Vec::new(),
+            targets: Vec::new(),
         }
     }
 
-    /// Every scenario the simulator knows, in fleet order.
-    pub fn scenarios() -> &'static [Scenario] {
-        &Scenario::ALL
+    fn with_counts(
+        seed: u64,
+        technology: &str,
+        scenarios: &[SimScenario],
+        count: impl Fn(&SimScenario) -> usize,
+    ) -> Self {
+        let mut fleet = Self::empty(seed);
+        for scenario in scenarios {
+            let n = count(scenario);
+            for index in 0..n {
+                fleet
+                    .sims
+                    .push(Self::make(seed, technology, scenario, index, n));
+            }
+        }
+        fleet.targets = fleet.sims.iter().map(|t| t.target.clone()).collect();
+        fleet
     }
 
     /// The simulated targets, in fleet order (scenario by scenario, `-01` first).
@@ -238,137 +137,73 @@ impl SimulatedFleet {
         self.answer(query)
     }
 
-    fn make(seed: u64, scenario: Scenario, index: usize) -> SimTarget {
-        let id = format!("{}-{:02}", scenario.id_prefix(), index + 1);
+    fn make(
+        seed: u64,
+        technology: &str,
+        scenario: &SimScenario,
+        index: usize,
+        count: usize,
+    ) -> SimTarget {
+        // Two digits for quickstart-sized scenarios, more when a fleet is scaled up.
+        let width = count.to_string().len().max(2);
+        let id = format!("{}-{:0width$}", scenario.id_prefix, index + 1);
         // Variants are drawn from their own stream so that adding a target to one scenario
         // does not change the others.
         let mut rng = ChaCha8Rng::seed_from_u64(stream_seed(seed, &id, "variant"));
         let canonical = index == 0;
-        let mut jitter = |lo: f64, hi: f64| {
-            if canonical {
-                1.0
-            } else {
-                rng.random_range(lo..hi)
-            }
+        let mut draw = |range: Option<(f64, f64)>, neutral: f64| match range {
+            Some((lo, hi)) if !canonical && lo < hi => rng.random_range(lo..hi),
+            Some((lo, _)) if !canonical => lo,
+            _ => neutral,
         };
-        let sizes = [(8, 32), (16, 64), (4, 16), (32, 128), (2, 8)];
-        let (vcpu, memory) = sizes[index % sizes.len()];
-        let max_connections = match vcpu {
-            0..=4 => 100,
-            5..=16 => 200,
-            _ => 400,
+        let profiles = scenario
+            .metrics
+            .iter()
+            .map(|m| {
+                let lift = draw(m.lift, 0.0);
+                let scale = draw(m.scale, 1.0);
+                let mut weeks = [0.0; 5];
+                for (w, level) in weeks.iter_mut().zip(&m.weeks) {
+                    *w = (level + lift) * scale;
+                }
+                MetricProfile {
+                    metric: m.metric.clone(),
+                    weeks,
+                    daily: m.daily_amplitude,
+                    noise: m.noise,
+                    min: m.min,
+                    max: m.max,
+                }
+            })
+            .collect();
+        let gap_hours = match scenario.gap_hours {
+            Some((lo, _)) if canonical => lo,
+            Some(range) => draw(Some(range), 0.0),
+            None => 0.0,
         };
-        let (size, profiles, gap) = match scenario {
-            Scenario::Reporting => (
-                (vcpu, memory),
-                [
-                    MetricProfile::new(pct([12.0, 11.0, 9.0, 13.0, 10.0]), 0.04, 0.01)
-                        .scaled(jitter(0.7, 2.5)),
-                    MetricProfile::new(pct([57.0, 58.0, 61.0, 55.0, 57.0]), 0.02, 0.01)
-                        .scaled(jitter(0.75, 1.05)),
-                    MetricProfile::new(pct([20.0, 22.0, 19.0, 24.0, 21.0]), 0.05, 0.01)
-                        .scaled(jitter(0.5, 1.5)),
-                    MetricProfile::new(pct([30.0, 31.0, 28.0, 33.0, 29.0]), 0.06, 0.015)
-                        .scaled(jitter(0.5, 1.5)),
-                ],
-                0,
-            ),
-            Scenario::Transactional => (
-                if canonical { (16, 64) } else { (vcpu, memory) },
-                [
-                    MetricProfile::new(pct([57.0, 61.0, 66.0, 71.0, 74.0]), 0.06, 0.015)
-                        .scaled(jitter(0.85, 1.05)),
-                    MetricProfile::new(pct([68.0, 71.0, 74.0, 77.0, 81.0]), 0.03, 0.01)
-                        .scaled(jitter(0.85, 1.05)),
-                    MetricProfile::new(pct([70.0, 74.0, 79.0, 83.0, 89.0]), 0.03, 0.01)
-                        .scaled(jitter(0.85, 1.05)),
-                    MetricProfile::new(pct([65.0, 68.0, 71.0, 74.0, 78.0]), 0.06, 0.015)
-                        .scaled(jitter(0.85, 1.05)),
-                ],
-                0,
-            ),
-            Scenario::SteadyMid => (
-                (vcpu, memory),
-                [
-                    MetricProfile::flat(0.50, 0.08, 0.02).scaled(jitter(0.9, 1.2)),
-                    MetricProfile::flat(0.60, 0.03, 0.01).scaled(jitter(0.9, 1.15)),
-                    MetricProfile::flat(0.40, 0.08, 0.02).scaled(jitter(0.75, 1.25)),
-                    MetricProfile::flat(0.40, 0.08, 0.02).scaled(jitter(0.75, 1.25)),
-                ],
-                0,
-            ),
-            Scenario::SpikyButSafe => (
-                (vcpu, memory),
-                [
-                    // The daily swing peaks above the 85 % scale-up line while the weekly mean stays
-                    // mid-range: weekly means alone must not read this as saturation.
-                    MetricProfile::flat(0.50, 0.36, 0.04).scaled(jitter(0.9, 1.1)),
-                    MetricProfile::flat(0.58, 0.05, 0.01).scaled(jitter(0.95, 1.05)),
-                    MetricProfile::flat(0.40, 0.25, 0.03).scaled(jitter(0.9, 1.1)),
-                    MetricProfile::flat(0.45, 0.30, 0.04).scaled(jitter(0.9, 1.1)),
-                ],
-                0,
-            ),
-            Scenario::Saturated => {
-                let lift = if canonical { 0.0 } else { jitter(0.0, 0.02) };
-                let mut cpu = MetricProfile::new(pct([87.0, 88.0, 90.0, 91.0, 93.0]), 0.02, 0.005);
-                cpu.weeks = cpu.weeks.map(|w| w + lift);
-                (
-                    (vcpu, memory),
-                    [
-                        cpu,
-                        MetricProfile::flat(0.80, 0.02, 0.01),
-                        MetricProfile::flat(0.60, 0.05, 0.01).scaled(jitter(0.8, 1.2)),
-                        MetricProfile::flat(0.70, 0.05, 0.01).scaled(jitter(0.8, 1.1)),
-                    ],
-                    0,
-                )
-            }
-            Scenario::ConnectionPressure => {
-                let lift = if canonical { 0.0 } else { jitter(0.0, 0.01) };
-                let mut connections =
-                    MetricProfile::new(pct([95.0, 95.5, 96.0, 97.0, 97.5]), 0.004, 0.003);
-                connections.weeks = connections.weeks.map(|w| w + lift);
-                (
-                    (vcpu, memory),
-                    [
-                        MetricProfile::flat(0.55, 0.08, 0.02).scaled(jitter(0.9, 1.1)),
-                        MetricProfile::flat(0.70, 0.03, 0.01).scaled(jitter(0.95, 1.05)),
-                        connections,
-                        MetricProfile::flat(0.50, 0.08, 0.02).scaled(jitter(0.9, 1.1)),
-                    ],
-                    0,
-                )
-            }
-            Scenario::TelemetryGap => {
-                // Past 10.5 days, at least half of W-2 is gone along with all of W-1.
-                let gap_days = if canonical { 11.0 } else { jitter(10.6, 13.5) };
-                (
-                    (vcpu, memory),
-                    [
-                        // Idle enough to be shrunk — had the data been there.
-                        MetricProfile::flat(0.15, 0.04, 0.01),
-                        MetricProfile::flat(0.50, 0.02, 0.01),
-                        MetricProfile::flat(0.20, 0.05, 0.01),
-                        MetricProfile::flat(0.25, 0.05, 0.01),
-                    ],
-                    (gap_days * DAY as f64) as i64,
-                )
-            }
-        };
+        let resources = scenario
+            .sizes
+            .get(index % scenario.sizes.len().max(1))
+            .cloned()
+            .unwrap_or(setpoint_core::Resources {
+                cpu_millicores: 0,
+                memory_bytes: 0,
+                replicas: 1,
+                parameters: BTreeMap::new(),
+            });
         let phase = (stream_seed(seed, &id, "phase") % DAY as u64) as i64;
-        let mut labels = std::collections::BTreeMap::new();
+        let mut labels = BTreeMap::new();
         labels.insert("instance".to_string(), id.clone());
-        labels.insert("scenario".to_string(), scenario.name().to_string());
+        labels.insert("scenario".to_string(), scenario.name.clone());
         SimTarget {
             target: Target {
                 id,
-                technology: TECHNOLOGY.to_string(),
+                technology: technology.to_string(),
                 labels,
-                resources: resources(size.0, size.1, max_connections),
+                resources,
             },
             profiles,
-            gap_seconds: gap,
+            gap_seconds: (gap_hours * HOUR) as i64,
             phase,
         }
     }
@@ -378,8 +213,12 @@ impl SimulatedFleet {
     }
 
     /// The samples of one metric of one target over a query's range.
-    fn series(&self, target: &SimTarget, metric_index: usize, query: &RangeQuery) -> MetricSeries {
-        let profile = target.profiles[metric_index];
+    fn series(
+        &self,
+        target: &SimTarget,
+        profile: &MetricProfile,
+        query: &RangeQuery,
+    ) -> MetricSeries {
         let step = query.step_seconds as i64;
         let end = query.end.timestamp();
         let first = query.start.timestamp().div_euclid(step) * step;
@@ -391,7 +230,7 @@ impl SimulatedFleet {
         let mut rng = ChaCha8Rng::seed_from_u64(stream_seed(
             self.seed,
             &target.target.id,
-            &format!("{}:{first}:{step}", METRICS[metric_index]),
+            &format!("{}:{first}:{step}", profile.metric),
         ));
         let noise = Normal::new(0.0, profile.noise.max(0.0)).ok();
         let capacity = ((end - first) / step).max(0) as usize + 1;
@@ -409,29 +248,28 @@ impl SimulatedFleet {
                 let angle =
                     2.0 * std::f64::consts::PI * ((t + target.phase).rem_euclid(DAY)) as f64
                         / DAY as f64;
-                let value = (level + profile.daily * angle.sin() + n).clamp(0.0, 1.0);
+                let value =
+                    (level + profile.daily * angle.sin() + n).clamp(profile.min, profile.max);
                 timestamps_ms.push(t * 1000);
                 values.push(value);
             }
             t += step;
         }
         MetricSeries {
-            metric: METRICS[metric_index].to_string(),
+            metric: profile.metric.clone(),
             timestamps_ms,
             values,
+            sample_counts: None,
         }
     }
 
     fn answer(&self, query: &RangeQuery) -> Result<QueryResult, ObserveError> {
-        let Some(metric_index) = METRICS.iter().position(|m| *m == query.metric) else {
-            return Err(ObserveError::UnknownMetric {
-                source_name: self.error_name(),
-                metric: query.metric.clone(),
-                promql: query.promql.clone(),
-                known: METRICS.join(", "),
-            });
-        };
-        if query.technology != TECHNOLOGY {
+        let of_technology: Vec<&SimTarget> = self
+            .sims
+            .iter()
+            .filter(|t| t.target.technology == query.technology)
+            .collect();
+        if of_technology.is_empty() {
             return Err(ObserveError::UnsupportedTechnology {
                 source_name: self.error_name(),
                 technology: query.technology.clone(),
@@ -448,13 +286,37 @@ impl SimulatedFleet {
                 ),
             });
         }
-        let series = self
-            .sims
-            .iter()
-            .map(|t| (t.target.id.clone(), self.series(t, metric_index, query)))
-            .filter(|(_, s)| !s.values.is_empty())
-            .collect();
-        Ok(QueryResult { series })
+        let end_ms = query.end.timestamp_millis();
+        let mut series = Vec::with_capacity(of_technology.len());
+        for t in of_technology {
+            let Some(profile) = t.profiles.iter().find(|p| p.metric == query.metric) else {
+                return Err(ObserveError::UnknownMetric {
+                    source_name: self.error_name(),
+                    metric: query.metric.clone(),
+                    promql: query.promql.clone(),
+                    known: t
+                        .profiles
+                        .iter()
+                        .map(|p| p.metric.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            };
+            let raw = self.series(t, profile, query);
+            let out = match query.weekly {
+                // Summarised here the way a TSDB would, so the quickstart takes the same
+                // path through the plugin as a real source.
+                Some(summary) => crate::summarise_weekly(&raw, end_ms, summary),
+                None => raw,
+            };
+            if !out.values.is_empty() {
+                series.push((t.target.id.clone(), out));
+            }
+        }
+        Ok(QueryResult {
+            series,
+            ..QueryResult::default()
+        })
     }
 }
 
@@ -495,6 +357,10 @@ impl MetricSource for SimulatedFleet {
         })
     }
 
+    fn summarises_weekly(&self) -> bool {
+        true
+    }
+
     fn query_range<'a>(
         &'a self,
         query: &'a RangeQuery,
@@ -509,28 +375,127 @@ pub fn at(timestamp: i64) -> DateTime<Utc> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+    use setpoint_core::{Aggregation, MetricSpec, Resources, SimMetric};
+
+    pub(crate) const END: i64 = 1_795_413_600; // 2026-11-23T06:00:00Z
+    const GIB: u64 = 1 << 30;
+
+    fn metric(name: &str, weeks: [f64; 5], daily: f64, noise: f64) -> SimMetric {
+        SimMetric {
+            metric: name.into(),
+            weeks: weeks.to_vec(),
+            daily_amplitude: daily,
+            noise,
+            lift: None,
+            scale: None,
+            min: 0.0,
+            max: 1.0,
+        }
+    }
+
+    /// A two-scenario fleet shaped like the PostgreSQL plugin's (the real scenarios live in the
+    /// plugin and are tested through it): an idle one that varies and a gap one.
+    pub(crate) fn descriptor() -> PluginDescriptor {
+        let size = Resources {
+            cpu_millicores: 8000,
+            memory_bytes: 32 * GIB,
+            replicas: 1,
+            parameters: BTreeMap::from([("shared_buffers".to_string(), "8GB".to_string())]),
+        };
+        let names = ["cpu", "memory", "connections", "iops"];
+        PluginDescriptor {
+            name: "test".into(),
+            version: "0".into(),
+            technology: "postgres".into(),
+            metrics: names
+                .iter()
+                .map(|n| MetricSpec {
+                    name: n.to_string(),
+                    query: format!("{n}_query"),
+                    aggregation: Aggregation::Mean,
+                    unit: "ratio".into(),
+                    description: String::new(),
+                })
+                .collect(),
+            features: Vec::new(),
+            actions: Vec::new(),
+            abi_version: "0.2.0".into(),
+            scenarios: vec![
+                SimScenario {
+                    name: "reporting".into(),
+                    description: String::new(),
+                    id_prefix: "pg-reporting".into(),
+                    count: 3,
+                    sizes: vec![size.clone()],
+                    metrics: vec![
+                        SimMetric {
+                            scale: Some((0.7, 2.5)),
+                            ..metric("cpu", [0.12, 0.11, 0.09, 0.13, 0.10], 0.04, 0.01)
+                        },
+                        metric("memory", [0.57, 0.58, 0.61, 0.55, 0.57], 0.02, 0.01),
+                        metric("connections", [0.2; 5], 0.05, 0.01),
+                        metric("iops", [0.3; 5], 0.06, 0.015),
+                    ],
+                    gap_hours: None,
+                },
+                SimScenario {
+                    name: "saturated".into(),
+                    description: String::new(),
+                    id_prefix: "pg-saturated".into(),
+                    count: 1,
+                    sizes: vec![size.clone()],
+                    metrics: vec![
+                        metric("cpu", [0.87, 0.88, 0.90, 0.91, 0.93], 0.02, 0.005),
+                        metric("memory", [0.8; 5], 0.02, 0.01),
+                        metric("connections", [0.6; 5], 0.05, 0.01),
+                        metric("iops", [0.7; 5], 0.05, 0.01),
+                    ],
+                    gap_hours: None,
+                },
+                SimScenario {
+                    name: "telemetry-gap".into(),
+                    description: String::new(),
+                    id_prefix: "pg-gap".into(),
+                    count: 2,
+                    sizes: vec![size],
+                    metrics: vec![
+                        metric("cpu", [0.15; 5], 0.04, 0.01),
+                        metric("memory", [0.5; 5], 0.02, 0.01),
+                        metric("connections", [0.2; 5], 0.05, 0.01),
+                        metric("iops", [0.25; 5], 0.05, 0.01),
+                    ],
+                    gap_hours: Some((264.0, 324.0)),
+                },
+            ],
+        }
+    }
+
+    pub(crate) fn fleet(seed: u64) -> SimulatedFleet {
+        SimulatedFleet::new(seed, &descriptor())
+    }
 
     fn query(metric: &str, end: i64) -> RangeQuery {
         RangeQuery {
             metric: metric.to_string(),
             promql: "irrelevant for the simulator".to_string(),
-            technology: TECHNOLOGY.to_string(),
+            technology: "postgres".to_string(),
             start: at(end - 5 * WEEK),
             end: at(end),
             step_seconds: 300,
             target_label: "instance".to_string(),
+            weekly: None,
         }
     }
 
-    fn answer(fleet: &SimulatedFleet, q: &RangeQuery) -> QueryResult {
-        fleet.answer(q).unwrap()
+    fn series_of<'a>(result: &'a QueryResult, id: &str) -> &'a MetricSeries {
+        &result.series.iter().find(|(t, _)| t == id).unwrap().1
     }
 
-    /// Weekly means W-4..W-1 (in percent) and sample counts, the way a plugin computes them.
+    /// Weekly means W-4..W-1 and sample counts.
     fn weekly(series: &MetricSeries, end: i64) -> Vec<(f64, usize)> {
         (1..=4)
             .rev()
@@ -547,128 +512,90 @@ mod tests {
                 let mean = if v.is_empty() {
                     f64::NAN
                 } else {
-                    v.iter().sum::<f64>() / v.len() as f64 * 100.0
+                    v.iter().sum::<f64>() / v.len() as f64
                 };
                 (mean, v.len())
             })
             .collect()
     }
 
-    const END: i64 = 1_795_413_600; // 2026-11-23T06:00:00Z
-
-    fn series_of<'a>(result: &'a QueryResult, id: &str) -> &'a MetricSeries {
-        &result.series.iter().find(|(t, _)| t == id).unwrap().1
-    }
-
     #[test]
-    fn quickstart_has_every_scenario_and_at_least_fifty_targets() {
-        let fleet = SimulatedFleet::quickstart(42);
-        let targets = fleet.targets();
-        assert_eq!(targets.len(), 54);
-        for scenario in Scenario::ALL {
-            let canonical = format!("{}-01", scenario.id_prefix());
-            assert_eq!(fleet.scenario_of(&canonical), Some(scenario.name()));
-        }
-        let reporting = targets.iter().find(|t| t.id == "pg-reporting-01").unwrap();
-        assert_eq!(reporting.resources.cpu_millicores, 8000);
-        assert_eq!(reporting.resources.memory_bytes, 32 * GIB);
-        assert_eq!(reporting.resources.parameters["shared_buffers"], "8GB");
+    fn targets_follow_the_scenarios() {
+        let fleet = fleet(42);
+        let ids: Vec<&str> = fleet.targets().iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "pg-reporting-01",
+                "pg-reporting-02",
+                "pg-reporting-03",
+                "pg-saturated-01",
+                "pg-gap-01",
+                "pg-gap-02"
+            ]
+        );
+        assert_eq!(fleet.scenario_of("pg-gap-02"), Some("telemetry-gap"));
+        assert_eq!(fleet.targets()[0].labels["instance"], "pg-reporting-01");
+        assert_eq!(
+            fleet.targets()[0].resources.parameters["shared_buffers"],
+            "8GB"
+        );
+        let sized = SimulatedFleet::sized(42, &descriptor(), 1000);
+        assert!(
+            (990..=1010).contains(&sized.targets().len()),
+            "{}",
+            sized.targets().len()
+        );
+        assert_eq!(sized.targets()[0].id, "pg-reporting-001");
     }
 
     #[test]
     fn same_seed_same_samples_other_seed_other_samples() {
-        let a = answer(&SimulatedFleet::quickstart(42), &query("cpu", END));
-        let b = answer(&SimulatedFleet::quickstart(42), &query("cpu", END));
-        let c = answer(&SimulatedFleet::quickstart(7), &query("cpu", END));
+        let a = fleet(42).query(&query("cpu", END)).unwrap();
+        let b = fleet(42).query(&query("cpu", END)).unwrap();
+        let c = fleet(7).query(&query("cpu", END)).unwrap();
         assert_eq!(a, b);
         assert_ne!(a, c);
     }
 
-    /// The canonical (`-01`) weekly means W-4..W-1, in percent, per scenario and metric.
-    const CANONICAL: [(&str, &str, [f64; 4]); 20] = [
-        ("pg-reporting-01", "cpu", [11.0, 9.0, 13.0, 10.0]),
-        ("pg-reporting-01", "memory", [58.0, 61.0, 55.0, 57.0]),
-        ("pg-reporting-01", "connections", [22.0, 19.0, 24.0, 21.0]),
-        ("pg-reporting-01", "iops", [31.0, 28.0, 33.0, 29.0]),
-        ("pg-transactional-01", "cpu", [61.0, 66.0, 71.0, 74.0]),
-        ("pg-transactional-01", "memory", [71.0, 74.0, 77.0, 81.0]),
-        (
-            "pg-transactional-01",
-            "connections",
-            [74.0, 79.0, 83.0, 89.0],
-        ),
-        ("pg-transactional-01", "iops", [68.0, 71.0, 74.0, 78.0]),
-        ("pg-steady-01", "cpu", [50.0; 4]),
-        ("pg-steady-01", "memory", [60.0; 4]),
-        ("pg-steady-01", "connections", [40.0; 4]),
-        ("pg-spiky-01", "cpu", [50.0; 4]),
-        ("pg-spiky-01", "memory", [58.0; 4]),
-        ("pg-spiky-01", "connections", [40.0; 4]),
-        ("pg-saturated-01", "cpu", [88.0, 90.0, 91.0, 93.0]),
-        ("pg-saturated-01", "memory", [80.0; 4]),
-        ("pg-connections-01", "cpu", [55.0; 4]),
-        ("pg-connections-01", "connections", [95.5, 96.0, 97.0, 97.5]),
-        ("pg-gap-01", "cpu", [15.0, 15.0, 15.0, f64::NAN]),
-        ("pg-gap-01", "memory", [50.0, 50.0, 50.0, f64::NAN]),
-    ];
-
-    fn assert_canonical_means(fleet: &SimulatedFleet, end: i64) {
-        // One fleet-wide query per metric, as the engine does.
-        let results: Vec<QueryResult> = METRICS
-            .iter()
-            .map(|m| answer(fleet, &query(m, end)))
-            .collect();
-        for (id, metric, expected) in CANONICAL {
-            let Some(index) = METRICS.iter().position(|m| *m == metric) else {
-                panic!("{metric} is not served");
-            };
-            let result = &results[index];
-            let weeks = weekly(series_of(result, id), end);
-            for ((mean, count), want) in weeks.iter().zip(expected) {
-                if want.is_nan() {
-                    assert_eq!(*count, 0, "{id} {metric} at {end}");
-                    continue;
-                }
-                assert!(*count > 0, "{id} {metric} at {end}");
-                assert!(
-                    (mean - want).abs() <= 0.3,
-                    "{id} {metric} at {end}: {mean} vs {want}"
-                );
+    #[test]
+    fn canonical_weekly_means_are_the_declared_ones_whatever_now() {
+        for (seed, end) in [
+            (42, END),
+            (7, END + 3 * 3600 + 17 * 60 + 11),
+            (1, END + 11 * WEEK),
+        ] {
+            let cpu = fleet(seed).query(&query("cpu", end)).unwrap();
+            let weeks = weekly(series_of(&cpu, "pg-reporting-01"), end);
+            for ((mean, count), want) in weeks.iter().zip([0.11, 0.09, 0.13, 0.10]) {
+                assert_eq!(*count, 2016);
+                assert!((mean - want).abs() < 0.003, "{mean} vs {want} at {end}");
             }
         }
     }
 
     #[test]
-    fn canonical_instances_have_the_design_figures() {
-        assert_canonical_means(&SimulatedFleet::quickstart(42), END);
-        let reporting = answer(&SimulatedFleet::quickstart(42), &query("cpu", END));
-        for (_, count) in weekly(series_of(&reporting, "pg-reporting-01"), END) {
-            assert_eq!(count, 2016, "a full week of 5-minute samples");
+    fn variants_vary_within_their_ranges() {
+        let cpu = fleet(42).query(&query("cpu", END)).unwrap();
+        let first = weekly(series_of(&cpu, "pg-reporting-02"), END);
+        let second = weekly(series_of(&cpu, "pg-reporting-03"), END);
+        assert_ne!(first[0].0, second[0].0);
+        for (mean, _) in first.iter().chain(&second) {
+            assert!(
+                *mean > 0.09 * 0.7 - 0.01 && *mean < 0.13 * 2.5 + 0.01,
+                "{mean}"
+            );
         }
     }
 
     #[test]
-    fn weekly_means_do_not_depend_on_now_or_seed() {
-        // Not aligned to the day, the hour or the step: whole weeks still hold whole days.
-        for (seed, end) in [
-            (42, END + 3 * 3600 + 17 * 60 + 11),
-            (7, END - 3 * DAY),
-            (1, END + 11 * WEEK),
-        ] {
-            assert_canonical_means(&SimulatedFleet::quickstart(seed), end);
-        }
-    }
-
-    #[test]
-    fn samples_are_aligned_to_the_step_and_within_the_range() {
-        let fleet = SimulatedFleet::quickstart(42);
+    fn samples_are_aligned_clamped_and_within_the_range() {
+        let fleet = fleet(42);
         let mut q = query("memory", END + 123);
         q.step_seconds = 600;
-        let result = answer(&fleet, &q);
+        let result = fleet.query(&q).unwrap();
         assert_eq!(result.series.len(), fleet.targets().len());
         for (id, series) in &result.series {
-            assert_eq!(series.metric, "memory");
-            assert_eq!(series.timestamps_ms.len(), series.values.len());
             assert!(series.timestamps_ms.windows(2).all(|w| w[0] < w[1]), "{id}");
             for (t, v) in series.timestamps_ms.iter().zip(&series.values) {
                 assert_eq!(t % 600_000, 0, "{id}");
@@ -679,119 +606,42 @@ mod tests {
     }
 
     #[test]
-    fn discovery_lists_the_fleet_with_its_labels() {
-        let fleet = SimulatedFleet::quickstart(42);
-        let found = fleet.sims.len();
-        assert_eq!(found, 54);
-        assert_eq!(SimulatedFleet::scenarios().len(), 7);
-        let total: usize = SimulatedFleet::scenarios()
-            .iter()
-            .map(|s| s.quickstart_count())
-            .sum();
-        assert_eq!(total, fleet.targets().len());
-        for target in fleet.targets() {
-            assert_eq!(target.technology, "postgres");
-            assert_eq!(target.labels["instance"], target.id);
-            let memory = target.resources.memory_bytes;
-            assert_eq!(
-                target.resources.parameters["shared_buffers"],
-                format!("{}GB", memory / 4 / GIB),
-                "{}",
-                target.id
-            );
-            assert!(
-                target.resources.parameters["max_connections"]
-                    .parse::<u32>()
-                    .is_ok()
-            );
-        }
-        let transactional = &fleet.targets()[10];
-        assert_eq!(transactional.id, "pg-transactional-01");
-        assert_eq!(transactional.resources.cpu_millicores, 16_000);
-        assert_eq!(transactional.resources.memory_bytes, 64 * GIB);
-    }
-
-    #[test]
-    fn variants_stay_in_their_scenario() {
-        let fleet = SimulatedFleet::quickstart(42);
-        let cpu = answer(&fleet, &query("cpu", END));
-        let memory = answer(&fleet, &query("memory", END));
-        let connections = answer(&fleet, &query("connections", END));
-        for target in fleet.targets() {
-            let c: Vec<f64> = weekly(series_of(&cpu, &target.id), END)
-                .iter()
-                .map(|w| w.0)
-                .collect();
-            let m: Vec<f64> = weekly(series_of(&memory, &target.id), END)
-                .iter()
-                .map(|w| w.0)
-                .collect();
-            let n: Vec<f64> = weekly(series_of(&connections, &target.id), END)
-                .iter()
-                .map(|w| w.0)
-                .collect();
-            match fleet.scenario_of(&target.id).unwrap() {
-                "reporting" => assert!(
-                    c.iter().all(|v| *v < 39.0) && m.iter().all(|v| *v < 64.5),
-                    "{}: {c:?} {m:?}",
-                    target.id
-                ),
-                "transactional" => assert!(
-                    c.iter().all(|v| *v < 84.0) && n.iter().all(|v| *v < 94.5),
-                    "{}: {c:?} {n:?}",
-                    target.id
-                ),
-                "saturated" => assert!(c.iter().all(|v| *v > 86.0), "{}: {c:?}", target.id),
-                "connection-pressure" => {
-                    assert!(n.iter().all(|v| *v >= 95.2), "{}: {n:?}", target.id)
-                }
-                "spiky-but-safe" | "steady-mid" => assert!(
-                    c.iter().all(|v| *v > 41.0 && *v < 84.0) && n.iter().all(|v| *v < 94.0),
-                    "{}: {c:?} {n:?}",
-                    target.id
-                ),
-                _ => {}
-            }
+    fn gaps_remove_the_last_weeks() {
+        let cpu = fleet(42).query(&query("cpu", END)).unwrap();
+        for id in ["pg-gap-01", "pg-gap-02"] {
+            let weeks = weekly(series_of(&cpu, id), END);
+            assert_eq!(weeks[3].1, 0, "{id}: W-1 must be empty");
+            assert!(weeks[2].1 <= 2016 / 2, "{id}: {}", weeks[2].1);
+            assert_eq!(weeks[1].1, 2016, "{id}");
         }
     }
 
     #[test]
-    fn spiky_targets_really_spike() {
-        let fleet = SimulatedFleet::quickstart(42);
-        let cpu = answer(&fleet, &query("cpu", END));
-        let peak = series_of(&cpu, "pg-spiky-01")
-            .values
-            .iter()
-            .copied()
-            .fold(0.0, f64::max);
-        assert!(peak > 0.85, "{peak}");
-    }
-
-    #[test]
-    fn the_gap_target_lacks_the_last_weeks() {
-        let fleet = SimulatedFleet::quickstart(42);
-        let cpu = answer(&fleet, &query("cpu", END));
-        let weeks = weekly(series_of(&cpu, "pg-gap-01"), END);
-        assert_eq!(weeks[3].1, 0, "W-1 must be empty");
-        assert!(weeks[2].1 < 2016 / 2, "W-2 mostly empty: {}", weeks[2].1);
-        assert_eq!(weeks[0].1, 2016);
-        for target in fleet
-            .targets()
-            .iter()
-            .filter(|t| t.id.starts_with("pg-gap-"))
-        {
-            let weeks = weekly(series_of(&cpu, &target.id), END);
-            assert_eq!(weeks[3].1, 0, "{}: W-1 must be empty", target.id);
-            assert!(weeks[2].1 <= 2016 / 2, "{}: {}", target.id, weeks[2].1);
-            assert_eq!(weeks[1].1, 2016, "{}", target.id);
+    fn weekly_summaries_agree_with_the_raw_samples() {
+        let fleet = fleet(42);
+        let raw = fleet.query(&query("cpu", END)).unwrap();
+        let mut q = query("cpu", END);
+        q.weekly = Some(crate::WeeklySummary {
+            aggregation: Aggregation::Mean,
+            weeks: 4,
+        });
+        let summarised = fleet.query(&q).unwrap();
+        let s = series_of(&summarised, "pg-reporting-01");
+        let w = weekly(series_of(&raw, "pg-reporting-01"), END);
+        assert_eq!(
+            s.sample_counts.as_deref(),
+            Some(&[2016, 2016, 2016, 2016][..])
+        );
+        for (point, (mean, _)) in s.values.iter().zip(&w) {
+            assert!((point - mean).abs() < 1e-12);
         }
     }
 
     #[test]
     fn unknown_metric_and_technology_are_named() {
-        let fleet = SimulatedFleet::quickstart(42);
+        let fleet = fleet(42);
         let error = fleet
-            .answer(&query("wal_bytes", END))
+            .query(&query("wal_bytes", END))
             .unwrap_err()
             .to_string();
         assert!(
@@ -800,7 +650,7 @@ mod tests {
         );
         let mut q = query("cpu", END);
         q.technology = "redis".into();
-        let error = fleet.answer(&q).unwrap_err().to_string();
+        let error = fleet.query(&q).unwrap_err().to_string();
         assert!(error.contains("redis"), "{error}");
     }
 }

@@ -99,6 +99,7 @@ fn query(step: u64, days: i64) -> RangeQuery {
         end,
         step_seconds: step,
         target_label: "instance".into(),
+        weekly: None,
     }
 }
 
@@ -339,24 +340,29 @@ async fn a_closed_port_is_unreachable() {
 }
 
 #[tokio::test]
-async fn two_series_for_one_target_are_refused() {
+async fn two_series_for_one_target_drop_only_that_target() {
     let (url, _) = server(Box::new(|_| {
         Some((
             200,
             r#"{"status":"success","data":{"resultType":"matrix","result":[
                 {"metric":{"instance":"pg-1","cpu":"0"},"values":[[1795400000,"0.5"]]},
+                {"metric":{"instance":"pg-2"},"values":[[1795400000,"0.6"]]},
                 {"metric":{"instance":"pg-1","cpu":"1"},"values":[[1795400000,"0.7"]]}]}}"#
                 .into(),
         ))
     }))
     .await;
     let source = PrometheusSource::new(config(&url)).unwrap();
-    let error = source.query_range(&query(300, 1)).await.unwrap_err();
+    let result = source.query_range(&query(300, 1)).await.unwrap();
+    let ids: Vec<&str> = result.series.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["pg-2"], "the rest of the fleet keeps the metric");
+    assert_eq!(result.problems.len(), 1);
+    assert_eq!(result.problems[0].0, "pg-1");
     assert!(
-        matches!(error, ObserveError::DuplicateSeries { .. }),
-        "{error}"
+        result.problems[0].1.contains("aggregate by instance"),
+        "{:?}",
+        result.problems
     );
-    assert!(error.to_string().contains("pg-1"), "{error}");
 }
 
 #[tokio::test]
@@ -389,4 +395,114 @@ fn bad_settings_are_refused() {
     })
     .unwrap_err();
     assert!(error.to_string().contains("/nonexistent/ca.pem"), "{error}");
+}
+
+#[tokio::test]
+async fn weekly_summaries_are_one_request_with_aggregate_and_count_per_week() {
+    use setpoint_core::Aggregation;
+    use setpoint_observe::WeeklySummary;
+
+    let end = at("2026-11-23T06:00:00Z").timestamp();
+    let week = 7 * 24 * 3600;
+    let (url, seen) = server(Box::new(move |seen| {
+        // Two weeks evaluated 1 ms before their ends: W-2 and W-1.
+        let t2 = format!("{}.999", end - week - 1);
+        let t1 = format!("{}.999", end - 1);
+        Some((
+            200,
+            format!(
+                r#"{{"status":"success","data":{{"resultType":"matrix","result":[
+                {{"metric":{{"instance":"a","setpoint_stat":"value"}},"values":[[{t2},"0.25"],[{t1},"0.5"]]}},
+                {{"metric":{{"instance":"a","setpoint_stat":"count"}},"values":[[{t2},"2016"],[{t1},"1008"]]}},
+                {{"metric":{{"instance":"b","setpoint_stat":"value"}},"values":[[{t1},"NaN"]]}},
+                {{"metric":{{"instance":"b","setpoint_stat":"count"}},"values":[[{t1},"3"]]}},
+                {{"metric":{{"instance":"c","setpoint_stat":"count"}},"values":[[{t1},"5"]]}}]}}}}"#
+            ),
+        ))
+        .filter(|_| seen.head.contains("/api/v1/query_range"))
+    }))
+    .await;
+    let source = PrometheusSource::new(config(&url)).unwrap();
+    assert!(source.summarises_weekly());
+    let q = RangeQuery {
+        weekly: Some(WeeklySummary {
+            aggregation: Aggregation::Mean,
+            weeks: 2,
+        }),
+        ..query(300, 21)
+    };
+    let result = source.query_range(&q).await.unwrap();
+
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1, "one request for the fleet");
+    let body = &requests[0].body;
+    let promql = urlencoding_decode(&form_value(body, "query"));
+    assert!(
+        promql.contains(
+            "avg_over_time(((1 - avg by (instance) (rate(x[5m]))) > -Inf < +Inf)[1w:300s])"
+        ),
+        "{promql}"
+    );
+    assert!(promql.contains("count_over_time("), "{promql}");
+    assert_eq!(form_value(body, "step"), "604800");
+    assert_eq!(form_value(body, "start"), format!("{}.999", end - week - 1));
+    assert_eq!(form_value(body, "end"), format!("{}.999", end - 1));
+    assert_eq!(form_value(body, "nocache"), "1");
+
+    let ids: Vec<&str> = result.series.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["a"], "a NaN aggregate or a count alone is no data");
+    let a = &result.series[0].1;
+    assert_eq!(
+        a.timestamps_ms,
+        [(end - week) * 1000, end * 1000],
+        "stamped with the weeks' ends"
+    );
+    assert_eq!(a.values, [0.25, 0.5]);
+    assert_eq!(a.sample_counts.as_deref(), Some(&[2016, 1008][..]));
+}
+
+#[tokio::test]
+async fn weekly_summaries_can_be_turned_off() {
+    use setpoint_core::Aggregation;
+    use setpoint_observe::WeeklySummary;
+
+    let (url, seen) = server(Box::new(|seen| Some((200, matrix_for(seen))))).await;
+    let source = PrometheusSource::new(PrometheusConfig {
+        summarise_weekly: false,
+        ..config(&url)
+    })
+    .unwrap();
+    assert!(!source.summarises_weekly());
+    let q = RangeQuery {
+        weekly: Some(WeeklySummary {
+            aggregation: Aggregation::Mean,
+            weeks: 1,
+        }),
+        ..query(300, 1)
+    };
+    let result = source.query_range(&q).await.unwrap();
+    assert_eq!(result.series[0].1.sample_counts, None, "raw samples");
+    assert_eq!(result.series[0].1.values.len(), 288);
+    let body = &seen.lock().unwrap()[0].body;
+    assert_eq!(form_value(body, "step"), "300");
+}
+
+/// Decodes the `%XX` escapes of a form value.
+fn urlencoding_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).to_string()
 }

@@ -151,6 +151,100 @@ pub fn build_component(
     Ok(out)
 }
 
+/// Builds a plugin crate that lives outside setpoint's workspace — a third party's, written
+/// against the SDK alone — as a component at `out`: `cargo build --release` for
+/// [`WASM_TARGET`] in the crate's own directory, then componentized. Returns the crate's
+/// package name.
+pub fn build_external(crate_dir: &Path, out: &Path) -> Result<String, BuildError> {
+    let manifest = crate_dir.join("Cargo.toml");
+    let label = crate_dir.display().to_string();
+    if !manifest.is_file() {
+        return Err(BuildError::Io {
+            path: manifest,
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no Cargo.toml here"),
+        });
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(crate_dir)
+        .args([
+            "build",
+            "--release",
+            "--message-format=json-render-diagnostics",
+        ])
+        .args(["--target", WASM_TARGET]);
+    for var in LEAKING_ENV {
+        command.env_remove(var);
+    }
+    let output = command.output().map_err(|source| BuildError::Spawn {
+        package: label.clone(),
+        source,
+    })?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() {
+        if stderr.contains("target may not be installed")
+            || stderr.contains("can't find crate for `core`")
+            || stderr.contains("can't find crate for `std`")
+        {
+            return Err(BuildError::MissingTarget);
+        }
+        return Err(BuildError::Cargo {
+            package: label,
+            stderr,
+        });
+    }
+    // cargo names every artifact it produced; the plugin is the cdylib's .wasm.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let artifact = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact")
+        .filter(|m| {
+            m["target"]["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "cdylib"))
+        })
+        .find_map(|m| {
+            let name = m["target"]["name"].as_str()?.to_string();
+            let wasm = m["filenames"]
+                .as_array()?
+                .iter()
+                .filter_map(|f| f.as_str())
+                .find(|f| f.ends_with(".wasm"))?
+                .to_string();
+            Some((name, PathBuf::from(wasm)))
+        });
+    let Some((package, module_path)) = artifact else {
+        return Err(BuildError::Componentize {
+            package: label,
+            message: "cargo built no cdylib .wasm; the plugin crate needs `[lib] crate-type = [\"cdylib\"]`".to_string(),
+        });
+    };
+    let module = std::fs::read(&module_path).map_err(|source| BuildError::Io {
+        path: module_path.clone(),
+        source,
+    })?;
+    let component = componentize(&package, &module)?;
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|source| BuildError::Io {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
+    // Written beside and renamed, so a loader never sees half a component.
+    let partial = out.with_extension("wasm.partial");
+    std::fs::write(&partial, component).map_err(|source| BuildError::Io {
+        path: partial.clone(),
+        source,
+    })?;
+    std::fs::rename(&partial, out).map_err(|source| BuildError::Io {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    Ok(package)
+}
+
 /// Turns a core module built with the SDK (which embeds the component type) into a component.
 pub fn componentize(package: &str, module: &[u8]) -> Result<Vec<u8>, BuildError> {
     fn fail<E: std::fmt::Display>(package: &str) -> impl Fn(E) -> BuildError + '_ {

@@ -16,6 +16,7 @@ pub(crate) fn resources(r: &core::Resources) -> wit::Resources {
     wit::Resources {
         cpu_millicores: r.cpu_millicores,
         memory_bytes: r.memory_bytes,
+        replicas: r.replicas,
         parameters: pairs(&r.parameters),
     }
 }
@@ -43,6 +44,7 @@ pub(crate) fn series(s: &core::MetricSeries) -> wit::Series {
         metric: s.metric.clone(),
         timestamps_ms: s.timestamps_ms.clone(),
         values: s.values.clone(),
+        sample_counts: s.sample_counts.clone(),
     }
 }
 
@@ -118,7 +120,15 @@ pub(crate) fn descriptor(d: wit::Descriptor) -> Result<core::PluginDescriptor, S
     if let Some(m) = d.metrics.iter().find(|m| m.query.trim().is_empty()) {
         return Err(format!("metric {:?} has no query", m.name));
     }
+    let metric_names: BTreeSet<&str> = d.metrics.iter().map(|m| m.name.as_str()).collect();
+    unique(d.scenarios.iter().map(|s| s.name.clone()), "scenario")?;
+    let mut scenarios = Vec::with_capacity(d.scenarios.len());
+    for sc in &d.scenarios {
+        scenarios.push(scenario(sc, &metric_names)?);
+    }
     Ok(core::PluginDescriptor {
+        abi_version: d.abi_version,
+        scenarios,
         name: d.name,
         version: d.version,
         technology: d.technology,
@@ -146,6 +156,84 @@ pub(crate) fn descriptor(d: wit::Descriptor) -> Result<core::PluginDescriptor, S
             })
             .collect(),
         actions: d.actions.into_iter().map(action).collect(),
+    })
+}
+
+/// A simulator scenario, checked so the simulator never has to guess: every declared metric
+/// once, five weekly levels, sane ranges, at least one positive size.
+fn scenario(sc: &wit::Scenario, metrics: &BTreeSet<&str>) -> Result<core::SimScenario, String> {
+    let name = &sc.name;
+    if name.trim().is_empty() || sc.id_prefix.trim().is_empty() {
+        return Err("a scenario without a name or id prefix".to_string());
+    }
+    if sc.count == 0 || sc.count > 1000 {
+        return Err(format!(
+            "scenario {name:?}: count {} outside 1..=1000",
+            sc.count
+        ));
+    }
+    if sc.sizes.is_empty() {
+        return Err(format!("scenario {name:?}: no sizes"));
+    }
+    if let Some(r) = sc
+        .sizes
+        .iter()
+        .find(|r| r.cpu_millicores == 0 || r.memory_bytes == 0 || r.replicas == 0)
+    {
+        return Err(format!("scenario {name:?}: a size of zero ({r:?})"));
+    }
+    let declared: BTreeSet<&str> = sc.metrics.iter().map(|m| m.metric.as_str()).collect();
+    if declared != *metrics || declared.len() != sc.metrics.len() {
+        return Err(format!(
+            "scenario {name:?}: must describe each metric once ({metrics:?}), describes {:?}",
+            sc.metrics.iter().map(|m| &m.metric).collect::<Vec<_>>()
+        ));
+    }
+    let range_ok = |r: Option<(f64, f64)>| {
+        r.is_none_or(|(lo, hi)| lo.is_finite() && hi.is_finite() && lo <= hi)
+    };
+    let mut out = Vec::with_capacity(sc.metrics.len());
+    for m in &sc.metrics {
+        let finite = m.weeks.iter().all(|w| w.is_finite())
+            && [m.daily_amplitude, m.noise, m.min, m.max]
+                .iter()
+                .all(|v| v.is_finite());
+        if m.weeks.len() != 5 || !finite || m.noise < 0.0 || m.min > m.max {
+            return Err(format!(
+                "scenario {name:?}, metric {:?}: needs five finite weekly levels, noise >= 0 and min <= max",
+                m.metric
+            ));
+        }
+        if !range_ok(m.lift) || !range_ok(m.scale) {
+            return Err(format!(
+                "scenario {name:?}, metric {:?}: a lift or scale range is not lo <= hi",
+                m.metric
+            ));
+        }
+        out.push(core::SimMetric {
+            metric: m.metric.clone(),
+            weeks: m.weeks.clone(),
+            daily_amplitude: m.daily_amplitude,
+            noise: m.noise,
+            lift: m.lift,
+            scale: m.scale,
+            min: m.min,
+            max: m.max,
+        });
+    }
+    if !range_ok(sc.gap_hours) || sc.gap_hours.is_some_and(|(lo, _)| lo < 0.0) {
+        return Err(format!(
+            "scenario {name:?}: gap hours must be 0 <= lo <= hi"
+        ));
+    }
+    Ok(core::SimScenario {
+        name: sc.name.clone(),
+        description: sc.description.clone(),
+        id_prefix: sc.id_prefix.clone(),
+        count: sc.count,
+        sizes: sc.sizes.iter().cloned().map(resources_back).collect(),
+        metrics: out,
+        gap_hours: sc.gap_hours,
     })
 }
 
@@ -193,6 +281,7 @@ fn resources_back(r: wit::Resources) -> core::Resources {
     core::Resources {
         cpu_millicores: r.cpu_millicores,
         memory_bytes: r.memory_bytes,
+        replicas: r.replicas,
         parameters: r.parameters.into_iter().collect(),
     }
 }
@@ -218,7 +307,7 @@ pub(crate) fn proposals(
         if p.summary.trim().is_empty() {
             return Err(format!("the {kind} proposal has no summary"));
         }
-        if p.after.cpu_millicores == 0 || p.after.memory_bytes == 0 {
+        if p.after.cpu_millicores == 0 || p.after.memory_bytes == 0 || p.after.replicas == 0 {
             return Err(format!("the {kind} proposal sizes the target to zero"));
         }
         out.push(core::Proposal {
@@ -240,6 +329,10 @@ pub(crate) fn proposals(
                         requires_restart: p.requires_restart,
                     },
                     wit::Operation::Restart(r) => core::Operation::Restart { reason: r.reason },
+                    wit::Operation::SetReplicas(r) => core::Operation::SetReplicas {
+                        replicas: r.replicas,
+                    },
+                    wit::Operation::Rebalance(r) => core::Operation::Rebalance { reason: r.reason },
                 })
                 .collect(),
             risk: match p.risk {

@@ -12,12 +12,24 @@
 //! A trap therefore poisons nothing beyond the call that caused it: the next target gets a new
 //! instance. Errors always name the plugin, the target and the call, and say in plain words
 //! which bound was hit, or the panic message the plugin reported through its log.
+//!
+//! What a plugin hands back is bounded too ([`OutputLimits`]): the bytes the host copies out of
+//! one call, and the length of every list and string, so a plugin cannot make the host
+//! allocate what its own memory limit would not allow. Compiled plugins can be kept on disk
+//! ([`CompileCache`]) so a start does not recompile them.
 
+mod cache;
 mod convert;
+mod output;
+mod usage;
+
+pub use cache::{CacheOutcome, CacheStats, CompileCache};
+pub use output::OutputLimits;
+pub use usage::{CallUsage, Meter};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use setpoint_core::{
     Bounds, Classification, FeatureVector, MetricSeries, PluginDescriptor, Proposal, Target, Window,
@@ -34,14 +46,60 @@ mod bindings {
 
 use bindings::setpoint::plugin::host::Level;
 
-/// The ABI version this host speaks; plugins declare theirs in `describe()`.
-pub const ABI_VERSION: u32 = 1;
+/// The contract version this host speaks: the WIT package version of `sdk/wit/setpoint.wit`.
+/// Plugins declare theirs in `describe()` and in the names of their imports.
+pub const ABI_VERSION: &str = "0.2.0";
+
+/// Whether a plugin built for `plugin` can run on a host speaking `host`: the same major
+/// version (for 0.x, the same minor — before 1.0 a minor release may break), no newer than the
+/// host's. `Err` says why not, in words a plugin author can act on.
+pub fn abi_compatible(plugin: &str, host: &str) -> Result<(), String> {
+    let parse = |text: &str, whose: &str| {
+        semver::Version::parse(text.trim())
+            .map_err(|e| format!("{whose} ABI version {text:?} is not major.minor.patch: {e}"))
+    };
+    let (p, h) = (parse(plugin, "the plugin's")?, parse(host, "the host's")?);
+    let same_line = if h.major == 0 {
+        p.major == 0 && p.minor == h.minor
+    } else {
+        p.major == h.major
+    };
+    if !same_line {
+        return Err(format!(
+            "built for plugin ABI {p}, but this setpoint speaks {h}; rebuild the plugin against setpoint-sdk {}.{}",
+            h.major, h.minor
+        ));
+    }
+    if p > h {
+        return Err(format!(
+            "built for plugin ABI {p}, newer than this setpoint's {h}; upgrade setpoint"
+        ));
+    }
+    Ok(())
+}
+
+/// The contract version in the name of a plugin's import (`setpoint:plugin/host@0.1.0`).
+fn import_abi(name: &str) -> Option<&str> {
+    name.strip_prefix("setpoint:plugin/")
+        .and_then(|rest| rest.split_once('@'))
+        .map(|(_, version)| version)
+}
+
+/// Instances that may be alive at once (one per call in flight).
+const POOL_SLOTS: u32 = 64;
 
 /// How often the ticker advances the epoch; the wall-clock limit is counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// The prefix the SDK's panic hook puts before a panic message.
 const PANIC_PREFIX: &str = "panic: ";
+
+/// Log lines a plugin may write in one call; later ones are dropped (and the drop logged once).
+const MAX_LOG_LINES: usize = 100;
+
+/// The part of wasmtime's error text that says a call's results (or a log line) exceeded the
+/// store's hostcall fuel. wasmtime's error type for it is private; the sandbox tests pin it.
+const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
 
 /// Per-call sandbox limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +185,13 @@ pub enum Failure {
         /// What is wrong.
         message: String,
     },
+    /// The plugin returned (or logged) more than the host accepts; see [`OutputLimits`].
+    OutputTooLarge {
+        /// Which bound, and by how much.
+        what: String,
+    },
+    /// The plugin overflowed its call stack (runaway recursion).
+    StackOverflow,
 }
 
 impl std::fmt::Display for Failure {
@@ -149,6 +214,10 @@ impl std::fmt::Display for Failure {
             Failure::InvalidOutput { message } => {
                 write!(f, "returned output that breaks the contract: {message}")
             }
+            Failure::OutputTooLarge { what } => write!(f, "returned output too large: {what}"),
+            Failure::StackOverflow => {
+                write!(f, "overflowed its call stack (runaway recursion?)")
+            }
         }
     }
 }
@@ -170,15 +239,24 @@ pub enum PluginError {
         /// What failed.
         message: String,
     },
+    /// The component imports what the sandbox does not offer (WASI, another host's API).
+    #[error(
+        "plugin {source_name}: cannot load: it imports {}, which the sandbox does not offer (a plugin may import only setpoint:plugin/host)",
+        imports.join(", ")
+    )]
+    Forbidden {
+        /// Where the plugin came from.
+        source_name: String,
+        /// The imports the sandbox does not offer, as the component names them.
+        imports: Vec<String>,
+    },
     /// The plugin speaks another ABI version.
-    #[error("plugin {source_name}: ABI version {found}, but this host speaks {expected}")]
+    #[error("plugin {source_name}: {reason}")]
     Incompatible {
         /// Where the plugin came from.
         source_name: String,
-        /// The plugin's version.
-        found: u32,
-        /// The host's version.
-        expected: u32,
+        /// The two versions and what to do about them.
+        reason: String,
     },
     /// `describe()` failed or returned an invalid descriptor.
     #[error("plugin {source_name}: describe() {failure}")]
@@ -219,7 +297,12 @@ struct CallState {
     plugin: Arc<str>,
     memory_limit: usize,
     memory_refused: bool,
+    /// Largest linear memory granted, for [`CallUsage`].
+    memory_peak: usize,
     panic: Option<String>,
+    log_lines: usize,
+    /// Longest log line or panic message kept, in bytes.
+    max_log_bytes: usize,
 }
 
 impl ResourceLimiter for CallState {
@@ -233,6 +316,7 @@ impl ResourceLimiter for CallState {
             self.memory_refused = true;
             return Ok(false);
         }
+        self.memory_peak = self.memory_peak.max(desired);
         Ok(true)
     }
 
@@ -250,9 +334,20 @@ impl ResourceLimiter for CallState {
 impl bindings::setpoint::plugin::host::Host for CallState {
     fn log(&mut self, level: Level, message: String) {
         if let Some(panic) = message.strip_prefix(PANIC_PREFIX) {
-            self.panic = Some(panic.to_string());
+            self.panic = Some(truncate(panic, self.max_log_bytes));
         }
+        self.log_lines += 1;
         let plugin = &*self.plugin;
+        if self.log_lines > MAX_LOG_LINES {
+            if self.log_lines == MAX_LOG_LINES + 1 {
+                tracing::warn!(
+                    plugin,
+                    "more than {MAX_LOG_LINES} log lines in one call; dropping the rest"
+                );
+            }
+            return;
+        }
+        let message = truncate(&message, self.max_log_bytes);
         match level {
             Level::Debug => tracing::debug!(plugin, "{message}"),
             Level::Info => tracing::info!(plugin, "{message}"),
@@ -280,6 +375,9 @@ impl Drop for Ticker {
 pub struct PluginHost {
     engine: Engine,
     limits: Limits,
+    output: OutputLimits,
+    cache: Option<Arc<CompileCache>>,
+    meter: Option<Meter>,
     linker: Arc<Linker<CallState>>,
     _ticker: Arc<Ticker>,
 }
@@ -288,6 +386,8 @@ impl std::fmt::Debug for PluginHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PluginHost")
             .field("limits", &self.limits)
+            .field("output", &self.output)
+            .field("cache", &self.cache.as_ref().map(|c| c.dir()))
             .finish()
     }
 }
@@ -299,6 +399,16 @@ impl PluginHost {
         config.wasm_component_model(true);
         config.consume_fuel(true);
         config.epoch_interruption(true);
+        // Every call instantiates afresh; the pooling allocator keeps that to microseconds by
+        // reusing pre-reserved slots instead of mapping memory per instance. Its slots are
+        // sized to the per-call limits, so they double as the memory bound.
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_component_instances(POOL_SLOTS)
+            .total_core_instances(POOL_SLOTS * 4)
+            .total_memories(POOL_SLOTS * 4)
+            .total_tables(POOL_SLOTS * 4)
+            .max_memory_size(limits.memory_bytes);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| PluginError::Setup {
             message: format!("{e:#}"),
         })?;
@@ -326,14 +436,65 @@ impl PluginHost {
         Ok(Self {
             engine,
             limits,
+            output: OutputLimits::default(),
+            cache: None,
+            meter: None,
             linker: Arc::new(linker),
             _ticker: Arc::new(Ticker { stop }),
         })
     }
 
+    /// The same host with other bounds on plugins' outputs.
+    pub fn with_output_limits(mut self, output: OutputLimits) -> Self {
+        self.output = output;
+        self
+    }
+
+    /// The same host, keeping compiled plugins in `cache` (see [`CompileCache`]).
+    pub fn with_cache(mut self, cache: Arc<CompileCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The same host, reporting every call's usage to `meter`.
+    pub fn with_meter(mut self, meter: Meter) -> Self {
+        self.meter = Some(meter);
+        self
+    }
+
     /// The limits every call runs within.
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+
+    /// The bounds on plugins' outputs.
+    pub fn output_limits(&self) -> OutputLimits {
+        self.output
+    }
+
+    /// The compiled-plugin cache, if any.
+    pub fn cache(&self) -> Option<&Arc<CompileCache>> {
+        self.cache.as_ref()
+    }
+
+    /// Compiles `wasm`, through the cache when there is one.
+    fn compile(&self, wasm: &[u8]) -> wasmtime::Result<Component> {
+        match &self.cache {
+            Some(cache) => Ok(cache.load_or_compile(&self.engine, wasm)?.0),
+            None => Component::new(&self.engine, wasm),
+        }
+    }
+
+    /// The component's imports outside the `setpoint:plugin` package: capabilities the
+    /// sandbox never gives.
+    fn forbidden_imports(&self, component: &Component) -> Vec<String> {
+        component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name)
+            .filter(|name| !name.starts_with("setpoint:plugin/"))
+            .map(str::to_string)
+            .collect()
     }
 
     /// Compiles and checks a plugin component: it must import nothing the sandbox does not
@@ -343,8 +504,29 @@ impl PluginHost {
             source_name: source.to_string(),
             message,
         };
-        let component =
-            Component::new(&self.engine, wasm).map_err(|e| load_error(format!("{e:#}")))?;
+        let component = self
+            .compile(wasm)
+            .map_err(|e| load_error(format!("{e:#}")))?;
+        // A plugin built for another contract version imports the host interface under that
+        // version; say so plainly rather than report it as a forbidden import.
+        for (name, _) in component.component_type().imports(&self.engine) {
+            if let Some(version) = import_abi(name)
+                && version != ABI_VERSION
+                && let Err(reason) = abi_compatible(version, ABI_VERSION)
+            {
+                return Err(PluginError::Incompatible {
+                    source_name: source.to_string(),
+                    reason,
+                });
+            }
+        }
+        let forbidden = self.forbidden_imports(&component);
+        if !forbidden.is_empty() {
+            return Err(PluginError::Forbidden {
+                source_name: source.to_string(),
+                imports: forbidden,
+            });
+        }
         let pre = self.linker.instantiate_pre(&component).map_err(|e| {
             load_error(format!(
                 "{e:#} (a plugin may import only setpoint:plugin/host)"
@@ -361,11 +543,16 @@ impl PluginHost {
             },
             other => other,
         })?;
-        if raw.abi_version != ABI_VERSION {
+        if let Err(what) = self.output.descriptor(&raw) {
+            return Err(PluginError::Describe {
+                source_name: source.to_string(),
+                failure: Failure::OutputTooLarge { what },
+            });
+        }
+        if let Err(reason) = abi_compatible(&raw.abi_version, ABI_VERSION) {
             return Err(PluginError::Incompatible {
                 source_name: source.to_string(),
-                found: raw.abi_version,
-                expected: ABI_VERSION,
+                reason,
             });
         }
         let descriptor = convert::descriptor(raw).map_err(|message| PluginError::Describe {
@@ -429,7 +616,9 @@ impl Plugin {
         let raw = self.call(&target.id, Call::Features, |adapter, store| {
             adapter.call_features(store, &wit_target, wit_window, &wit_series)
         })?;
-        let raw = raw.map_err(|e| self.failure(&target.id, Call::Features, rejected(e)))?;
+        let raw = self.bounded(&target.id, Call::Features, raw, |output, features| {
+            output.features(features)
+        })?;
         convert::features(raw, &self.inner.descriptor).map_err(|message| {
             self.failure(
                 &target.id,
@@ -451,7 +640,9 @@ impl Plugin {
         let raw = self.call(&target.id, Call::Propose, |adapter, store| {
             adapter.call_propose(store, &request)
         })?;
-        let raw = raw.map_err(|e| self.failure(&target.id, Call::Propose, rejected(e)))?;
+        let raw = self.bounded(&target.id, Call::Propose, raw, |output, proposals| {
+            output.proposals(proposals)
+        })?;
         convert::proposals(raw, &self.inner.descriptor).map_err(|message| {
             self.failure(
                 &target.id,
@@ -459,6 +650,23 @@ impl Plugin {
                 Failure::InvalidOutput { message },
             )
         })
+    }
+
+    /// Applies the output bounds to a call's result, then turns a refusal into its failure.
+    fn bounded<T>(
+        &self,
+        target: &str,
+        call: Call,
+        raw: Result<T, bindings::setpoint::plugin::types::PluginError>,
+        check: impl FnOnce(&OutputLimits, &T) -> Result<(), output::TooLarge>,
+    ) -> Result<T, PluginError> {
+        let output = &self.inner.host.output;
+        let sized = match &raw {
+            Ok(value) => check(output, value),
+            Err(error) => output.rejection(error),
+        };
+        sized.map_err(|what| self.failure(target, call, Failure::OutputTooLarge { what }))?;
+        raw.map_err(|e| self.failure(target, call, rejected(e)))
     }
 
     fn failure(&self, target: &str, call: Call, failure: Failure) -> PluginError {
@@ -503,16 +711,21 @@ fn run_call<R>(
         call,
         failure,
     };
+    let started = Instant::now();
     let mut store = Store::new(
         &host.engine,
         CallState {
             plugin: Arc::from(plugin),
             memory_limit: limits.memory_bytes,
             memory_refused: false,
+            memory_peak: 0,
             panic: None,
+            log_lines: 0,
+            max_log_bytes: host.output.max_line_bytes,
         },
     );
     store.limiter(|state| state);
+    store.set_hostcall_fuel(host.output.bytes_per_call);
     store.set_fuel(limits.fuel_per_call).map_err(|e| {
         fail(Failure::Trap {
             message: format!("{e:#}"),
@@ -523,7 +736,33 @@ fn run_call<R>(
     let result = pre
         .instantiate(&mut store)
         .and_then(|adapter| f(&adapter, &mut store));
-    result.map_err(|error| fail(classify_trap(&error, store.data(), limits)))
+    let result = result.map_err(|error| classify_trap(&error, store.data(), limits, host.output));
+    if let Some(meter) = &host.meter {
+        meter(&CallUsage {
+            plugin: plugin.to_string(),
+            target: target.to_string(),
+            call,
+            fuel: limits
+                .fuel_per_call
+                .saturating_sub(store.get_fuel().unwrap_or(0)),
+            memory_bytes: store.data().memory_peak,
+            elapsed: started.elapsed(),
+            trap: result.as_ref().err().cloned(),
+        });
+    }
+    result.map_err(fail)
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary), saying how long it was.
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &text[..end], text.len())
 }
 
 fn rejected(e: bindings::setpoint::plugin::types::PluginError) -> Failure {
@@ -534,13 +773,25 @@ fn rejected(e: bindings::setpoint::plugin::types::PluginError) -> Failure {
 }
 
 /// Names the bound a failed call hit, from the trap and what the store saw.
-fn classify_trap(error: &wasmtime::Error, state: &CallState, limits: Limits) -> Failure {
+fn classify_trap(
+    error: &wasmtime::Error,
+    state: &CallState,
+    limits: Limits,
+    output: OutputLimits,
+) -> Failure {
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => Failure::OutOfFuel {
             fuel: limits.fuel_per_call,
         },
         Some(Trap::Interrupt) => Failure::Timeout {
             limit: limits.wall_clock,
+        },
+        Some(Trap::StackOverflow) => Failure::StackOverflow,
+        None if format!("{error:#}").contains(HOSTCALL_FUEL_EXHAUSTED) => Failure::OutputTooLarge {
+            what: format!(
+                "more than {} bytes of results or of one log line in one call",
+                output.bytes_per_call
+            ),
         },
         _ if state.memory_refused => Failure::MemoryLimit {
             limit: limits.memory_bytes,
@@ -553,5 +804,40 @@ fn classify_trap(error: &wasmtime::Error, state: &CallState, limits: Limits) -> 
                 message: format!("{error:#}"),
             },
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_abi_version_is_the_wit_package_version() {
+        let wit = include_str!("../../../sdk/wit/setpoint.wit");
+        assert!(
+            wit.contains(&format!("package setpoint:plugin@{ABI_VERSION};")),
+            "bump ABI_VERSION with the WIT package"
+        );
+    }
+
+    #[test]
+    fn compatibility_follows_semver_with_0x_minors_breaking() {
+        assert!(abi_compatible("0.2.0", "0.2.3").is_ok());
+        assert!(abi_compatible("0.2.3", "0.2.3").is_ok());
+        let older = abi_compatible("0.1.0", "0.2.0").unwrap_err();
+        assert!(
+            older.contains("rebuild the plugin against setpoint-sdk 0.2"),
+            "{older}"
+        );
+        let newer = abi_compatible("0.2.4", "0.2.3").unwrap_err();
+        assert!(newer.contains("upgrade setpoint"), "{newer}");
+        assert!(abi_compatible("1.4.0", "1.7.2").is_ok());
+        assert!(abi_compatible("2.0.0", "1.7.2").is_err());
+        let garbage = abi_compatible("two", "0.2.0").unwrap_err();
+        assert!(garbage.contains("\"two\""), "{garbage}");
+        assert_eq!(import_abi("setpoint:plugin/host@0.1.0"), Some("0.1.0"));
+        assert_eq!(import_abi("wasi:io/poll@0.2.6"), None);
     }
 }

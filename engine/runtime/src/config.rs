@@ -57,17 +57,43 @@ pub struct Config {
     /// Directory of the embedded state store (history, journal, kill switches).
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
-    /// The loops to run.
+    /// The loops to run. Default: the quickstart, one loop per bundled plugin over the
+    /// simulator, plus one per plugin component found in `plugins_dir`.
     #[serde(default = "default_loops")]
     pub loops: Vec<LoopConfig>,
+    /// A directory of third-party plugin components (`*.wasm`). With the quickstart's loops,
+    /// each component found there gets a loop of its own over the simulator (playing the
+    /// scenarios it ships). Relative to the config file; missing is fine.
+    #[serde(default = "default_plugins_dir")]
+    pub plugins_dir: PathBuf,
+    /// Where compiled plugins are kept between starts, so a start does not recompile them.
+    /// Default: `plugin-cache` in the state directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_cache_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// The compiled-plugin cache directory, configured or default.
+    pub fn plugin_cache_dir(&self) -> PathBuf {
+        self.plugin_cache_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("plugin-cache"))
+    }
 }
 
 fn default_state_dir() -> PathBuf {
     PathBuf::from(".setpoint")
 }
 
+fn default_plugins_dir() -> PathBuf {
+    PathBuf::from("plugins.d")
+}
+
 fn default_loops() -> Vec<LoopConfig> {
-    vec![LoopConfig::quickstart()]
+    setpoint_plugins_bundled::all()
+        .iter()
+        .map(|(name, _)| LoopConfig::quickstart_for(PluginRef::Builtin(name.to_string())))
+        .collect()
 }
 
 impl Default for Config {
@@ -75,6 +101,8 @@ impl Default for Config {
         Self {
             state_dir: default_state_dir(),
             loops: default_loops(),
+            plugins_dir: default_plugins_dir(),
+            plugin_cache_dir: None,
         }
     }
 }
@@ -158,6 +186,7 @@ impl ResourcesConfig {
         setpoint_core::Resources {
             cpu_millicores: (self.cpu * 1000.0).round() as u64,
             memory_bytes: (self.memory_gib * setpoint_core::resources::GIB as f64).round() as u64,
+            replicas: 1,
             parameters: self.parameters.clone(),
         }
     }
@@ -166,11 +195,27 @@ impl ResourcesConfig {
 impl LoopConfig {
     /// The quickstart loop.
     pub fn quickstart() -> Self {
+        Self::quickstart_for(default_plugin())
+    }
+
+    /// The quickstart loop for a plugin: `weekly-rightsizing` for the bundled PostgreSQL
+    /// plugin, `<name>-rightsizing` for the others.
+    pub fn quickstart_for(plugin: PluginRef) -> Self {
+        let name = match &plugin {
+            PluginRef::Builtin(name) if name == "postgres" => "weekly-rightsizing".to_string(),
+            PluginRef::Builtin(name) => format!("{name}-rightsizing"),
+            PluginRef::File(path) => format!(
+                "{}-rightsizing",
+                path.file_stem()
+                    .map(|s| s.to_string_lossy().to_string())
+                    .unwrap_or_else(|| "plugin".to_string())
+            ),
+        };
         Self {
-            name: LoopName("weekly-rightsizing".into()),
+            plugin,
+            name: LoopName(name),
             schedule: default_schedule(),
             window: WindowConfig::default(),
-            plugin: default_plugin(),
             source: SourceConfig::default(),
             classifier: ClassifierConfig::default(),
             policies: PolicyRef::Builtin,
@@ -611,6 +656,14 @@ impl Config {
         if config.state_dir.is_relative() {
             config.state_dir = base.join(&config.state_dir);
         }
+        if config.plugins_dir.is_relative() {
+            config.plugins_dir = base.join(&config.plugins_dir);
+        }
+        if let Some(dir) = &mut config.plugin_cache_dir
+            && dir.is_relative()
+        {
+            *dir = base.join(&*dir);
+        }
         for lp in &mut config.loops {
             if let PluginRef::File(p) = &mut lp.plugin
                 && p.is_relative()
@@ -624,6 +677,38 @@ impl Config {
             }
         }
         Ok(config)
+    }
+
+    /// With the quickstart's loops, adds one loop per plugin component (`*.wasm`) in
+    /// `plugins_dir`, in name order, so a third-party plugin shows in the quickstart by being
+    /// dropped there. A configuration with loops of its own is left alone: it names its plugins.
+    pub fn add_plugins_dir_loops(&mut self) -> Result<(), ConfigError> {
+        if self.loops != default_loops() {
+            return Ok(());
+        }
+        let entries = match std::fs::read_dir(&self.plugins_dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: self.plugins_dir.clone(),
+                    source,
+                });
+            }
+        };
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+            .collect();
+        found.sort();
+        for path in found {
+            let lp = LoopConfig::quickstart_for(PluginRef::File(path));
+            if self.loops.iter().any(|l| l.name == lp.name) {
+                continue;
+            }
+            self.loops.push(lp);
+        }
+        Ok(())
     }
 
     /// Parses and checks config text; `file` names it in errors.
@@ -854,6 +939,13 @@ loops:
         let mut config = Config::load(&path).unwrap();
         assert!(config.state_dir.ends_with(".setpoint"));
         config.state_dir = default_state_dir();
+        // Relative paths in a file are resolved against it.
+        assert!(
+            config
+                .plugins_dir
+                .ends_with("examples/quickstart/plugins.d")
+        );
+        config.plugins_dir = default_plugins_dir();
         assert_eq!(config, Config::default());
     }
 

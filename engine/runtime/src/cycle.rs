@@ -10,7 +10,7 @@ use setpoint_core::{
     PolicyFeature, PolicyInput, Proposal, StageError, StageName, Target, TargetHistory, Window,
 };
 use setpoint_decide::PolicyEngine;
-use setpoint_observe::RangeQuery;
+use setpoint_observe::{RangeQuery, WeeklySummary};
 use setpoint_state::{CycleRecord, CycleStatus, Store};
 use tracing::{Instrument, info_span};
 
@@ -56,26 +56,42 @@ pub(crate) async fn run(
     let descriptor = lp.plugin.descriptor().clone();
     let plugin_label = format!("{} {}", descriptor.name, descriptor.version);
 
-    let (targets, series_by_target, queries, degraded) = async {
-        let targets = {
-            let _observe = info_span!("discover").entered();
-            lp.source.discover(&descriptor.technology)
-        }
-        .await
-        .map_err(|error| RuntimeError::Source {
-            loop_name: loop_name.clone(),
-            source_name: lp.source.name().to_string(),
-            message: error.to_string(),
-        })?;
-        let (targets, names) = resolve_targets(targets, &lp.config.targets, &descriptor.technology);
+    let (targets, series_by_target, mut observation, queries, degraded) = async {
+        let mut degraded = Vec::new();
+        let discovered = lp
+            .source
+            .discover(&descriptor.technology)
+            .instrument(info_span!("discover"))
+            .await;
+        // A source that cannot list targets still leaves the declared ones to decide (they
+        // will hold on missing data); the cycle completes and says what was degraded.
+        let targets = match discovered {
+            Ok(targets) => targets,
+            Err(error) => {
+                tracing::warn!(%error, "discovery failed; continuing with the declared targets");
+                degraded.push(format!("discovery: {error}"));
+                Vec::new()
+            }
+        };
+        let (targets, names, label_problems) =
+            resolve_targets(targets, &lp.config.targets, &descriptor.technology);
         let window = window_for(
             now,
             lp.config.window.weeks,
             lp.config.window.step.0.as_secs(),
         );
         let mut series_by_target: HashMap<String, Vec<MetricSeries>> = HashMap::new();
+        let mut observation = Observation::default();
+        for (target, problem) in label_problems {
+            tracing::warn!(target = %target, %problem, "unusable size labels");
+            observation
+                .problems
+                .entry(target)
+                .or_default()
+                .push(format!("resources: {problem}"));
+        }
         let mut queries = 0;
-        let mut degraded = Vec::new();
+        let summarise = lp.source.summarises_weekly();
         for metric in &descriptor.metrics {
             let query = RangeQuery {
                 metric: metric.name.clone(),
@@ -85,6 +101,10 @@ pub(crate) async fn run(
                 end: window.end,
                 step_seconds: window.step_seconds,
                 target_label: TARGET_LABEL.to_string(),
+                weekly: summarise.then_some(WeeklySummary {
+                    aggregation: metric.aggregation,
+                    weeks: window.weeks,
+                }),
             };
             queries += 1;
             let result = lp
@@ -94,6 +114,15 @@ pub(crate) async fn run(
                 .await;
             match result {
                 Ok(result) => {
+                    for (label, problem) in result.problems {
+                        let target = names.get(&label).cloned().unwrap_or(label);
+                        tracing::warn!(target = %target, metric = %metric.name, %problem, "series dropped");
+                        observation
+                            .problems
+                            .entry(target)
+                            .or_default()
+                            .push(format!("{}: {problem}", metric.name));
+                    }
                     for (label, series) in result.series {
                         let target = names.get(&label).cloned().unwrap_or(label);
                         let slot = series_by_target.entry(target.clone()).or_default();
@@ -108,12 +137,18 @@ pub(crate) async fn run(
                 }
                 Err(error) => {
                     tracing::warn!(metric = %metric.name, %error, "query failed; the metric is missing for every target");
-                    degraded.push(format!("{}: {error}", metric.name));
+                    degraded.push(format!(
+                        "{}: query failed, missing for every target: {error}",
+                        metric.name
+                    ));
+                    observation
+                        .failed_metrics
+                        .insert(metric.name.clone(), error.to_string());
                 }
             }
         }
-        tracing::info!(targets = targets.len(), queries, "observed");
-        Ok::<_, RuntimeError>((targets, series_by_target, queries, degraded))
+        tracing::info!(targets = targets.len(), queries, summarised_in_source = summarise, "observed");
+        Ok::<_, RuntimeError>((targets, series_by_target, observation, queries, degraded))
     }
     .instrument(span.clone())
     .await?;
@@ -153,14 +188,26 @@ pub(crate) async fn run(
                 return Ok::<_, RuntimeError>((rows, true));
             }
             let series = series_by_target.remove(&target.id).unwrap_or_default();
+            let issues = observation.issues_of(&target.id, &descriptor.metrics, &series);
             let history = store.history(&context.lp.config.name.0, &target.id)?;
-            let (entry, history, row) = context.process(&mut engine, target, series, history);
+            let (entry, history, row) =
+                context.process(&mut engine, target, series, issues, history);
             store.record_target(&entry, &history)?;
             rows.push(row);
         }
         Ok((rows, false))
     })?;
 
+    // Targets that lack a metric the others have (partial series, dropped series) make the
+    // cycle degraded too, by name; a failed query is already reported once for the fleet.
+    let mut degraded = degraded;
+    for row in &rows {
+        for issue in &row.observe_issues {
+            if !issue.contains(": query failed: ") {
+                degraded.push(format!("{}: {issue}", row.target));
+            }
+        }
+    }
     let report = CycleReport {
         loop_name: loop_name.clone(),
         cycle,
@@ -191,12 +238,18 @@ pub(crate) async fn run(
 
 /// Applies the configuration's targets to what discovery found: aliases fold the label values
 /// that name one target into its id, declared resources and labels win, and declared targets
-/// that discovery missed are added. Returns the targets and the label-value → id map.
+/// that discovery missed are added; a discovered target without declared resources takes them
+/// from its `setpoint_cpu` / `setpoint_memory_gib` / `setpoint_param_*` labels. Returns the
+/// targets, the label-value → id map, and the targets whose size labels are unusable.
 pub(crate) fn resolve_targets(
     discovered: Vec<Target>,
     declared: &[crate::config::StaticTarget],
     technology: &str,
-) -> (Vec<Target>, HashMap<String, String>) {
+) -> (
+    Vec<Target>,
+    HashMap<String, String>,
+    HashMap<String, String>,
+) {
     let mut names: HashMap<String, String> = HashMap::new();
     for t in declared {
         names.insert(t.id.clone(), t.id.clone());
@@ -205,9 +258,17 @@ pub(crate) fn resolve_targets(
         }
     }
     let mut targets: BTreeMap<String, Target> = BTreeMap::new();
+    let mut problems: HashMap<String, String> = HashMap::new();
     for mut target in discovered {
         let id = names.get(&target.id).cloned().unwrap_or(target.id.clone());
         target.id = id.clone();
+        match resources_from_labels(&target.labels) {
+            Ok(Some(resources)) => target.resources = resources,
+            Ok(None) => {}
+            Err(problem) => {
+                problems.insert(id.clone(), problem);
+            }
+        }
         targets.entry(id).or_insert(target);
     }
     for t in declared {
@@ -218,17 +279,100 @@ pub(crate) fn resolve_targets(
             resources: setpoint_core::Resources {
                 cpu_millicores: 0,
                 memory_bytes: 0,
+                replicas: 1,
                 parameters: BTreeMap::new(),
             },
         });
         if let Some(resources) = &t.resources {
             target.resources = resources.resolve();
+            problems.remove(&t.id);
         }
         target
             .labels
             .extend(t.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
-    (targets.into_values().collect(), names)
+    (targets.into_values().collect(), names, problems)
+}
+
+/// Label on the discovery series giving a target's vCPUs (set by relabelling in the scrape
+/// configuration), so a fleet can be sized without listing every target in setpoint's config.
+pub const CPU_LABEL: &str = "setpoint_cpu";
+/// Label giving a target's memory in GiB.
+pub const MEMORY_LABEL: &str = "setpoint_memory_gib";
+/// Prefix of labels giving a technology parameter, e.g. `setpoint_param_shared_buffers="8GB"`.
+pub const PARAMETER_LABEL_PREFIX: &str = "setpoint_param_";
+
+/// A target's current size from its discovery labels: `None` when it has neither size label, an
+/// error naming the label when one is missing or not a positive number.
+fn resources_from_labels(
+    labels: &BTreeMap<String, String>,
+) -> Result<Option<setpoint_core::Resources>, String> {
+    let (cpu, memory) = (labels.get(CPU_LABEL), labels.get(MEMORY_LABEL));
+    if cpu.is_none() && memory.is_none() {
+        return Ok(None);
+    }
+    let number = |label: &str, value: Option<&String>| -> Result<f64, String> {
+        let value = value.ok_or_else(|| {
+            format!("label {label} is missing (both {CPU_LABEL} and {MEMORY_LABEL} are needed)")
+        })?;
+        value
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .ok_or_else(|| format!("label {label}={value:?} is not a positive number"))
+    };
+    let resources = crate::config::ResourcesConfig {
+        cpu: number(CPU_LABEL, cpu)?,
+        memory_gib: number(MEMORY_LABEL, memory)?,
+        parameters: labels
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix(PARAMETER_LABEL_PREFIX)
+                    .map(|name| (name.to_string(), v.clone()))
+            })
+            .collect(),
+    };
+    Ok(Some(resources.resolve()))
+}
+
+/// What went wrong while observing, kept so every affected target's record names the cause.
+#[derive(Default)]
+struct Observation {
+    /// Metric → why its query failed (the metric is missing for every target).
+    failed_metrics: BTreeMap<String, String>,
+    /// Target → series the source had to drop for it.
+    problems: HashMap<String, Vec<String>>,
+}
+
+impl Observation {
+    /// One line per metric this target lacks, with the reason, plus its dropped series.
+    fn issues_of(
+        &mut self,
+        target: &str,
+        metrics: &[setpoint_core::MetricSpec],
+        series: &[MetricSeries],
+    ) -> Vec<String> {
+        let mut issues = Vec::new();
+        for metric in metrics {
+            if let Some(error) = self.failed_metrics.get(&metric.name) {
+                issues.push(format!("{}: query failed: {error}", metric.name));
+            } else if !series.iter().any(|s| s.metric == metric.name) {
+                issues.push(format!(
+                    "{}: the source returned no series for this target",
+                    metric.name
+                ));
+            }
+        }
+        let problems = self.problems.remove(target).unwrap_or_default();
+        // A dropped series also shows as "no series"; keep only the more precise line.
+        issues.retain(|line| {
+            !problems
+                .iter()
+                .any(|p| p.split(':').next() == line.split(':').next())
+        });
+        issues.extend(problems);
+        issues
+    }
 }
 
 struct TargetContext<'a> {
@@ -245,6 +389,7 @@ impl TargetContext<'_> {
         engine: &mut PolicyEngine,
         target: Target,
         series: Vec<MetricSeries>,
+        observe_issues: Vec<String>,
         history: Option<TargetHistory>,
     ) -> (JournalEntry, TargetHistory, TargetRow) {
         let span = info_span!("target", target = %target.id);
@@ -266,6 +411,7 @@ impl TargetContext<'_> {
             plan: Vec::new(),
             executed: false,
             error: None,
+            observe_issues: observe_issues.clone(),
         };
         let mut row = TargetRow {
             target: target.id.clone(),
@@ -279,6 +425,7 @@ impl TargetContext<'_> {
             reason: None,
             outcome: None,
             error: None,
+            observe_issues,
         };
         let fail = |entry: &mut JournalEntry, row: &mut TargetRow, stage, message: String| {
             tracing::warn!(stage = ?stage, error = %message, "target failed");
@@ -317,7 +464,7 @@ impl TargetContext<'_> {
                 &mut row,
                 StageName::Propose,
                 format!(
-                    "current resources of target {:?} are unknown; declare them under loops[].targets in the config",
+                    "current resources of target {:?} are unknown; declare them under loops[].targets in the config, or give its discovery series {CPU_LABEL} and {MEMORY_LABEL} labels",
                     target.id
                 ),
             );
@@ -455,6 +602,7 @@ mod tests {
                 resources: setpoint_core::Resources {
                     cpu_millicores: 0,
                     memory_bytes: 0,
+                    replicas: 1,
                     parameters: BTreeMap::new(),
                 },
             },
@@ -465,6 +613,7 @@ mod tests {
                 resources: setpoint_core::Resources {
                     cpu_millicores: 0,
                     memory_bytes: 0,
+                    replicas: 1,
                     parameters: BTreeMap::new(),
                 },
             },
@@ -487,12 +636,76 @@ mod tests {
                 labels: BTreeMap::new(),
             },
         ];
-        let (targets, names) = resolve_targets(discovered, &declared, "postgres");
+        let (targets, names, problems) = resolve_targets(discovered, &declared, "postgres");
+        assert!(problems.is_empty());
         let ids: Vec<&str> = targets.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, vec!["pg-declared-only", "pg-found", "pg-main"]);
         assert_eq!(targets[2].resources.cpu_millicores, 8000);
         assert_eq!(names["127.0.0.1:9100"], "pg-main");
         assert_eq!(targets[0].resources.cpu_millicores, 0);
+    }
+
+    #[test]
+    fn sizes_come_from_discovery_labels_unless_declared() {
+        let labelled = |id: &str, labels: &[(&str, &str)]| Target {
+            id: id.into(),
+            technology: "postgres".into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            resources: setpoint_core::Resources {
+                cpu_millicores: 0,
+                memory_bytes: 0,
+                replicas: 1,
+                parameters: BTreeMap::new(),
+            },
+        };
+        let discovered = vec![
+            labelled(
+                "pg-a",
+                &[
+                    ("setpoint_cpu", "4"),
+                    ("setpoint_memory_gib", "16"),
+                    ("setpoint_param_shared_buffers", "4GB"),
+                ],
+            ),
+            labelled(
+                "pg-b",
+                &[("setpoint_cpu", "four"), ("setpoint_memory_gib", "16")],
+            ),
+            labelled("pg-c", &[("setpoint_cpu", "2")]),
+            labelled("pg-d", &[("setpoint_cpu", "x")]),
+        ];
+        use crate::config::{ResourcesConfig, StaticTarget};
+        let declared = vec![StaticTarget {
+            id: "pg-d".into(),
+            aliases: vec![],
+            resources: Some(ResourcesConfig {
+                cpu: 8.0,
+                memory_gib: 32.0,
+                parameters: BTreeMap::new(),
+            }),
+            labels: BTreeMap::new(),
+        }];
+        let (targets, _, problems) = resolve_targets(discovered, &declared, "postgres");
+        assert_eq!(targets[0].resources.cpu_millicores, 4000);
+        assert_eq!(targets[0].resources.memory_bytes, 16 << 30);
+        assert_eq!(targets[0].resources.parameters["shared_buffers"], "4GB");
+        assert_eq!(targets[1].resources.cpu_millicores, 0);
+        assert!(
+            problems["pg-b"].contains("setpoint_cpu=\"four\""),
+            "{problems:?}"
+        );
+        assert!(
+            problems["pg-c"].contains("setpoint_memory_gib is missing"),
+            "{problems:?}"
+        );
+        assert_eq!(targets[3].resources.cpu_millicores, 8000, "declared wins");
+        assert!(
+            !problems.contains_key("pg-d"),
+            "declared sizes make the labels moot"
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ use setpoint_classify::{BootstrapHeuristics, Classifier};
 use setpoint_core::{Bounds, Class, Mode, Reason, Verdict};
 use setpoint_decide::PolicyBundle;
 use setpoint_observe::{MetricSource, SimulatedFleet};
-use setpoint_plugin_host::{Plugin, PluginHost};
+use setpoint_plugin_host::{CompileCache, Plugin, PluginHost};
 use tokio::sync::Notify;
 
 pub use config::{Config, ConfigError, LoopConfig};
@@ -141,6 +141,9 @@ pub struct TargetRow {
     pub outcome: Option<ActOutcome>,
     /// The error that failed this target's cycle.
     pub error: Option<String>,
+    /// What was wrong with this target's data (a failed query, no series), one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub observe_issues: Vec<String>,
 }
 
 /// What one cycle of one loop did.
@@ -208,8 +211,10 @@ impl Runtime {
     /// broken deployment never half-runs.
     pub fn new(config: Config) -> Result<Self> {
         let mut loops = Vec::with_capacity(config.loops.len());
+        // One cache for every loop: the same plugin under the same engine is compiled once.
+        let cache = Arc::new(CompileCache::new(config.plugin_cache_dir()));
         for lp in config.loops {
-            loops.push(resolve_loop(lp)?);
+            loops.push(resolve_loop(lp, &cache)?);
         }
         Ok(Self {
             state_dir: config.state_dir,
@@ -290,12 +295,47 @@ impl Runtime {
     }
 }
 
-fn resolve_loop(config: LoopConfig) -> Result<LoopRuntime> {
+/// The simulated fleet of a bundled plugin's scenarios (`postgres`, …), as the quickstart runs
+/// it; for `setpoint sim export`, tests and benchmarks.
+pub fn builtin_fleet(seed: u64, plugin: &str) -> Result<SimulatedFleet> {
+    let plugin_error = |message: String| RuntimeError::Plugin {
+        loop_name: "-".to_string(),
+        message,
+    };
+    let bytes = setpoint_plugins_bundled::all()
+        .iter()
+        .find(|(n, _)| *n == plugin)
+        .map(|(_, bytes)| *bytes)
+        .ok_or_else(|| plugin_error(format!("no builtin plugin named {plugin:?}")))?;
+    let host = PluginHost::new(setpoint_plugin_host::Limits::default())
+        .map_err(|e| plugin_error(e.to_string()))?;
+    let loaded = host
+        .load(&format!("builtin:{plugin}"), bytes)
+        .map_err(|e| plugin_error(e.to_string()))?;
+    Ok(SimulatedFleet::new(seed, loaded.descriptor()))
+}
+
+/// The fleet of the bundled plugin for `technology`, if setpoint bundles one.
+fn bundled_fleet_for(seed: u64, technology: &str) -> Option<SimulatedFleet> {
+    setpoint_plugins_bundled::all()
+        .iter()
+        .filter_map(|(name, _)| builtin_fleet(seed, name).ok())
+        .find(|fleet| {
+            fleet
+                .targets()
+                .first()
+                .is_some_and(|t| t.technology == technology)
+        })
+}
+
+fn resolve_loop(config: LoopConfig, cache: &Arc<CompileCache>) -> Result<LoopRuntime> {
     let loop_name = config.name.to_string();
-    let host = PluginHost::new(config.limits.resolve()).map_err(|error| RuntimeError::Plugin {
-        loop_name: loop_name.clone(),
-        message: error.to_string(),
-    })?;
+    let host = PluginHost::new(config.limits.resolve())
+        .map_err(|error| RuntimeError::Plugin {
+            loop_name: loop_name.clone(),
+            message: error.to_string(),
+        })?
+        .with_cache(cache.clone());
     let plugin = match &config.plugin {
         config::PluginRef::Builtin(name) => {
             let bytes = setpoint_plugins_bundled::all()
@@ -333,7 +373,18 @@ fn resolve_loop(config: LoopConfig) -> Result<LoopRuntime> {
         source,
     })?;
     let source: Arc<dyn MetricSource> = match &config.source {
-        config::SourceConfig::Simulated { seed } => Arc::new(SimulatedFleet::quickstart(*seed)),
+        // The simulator plays the scenarios the loop's own plugin ships; a plugin that ships
+        // none, for a technology setpoint bundles, gets the bundled plugin's.
+        config::SourceConfig::Simulated { seed } => {
+            let descriptor = plugin.descriptor();
+            let fleet = if descriptor.scenarios.is_empty() {
+                bundled_fleet_for(*seed, &descriptor.technology)
+                    .unwrap_or_else(|| SimulatedFleet::new(*seed, descriptor))
+            } else {
+                SimulatedFleet::new(*seed, descriptor)
+            };
+            Arc::new(fleet)
+        }
         config::SourceConfig::Prometheus(settings) => Arc::new(
             setpoint_observe::PrometheusSource::new(settings.clone()).map_err(|error| {
                 RuntimeError::Source {

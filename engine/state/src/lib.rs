@@ -493,6 +493,7 @@ mod tests {
                 resources: Resources {
                     cpu_millicores: 8000,
                     memory_bytes: 1 << 35,
+                    replicas: 1,
                     parameters: Default::default(),
                 },
             },
@@ -507,6 +508,7 @@ mod tests {
             plan: vec![],
             executed: false,
             error: None,
+            observe_issues: Vec::new(),
         }
     }
 

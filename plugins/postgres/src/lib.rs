@@ -7,12 +7,13 @@
 //! memory, `max_connections` up by half under connection pressure — because resizing a
 //! PostgreSQL container without its configuration changes nothing the database can use.
 
+use setpoint_sdk::scenario::{Vary, flat, ratio};
 use setpoint_sdk::types::{
     ActionKind, Aggregation, Bounds, Class, Descriptor, Feature, FeatureSpec, MetricSpec,
     Operation, ParameterOp, PluginError, Proposal, ProposeRequest, ResizeOp, Resources, RestartOp,
-    Risk, Series, Target, Window,
+    Risk, Scenario, Series, Target, Window,
 };
-use setpoint_sdk::weekly::{MIN_COVERAGE, weekly};
+use setpoint_sdk::weekly::{MIN_COVERAGE, weekly, weekly_series};
 use setpoint_sdk::{ABI_VERSION, Adapter, error};
 
 /// The metrics, by name, with their PromQL (ratios 0..=1, one series per `instance`).
@@ -34,8 +35,8 @@ const METRICS: [(&str, &str, &str); 4] = [
     ),
     (
         "iops",
-        "rate(node_disk_io_time_seconds_total[5m])",
-        "disk busy fraction",
+        "max by (instance) (rate(node_disk_io_time_seconds_total[5m]))",
+        "busy fraction of the busiest disk",
     ),
 ];
 
@@ -64,7 +65,7 @@ impl Adapter for Postgres {
             name: "postgres".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             technology: "postgres".to_string(),
-            abi_version: ABI_VERSION,
+            abi_version: ABI_VERSION.to_string(),
             metrics: METRICS
                 .iter()
                 .map(|(name, query, description)| MetricSpec {
@@ -85,6 +86,7 @@ impl Adapter for Postgres {
                 })
                 .collect(),
             actions: vec![ActionKind::ScaleDown, ActionKind::ScaleUp],
+            scenarios: scenarios(),
         }
     }
 
@@ -106,25 +108,8 @@ impl Adapter for Postgres {
         let mut out = Vec::with_capacity(METRICS.len() * WEEKS as usize);
         for (metric, _, _) in METRICS {
             let stats = match series.iter().find(|s| s.metric == metric) {
-                Some(s) => {
-                    if s.timestamps_ms.len() != s.values.len() {
-                        return Err(error(
-                            "malformed_series",
-                            format!(
-                                "metric {metric}: {} timestamps but {} values",
-                                s.timestamps_ms.len(),
-                                s.values.len()
-                            ),
-                        ));
-                    }
-                    weekly(
-                        &window,
-                        &s.timestamps_ms,
-                        &s.values,
-                        Aggregation::Mean,
-                        MIN_COVERAGE,
-                    )
-                }
+                Some(s) => weekly_series(&window, s, Aggregation::Mean, MIN_COVERAGE)
+                    .map_err(|message| error("malformed_series", message))?,
                 // No series at all: every week missing, visibly.
                 None => weekly(&window, &[], &[], Aggregation::Mean, MIN_COVERAGE),
             };
@@ -211,6 +196,7 @@ fn plan(
     let mut after = Resources {
         cpu_millicores: cpu,
         memory_bytes: memory,
+        replicas: current.replicas,
         parameters: current.parameters.clone(),
     };
     let mut operations = vec![Operation::Resize(ResizeOp {
@@ -311,6 +297,158 @@ fn plan(
     })
 }
 
+/// An instance size with the parameters that follow it.
+fn instance(vcpu: u64, memory_gib: u64) -> Resources {
+    let memory = memory_gib * GIB;
+    let max_connections = match vcpu {
+        0..=4 => 100,
+        5..=16 => 200,
+        _ => 400,
+    };
+    Resources {
+        cpu_millicores: vcpu * 1000,
+        memory_bytes: memory,
+        replicas: 1,
+        parameters: vec![
+            ("effective_cache_size".to_string(), pg_size(memory / 4 * 3)),
+            ("max_connections".to_string(), max_connections.to_string()),
+            ("shared_buffers".to_string(), pg_size(memory / 4)),
+        ],
+    }
+}
+
+/// The simulator's PostgreSQL fleet: the design's reporting (A) and transactional (B)
+/// instances and the behaviours around them, 54 targets in all. Metrics in [`METRICS`] order.
+fn scenarios() -> Vec<Scenario> {
+    let sizes = || {
+        vec![
+            instance(8, 32),
+            instance(16, 64),
+            instance(4, 16),
+            instance(32, 128),
+            instance(2, 8),
+        ]
+    };
+    let scenario = |name: &str, prefix: &str, count: u32, description: &str| Scenario {
+        name: name.to_string(),
+        description: description.to_string(),
+        id_prefix: prefix.to_string(),
+        count,
+        sizes: sizes(),
+        metrics: Vec::new(),
+        gap_hours: None,
+    };
+    vec![
+        Scenario {
+            metrics: vec![
+                ratio("cpu", [12.0, 11.0, 9.0, 13.0, 10.0], 0.04, 0.01).scaled(0.7, 2.5),
+                ratio("memory", [57.0, 58.0, 61.0, 55.0, 57.0], 0.02, 0.01).scaled(0.75, 1.05),
+                ratio("connections", [20.0, 22.0, 19.0, 24.0, 21.0], 0.05, 0.01).scaled(0.5, 1.5),
+                ratio("iops", [30.0, 31.0, 28.0, 33.0, 29.0], 0.06, 0.015).scaled(0.5, 1.5),
+            ],
+            ..scenario(
+                "reporting",
+                "pg-reporting",
+                10,
+                "instance A of the design: a reporting database idling at a fraction of its size",
+            )
+        },
+        Scenario {
+            // The canonical instance B is 16 vCPU / 64 GiB.
+            sizes: vec![
+                instance(16, 64),
+                instance(16, 64),
+                instance(4, 16),
+                instance(32, 128),
+                instance(2, 8),
+            ],
+            metrics: vec![
+                ratio("cpu", [57.0, 61.0, 66.0, 71.0, 74.0], 0.06, 0.015).scaled(0.85, 1.05),
+                ratio("memory", [68.0, 71.0, 74.0, 77.0, 81.0], 0.03, 0.01).scaled(0.85, 1.05),
+                ratio("connections", [70.0, 74.0, 79.0, 83.0, 89.0], 0.03, 0.01).scaled(0.85, 1.05),
+                ratio("iops", [65.0, 68.0, 71.0, 74.0, 78.0], 0.06, 0.015).scaled(0.85, 1.05),
+            ],
+            ..scenario(
+                "transactional",
+                "pg-transactional",
+                8,
+                "instance B of the design: every dimension climbs, no single threshold crossed",
+            )
+        },
+        Scenario {
+            metrics: vec![
+                flat("cpu", 0.50, 0.08, 0.02).scaled(0.9, 1.2),
+                flat("memory", 0.60, 0.03, 0.01).scaled(0.9, 1.15),
+                flat("connections", 0.40, 0.08, 0.02).scaled(0.75, 1.25),
+                flat("iops", 0.40, 0.08, 0.02).scaled(0.75, 1.25),
+            ],
+            ..scenario(
+                "steady-mid",
+                "pg-steady",
+                14,
+                "flat, mid-range utilisation: nothing to do",
+            )
+        },
+        Scenario {
+            // The daily swing peaks above the 85 % scale-up line while the weekly mean stays
+            // mid-range: weekly means alone must not read this as saturation.
+            metrics: vec![
+                flat("cpu", 0.50, 0.36, 0.04).scaled(0.9, 1.1),
+                flat("memory", 0.58, 0.05, 0.01).scaled(0.95, 1.05),
+                flat("connections", 0.40, 0.25, 0.03).scaled(0.9, 1.1),
+                flat("iops", 0.45, 0.30, 0.04).scaled(0.9, 1.1),
+            ],
+            ..scenario(
+                "spiky-but-safe",
+                "pg-spiky",
+                8,
+                "mid-range on average, daily peaks near saturation: not idle, not saturated",
+            )
+        },
+        Scenario {
+            metrics: vec![
+                ratio("cpu", [87.0, 88.0, 90.0, 91.0, 93.0], 0.02, 0.005).lifted(0.0, 0.02),
+                flat("memory", 0.80, 0.02, 0.01),
+                flat("connections", 0.60, 0.05, 0.01).scaled(0.8, 1.2),
+                flat("iops", 0.70, 0.05, 0.01).scaled(0.8, 1.1),
+            ],
+            ..scenario("saturated", "pg-saturated", 5, "CPU above 85 % every week")
+        },
+        Scenario {
+            metrics: vec![
+                flat("cpu", 0.55, 0.08, 0.02).scaled(0.9, 1.1),
+                flat("memory", 0.70, 0.03, 0.01).scaled(0.95, 1.05),
+                ratio("connections", [95.0, 95.5, 96.0, 97.0, 97.5], 0.004, 0.003)
+                    .lifted(0.0, 0.01),
+                flat("iops", 0.50, 0.08, 0.02).scaled(0.9, 1.1),
+            ],
+            ..scenario(
+                "connection-pressure",
+                "pg-connections",
+                5,
+                "active connections at 95 % or more of max_connections",
+            )
+        },
+        Scenario {
+            // Idle enough to be shrunk — had the data been there. Past 10.5 days, at least
+            // half of W-2 is gone along with all of W-1.
+            metrics: vec![
+                flat("cpu", 0.15, 0.04, 0.01),
+                flat("memory", 0.50, 0.02, 0.01),
+                flat("connections", 0.20, 0.05, 0.01),
+                flat("iops", 0.25, 0.05, 0.01),
+            ],
+            gap_hours: Some((11.0 * 24.0, 13.5 * 24.0)),
+            ..scenario(
+                "telemetry-gap",
+                "pg-gap",
+                4,
+                "exporter outage: no samples for most of W-2 and all of W-1",
+            )
+        },
+    ]
+}
+
 fn clamp(
     value: u64,
     min: u64,
@@ -386,6 +524,7 @@ mod tests {
         Resources {
             cpu_millicores: vcpu * 1000,
             memory_bytes: gib * GIB,
+            replicas: 1,
             parameters: params
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -515,6 +654,7 @@ mod tests {
             metric: "cpu".into(),
             values: vec![0.25; ts.len()],
             timestamps_ms: ts,
+            sample_counts: None,
         }];
         let target = Target {
             id: "pg-1".into(),
@@ -537,6 +677,7 @@ mod tests {
     fn describe_matches_the_feature_schema() {
         let d = Postgres::describe();
         assert_eq!(d.abi_version, ABI_VERSION);
+        assert_eq!(d.scenarios.len(), 7);
         assert_eq!(d.metrics.len(), 4);
         let names: Vec<String> = d.features.iter().map(|f| f.name.clone()).collect();
         assert_eq!(names, feature_names());

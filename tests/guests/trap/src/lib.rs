@@ -13,7 +13,7 @@ fn descriptor(name: &str) -> Descriptor {
         name: name.to_string(),
         version: "0.0.1".to_string(),
         technology: "postgres".to_string(),
-        abi_version: ABI_VERSION,
+        abi_version: ABI_VERSION.to_string(),
         metrics: vec![MetricSpec {
             name: "cpu".to_string(),
             query: "up".to_string(),
@@ -26,6 +26,7 @@ fn descriptor(name: &str) -> Descriptor {
             description: "cpu".to_string(),
         }],
         actions: vec![ActionKind::ScaleDown],
+        scenarios: vec![],
     }
 }
 

@@ -1,15 +1,14 @@
-//! The bootstrap heuristics over every target of the simulated quickstart fleet.
+//! The bootstrap heuristics over every target of the simulated quickstart fleet (the scenarios
+//! the PostgreSQL plugin ships).
 //!
 //! Weekly means are computed here the way the PostgreSQL plugin does (weeks ending at the
 //! window's end, a week below half coverage is missing), so a scenario that drifts across a
 //! threshold, or a rule that stops matching its scenario, fails here rather than in the report.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-
 use chrono::{TimeZone, Utc};
 use setpoint_classify::{BootstrapHeuristics, Classifier, Thresholds};
 use setpoint_core::{Class, Feature, FeatureVector, MetricSeries};
-use setpoint_observe::{RangeQuery, SimulatedFleet};
+use setpoint_observe::RangeQuery;
 
 const WEEK_MS: i64 = 7 * 24 * 3600 * 1000;
 const STEP: u64 = 300;
@@ -46,7 +45,7 @@ fn features(series: &[Option<&MetricSeries>; 4], end_ms: i64) -> FeatureVector {
 
 #[test]
 fn every_scenario_classifies_as_designed() {
-    let fleet = SimulatedFleet::quickstart(42);
+    let fleet = setpoint_runtime::builtin_fleet(42, "postgres").unwrap();
     let end = Utc.with_ymd_and_hms(2026, 11, 23, 6, 0, 0).unwrap();
     let results: Vec<_> = METRICS
         .iter()
@@ -60,6 +59,7 @@ fn every_scenario_classifies_as_designed() {
                     end,
                     step_seconds: STEP,
                     target_label: "instance".into(),
+                    weekly: None,
                 })
                 .unwrap()
         })

@@ -1,0 +1,181 @@
+//! Per-target cost of `features` + `propose` on the PostgreSQL plugin fed weekly aggregates (what
+//! a TSDB that summarises per week sends): through the sandbox, and the same plugin code called
+//! natively. Also the cold load of the component (compile + describe).
+//!
+//!     cargo bench -p setpoint-plugin-host --bench plugin_calls
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+
+use chrono::{DateTime, Utc};
+use criterion::{Criterion, criterion_group, criterion_main};
+use setpoint_core::{
+    Bounds, Class, Classification, Explanation, MetricSeries, Resources, Target, Window,
+};
+use setpoint_plugin_host::{Limits, PluginHost};
+use setpoint_plugin_postgres::Postgres;
+use setpoint_sdk::Adapter;
+use setpoint_sdk::types as sdk;
+
+const WEEK_MS: i64 = 7 * 24 * 3600 * 1000;
+const END_MS: i64 = 1_795_413_600_000; // 2026-11-23T06:00:00Z
+const GIB: u64 = 1 << 30;
+const METRICS: [(&str, [f64; 4]); 4] = [
+    ("cpu", [0.11, 0.09, 0.13, 0.10]),
+    ("memory", [0.58, 0.61, 0.55, 0.57]),
+    ("connections", [0.22, 0.19, 0.24, 0.21]),
+    ("iops", [0.31, 0.28, 0.33, 0.29]),
+];
+
+fn at(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap()
+}
+
+fn engine_inputs() -> (Target, Window, Vec<MetricSeries>) {
+    let target = Target {
+        id: "pg-reporting-01".into(),
+        technology: "postgres".into(),
+        labels: BTreeMap::from([("instance".to_string(), "pg-reporting-01".to_string())]),
+        resources: Resources {
+            cpu_millicores: 8000,
+            memory_bytes: 32 * GIB,
+            replicas: 1,
+            parameters: BTreeMap::from([
+                ("shared_buffers".to_string(), "8GB".to_string()),
+                ("effective_cache_size".to_string(), "24GB".to_string()),
+                ("max_connections".to_string(), "200".to_string()),
+            ]),
+        },
+    };
+    let window = Window {
+        start: at(END_MS - 5 * WEEK_MS),
+        end: at(END_MS),
+        step_seconds: 300,
+        weeks: 4,
+    };
+    let series = METRICS
+        .iter()
+        .map(|(metric, weeks)| MetricSeries {
+            metric: metric.to_string(),
+            timestamps_ms: (0..4).map(|k| END_MS - (3 - k) * WEEK_MS).collect(),
+            values: weeks.to_vec(),
+            sample_counts: Some(vec![2016; 4]),
+        })
+        .collect();
+    (target, window, series)
+}
+
+fn classification() -> Classification {
+    Classification {
+        class: Class::ScaleDown,
+        confidence: 0.83,
+        model: "bench".into(),
+        model_version: "1".into(),
+        explanation: Explanation {
+            code: "low_utilisation".into(),
+            rule: String::new(),
+            evidence: Vec::new(),
+        },
+    }
+}
+
+fn native_inputs() -> (sdk::Target, sdk::Window, Vec<sdk::Series>, sdk::Bounds) {
+    let (target, window, series) = engine_inputs();
+    let target = sdk::Target {
+        id: target.id,
+        technology: target.technology,
+        labels: target.labels.into_iter().collect(),
+        resources: sdk::Resources {
+            cpu_millicores: target.resources.cpu_millicores,
+            memory_bytes: target.resources.memory_bytes,
+            replicas: 1,
+            parameters: target.resources.parameters.into_iter().collect(),
+        },
+    };
+    let window = sdk::Window {
+        start_ms: window.start.timestamp_millis(),
+        end_ms: window.end.timestamp_millis(),
+        step_seconds: window.step_seconds,
+        weeks: window.weeks,
+    };
+    let series = series
+        .into_iter()
+        .map(|s| sdk::Series {
+            metric: s.metric,
+            timestamps_ms: s.timestamps_ms,
+            values: s.values,
+            sample_counts: s.sample_counts,
+        })
+        .collect();
+    let bounds = sdk::Bounds {
+        min_cpu_millicores: 1000,
+        max_cpu_millicores: 64_000,
+        min_memory_bytes: 2 * GIB,
+        max_memory_bytes: 512 * GIB,
+    };
+    (target, window, series, bounds)
+}
+
+fn per_target(c: &mut Criterion) {
+    let host = PluginHost::new(Limits::default()).unwrap();
+    let plugin = host
+        .load("builtin:postgres", setpoint_plugins_bundled::postgres())
+        .unwrap();
+    let (target, window, series) = engine_inputs();
+    let bounds = Bounds {
+        min_cpu_millicores: 1000,
+        max_cpu_millicores: 64_000,
+        min_memory_bytes: 2 * GIB,
+        max_memory_bytes: 512 * GIB,
+    };
+    let class = classification();
+    let mut group = c.benchmark_group("postgres features+propose per target");
+    group.bench_function("sandbox", |b| {
+        b.iter(|| {
+            let features = plugin
+                .features(black_box(&target), &window, black_box(&series))
+                .unwrap();
+            let proposals = plugin.propose(&target, &class, &features, &bounds).unwrap();
+            black_box(proposals)
+        })
+    });
+    let (n_target, n_window, n_series, n_bounds) = native_inputs();
+    group.bench_function("native", |b| {
+        b.iter(|| {
+            let features = Postgres::features(
+                black_box(n_target.clone()),
+                n_window,
+                black_box(n_series.clone()),
+            )
+            .unwrap();
+            let proposals = Postgres::propose(sdk::ProposeRequest {
+                target: n_target.clone(),
+                classification: sdk::Classification {
+                    class: sdk::Class::ScaleDown,
+                    confidence: 0.83,
+                },
+                features,
+                bounds: n_bounds,
+            })
+            .unwrap();
+            black_box(proposals)
+        })
+    });
+    group.finish();
+
+    let mut load = c.benchmark_group("postgres cold load");
+    load.sample_size(10);
+    load.bench_function("compile + describe", |b| {
+        b.iter(|| {
+            black_box(
+                host.load("builtin:postgres", setpoint_plugins_bundled::postgres())
+                    .unwrap(),
+            )
+        })
+    });
+    load.finish();
+}
+
+criterion_group!(benches, per_target);
+criterion_main!(benches);

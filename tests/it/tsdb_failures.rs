@@ -1,0 +1,526 @@
+//! How a cycle behaves when its Prometheus-compatible source misbehaves, through the binary and a
+//! scripted server on 127.0.0.1: one range query per metric whatever the fleet size; and for
+//! every failure (HTTP 4xx/5xx, malformed JSON, a query error, a timeout, NaN/Inf, a target
+//! missing from an answer, one metric failing) the cycle completes, the affected targets hold
+//! with a reason naming the cause, the exit status is 4, and nothing is ever scaled down.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::setpoint_binary;
+
+/// The PostgreSQL plugin's metrics, by a fragment of their PromQL that identifies them.
+const METRICS: [(&str, &str); 4] = [
+    ("cpu", "node_cpu_seconds_total"),
+    ("memory", "node_memory_MemAvailable_bytes"),
+    ("connections", "pg_stat_activity_count"),
+    ("iops", "node_disk_io_time_seconds_total"),
+];
+
+/// A value every healthy metric reports: low enough that a complete fingerprint scales down.
+const LOW: &str = "0.1";
+
+/// What the server does for one metric.
+#[derive(Clone)]
+enum Behaviour {
+    /// Answers for these targets with `value` for each (None: every target).
+    Answer {
+        only: Option<Vec<String>>,
+        values: BTreeMap<String, String>,
+    },
+    /// Answers with this HTTP status and body.
+    Reply(u16, String),
+    /// Never answers.
+    Silent,
+}
+
+fn healthy() -> Behaviour {
+    Behaviour::Answer {
+        only: None,
+        values: BTreeMap::new(),
+    }
+}
+
+/// A scripted Prometheus API. Stops accepting when dropped.
+struct Server {
+    url: String,
+    range_requests: Arc<Mutex<Vec<String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(self.url.trim_start_matches("http://"));
+    }
+}
+
+fn decode(text: &str) -> String {
+    let text = text.replace('+', " ");
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
+
+fn form(body: &str) -> BTreeMap<String, String> {
+    body.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), decode(v)))
+        .collect()
+}
+
+/// The `query_range` answer for `targets`: a weekly summary (aggregate and count per week)
+/// when the query asks for one, raw samples otherwise.
+fn matrix(request: &BTreeMap<String, String>, targets: &[(String, String)]) -> String {
+    let start: f64 = request["start"].parse().unwrap();
+    let end: f64 = request["end"].parse().unwrap();
+    let step: f64 = request["step"].parse().unwrap();
+    let times: Vec<f64> = (0..)
+        .map(|i| start + f64::from(i) * step)
+        .take_while(|t| *t <= end + 1e-6)
+        .collect();
+    let weekly = request["query"].contains("setpoint_stat");
+    let mut result = Vec::new();
+    for (id, value) in targets {
+        let points = |v: &str| {
+            times
+                .iter()
+                .map(|t| format!("[{t:.3},\"{v}\"]"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        if weekly {
+            result.push(format!(
+                r#"{{"metric":{{"instance":"{id}","setpoint_stat":"value"}},"values":[{}]}}"#,
+                points(value)
+            ));
+            result.push(format!(
+                r#"{{"metric":{{"instance":"{id}","setpoint_stat":"count"}},"values":[{}]}}"#,
+                points("2016")
+            ));
+        } else {
+            result.push(format!(
+                r#"{{"metric":{{"instance":"{id}"}},"values":[{}]}}"#,
+                points(value)
+            ));
+        }
+    }
+    format!(
+        r#"{{"status":"success","data":{{"resultType":"matrix","result":[{}]}}}}"#,
+        result.join(",")
+    )
+}
+
+fn respond(stream: &mut TcpStream, status: u16, body: &str) {
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// Reads one request: the request line and the body.
+fn read_request(stream: &mut TcpStream) -> Option<(String, String)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some(head_end) = text.find("\r\n\r\n") {
+            let head = &text[..head_end];
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if buf.len() >= head_end + 4 + length {
+                let line = head.lines().next().unwrap_or_default().to_string();
+                return Some((line, text[head_end + 4..head_end + 4 + length].to_string()));
+            }
+        }
+    }
+}
+
+fn serve(targets: Vec<String>, behaviours: BTreeMap<&'static str, Behaviour>) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let range_requests = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (log, flag) = (range_requests.clone(), stop.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            let Ok(mut stream) = stream else { continue };
+            let (targets, behaviours, log) = (targets.clone(), behaviours.clone(), log.clone());
+            std::thread::spawn(move || {
+                let Some((line, body)) = read_request(&mut stream) else {
+                    return;
+                };
+                let request = form(&body);
+                let query = request.get("query").cloned().unwrap_or_default();
+                if line.contains("/api/v1/query_range") {
+                    log.lock().unwrap().push(query.clone());
+                    let metric = METRICS
+                        .iter()
+                        .find(|(_, fragment)| query.contains(fragment))
+                        .map(|(name, _)| *name)
+                        .unwrap_or("unknown");
+                    match behaviours.get(metric).cloned().unwrap_or_else(healthy) {
+                        Behaviour::Answer { only, values } => {
+                            let answering: Vec<(String, String)> = targets
+                                .iter()
+                                .filter(|t| only.as_ref().is_none_or(|o| o.contains(t)))
+                                .map(|t| {
+                                    let v = values.get(t).cloned().unwrap_or(LOW.to_string());
+                                    (t.clone(), v)
+                                })
+                                .collect();
+                            respond(&mut stream, 200, &matrix(&request, &answering));
+                        }
+                        Behaviour::Reply(status, body) => respond(&mut stream, status, &body),
+                        Behaviour::Silent => std::thread::sleep(Duration::from_secs(10)),
+                    }
+                } else if line.contains("/api/v1/query") {
+                    let result: Vec<String> = targets
+                        .iter()
+                        .map(|t| {
+                            format!(
+                                r#"{{"metric":{{"__name__":"pg_up","instance":"{t}"}},"value":[1795413600,"1"]}}"#
+                            )
+                        })
+                        .collect();
+                    respond(
+                        &mut stream,
+                        200,
+                        &format!(
+                            r#"{{"status":"success","data":{{"resultType":"vector","result":[{}]}}}}"#,
+                            result.join(",")
+                        ),
+                    );
+                } else {
+                    respond(&mut stream, 404, "not found");
+                }
+            });
+        }
+    });
+    Server {
+        url,
+        range_requests,
+        stop,
+    }
+}
+
+fn ids(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("db-{i:03}")).collect()
+}
+
+/// What one run of the binary gave.
+struct Run {
+    status: Option<i32>,
+    stderr: String,
+    report: Value,
+}
+
+impl Run {
+    fn row(&self, target: &str) -> &Value {
+        self.report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["target"] == target)
+            .unwrap_or_else(|| panic!("no row for {target}: {}", self.report))
+    }
+
+    fn degraded(&self) -> Vec<String> {
+        self.report["degraded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Every row missing data: never a scale-down that could go ahead.
+    fn assert_nothing_shrinks(&self) {
+        for row in self.report["rows"].as_array().unwrap() {
+            let missing_data = row["observe_issues"]
+                .as_array()
+                .is_some_and(|i| !i.is_empty())
+                || row["class_reason"] == "insufficient_data";
+            if !missing_data {
+                continue;
+            }
+            let approved_or_queued = row["verdict"] == "act" || row["verdict"] == "review";
+            let shrinking = row["change"].as_str().is_some_and(|c| c.contains("→"))
+                && row["class"] == "scale_down";
+            assert!(
+                !(approved_or_queued && shrinking),
+                "a target would shrink on missing data: {row}"
+            );
+        }
+    }
+
+    /// The target holds on missing data, with a reason that names `cause`.
+    fn assert_holds_because(&self, target: &str, cause: &str) {
+        let row = self.row(target);
+        assert_eq!(row["verdict"], "hold", "{row}");
+        assert_ne!(row["class"], "scale_down", "{row}");
+        let issues = row["observe_issues"].to_string();
+        assert!(
+            issues.contains(cause),
+            "{target}: {cause:?} not in {issues}"
+        );
+    }
+}
+
+fn run(dir: &Path, server: &Server, targets: &[String], extra_source: &str) -> Run {
+    let mut yaml = format!(
+        "state_dir: {}\nloops:\n  - name: w\n    source: {{ kind: prometheus, url: '{}', timeout: 1s, retries: 1{extra_source} }}\n    targets:\n",
+        dir.join("state").display(),
+        server.url
+    );
+    for id in targets {
+        yaml.push_str(&format!(
+            "      - {{ id: {id}, resources: {{ cpu: 8, memory_gib: 32 }} }}\n"
+        ));
+    }
+    let config = dir.join("setpoint.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let out = Command::new(setpoint_binary())
+        .args(["-v", "--config"])
+        .arg(&config)
+        .args([
+            "run",
+            "--once",
+            "--output",
+            "json",
+            "--now",
+            "2026-11-23T06:00:00Z",
+        ])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let reports: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON report ({e}); stderr:\n{stderr}"));
+    Run {
+        status: out.status.code(),
+        stderr,
+        report: reports[0].clone(),
+    }
+}
+
+#[test]
+fn one_range_query_per_metric_whatever_the_fleet_size() {
+    for size in [3, 300] {
+        let dir = tempfile::tempdir().unwrap();
+        let targets = ids(size);
+        let server = serve(targets.clone(), BTreeMap::new());
+        let run = run(dir.path(), &server, &targets, "");
+        assert_eq!(run.status, Some(0), "{}", run.stderr);
+        let requests = server.range_requests.lock().unwrap().clone();
+        assert_eq!(requests.len(), 4, "{size} targets: {requests:#?}");
+        assert!(requests.iter().all(|q| q.contains("[1w:300s]")));
+        assert_eq!(run.report["queries"], 4);
+        assert!(
+            run.stderr.contains("queries=4"),
+            "the trace shows the count: {}",
+            run.stderr
+        );
+        assert_eq!(run.report["rows"].as_array().unwrap().len(), size);
+        // The baseline every failure below departs from: complete low data scales down.
+        assert_eq!(run.row("db-001")["class"], "scale_down");
+        assert_eq!(run.row("db-001")["verdict"], "review");
+    }
+}
+
+/// One failure of the memory query (which the classifier needs) holds every target.
+fn memory_fails(behaviour: Behaviour, cause: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let targets = ids(3);
+    let server = serve(targets.clone(), BTreeMap::from([("memory", behaviour)]));
+    let run = run(dir.path(), &server, &targets, "");
+    assert_eq!(run.status, Some(4), "{}", run.stderr);
+    let degraded = run.degraded();
+    assert_eq!(degraded.len(), 1, "{degraded:?}");
+    assert!(
+        degraded[0].starts_with("memory: query failed"),
+        "{degraded:?}"
+    );
+    assert!(degraded[0].contains(cause), "{cause:?} not in {degraded:?}");
+    assert!(run.stderr.contains("degraded: memory"), "{}", run.stderr);
+    for id in &targets {
+        run.assert_holds_because(id, cause);
+        assert_eq!(run.row(id)["class_reason"], "insufficient_data");
+    }
+    run.assert_nothing_shrinks();
+}
+
+#[test]
+fn a_server_error_holds_the_fleet() {
+    memory_fails(
+        Behaviour::Reply(503, "upstream overloaded".into()),
+        "HTTP 503",
+    );
+}
+
+#[test]
+fn a_client_error_names_the_server_message() {
+    memory_fails(
+        Behaviour::Reply(
+            400,
+            r#"{"status":"error","errorType":"bad_data","error":"1:15: parse error: unexpected"}"#
+                .into(),
+        ),
+        "parse error: unexpected",
+    );
+}
+
+#[test]
+fn malformed_json_holds_the_fleet() {
+    memory_fails(
+        Behaviour::Reply(200, "{\"status\":\"success\",\"data\":[".into()),
+        "malformed",
+    );
+}
+
+#[test]
+fn a_query_error_holds_the_fleet() {
+    memory_fails(
+        Behaviour::Reply(
+            200,
+            r#"{"status":"error","errorType":"execution","error":"query processing would load too many samples into memory"}"#
+                .into(),
+        ),
+        "too many samples",
+    );
+}
+
+#[test]
+fn a_timeout_holds_the_fleet() {
+    memory_fails(Behaviour::Silent, "no answer within 1s");
+}
+
+#[test]
+fn nan_and_infinite_values_are_missing_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let targets = ids(3);
+    let server = serve(
+        targets.clone(),
+        BTreeMap::from([(
+            "memory",
+            Behaviour::Answer {
+                only: None,
+                values: BTreeMap::from([
+                    ("db-001".to_string(), "NaN".to_string()),
+                    ("db-002".to_string(), "+Inf".to_string()),
+                ]),
+            },
+        )]),
+    );
+    let run = run(dir.path(), &server, &targets, "");
+    assert_eq!(run.status, Some(4), "{}", run.stderr);
+    run.assert_holds_because("db-001", "memory: the source returned no series");
+    run.assert_holds_because("db-002", "memory: the source returned no series");
+    assert_eq!(
+        run.row("db-003")["class"],
+        "scale_down",
+        "the rest carry on"
+    );
+    let degraded = run.degraded();
+    assert_eq!(degraded.len(), 2, "{degraded:?}");
+    assert!(degraded[0].starts_with("db-001: memory"), "{degraded:?}");
+    run.assert_nothing_shrinks();
+
+    // Raw samples (no summary in the TSDB): NaN samples count as missing, never as zero.
+    let dir = tempfile::tempdir().unwrap();
+    let run = self::run(dir.path(), &server, &targets, ", summarise_weekly: false");
+    let row = run.row("db-001");
+    assert_eq!(row["class_reason"], "insufficient_data", "{row}");
+    assert_eq!(row["verdict"], "hold", "{row}");
+    assert_eq!(run.row("db-003")["class"], "scale_down");
+    run.assert_nothing_shrinks();
+}
+
+#[test]
+fn a_target_missing_from_an_answer_holds_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let targets = ids(3);
+    let server = serve(
+        targets.clone(),
+        BTreeMap::from([(
+            "connections",
+            Behaviour::Answer {
+                only: Some(targets[..2].to_vec()),
+                values: BTreeMap::new(),
+            },
+        )]),
+    );
+    let run = run(dir.path(), &server, &targets, "");
+    assert_eq!(run.status, Some(4), "{}", run.stderr);
+    run.assert_holds_because("db-003", "connections: the source returned no series");
+    assert_eq!(
+        run.degraded(),
+        ["db-003: connections: the source returned no series for this target"]
+    );
+    for id in &targets[..2] {
+        assert_eq!(run.row(id)["class"], "scale_down");
+        assert_eq!(run.row(id)["verdict"], "review");
+    }
+    run.assert_nothing_shrinks();
+}
+
+#[test]
+fn a_metric_the_classifier_does_not_need_still_blocks_a_scale_down() {
+    // IOPS is not one of the classifier's required metrics: the class stays scale_down, and
+    // the policy's missing-data rule holds it.
+    let dir = tempfile::tempdir().unwrap();
+    let targets = ids(2);
+    let server = serve(
+        targets.clone(),
+        BTreeMap::from([("iops", Behaviour::Reply(500, "boom".into()))]),
+    );
+    let run = run(dir.path(), &server, &targets, "");
+    assert_eq!(run.status, Some(4), "{}", run.stderr);
+    for id in &targets {
+        let row = run.row(id);
+        assert_eq!(row["class"], "scale_down", "{row}");
+        assert_eq!(row["verdict"], "hold", "{row}");
+        assert_eq!(row["reason"]["code"], "missing_data", "{row}");
+        assert!(
+            row["observe_issues"]
+                .to_string()
+                .contains("iops: query failed")
+        );
+    }
+}
