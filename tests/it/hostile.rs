@@ -317,20 +317,25 @@ fn each_proposal_that_breaks_the_contract_is_rejected() {
     }
 }
 
-/// Checks the host does not make today (reported; `setpoint plugin validate` catches the
-/// bounds). When the contract checks learn them, these become rejections.
+/// Plans that break the contract in their sizes or operations fail the target at the host,
+/// before any policy sees them.
 #[test]
-fn proposal_checks_the_host_does_not_make_yet() {
+fn proposals_outside_bounds_or_against_their_direction_are_rejected() {
     let plugin = load("liar");
-    for target in [
-        "above-max",
-        "below-min",
-        "grows-on-scale-down",
-        "before-mismatch",
-        "zero-resize",
-        "empty-parameter",
+    for (target, expected) in [
+        ("above-max", "outside the bounds"),
+        ("below-min", "outside the bounds"),
+        ("grows-on-scale-down", "which is not a scale_down"),
+        ("before-mismatch", "not the target's"),
+        ("zero-resize", "a resize operation has a zero size"),
+        ("empty-parameter", "a set-parameter operation has no name"),
     ] {
-        assert!(propose(&plugin, target).is_ok(), "{target} is now rejected");
+        let error = propose(&plugin, target).unwrap_err();
+        assert!(
+            matches!(failure(&error), Failure::InvalidOutput { message } if message.contains(expected)),
+            "{target}: {error}"
+        );
+        assert_names(&error, "liar", target, "propose()");
     }
 }
 

@@ -2,10 +2,10 @@
 //!
 //! `inspect` loads a plugin in the sandbox and prints what it declares. `validate` runs it on
 //! synthetic inputs — raw samples and weekly summaries of every metric it declares, no samples
-//! at all, several classes and bounds — and checks what the host does not check call by call:
-//! that both input shapes give the same features, that proposals stay within the bounds they
-//! were given, that repeated calls give identical outputs, and how much of each limit the
-//! calls used. Each check is printed as pass or FAIL with its reason.
+//! at all, several classes and bounds — and checks what no single call can show: that both
+//! input shapes give the same features, that proposals for every class keep the contract
+//! (bounds, direction, current size; the host also refuses each bad plan as it comes), that
+//! repeated calls give identical outputs, and how much of each limit the calls used. Each check is printed as pass or FAIL with its reason.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -17,8 +17,8 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use setpoint_core::{
-    ActionKind, Aggregation, Bounds, Class, Classification, Explanation, FeatureVector,
-    MetricSeries, Operation, PluginDescriptor, Proposal, Resources, Target, Window,
+    Aggregation, Bounds, Class, Classification, Explanation, FeatureVector, MetricSeries,
+    PluginDescriptor, Resources, Target, Window,
 };
 use setpoint_plugin_host::{CallUsage, Failure, Limits, Plugin, PluginError, PluginHost};
 
@@ -488,7 +488,7 @@ impl<'a> Validator<'a> {
                     .propose(&self.target, &classification(class), features, bounds)
                     .map_err(|e| format!("class {class:?}, {label}: {e}"))?;
                 for p in &proposals {
-                    check_proposal(p, current, bounds)
+                    p.check(current, bounds)
                         .map_err(|e| format!("class {class:?}, {label}: {}: {e}", p.action))?;
                 }
                 count += proposals.len();
@@ -552,70 +552,6 @@ fn classification(class: Class) -> Classification {
             evidence: vec![],
         },
     }
-}
-
-/// What the host's contract checks leave to this command: bounds, the `before` size, and the
-/// sizes and names inside operations.
-fn check_proposal(p: &Proposal, current: &Resources, bounds: &Bounds) -> Result<(), String> {
-    let in_bounds = |cpu: u64, memory: u64, what: &str| {
-        if cpu == 0 || memory == 0 {
-            return Err(format!("{what} has a zero size ({cpu} m, {memory} bytes)"));
-        }
-        if !(bounds.min_cpu_millicores..=bounds.max_cpu_millicores).contains(&cpu) {
-            return Err(format!(
-                "{what} has {cpu} millicores, outside the bounds {}..={}",
-                bounds.min_cpu_millicores, bounds.max_cpu_millicores
-            ));
-        }
-        if !(bounds.min_memory_bytes..=bounds.max_memory_bytes).contains(&memory) {
-            return Err(format!(
-                "{what} has {memory} bytes of memory, outside the bounds {}..={}",
-                bounds.min_memory_bytes, bounds.max_memory_bytes
-            ));
-        }
-        Ok(())
-    };
-    in_bounds(p.after.cpu_millicores, p.after.memory_bytes, "the new size")?;
-    let (cpu, memory) = (p.after.cpu_millicores, p.after.memory_bytes);
-    let (now_cpu, now_memory) = (current.cpu_millicores, current.memory_bytes);
-    let direction_ok = match p.action {
-        ActionKind::ScaleDown => {
-            cpu <= now_cpu && memory <= now_memory && (cpu, memory) != (now_cpu, now_memory)
-        }
-        ActionKind::ScaleUp => {
-            cpu >= now_cpu && memory >= now_memory && (cpu, memory) != (now_cpu, now_memory)
-        }
-    };
-    if !direction_ok {
-        return Err(format!(
-            "goes from {now_cpu} m / {now_memory} bytes to {cpu} m / {memory} bytes, which is not a {}",
-            p.action
-        ));
-    }
-    if (p.before.cpu_millicores, p.before.memory_bytes)
-        != (current.cpu_millicores, current.memory_bytes)
-    {
-        return Err(format!(
-            "`before` is {} m / {} bytes, not the target's {} m / {} bytes",
-            p.before.cpu_millicores,
-            p.before.memory_bytes,
-            current.cpu_millicores,
-            current.memory_bytes
-        ));
-    }
-    for op in &p.operations {
-        match op {
-            Operation::Resize {
-                cpu_millicores,
-                memory_bytes,
-            } => in_bounds(*cpu_millicores, *memory_bytes, "a resize operation")?,
-            Operation::SetParameter { name, .. } if name.trim().is_empty() => {
-                return Err("a set-parameter operation has no name".to_string());
-            }
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 fn aggregate(values: &mut [f64], aggregation: Aggregation) -> f64 {
@@ -731,80 +667,5 @@ fn format_duration(d: Duration) -> String {
         format!("{} µs", d.as_micros())
     } else {
         format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn proposal(action: ActionKind, cpu: u64, memory: u64) -> Proposal {
-        Proposal {
-            action,
-            summary: "s".into(),
-            before: current(),
-            after: Resources {
-                cpu_millicores: cpu,
-                memory_bytes: memory,
-                replicas: 1,
-                parameters: Default::default(),
-            },
-            operations: vec![Operation::Resize {
-                cpu_millicores: cpu,
-                memory_bytes: memory,
-            }],
-            risk: setpoint_core::Risk::Low,
-            rationale: "r".into(),
-        }
-    }
-
-    fn current() -> Resources {
-        Resources {
-            cpu_millicores: 8_000,
-            memory_bytes: 32 << 30,
-            replicas: 1,
-            parameters: Default::default(),
-        }
-    }
-
-    fn check(p: &Proposal) -> Result<(), String> {
-        check_proposal(p, &current(), &Bounds::default())
-    }
-
-    #[test]
-    fn a_proposal_is_checked_against_bounds_direction_and_the_current_size() {
-        assert_eq!(
-            check(&proposal(ActionKind::ScaleDown, 4_000, 16 << 30)),
-            Ok(())
-        );
-        assert_eq!(
-            check(&proposal(ActionKind::ScaleUp, 16_000, 64 << 30)),
-            Ok(())
-        );
-        let error = |p: Proposal| check(&p).err().unwrap_or_default();
-        assert!(
-            error(proposal(ActionKind::ScaleDown, 500, 16 << 30))
-                .contains("outside the bounds 1000..=64000")
-        );
-        assert!(
-            error(proposal(ActionKind::ScaleDown, 16_000, 64 << 30)).contains("not a scale_down")
-        );
-        assert!(error(proposal(ActionKind::ScaleUp, 8_000, 32 << 30)).contains("not a scale_up"));
-        let mut p = proposal(ActionKind::ScaleDown, 4_000, 16 << 30);
-        p.before.cpu_millicores = 1;
-        assert!(error(p).contains("not the target's"));
-        let mut p = proposal(ActionKind::ScaleDown, 4_000, 16 << 30);
-        p.operations = vec![Operation::Resize {
-            cpu_millicores: 0,
-            memory_bytes: 0,
-        }];
-        assert!(error(p).contains("a resize operation has a zero size"));
-        let mut p = proposal(ActionKind::ScaleDown, 4_000, 16 << 30);
-        p.operations = vec![Operation::SetParameter {
-            name: " ".into(),
-            value: "1".into(),
-            requires_restart: false,
-        }];
-        assert!(error(p).contains("no name"));
     }
 }

@@ -304,6 +304,99 @@ pub struct Proposal {
     pub rationale: String,
 }
 
+impl Proposal {
+    /// Checks the plan against the contract a plugin must keep, given the target's current size
+    /// and the bounds it was asked to stay within: the new size is positive and within the
+    /// bounds, it moves in the action's direction (CPU, memory and node count; at least one
+    /// changes, none the other way), `before` is the current size, every resize operation is
+    /// the new size, and every parameter has a name and the value `after` gives it.
+    pub fn check(&self, current: &Resources, bounds: &Bounds) -> Result<(), String> {
+        let in_bounds = |cpu: u64, memory: u64, what: &str| {
+            if cpu == 0 || memory == 0 {
+                return Err(format!("{what} has a zero size ({cpu} m, {memory} bytes)"));
+            }
+            if !(bounds.min_cpu_millicores..=bounds.max_cpu_millicores).contains(&cpu) {
+                return Err(format!(
+                    "{what} has {cpu} millicores, outside the bounds {}..={}",
+                    bounds.min_cpu_millicores, bounds.max_cpu_millicores
+                ));
+            }
+            if !(bounds.min_memory_bytes..=bounds.max_memory_bytes).contains(&memory) {
+                return Err(format!(
+                    "{what} has {memory} bytes of memory, outside the bounds {}..={}",
+                    bounds.min_memory_bytes, bounds.max_memory_bytes
+                ));
+            }
+            Ok(())
+        };
+        let (after, before) = (&self.after, &self.before);
+        if after.replicas == 0 {
+            return Err("the new size has zero nodes".to_string());
+        }
+        in_bounds(after.cpu_millicores, after.memory_bytes, "the new size")?;
+        let size = |r: &Resources| (r.cpu_millicores, r.memory_bytes, r.replicas);
+        let (cpu, memory, replicas) = size(after);
+        let (now_cpu, now_memory, now_replicas) = size(current);
+        let direction_ok = match self.action {
+            ActionKind::ScaleDown => {
+                cpu <= now_cpu && memory <= now_memory && replicas <= now_replicas
+            }
+            ActionKind::ScaleUp => {
+                cpu >= now_cpu && memory >= now_memory && replicas >= now_replicas
+            }
+        } && size(after) != size(current);
+        if !direction_ok {
+            return Err(format!(
+                "goes from {now_cpu} m / {now_memory} bytes / {now_replicas} node(s) to {cpu} m / \
+                 {memory} bytes / {replicas} node(s), which is not a {}",
+                self.action
+            ));
+        }
+        if size(before) != size(current) {
+            return Err(format!(
+                "`before` is {} m / {} bytes / {} node(s), not the target's {now_cpu} m / \
+                 {now_memory} bytes / {now_replicas} node(s)",
+                before.cpu_millicores, before.memory_bytes, before.replicas
+            ));
+        }
+        for op in &self.operations {
+            match op {
+                Operation::Resize {
+                    cpu_millicores,
+                    memory_bytes,
+                } => {
+                    in_bounds(*cpu_millicores, *memory_bytes, "a resize operation")?;
+                    if (*cpu_millicores, *memory_bytes) != (cpu, memory) {
+                        return Err(format!(
+                            "a resize operation to {cpu_millicores} m / {memory_bytes} bytes \
+                             is not the new size {cpu} m / {memory} bytes"
+                        ));
+                    }
+                }
+                Operation::SetParameter { name, value, .. } => {
+                    if name.trim().is_empty() {
+                        return Err("a set-parameter operation has no name".to_string());
+                    }
+                    if let Some(planned) = after.parameters.get(name)
+                        && planned != value
+                    {
+                        return Err(format!(
+                            "a set-parameter operation sets {name} to {value:?}, `after` says {planned:?}"
+                        ));
+                    }
+                }
+                Operation::SetReplicas { replicas: n } if *n != replicas => {
+                    return Err(format!(
+                        "a set-replicas operation to {n} is not the new node count {replicas}"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What the policy says to do with a target this cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -533,3 +626,122 @@ pub use plugin::{
     Aggregation, FeatureSpec, MetricSeries, MetricSpec, PluginDescriptor, SimMetric, SimScenario,
     Window,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resources(cpu: u64, memory: u64, replicas: u32) -> Resources {
+        Resources {
+            cpu_millicores: cpu,
+            memory_bytes: memory,
+            replicas,
+            parameters: Default::default(),
+        }
+    }
+
+    fn current() -> Resources {
+        resources(8_000, 32 << 30, 1)
+    }
+
+    fn proposal(action: ActionKind, cpu: u64, memory: u64) -> Proposal {
+        Proposal {
+            action,
+            summary: "s".into(),
+            before: current(),
+            after: resources(cpu, memory, 1),
+            operations: vec![Operation::Resize {
+                cpu_millicores: cpu,
+                memory_bytes: memory,
+            }],
+            risk: Risk::Low,
+            rationale: "r".into(),
+        }
+    }
+
+    fn error(p: Proposal) -> String {
+        p.check(&current(), &Bounds::default())
+            .err()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_plan_within_bounds_in_its_direction_passes() {
+        let bounds = Bounds::default();
+        assert_eq!(
+            proposal(ActionKind::ScaleDown, 4_000, 16 << 30).check(&current(), &bounds),
+            Ok(())
+        );
+        assert_eq!(
+            proposal(ActionKind::ScaleUp, 16_000, 64 << 30).check(&current(), &bounds),
+            Ok(())
+        );
+        // Adding nodes of the same size is a scale-up.
+        let mut p = proposal(ActionKind::ScaleUp, 8_000, 32 << 30);
+        p.after.replicas = 3;
+        p.operations = vec![Operation::SetReplicas { replicas: 3 }];
+        assert_eq!(p.check(&current(), &bounds), Ok(()));
+    }
+
+    #[test]
+    fn sizes_outside_the_bounds_or_against_the_action_are_refused() {
+        assert!(
+            error(proposal(ActionKind::ScaleDown, 500, 16 << 30))
+                .contains("outside the bounds 1000..=64000")
+        );
+        assert!(
+            error(proposal(ActionKind::ScaleDown, 16_000, 64 << 30)).contains("not a scale_down")
+        );
+        assert!(error(proposal(ActionKind::ScaleUp, 8_000, 32 << 30)).contains("not a scale_up"));
+        // Fewer CPUs but more memory is not a scale-down.
+        assert!(
+            error(proposal(ActionKind::ScaleDown, 4_000, 64 << 30)).contains("not a scale_down")
+        );
+        let mut p = proposal(ActionKind::ScaleDown, 4_000, 16 << 30);
+        p.after.replicas = 2;
+        assert!(error(p).contains("not a scale_down"));
+        let mut p = proposal(ActionKind::ScaleDown, 4_000, 16 << 30);
+        p.after.replicas = 0;
+        assert!(error(p).contains("zero nodes"));
+    }
+
+    #[test]
+    fn operations_must_carry_out_the_plan_from_the_current_size() {
+        let mut p = proposal(ActionKind::ScaleDown, 4_000, 16 << 30);
+        p.before.cpu_millicores = 1;
+        assert!(error(p).contains("not the target's"));
+        let mut p = proposal(ActionKind::ScaleDown, 4_000, 16 << 30);
+        p.operations = vec![Operation::Resize {
+            cpu_millicores: 0,
+            memory_bytes: 0,
+        }];
+        assert!(error(p).contains("a resize operation has a zero size"));
+        let mut p = proposal(ActionKind::ScaleDown, 4_000, 16 << 30);
+        p.operations = vec![Operation::Resize {
+            cpu_millicores: 2_000,
+            memory_bytes: 16 << 30,
+        }];
+        assert!(error(p).contains("is not the new size"));
+        let mut p = proposal(ActionKind::ScaleDown, 4_000, 16 << 30);
+        p.operations = vec![Operation::SetParameter {
+            name: " ".into(),
+            value: "1".into(),
+            requires_restart: false,
+        }];
+        assert!(error(p).contains("no name"));
+        let mut p = proposal(ActionKind::ScaleDown, 4_000, 16 << 30);
+        p.after
+            .parameters
+            .insert("shared_buffers".into(), "4GB".into());
+        p.operations.push(Operation::SetParameter {
+            name: "shared_buffers".into(),
+            value: "2GB".into(),
+            requires_restart: true,
+        });
+        assert!(error(p).contains("`after` says \"4GB\""));
+        let mut p = proposal(ActionKind::ScaleUp, 8_000, 32 << 30);
+        p.after.replicas = 3;
+        p.operations = vec![Operation::SetReplicas { replicas: 4 }];
+        assert!(error(p).contains("not the new node count 3"));
+    }
+}

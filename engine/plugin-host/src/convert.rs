@@ -286,9 +286,14 @@ fn resources_back(r: wit::Resources) -> core::Resources {
     }
 }
 
+/// Converts a plugin's proposals and holds each to the contract ([`core::Proposal::check`]):
+/// a plan outside the bounds, against its direction or not from the current size fails the
+/// target rather than reaching the policy.
 pub(crate) fn proposals(
     raw: Vec<wit::Proposal>,
     descriptor: &core::PluginDescriptor,
+    current: &core::Resources,
+    bounds: &core::Bounds,
 ) -> Result<Vec<core::Proposal>, String> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::with_capacity(raw.len());
@@ -310,7 +315,7 @@ pub(crate) fn proposals(
         if p.after.cpu_millicores == 0 || p.after.memory_bytes == 0 || p.after.replicas == 0 {
             return Err(format!("the {kind} proposal sizes the target to zero"));
         }
-        out.push(core::Proposal {
+        let proposal = core::Proposal {
             action: kind,
             summary: p.summary,
             before: resources_back(p.before),
@@ -341,7 +346,11 @@ pub(crate) fn proposals(
                 wit::Risk::High => core::Risk::High,
             },
             rationale: p.rationale,
-        });
+        };
+        proposal
+            .check(current, bounds)
+            .map_err(|problem| format!("the {kind} proposal {problem}"))?;
+        out.push(proposal);
     }
     Ok(out)
 }

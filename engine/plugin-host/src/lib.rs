@@ -2,15 +2,18 @@
 //!
 //! Plugins are WASM components of the `adapter` world in `sdk/wit/setpoint.wit`. The host gives
 //! them nothing but a log: the linker provides no WASI, so a plugin has no files, network,
-//! environment or clock, and one that imports anything else fails to load. Every call runs in a
-//! fresh [`Store`] — cheap with a pre-instantiated component — with three bounds:
+//! environment or clock, and one that imports anything else fails to load. Every call runs with
+//! three bounds, renewed for the call:
 //!
 //! - **fuel**, a deterministic CPU budget (the same input fails the same way on replay);
 //! - **memory**, through a resource limiter that refuses growth beyond the limit;
 //! - **wall clock**, an epoch deadline advanced by a ticker thread, as a backstop.
 //!
-//! A trap therefore poisons nothing beyond the call that caused it: the next target gets a new
-//! instance. Errors always name the plugin, the target and the call, and say in plain words
+//! An instance that finished a call cleanly is kept and serves the plugin's next calls (a
+//! plugin is a function of its inputs; instantiating one per call costs more than the call
+//! itself). An instance that trapped is dropped, so a trap poisons nothing beyond the call that
+//! caused it: the next target gets a fresh instance. When a [`Meter`] is set every call gets a
+//! fresh instance, so that its memory figure is that call's alone. Errors always name the plugin, the target and the call, and say in plain words
 //! which bound was hit, or the panic message the plugin reported through its log.
 //!
 //! What a plugin hands back is bounded too ([`OutputLimits`]): the bytes the host copies out of
@@ -87,6 +90,13 @@ fn import_abi(name: &str) -> Option<&str> {
 
 /// Instances that may be alive at once (one per call in flight).
 const POOL_SLOTS: u32 = 64;
+
+/// Clean instances a plugin keeps for its next calls.
+const IDLE_INSTANCES: usize = 4;
+
+/// Calls one instance serves before it is replaced, bounding what a plugin that leaks memory
+/// or state can accumulate.
+const CALLS_PER_INSTANCE: u32 = 10_000;
 
 /// How often the ticker advances the epoch; the wall-clock limit is counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -533,10 +543,16 @@ impl PluginHost {
             ))
         })?;
         let pre = bindings::AdapterPre::new(pre).map_err(|e| load_error(format!("{e:#}")))?;
-        let raw = run_call(self, &pre, source, "", Call::Describe, |adapter, store| {
-            adapter.call_describe(store)
-        })
-        .map_err(|error| match error {
+        let (raw, _) = run_call(
+            self,
+            &pre,
+            source,
+            "",
+            Call::Describe,
+            None,
+            |adapter, store| adapter.call_describe(store),
+        );
+        let raw = raw.map_err(|error| match error {
             PluginError::Call { failure, .. } => PluginError::Describe {
                 source_name: source.to_string(),
                 failure,
@@ -565,6 +581,7 @@ impl PluginHost {
                 pre,
                 descriptor,
                 source: source.to_string(),
+                idle: std::sync::Mutex::new(Vec::new()),
             }),
         })
     }
@@ -575,6 +592,15 @@ struct PluginInner {
     pre: bindings::AdapterPre<CallState>,
     descriptor: PluginDescriptor,
     source: String,
+    /// Instances whose last call ended cleanly, ready for the next.
+    idle: std::sync::Mutex<Vec<Instance>>,
+}
+
+/// A live instance of a plugin with its store, and how many calls it has served.
+struct Instance {
+    store: Store<CallState>,
+    adapter: bindings::Adapter,
+    calls: u32,
 }
 
 /// A loaded plugin. Cheap to clone; calls may run from several threads at once.
@@ -643,13 +669,15 @@ impl Plugin {
         let raw = self.bounded(&target.id, Call::Propose, raw, |output, proposals| {
             output.proposals(proposals)
         })?;
-        convert::proposals(raw, &self.inner.descriptor).map_err(|message| {
-            self.failure(
-                &target.id,
-                Call::Propose,
-                Failure::InvalidOutput { message },
-            )
-        })
+        convert::proposals(raw, &self.inner.descriptor, &target.resources, bounds).map_err(
+            |message| {
+                self.failure(
+                    &target.id,
+                    Call::Propose,
+                    Failure::InvalidOutput { message },
+                )
+            },
+        )
     }
 
     /// Applies the output bounds to a call's result, then turns a refusal into its failure.
@@ -684,26 +712,43 @@ impl Plugin {
         call: Call,
         f: impl FnOnce(&bindings::Adapter, &mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
-        run_call(
-            &self.inner.host,
-            &self.inner.pre,
-            &self.inner.descriptor.name,
+        let inner = &*self.inner;
+        let reuse = inner.host.meter.is_none();
+        let idle = if reuse {
+            inner.idle.lock().ok().and_then(|mut idle| idle.pop())
+        } else {
+            None
+        };
+        let (result, instance) = run_call(
+            &inner.host,
+            &inner.pre,
+            &inner.descriptor.name,
             target,
             call,
+            idle,
             f,
-        )
+        );
+        if let Some(instance) = instance.filter(|i| reuse && i.calls < CALLS_PER_INSTANCE)
+            && let Ok(mut idle) = inner.idle.lock()
+            && idle.len() < IDLE_INSTANCES
+        {
+            idle.push(instance);
+        }
+        result
     }
 }
 
-/// Runs one call in a fresh, bounded store, so that a trap poisons nothing beyond it.
+/// Runs one call with fresh bounds, in `instance` or else a new one. Gives the instance back
+/// when the call ended cleanly (a plugin's own refusal included), never after a trap.
 fn run_call<R>(
     host: &PluginHost,
     pre: &bindings::AdapterPre<CallState>,
     plugin: &str,
     target: &str,
     call: Call,
+    instance: Option<Instance>,
     f: impl FnOnce(&bindings::Adapter, &mut Store<CallState>) -> wasmtime::Result<R>,
-) -> Result<R, PluginError> {
+) -> (Result<R, PluginError>, Option<Instance>) {
     let limits = host.limits;
     let fail = |failure| PluginError::Call {
         plugin: plugin.to_string(),
@@ -712,30 +757,53 @@ fn run_call<R>(
         failure,
     };
     let started = Instant::now();
-    let mut store = Store::new(
-        &host.engine,
-        CallState {
-            plugin: Arc::from(plugin),
-            memory_limit: limits.memory_bytes,
-            memory_refused: false,
-            memory_peak: 0,
-            panic: None,
-            log_lines: 0,
-            max_log_bytes: host.output.max_line_bytes,
-        },
-    );
-    store.limiter(|state| state);
+    let (mut store, adapter, calls) = match instance {
+        Some(Instance {
+            store,
+            adapter,
+            calls,
+        }) => (store, Some(adapter), calls),
+        None => {
+            let mut store = Store::new(
+                &host.engine,
+                CallState {
+                    plugin: Arc::from(plugin),
+                    memory_limit: limits.memory_bytes,
+                    memory_refused: false,
+                    memory_peak: 0,
+                    panic: None,
+                    log_lines: 0,
+                    max_log_bytes: host.output.max_line_bytes,
+                },
+            );
+            store.limiter(|state| state);
+            (store, None, 0)
+        }
+    };
+    // What one call may do is counted afresh for every call, reused instance or not.
+    let state = store.data_mut();
+    state.memory_refused = false;
+    state.panic = None;
+    state.log_lines = 0;
     store.set_hostcall_fuel(host.output.bytes_per_call);
-    store.set_fuel(limits.fuel_per_call).map_err(|e| {
-        fail(Failure::Trap {
-            message: format!("{e:#}"),
-        })
-    })?;
+    if let Err(e) = store.set_fuel(limits.fuel_per_call) {
+        return (
+            Err(fail(Failure::Trap {
+                message: format!("{e:#}"),
+            })),
+            None,
+        );
+    }
     let ticks = (limits.wall_clock.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
     store.set_epoch_deadline(ticks);
-    let result = pre
-        .instantiate(&mut store)
-        .and_then(|adapter| f(&adapter, &mut store));
+    let adapter = match adapter {
+        Some(adapter) => Ok(adapter),
+        None => pre.instantiate(&mut store),
+    };
+    let (result, adapter) = match adapter {
+        Ok(adapter) => (f(&adapter, &mut store), Some(adapter)),
+        Err(error) => (Err(error), None),
+    };
     let result = result.map_err(|error| classify_trap(&error, store.data(), limits, host.output));
     if let Some(meter) = &host.meter {
         meter(&CallUsage {
@@ -750,7 +818,17 @@ fn run_call<R>(
             trap: result.as_ref().err().cloned(),
         });
     }
-    result.map_err(fail)
+    match (result, adapter) {
+        (Ok(value), Some(adapter)) => (
+            Ok(value),
+            Some(Instance {
+                store,
+                adapter,
+                calls: calls + 1,
+            }),
+        ),
+        (result, _) => (result.map_err(fail), None),
+    }
 }
 
 /// `text` cut to at most `max` bytes (on a character boundary), saying how long it was.

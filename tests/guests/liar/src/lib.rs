@@ -43,7 +43,7 @@ impl Adapter for Liar {
             "empty-summary" => proposal.summary = " ".to_string(),
             "undeclared-action" => proposal.action = ActionKind::ScaleUp,
             "twice" => return Ok(vec![proposal.clone(), proposal]),
-            // What the host does not check today (see the report of the validate command).
+            // Plans whose sizes or operations break the contract.
             "below-min" => proposal.after.cpu_millicores = bounds.min_cpu_millicores / 2 + 1,
             "grows-on-scale-down" => {
                 proposal.after.cpu_millicores = proposal.before.cpu_millicores * 2;
