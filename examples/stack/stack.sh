@@ -8,6 +8,11 @@
 #   examples/stack/stack.sh backfill DIR [ID…]   # simulated history into both TSDBs (restarts
 #                                                # Prometheus); default: the targets setpoint.yaml declares
 #   examples/stack/stack.sh import DIR FILE.om   # your own OpenMetrics history into Prometheus
+#   examples/stack/stack.sh import-victoria DIR FILE.vm  # Prometheus text lines into VictoriaMetrics
+#
+# PROM_QUERY_TIMEOUT (default 2m) is Prometheus' own limit on one query's evaluation.
+# FLEET_SIZE=N makes backfill write a simulated fleet of N targets (every scenario in its
+# share) instead of the declared ones, e.g. for the observe benchmark.
 #   examples/stack/stack.sh stop DIR             # stop every process this script started, by PID
 #
 # Every listener is on 127.0.0.1 on a free port. DIR/setpoint-prometheus.yaml and
@@ -96,6 +101,7 @@ YAML
 start_prometheus() {
   prometheus --config.file="$dir/scrape.yml" --storage.tsdb.path="$dir/prometheus" \
     --storage.tsdb.retention.time=400d --web.listen-address="127.0.0.1:$PROM_PORT" \
+    --query.timeout="${PROM_QUERY_TIMEOUT:-2m}" \
     > "$dir/logs/prometheus.log" 2>&1 &
   started prometheus $!
   wait_for prometheus 30 curl -sf "http://127.0.0.1:$PROM_PORT/-/ready"
@@ -186,19 +192,36 @@ backfill() {
   # shellcheck disable=SC1091
   . "$dir/ports.env"
   [ -x "$setpoint" ] || die "no setpoint binary at $setpoint (cargo build -p setpoint, or set SETPOINT)"
-  local now targets=()
+  local now targets=() what
   now=${BACKFILL_END:-$(date -u +%Y-%m-%dT%H:00:00Z)}
-  [ $# -gt 0 ] || set -- "${scenario_targets[@]}"
-  for t in "$@"; do targets+=(--target "$t"); done
+  if [ -n "${FLEET_SIZE:-}" ]; then
+    targets=(--fleet-size "$FLEET_SIZE")
+    what="a simulated fleet of $FLEET_SIZE target(s)"
+  else
+    [ $# -gt 0 ] || set -- "${scenario_targets[@]}"
+    for t in "$@"; do targets+=(--target "$t"); done
+    what="$# target(s)"
+  fi
   "$setpoint" sim export --format openmetrics --now "$now" --out "$dir/backfill.om" "${targets[@]}"
-  "$setpoint" sim export --format victoria-metrics --now "$now" --out "$dir/backfill.vm" "${targets[@]}"
-
   import "$dir/backfill.om"
+  # The files of a large fleet run to gigabytes: each is removed once imported.
+  rm -f "$dir/backfill.om"
+  "$setpoint" sim export --format victoria-metrics --now "$now" --out "$dir/backfill.vm" "${targets[@]}"
+  import-victoria "$dir/backfill.vm"
+  rm -f "$dir/backfill.vm"
+  echo "stack: backfilled $what, history ending $now"
+}
 
-  curl -sf --data-binary @"$dir/backfill.vm" "http://127.0.0.1:$VM_PORT/api/v1/import/prometheus"
+import-victoria() { # Prometheus text lines (millisecond timestamps) into VictoriaMetrics
+  local file=$1
+  [ -f "$file" ] || die "no file $file"
+  # shellcheck disable=SC1091
+  . "$dir/ports.env"
+  # -T streams the file: --data-binary @file would hold all of it in memory first.
+  curl -sf -X POST -T "$file" "http://127.0.0.1:$VM_PORT/api/v1/import/prometheus" ||
+    die "VictoriaMetrics refused $file; see $dir/logs/victoria-metrics.log"
   curl -sf "http://127.0.0.1:$VM_PORT/internal/force_flush" >/dev/null
   curl -sf "http://127.0.0.1:$VM_PORT/internal/resetRollupResultCache" >/dev/null
-  echo "stack: backfilled $# target(s), history ending $now"
 }
 
 import() { # OpenMetrics file (timestamps in seconds, ending in # EOF) into Prometheus
@@ -207,8 +230,10 @@ import() { # OpenMetrics file (timestamps in seconds, ending in # EOF) into Prom
   # shellcheck disable=SC1091
   . "$dir/ports.env"
   # Blocks are written offline and picked up at start (retention counts from the newest block).
+  # promtool reads the whole file once per block: for a fleet of thousands, BLOCK_DURATION=1458h
+  # (its largest block size) makes that one or two passes instead of six.
   stop_one prometheus
-  promtool tsdb create-blocks-from openmetrics --max-block-duration=168h "$file" \
+  promtool tsdb create-blocks-from openmetrics --max-block-duration="${BLOCK_DURATION:-168h}" "$file" \
     "$dir/prometheus" > "$dir/logs/promtool.log" 2>&1 || die "promtool failed; see $dir/logs/promtool.log"
   start_prometheus
 }
@@ -249,9 +274,10 @@ stop() {
 command=${1:-}
 case "$command" in
   install) install ;;
-  start|backfill|import|stop)
+  start|backfill|import|import-victoria|stop)
     [ $# -ge 2 ] || die "usage: $0 $command DIR"
     [ "$command" != import ] || [ $# -eq 3 ] || die "usage: $0 import DIR FILE.om"
+    [ "$command" != import-victoria ] || [ $# -eq 3 ] || die "usage: $0 import-victoria DIR FILE.vm"
     mkdir -p "$2"; dir=$(cd "$2" && pwd); shift 2
     "$command" "$@" ;;
   *) sed -n '2,15p' "$0"; exit 2 ;;

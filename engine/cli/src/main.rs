@@ -123,6 +123,10 @@ struct SimExportArgs {
     /// Only this target (repeatable); default: the whole fleet.
     #[arg(long = "target", value_name = "ID")]
     targets: Vec<String>,
+    /// Simulate a fleet of this many targets instead of the quickstart's (each scenario keeps
+    /// its share; ids are numbered to match), e.g. to backfill a benchmark.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    fleet_size: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]
@@ -484,7 +488,11 @@ fn sim_export(args: &SimExportArgs) -> Result<ExitCode> {
         SimFormat::Openmetrics => ExportFormat::OpenMetrics,
         SimFormat::VictoriaMetrics => ExportFormat::VictoriaMetrics,
     };
-    let fleet = setpoint_runtime::builtin_fleet(args.seed, "postgres")?;
+    let fleet = setpoint_runtime::builtin_fleet_sized(
+        args.seed,
+        "postgres",
+        args.fleet_size.map(|n| n as usize),
+    )?;
     let stats = if args.out.as_os_str() == "-" {
         let stdout = std::io::stdout();
         let mut writer = std::io::BufWriter::new(stdout.lock());

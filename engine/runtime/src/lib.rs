@@ -298,6 +298,12 @@ impl Runtime {
 /// The simulated fleet of a bundled plugin's scenarios (`postgres`, …), as the quickstart runs
 /// it; for `setpoint sim export`, tests and benchmarks.
 pub fn builtin_fleet(seed: u64, plugin: &str) -> Result<SimulatedFleet> {
+    builtin_fleet_sized(seed, plugin, None)
+}
+
+/// [`builtin_fleet`] with `size` targets instead of the scenarios' own counts (each scenario
+/// keeps its share, at least one target), for backfilling and benchmarking large fleets.
+pub fn builtin_fleet_sized(seed: u64, plugin: &str, size: Option<usize>) -> Result<SimulatedFleet> {
     let plugin_error = |message: String| RuntimeError::Plugin {
         loop_name: "-".to_string(),
         message,
@@ -312,7 +318,10 @@ pub fn builtin_fleet(seed: u64, plugin: &str) -> Result<SimulatedFleet> {
     let loaded = host
         .load(&format!("builtin:{plugin}"), bytes)
         .map_err(|e| plugin_error(e.to_string()))?;
-    Ok(SimulatedFleet::new(seed, loaded.descriptor()))
+    Ok(match size {
+        Some(size) => SimulatedFleet::sized(seed, loaded.descriptor(), size),
+        None => SimulatedFleet::new(seed, loaded.descriptor()),
+    })
 }
 
 /// The fleet of the bundled plugin for `technology`, if setpoint bundles one.
