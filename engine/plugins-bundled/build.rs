@@ -3,8 +3,16 @@
 use std::path::PathBuf;
 
 /// (package, directory relative to the workspace root, name under `builtin:`)
-const PLUGINS: &[(&str, &str, &str)] =
-    &[("setpoint-plugin-postgres", "plugins/postgres", "postgres")];
+const PLUGINS: &[(&str, &str, &str)] = &[
+    ("setpoint-plugin-postgres", "plugins/postgres", "postgres"),
+    ("setpoint-plugin-redis", "plugins/redis", "redis"),
+    ("setpoint-plugin-kafka", "plugins/kafka", "kafka"),
+    (
+        "setpoint-plugin-elasticsearch",
+        "plugins/elasticsearch",
+        "elasticsearch",
+    ),
+];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());

@@ -21,7 +21,9 @@
 //! and builds it with `cargo build --target wasm32-unknown-unknown` followed by componentizing
 //! (setpoint's build does both for the bundled plugins). The SDK also carries what every adapter
 //! needs and none should rewrite: weekly aggregation of samples with data coverage
-//! ([`weekly`]), and a panic hook that reports a plugin's panic message to the host (a plugin
+//! ([`weekly`]), the weekly fingerprint built from declared metrics ([`fingerprint`]), a
+//! ladder of standard sizes with bounds ([`size`]), proposal building ([`proposal`]),
+//! simulator scenarios ([`scenario`]), and a panic hook that reports a plugin's panic message to the host (a plugin
 //! has no stderr).
 
 extern crate self as setpoint_sdk;
@@ -39,7 +41,10 @@ pub mod bindings {
     });
 }
 
+pub mod fingerprint;
+pub mod proposal;
 pub mod scenario;
+pub mod size;
 pub mod weekly;
 
 #[doc(hidden)]

@@ -185,12 +185,25 @@ fn the_runtime_keeps_compiled_plugins_in_the_state_directory() {
     setpoint_runtime::Runtime::new(config.clone()).unwrap();
     let cache = CompileCache::new(config.plugin_cache_dir());
     assert_eq!(cache.dir(), dir.path().join("state").join("plugin-cache"));
-    let entry = entry(&cache);
-    let written = std::fs::metadata(&entry).unwrap().modified().unwrap();
-    // A second start reads it rather than writing it again.
-    setpoint_runtime::Runtime::new(config).unwrap();
+    // One compiled entry per bundled plugin: the quickstart runs them all.
+    let mut stored = entries(&cache);
+    stored.sort();
     assert_eq!(
-        std::fs::metadata(&entry).unwrap().modified().unwrap(),
-        written
+        stored.len(),
+        setpoint_plugins_bundled::all().len(),
+        "{stored:?}"
     );
+    let modified = |paths: &[std::path::PathBuf]| -> Vec<std::time::SystemTime> {
+        paths
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().modified().unwrap())
+            .collect()
+    };
+    let written = modified(&stored);
+    // A second start reads them rather than writing them again.
+    setpoint_runtime::Runtime::new(config).unwrap();
+    let mut again = entries(&cache);
+    again.sort();
+    assert_eq!(again, stored);
+    assert_eq!(modified(&again), written);
 }

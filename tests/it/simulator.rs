@@ -98,6 +98,49 @@ fn the_quickstart_fleet_has_every_scenario_and_at_least_fifty_targets() {
     }
 }
 
+#[test]
+fn every_bundled_technology_has_a_fleet_of_its_own() {
+    for (plugin, count, prefixes) in [
+        (
+            "redis",
+            20,
+            &[
+                "redis-idle",
+                "redis-steady",
+                "redis-evicting",
+                "redis-hot",
+                "redis-clients",
+            ][..],
+        ),
+        (
+            "kafka",
+            15,
+            &["kafka-idle", "kafka-urp", "kafka-steady", "kafka-lagging"][..],
+        ),
+        (
+            "elasticsearch",
+            15,
+            &["es-idle", "es-unassigned", "es-steady", "es-search"][..],
+        ),
+    ] {
+        let fleet = setpoint_runtime::builtin_fleet(42, plugin).unwrap();
+        assert_eq!(fleet.targets().len(), count, "{plugin}");
+        for prefix in prefixes {
+            assert!(
+                fleet.scenario_of(&format!("{prefix}-01")).is_some(),
+                "{prefix}"
+            );
+        }
+        for target in fleet.targets() {
+            assert_eq!(target.technology, plugin);
+            if plugin != "redis" {
+                // Clusters: brokers and data nodes are replicas.
+                assert!(target.resources.replicas >= 4, "{}", target.id);
+            }
+        }
+    }
+}
+
 /// The canonical (`-01`) weekly means W-4..W-1, in percent, per scenario and metric.
 const CANONICAL: [(&str, &str, [f64; 4]); 20] = [
     ("pg-reporting-01", "cpu", [11.0, 9.0, 13.0, 10.0]),

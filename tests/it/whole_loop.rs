@@ -19,11 +19,25 @@ fn quickstart(state: &Path) -> Config {
     }
 }
 
-async fn run_once(config: Config, at: DateTime<Utc>) -> CycleReport {
+/// The quickstart's loops, one per bundled technology, in this order.
+const QUICKSTART_LOOPS: [(&str, &str); 4] = [
+    ("weekly-rightsizing", "postgres"),
+    ("redis-rightsizing", "redis"),
+    ("kafka-rightsizing", "kafka"),
+    ("elasticsearch-rightsizing", "elasticsearch"),
+];
+
+async fn run_all(config: Config, at: DateTime<Utc>) -> Vec<CycleReport> {
     let runtime = Runtime::new(config).unwrap();
-    let mut reports = runtime.run_once(at, None, &Shutdown::new()).await.unwrap();
-    assert_eq!(reports.len(), 1);
-    reports.remove(0)
+    let reports = runtime.run_once(at, None, &Shutdown::new()).await.unwrap();
+    let names: Vec<&str> = reports.iter().map(|r| r.loop_name.as_str()).collect();
+    assert_eq!(names, QUICKSTART_LOOPS.map(|(name, _)| name));
+    reports
+}
+
+/// The PostgreSQL loop's report.
+async fn run_once(config: Config, at: DateTime<Utc>) -> CycleReport {
+    run_all(config, at).await.remove(0)
 }
 
 fn row<'a>(report: &'a CycleReport, target: &str) -> &'a TargetRow {
@@ -84,6 +98,154 @@ async fn quickstart_classifies_proposes_and_gates_every_action() {
             assert_ne!(r.class, Some(Class::ScaleDown));
         }
     }
+}
+
+/// Classes per scenario (target id prefix) in the quickstart, for every technology.
+const INTENDED: [(&str, Class, usize); 20] = [
+    ("pg-reporting-", Class::ScaleDown, 10),
+    ("pg-transactional-", Class::Remain, 8),
+    ("pg-steady-", Class::Remain, 14),
+    ("pg-spiky-", Class::Remain, 8),
+    ("pg-saturated-", Class::ScaleUp, 5),
+    ("pg-connections-", Class::ScaleUp, 5),
+    ("pg-gap-", Class::Remain, 4),
+    ("redis-idle-", Class::ScaleDown, 5),
+    ("redis-steady-", Class::Remain, 6),
+    ("redis-evicting-", Class::Remain, 3),
+    ("redis-hot-", Class::ScaleUp, 3),
+    ("redis-clients-", Class::ScaleUp, 3),
+    ("kafka-idle-", Class::ScaleDown, 4),
+    ("kafka-urp-", Class::ScaleDown, 3),
+    ("kafka-steady-", Class::Remain, 5),
+    ("kafka-lagging-", Class::ScaleUp, 3),
+    ("es-idle-", Class::ScaleDown, 4),
+    ("es-unassigned-", Class::ScaleDown, 3),
+    ("es-steady-", Class::Remain, 5),
+    ("es-search-", Class::ScaleUp, 3),
+];
+
+fn class_counts(report: &CycleReport) -> [usize; 3] {
+    let count = |class| {
+        report
+            .rows
+            .iter()
+            .filter(|r| r.class == Some(class))
+            .count()
+    };
+    [
+        count(Class::Remain),
+        count(Class::ScaleDown),
+        count(Class::ScaleUp),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quickstart_shows_every_technology_classified_as_intended() {
+    let state = tempfile::tempdir().unwrap();
+    let reports = run_all(quickstart(state.path()), now()).await;
+    for (report, (_, technology)) in reports.iter().zip(QUICKSTART_LOOPS) {
+        assert_eq!(report.failed(), 0, "{technology}: {:#?}", report.rows);
+        assert!(report.rows.iter().all(|r| r.technology == technology));
+    }
+    // (targets, [remain, scale_down, scale_up]) per technology; PostgreSQL's are the
+    // quickstart's long-standing figures.
+    let figures: Vec<(usize, [usize; 3])> = reports
+        .iter()
+        .map(|r| (r.rows.len(), class_counts(r)))
+        .collect();
+    assert_eq!(
+        figures,
+        vec![
+            (54, [34, 10, 10]),
+            (20, [9, 5, 6]),
+            (15, [5, 7, 3]),
+            (15, [5, 7, 3]),
+        ]
+    );
+    let rows: Vec<&TargetRow> = reports.iter().flat_map(|r| &r.rows).collect();
+    for (prefix, class, count) in INTENDED {
+        let matching: Vec<&&TargetRow> = rows
+            .iter()
+            .filter(|r| r.target.starts_with(prefix))
+            .collect();
+        assert_eq!(matching.len(), count, "{prefix}");
+        for r in matching {
+            assert_eq!(r.class, Some(class), "{r:#?}");
+        }
+    }
+
+    let pg = row(&reports[0], "pg-reporting-01");
+    assert_eq!(
+        pg.change.as_deref(),
+        Some("8 vCPU / 32 GiB → 4 vCPU / 16 GiB, shared_buffers 8GB → 4GB")
+    );
+    assert_eq!(
+        row(&reports[1], "redis-idle-01").change.as_deref(),
+        Some("4 vCPU / 16 GiB → 2 vCPU / 8 GiB, maxmemory 11468mb → 5734mb")
+    );
+    assert_eq!(
+        row(&reports[2], "kafka-idle-01").change.as_deref(),
+        Some("6 brokers → 5 brokers")
+    );
+    assert_eq!(
+        row(&reports[3], "es-search-01").change.as_deref(),
+        Some("5 data nodes → 6 data nodes")
+    );
+    // Idle but unsafe to shrink: classified scale_down, nothing proposed to do it.
+    for prefix in ["redis-evicting-", "kafka-urp-", "es-unassigned-"] {
+        for r in rows.iter().filter(|r| r.target.starts_with(prefix)) {
+            assert_eq!(r.change, None, "{r:#?}");
+            assert_ne!(r.verdict, Some(Verdict::Act), "{r:#?}");
+        }
+    }
+}
+
+/// Kafka never scales in with under-replicated partitions in the window, Elasticsearch never
+/// with unassigned shards, Redis never while evicting: checked on every proposal the plugins
+/// made, from the journal, against the features they were given.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_scale_in_is_ever_proposed_against_the_guards() {
+    let state = tempfile::tempdir().unwrap();
+    let reports = run_all(quickstart(state.path()), now()).await;
+    let store = setpoint_state::Store::open(state.path()).unwrap();
+    let mut guarded = 0;
+    for (report, family) in [
+        (&reports[1], "evictions"),
+        (&reports[2], "under_replicated"),
+        (&reports[3], "unassigned"),
+    ] {
+        for r in &report.rows {
+            let entry = store.entries(&r.target).unwrap().pop().unwrap();
+            let worst = entry
+                .features
+                .features
+                .iter()
+                .filter(|f| f.name.starts_with(&format!("{family}_w")))
+                .map(|f| f.value.unwrap_or(f64::INFINITY))
+                .fold(0.0, f64::max);
+            let scale_in = entry
+                .proposals
+                .iter()
+                .any(|p| p.action == ActionKind::ScaleDown);
+            if worst > 0.0 {
+                guarded += 1;
+                assert!(
+                    !scale_in,
+                    "{}: {family} {worst}: {:#?}",
+                    r.target, entry.proposals
+                );
+            }
+        }
+    }
+    // The evicting, under-replicated and unassigned-shards scenarios.
+    assert_eq!(guarded, 9);
+    // And where the guards are clear, scale-in is proposed.
+    let idle = store.entries("kafka-idle-01").unwrap().pop().unwrap();
+    assert!(
+        idle.proposals
+            .iter()
+            .any(|p| p.action == ActionKind::ScaleDown)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

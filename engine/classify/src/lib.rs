@@ -80,6 +80,8 @@ impl Thresholds {
 /// The bootstrap heuristics of the design, evaluated in this order:
 ///
 /// 1. any CPU, memory or connection week missing → `remain` (`insufficient_data`);
+///    connections count only for technologies whose plugin declares them (`connections_w*` in
+///    the vector): a Kafka or Elasticsearch cluster has no connection limit to saturate;
 /// 2. CPU above the scale-up threshold in all weeks (`cpu_saturated`), or connections at or
 ///    above their threshold in any week (`connection_pressure`) → `scale_up`;
 /// 3. CPU and memory below their scale-down thresholds in all weeks → `scale_down`
@@ -218,16 +220,34 @@ impl Classifier for BootstrapHeuristics {
             }
             (values.len() == names.len()).then_some(Weeks { names, values })
         };
+        // A plugin declares every feature of its schema, missing ones with no value; so a
+        // family absent by name is not part of the technology. An empty vector is no data.
+        let connection_names = self.names("connections");
+        let declares_connections = features.features.is_empty()
+            || features
+                .features
+                .iter()
+                .any(|f| connection_names.contains(&f.name));
         let cpu = weeks("cpu");
         let memory = weeks("memory");
-        let connections = weeks("connections");
+        let connections = if declares_connections {
+            weeks("connections").map(Some)
+        } else {
+            Some(None)
+        };
         let (Some(cpu), Some(memory), Some(connections)) = (cpu, memory, connections) else {
-            let wanted = 3 * self.weeks as usize;
+            let families = if declares_connections { 3 } else { 2 };
+            let wanted = families * self.weeks as usize;
             let present = wanted.saturating_sub(missing.len());
             let coverage = present as f64 / wanted as f64;
             let rule = format!(
-                "insufficient data: {} of {wanted} weekly CPU/memory/connection features missing ({}); never scale on missing data",
+                "insufficient data: {} of {wanted} weekly {} features missing ({}); never scale on missing data",
                 missing.len(),
+                if declares_connections {
+                    "CPU/memory/connection"
+                } else {
+                    "CPU/memory"
+                },
                 missing
                     .iter()
                     .map(|e| e.feature.as_str())
@@ -266,12 +286,11 @@ impl Classifier for BootstrapHeuristics {
             );
         }
         let pressured: Vec<f64> = connections
-            .values
             .iter()
-            .copied()
+            .flat_map(|c| c.values.iter().copied())
             .filter(|&v| v >= t.scale_up_connections_at_least)
             .collect();
-        if !pressured.is_empty() {
+        if let Some(connections) = connections.as_ref().filter(|_| !pressured.is_empty()) {
             let room = (1.0 - t.scale_up_connections_at_least).max(f64::EPSILON);
             let margin = mean_margin(&pressured, |v| {
                 // At the threshold already means pressure; more weeks and more headroom used
@@ -349,22 +368,30 @@ impl Classifier for BootstrapHeuristics {
                 pct(t.scale_down_memory_below)
             )
         };
+        let connections_clause = match &connections {
+            Some(c) => format!(
+                ", connections peak {} < {}",
+                pct(c.max()),
+                pct(t.scale_up_connections_at_least)
+            ),
+            None => String::new(),
+        };
         let rule = format!(
-            "no bootstrap threshold crossed: CPU above {} in {hot_weeks} of {} weeks (max {}), connections peak {} < {}, too busy to scale down ({why_not_down})",
+            "no bootstrap threshold crossed: CPU above {} in {hot_weeks} of {} weeks (max {}){connections_clause}, too busy to scale down ({why_not_down})",
             pct(t.scale_up_cpu_above),
             self.weeks,
             pct(cpu.max()),
-            pct(connections.max()),
-            pct(t.scale_up_connections_at_least),
         );
         let mut evidence = cpu.evidence(&format!("<= {:.2}", t.scale_up_cpu_above), |v| {
             v <= t.scale_up_cpu_above
         });
-        evidence.extend(
-            connections.evidence(&format!("< {:.2}", t.scale_up_connections_at_least), |v| {
-                v < t.scale_up_connections_at_least
-            }),
-        );
+        if let Some(connections) = &connections {
+            evidence.extend(
+                connections.evidence(&format!("< {:.2}", t.scale_up_connections_at_least), |v| {
+                    v < t.scale_up_connections_at_least
+                }),
+            );
+        }
         evidence.extend(
             memory.evidence(&format!("< {:.2}", t.scale_down_memory_below), |v| {
                 v < t.scale_down_memory_below
@@ -644,6 +671,50 @@ mod tests {
         assert_eq!(nothing.class, Class::Remain);
         assert_eq!(nothing.explanation.code, "insufficient_data");
         assert_eq!(nothing.explanation.evidence.len(), 12);
+    }
+
+    /// Kafka and Elasticsearch declare no connection limit: CPU and memory decide alone, and
+    /// a missing CPU or memory week still means remain.
+    #[test]
+    fn technologies_without_connections_classify_on_cpu_and_memory() {
+        let vector = |cpu: [Option<f64>; 4], memory: [f64; 4]| {
+            let mut out = Vec::new();
+            for (metric, values) in [("cpu", cpu), ("memory", memory.map(Some))] {
+                for (i, value) in values.iter().enumerate() {
+                    out.push(Feature {
+                        name: format!("{metric}_w{}", 4 - i),
+                        value: *value,
+                        coverage: if value.is_some() { 1.0 } else { 0.0 },
+                    });
+                }
+            }
+            out.push(Feature {
+                name: "lag_w1".into(),
+                value: Some(1e6),
+                coverage: 1.0,
+            });
+            FeatureVector { features: out }
+        };
+        let classifier = BootstrapHeuristics::new(Thresholds::default());
+        let idle = classifier.classify(&vector(s([0.1; 4]), [0.4; 4]));
+        assert_eq!(idle.class, Class::ScaleDown);
+        let hot = classifier.classify(&vector(s([0.9; 4]), [0.7; 4]));
+        assert_eq!(hot.class, Class::ScaleUp);
+        let mid = classifier.classify(&vector(s([0.5; 4]), [0.7; 4]));
+        assert_eq!(mid.class, Class::Remain);
+        assert!(
+            !mid.explanation.rule.contains("connections"),
+            "{}",
+            mid.explanation.rule
+        );
+        let gap = classifier.classify(&vector([Some(0.1), None, Some(0.1), Some(0.1)], [0.4; 4]));
+        assert_eq!(gap.class, Class::Remain);
+        assert_eq!(gap.explanation.code, "insufficient_data");
+        assert!(
+            gap.explanation.rule.contains("1 of 8"),
+            "{}",
+            gap.explanation.rule
+        );
     }
 
     #[test]

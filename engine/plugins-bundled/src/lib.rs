@@ -9,11 +9,33 @@ pub fn postgres() -> &'static [u8] {
     include_bytes!(env!("SETPOINT_PLUGIN_POSTGRES"))
 }
 
-/// Every bundled plugin, by name.
+/// The Redis adapter component.
+pub fn redis() -> &'static [u8] {
+    include_bytes!(env!("SETPOINT_PLUGIN_REDIS"))
+}
+
+/// The Kafka adapter component.
+pub fn kafka() -> &'static [u8] {
+    include_bytes!(env!("SETPOINT_PLUGIN_KAFKA"))
+}
+
+/// The Elasticsearch adapter component.
+pub fn elasticsearch() -> &'static [u8] {
+    include_bytes!(env!("SETPOINT_PLUGIN_ELASTICSEARCH"))
+}
+
+/// Every bundled plugin, by name; the quickstart runs one loop per entry, in this order.
 pub fn all() -> &'static [(&'static str, &'static [u8])] {
     static ALL: std::sync::OnceLock<Vec<(&'static str, &'static [u8])>> =
         std::sync::OnceLock::new();
-    ALL.get_or_init(|| vec![("postgres", postgres())])
+    ALL.get_or_init(|| {
+        vec![
+            ("postgres", postgres()),
+            ("redis", redis()),
+            ("kafka", kafka()),
+            ("elasticsearch", elasticsearch()),
+        ]
+    })
 }
 
 #[cfg(test)]

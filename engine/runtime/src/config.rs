@@ -3,8 +3,8 @@
 //! Parsing is strict — unknown keys are rejected and every value is checked as it is read — so a
 //! typo never silently turns into a default. Errors carry the path of the offending value
 //! (`loops[1].schedule`) and the file position the YAML parser reached. With no file at all the
-//! defaults describe the quickstart: one weekly loop over the embedded simulated fleet, with the
-//! bundled PostgreSQL plugin and policies, in dry-run.
+//! defaults describe the quickstart: one weekly loop per bundled plugin (PostgreSQL, Redis, Kafka,
+//! Elasticsearch) over the embedded simulated fleet, with the bundled policies, in dry-run.
 
 use std::collections::BTreeSet;
 use std::fmt;

@@ -1,62 +1,62 @@
 //! The PostgreSQL adapter.
 //!
 //! Observes host CPU, memory, disk busy time and active connections; computes the 16-feature
-//! weekly fingerprint (four metrics × weeks W-4..W-1); proposes one step down (half) and one step
-//! up (double) that keep the instance shape's memory per vCPU, and moves the memory-bound
-//! parameters with the size — `shared_buffers` at 25 % and `effective_cache_size` at 75 % of
-//! memory, `max_connections` up by half under connection pressure — because resizing a
-//! PostgreSQL container without its configuration changes nothing the database can use.
+//! weekly fingerprint (four metrics × weeks W-4..W-1); proposes one step down and one step up
+//! the SDK's standard size ladder (half and double, keeping the instance shape's memory per
+//! vCPU), and moves the memory-bound parameters with the size — `shared_buffers` at 25 % and
+//! `effective_cache_size` at 75 % of memory, `work_mem` (when set) from the memory per
+//! connection within 4MB..256MB, `max_connections` up by half under connection pressure and
+//! never below the connections in use at the window's peak — because resizing a PostgreSQL
+//! container without its configuration changes nothing the database can use.
 
+use setpoint_sdk::fingerprint::{self, MetricDef};
+use setpoint_sdk::proposal::{ProposalBuilder, parameter};
 use setpoint_sdk::scenario::{Vary, flat, ratio};
+use setpoint_sdk::size::{GIB, MIB, SizeLadder, config_size};
 use setpoint_sdk::types::{
-    ActionKind, Aggregation, Bounds, Class, Descriptor, Feature, FeatureSpec, MetricSpec,
-    Operation, ParameterOp, PluginError, Proposal, ProposeRequest, ResizeOp, Resources, RestartOp,
-    Risk, Scenario, Series, Target, Window,
+    ActionKind, Bounds, Class, Descriptor, Feature, PluginError, Proposal, ProposeRequest,
+    Resources, Scenario, Series, Target, Window,
 };
-use setpoint_sdk::weekly::{MIN_COVERAGE, weekly, weekly_series};
 use setpoint_sdk::{ABI_VERSION, Adapter, error};
 
-/// The metrics, by name, with their PromQL (ratios 0..=1, one series per `instance`).
-const METRICS: [(&str, &str, &str); 4] = [
-    (
+/// The metrics (ratios 0..=1, one series per `instance`).
+const METRICS: [MetricDef; 4] = [
+    MetricDef::ratio(
         "cpu",
         r#"1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[5m]))"#,
         "host CPU utilisation",
     ),
-    (
+    MetricDef::ratio(
         "memory",
         "1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes",
         "host memory utilisation",
     ),
-    (
+    MetricDef::ratio(
         "connections",
         r#"sum by (instance) (pg_stat_activity_count{state="active"}) / on (instance) pg_settings_max_connections"#,
         "active connections as a share of max_connections",
     ),
-    (
+    MetricDef::ratio(
         "iops",
         "max by (instance) (rate(node_disk_io_time_seconds_total[5m]))",
         "busy fraction of the busiest disk",
     ),
 ];
 
-/// Weeks in the fingerprint.
-const WEEKS: u32 = 4;
-
 /// Connection share from which a scale-up also raises `max_connections`.
 const CONNECTION_PRESSURE: f64 = 0.95;
 
-const GIB: u64 = 1024 * 1024 * 1024;
-const MIB: u64 = 1024 * 1024;
+/// Bounds of `work_mem`: below 4 MB sorts spill to disk for trivial queries; above 256 MB a
+/// burst of parallel sorts can exhaust the node whatever its size.
+const WORK_MEM_MIN: u64 = 4 * MIB;
+const WORK_MEM_MAX: u64 = 256 * MIB;
 
 /// The PostgreSQL adapter.
 pub struct Postgres;
 
+#[cfg(test)]
 fn feature_names() -> Vec<String> {
-    METRICS
-        .iter()
-        .flat_map(|(metric, _, _)| (1..=WEEKS).rev().map(move |w| format!("{metric}_w{w}")))
-        .collect()
+    fingerprint::feature_names(&METRICS)
 }
 
 impl Adapter for Postgres {
@@ -66,25 +66,8 @@ impl Adapter for Postgres {
             version: env!("CARGO_PKG_VERSION").to_string(),
             technology: "postgres".to_string(),
             abi_version: ABI_VERSION.to_string(),
-            metrics: METRICS
-                .iter()
-                .map(|(name, query, description)| MetricSpec {
-                    name: name.to_string(),
-                    query: query.to_string(),
-                    aggregation: Aggregation::Mean,
-                    unit: "ratio".to_string(),
-                    description: description.to_string(),
-                })
-                .collect(),
-            features: METRICS
-                .iter()
-                .flat_map(|(metric, _, description)| {
-                    (1..=WEEKS).rev().map(move |w| FeatureSpec {
-                        name: format!("{metric}_w{w}"),
-                        description: format!("weekly mean of {description}, week W-{w}"),
-                    })
-                })
-                .collect(),
+            metrics: fingerprint::metric_specs(&METRICS),
+            features: fingerprint::feature_specs(&METRICS),
             actions: vec![ActionKind::ScaleDown, ActionKind::ScaleUp],
             scenarios: scenarios(),
         }
@@ -95,37 +78,7 @@ impl Adapter for Postgres {
         window: Window,
         series: Vec<Series>,
     ) -> Result<Vec<Feature>, PluginError> {
-        if window.end_ms <= window.start_ms || window.step_seconds == 0 {
-            return Err(error(
-                "invalid_window",
-                format!("target {}: empty window or zero step", target.id),
-            ));
-        }
-        let window = Window {
-            weeks: WEEKS,
-            ..window
-        };
-        let mut out = Vec::with_capacity(METRICS.len() * WEEKS as usize);
-        for (metric, _, _) in METRICS {
-            let stats = match series.iter().find(|s| s.metric == metric) {
-                Some(s) => weekly_series(&window, s, Aggregation::Mean, MIN_COVERAGE)
-                    .map_err(|message| error("malformed_series", message))?,
-                // No series at all: every week missing, visibly.
-                None => weekly(&window, &[], &[], Aggregation::Mean, MIN_COVERAGE),
-            };
-            for (i, stat) in stats.iter().enumerate() {
-                out.push(Feature {
-                    name: format!("{metric}_w{}", WEEKS as usize - i),
-                    value: stat.value,
-                    coverage: stat.coverage,
-                });
-            }
-        }
-        debug_assert_eq!(
-            out.iter().map(|f| f.name.clone()).collect::<Vec<_>>(),
-            feature_names()
-        );
-        Ok(out)
+        fingerprint::weekly_features(&target.id, window, &series, &METRICS)
     }
 
     fn propose(request: ProposeRequest) -> Result<Vec<Proposal>, PluginError> {
@@ -139,14 +92,13 @@ impl Adapter for Postgres {
                 ),
             ));
         }
-        let connections_w1 = request
-            .features
-            .iter()
-            .find(|f| f.name == "connections_w1")
-            .and_then(|f| f.value);
+        let connections = Connections {
+            last_week: fingerprint::value(&request.features, "connections_w1"),
+            peak: fingerprint::peak(&request.features, "connections"),
+        };
         let mut out = Vec::new();
         for action in [ActionKind::ScaleDown, ActionKind::ScaleUp] {
-            if let Some(p) = plan(action, current, &request.bounds, connections_w1) {
+            if let Some(p) = plan(action, current, &request.bounds, connections) {
                 out.push(p);
             }
         }
@@ -158,143 +110,91 @@ impl Adapter for Postgres {
     }
 }
 
-/// Sizes one step in `action`'s direction, clamped to `bounds`; `None` when the clamp leaves
-/// the size unchanged (nothing feasible that way).
+/// Active connections as a share of `max_connections`, from the features.
+#[derive(Debug, Clone, Copy)]
+struct Connections {
+    /// Last week's mean.
+    last_week: Option<f64>,
+    /// The highest weekly mean in the window.
+    peak: Option<f64>,
+}
+
+/// Sizes one step along the standard ladder in `action`'s direction, clamped to `bounds`;
+/// `None` when the clamp leaves the size unchanged (nothing feasible that way).
 fn plan(
     action: ActionKind,
     current: &Resources,
     bounds: &Bounds,
-    connections_w1: Option<f64>,
+    connections: Connections,
 ) -> Option<Proposal> {
-    let mut notes = Vec::new();
-    let (cpu, memory) = match action {
-        ActionKind::ScaleDown => (current.cpu_millicores / 2, current.memory_bytes / 2),
-        ActionKind::ScaleUp => (
-            current.cpu_millicores.saturating_mul(2),
-            current.memory_bytes.saturating_mul(2),
-        ),
-    };
-    let cpu = clamp(
-        cpu,
-        bounds.min_cpu_millicores,
-        bounds.max_cpu_millicores,
-        "CPU",
-        &mut notes,
-        |v| format!("{} vCPU", trim(v as f64 / 1000.0)),
-    );
-    let memory = clamp(
-        memory,
-        bounds.min_memory_bytes,
-        bounds.max_memory_bytes,
-        "memory",
-        &mut notes,
-        format_bytes,
-    );
-    if cpu == current.cpu_millicores && memory == current.memory_bytes {
-        return None;
+    let step = SizeLadder::standard().step(current, action, bounds)?;
+    let memory = step.memory_bytes;
+    let mut plan = ProposalBuilder::new(action, current);
+    plan.resize(step.cpu_millicores, memory);
+    for note in &step.notes {
+        plan.note(note.clone());
     }
-    let mut after = Resources {
-        cpu_millicores: cpu,
-        memory_bytes: memory,
-        replicas: current.replicas,
-        parameters: current.parameters.clone(),
-    };
-    let mut operations = vec![Operation::Resize(ResizeOp {
-        cpu_millicores: cpu,
-        memory_bytes: memory,
-    })];
-    let mut changes = Vec::new();
-    let mut needs_restart = false;
-    let mut set = |name: &str, value: String, restart: bool, after: &mut Resources| {
-        let before = param(current, name);
-        if before.as_deref() == Some(value.as_str()) {
-            return;
-        }
-        changes.push(format!(
-            "{name} {} → {value}",
-            before.as_deref().unwrap_or("unset")
-        ));
-        set_param(after, name, &value);
-        operations.push(Operation::SetParameter(ParameterOp {
-            name: name.to_string(),
-            value,
-            requires_restart: restart,
-        }));
-        if restart {
-            needs_restart = true;
-        }
-    };
-    set("shared_buffers", pg_size(memory / 4), true, &mut after);
-    if param(current, "effective_cache_size").is_some() {
-        set(
-            "effective_cache_size",
-            pg_size(memory / 4 * 3),
-            false,
-            &mut after,
-        );
+    plan.set_parameter("shared_buffers", &pg_size(memory / 4), true);
+    if parameter(current, "effective_cache_size").is_some() {
+        // A planner hint: it would crowd the one-line summary.
+        plan.set_parameter_quietly("effective_cache_size", &pg_size(memory / 4 * 3), false);
     }
-    if action == ActionKind::ScaleUp
-        && connections_w1.is_some_and(|c| c >= CONNECTION_PRESSURE)
-        && let Some(max) = param(current, "max_connections").and_then(|v| v.parse::<u64>().ok())
+    let max_connections =
+        parameter(current, "max_connections").and_then(|v| v.trim().parse::<u64>().ok());
+    let mut new_max_connections = max_connections;
+    if let Some(max) = max_connections {
+        let mut proposed = max;
+        if action == ActionKind::ScaleUp
+            && connections
+                .last_week
+                .is_some_and(|c| c >= CONNECTION_PRESSURE)
+        {
+            proposed = max + max / 2;
+            plan.note(format!(
+                "active connections at {:.0} % of max_connections last week",
+                connections.last_week.unwrap_or_default() * 100.0
+            ));
+        }
+        // Never below the connections already in use at the window's busiest week.
+        let in_use = connections
+            .peak
+            .map(|c| (c * max as f64).ceil() as u64)
+            .unwrap_or(0);
+        if proposed < in_use {
+            plan.note(format!(
+                "max_connections held at the {in_use} connections in use at the window's peak"
+            ));
+            proposed = in_use;
+        }
+        plan.set_parameter("max_connections", &proposed.to_string(), true);
+        new_max_connections = Some(proposed);
+    }
+    if parameter(current, "work_mem").is_some()
+        && let Some(max) = new_max_connections.filter(|&m| m > 0)
     {
-        set(
-            "max_connections",
-            (max + max / 2).to_string(),
-            true,
-            &mut after,
-        );
-        notes.push(format!(
-            "active connections at {:.0} % of max_connections last week",
-            connections_w1.unwrap_or_default() * 100.0
-        ));
+        plan.set_parameter_quietly("work_mem", &work_mem(memory, max), false);
     }
-    if needs_restart {
-        operations.push(Operation::Restart(RestartOp {
-            reason: "shared_buffers and max_connections take effect only after a restart"
-                .to_string(),
-        }));
+    if plan.restart_needed() {
+        plan.restart("shared_buffers and max_connections take effect only after a restart");
     }
-    // Only the parameters that change are named; effective_cache_size is a planner hint and
-    // would crowd the one-line summary.
-    let summary_changes: Vec<&String> = changes
-        .iter()
-        .filter(|c| !c.starts_with("effective_cache_size"))
-        .collect();
-    let mut summary = format!(
-        "{} / {} → {} / {}",
-        format_cpu(current.cpu_millicores),
-        format_bytes(current.memory_bytes),
-        format_cpu(cpu),
-        format_bytes(memory)
-    );
-    for c in summary_changes {
-        summary.push_str(", ");
-        summary.push_str(c);
-    }
-    let step = match action {
-        ActionKind::ScaleDown => "one step down: half the CPU and memory",
-        ActionKind::ScaleUp => "one step up: double the CPU and memory",
-    };
-    let mut rationale = format!(
-        "{step}, keeping the instance shape's memory per vCPU; shared_buffers at 25 % and effective_cache_size at 75 % of memory"
-    );
-    for note in notes {
-        rationale.push_str("; ");
-        rationale.push_str(&note);
-    }
-    Some(Proposal {
-        action,
-        summary,
-        before: current.clone(),
-        after,
-        operations,
-        risk: if needs_restart {
-            Risk::Medium
+    let rationale = format!(
+        "{}, keeping the instance shape's memory per vCPU; shared_buffers at 25 % and effective_cache_size at 75 % of memory{}",
+        step.description,
+        if parameter(current, "work_mem").is_some() {
+            "; work_mem at a quarter of memory shared by max_connections, within 4MB..256MB"
         } else {
-            Risk::Low
-        },
-        rationale,
-    })
+            ""
+        }
+    );
+    Some(plan.build(&rationale))
+}
+
+/// `work_mem` for a node: a quarter of its memory shared by `max_connections` (each connection
+/// may sort or hash at least once at a time), within [`WORK_MEM_MIN`]..[`WORK_MEM_MAX`], in
+/// whole megabytes.
+fn work_mem(memory_bytes: u64, max_connections: u64) -> String {
+    let share = (memory_bytes / 4 / max_connections).clamp(WORK_MEM_MIN, WORK_MEM_MAX);
+    format!("{}MB", share / MIB)
 }
 
 /// An instance size with the parameters that follow it.
@@ -449,66 +349,9 @@ fn scenarios() -> Vec<Scenario> {
     ]
 }
 
-fn clamp(
-    value: u64,
-    min: u64,
-    max: u64,
-    what: &str,
-    notes: &mut Vec<String>,
-    show: impl Fn(u64) -> String,
-) -> u64 {
-    if value < min {
-        notes.push(format!("{what} held at the floor of {}", show(min)));
-        min
-    } else if value > max {
-        notes.push(format!("{what} held at the cap of {}", show(max)));
-        max
-    } else {
-        value
-    }
-}
-
-fn param(resources: &Resources, name: &str) -> Option<String> {
-    resources
-        .parameters
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.clone())
-}
-
-fn set_param(resources: &mut Resources, name: &str, value: &str) {
-    match resources.parameters.iter_mut().find(|(k, _)| k == name) {
-        Some(entry) => entry.1 = value.to_string(),
-        None => resources
-            .parameters
-            .push((name.to_string(), value.to_string())),
-    }
-}
-
-fn trim(value: f64) -> String {
-    let text = format!("{value:.2}");
-    text.trim_end_matches('0').trim_end_matches('.').to_string()
-}
-
-fn format_cpu(millicores: u64) -> String {
-    format!("{} vCPU", trim(millicores as f64 / 1000.0))
-}
-
-fn format_bytes(bytes: u64) -> String {
-    if bytes >= GIB {
-        format!("{} GiB", trim(bytes as f64 / GIB as f64))
-    } else {
-        format!("{} MiB", bytes / MIB)
-    }
-}
-
 /// PostgreSQL's size syntax: whole GB when exact, else MB.
 fn pg_size(bytes: u64) -> String {
-    if bytes.is_multiple_of(GIB) {
-        format!("{}GB", bytes / GIB)
-    } else {
-        format!("{}MB", bytes / MIB)
-    }
+    config_size(bytes, "GB", "MB")
 }
 
 setpoint_sdk::export_adapter!(Postgres);
@@ -518,7 +361,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use setpoint_sdk::types::Classification;
+    use setpoint_sdk::types::{Classification, Operation, Risk};
 
     fn resources(vcpu: u64, gib: u64, params: &[(&str, &str)]) -> Resources {
         Resources {
@@ -631,6 +474,62 @@ mod tests {
             "{}",
             down.rationale
         );
+    }
+
+    #[test]
+    fn work_mem_follows_memory_per_connection_within_bounds() {
+        assert_eq!(work_mem(16 * GIB, 200), "20MB");
+        assert_eq!(work_mem(2 * GIB, 400), "4MB", "floor");
+        assert_eq!(work_mem(512 * GIB, 100), "256MB", "cap");
+        let r = resources(
+            8,
+            32,
+            &[
+                ("shared_buffers", "8GB"),
+                ("max_connections", "200"),
+                ("work_mem", "64MB"),
+            ],
+        );
+        let proposals = Postgres::propose(request(r, Class::ScaleDown, 0.21)).unwrap();
+        let down = &proposals[0];
+        assert_eq!(down.action, ActionKind::ScaleDown);
+        assert_eq!(parameter(&down.after, "work_mem"), Some("20MB"));
+        // Quiet: the summary stays one readable line.
+        assert_eq!(
+            down.summary,
+            "8 vCPU / 32 GiB → 4 vCPU / 16 GiB, shared_buffers 8GB → 4GB"
+        );
+        assert!(down.rationale.contains("4MB..256MB"), "{}", down.rationale);
+    }
+
+    #[test]
+    fn max_connections_never_below_the_connections_in_use() {
+        // The configured limit is below what was in use at the peak (it was lowered by hand
+        // after a busy week): any plan restores at least the peak.
+        let r = resources(
+            4,
+            16,
+            &[("shared_buffers", "4GB"), ("max_connections", "100")],
+        );
+        let mut req = request(r, Class::ScaleDown, 0.5);
+        req.features.push(Feature {
+            name: "connections_w3".into(),
+            value: Some(1.2),
+            coverage: 1.0,
+        });
+        let proposals = Postgres::propose(req).unwrap();
+        for p in &proposals {
+            let max: u64 = parameter(&p.after, "max_connections")
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(max >= 120, "{}: {max}", p.summary);
+            assert!(
+                p.rationale.contains("connections in use"),
+                "{}",
+                p.rationale
+            );
+        }
     }
 
     #[test]
