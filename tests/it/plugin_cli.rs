@@ -109,6 +109,17 @@ fn validate_passes_on_the_bundled_postgres_plugin() {
 }
 
 #[test]
+fn validate_passes_on_every_shipped_plugin() {
+    for (name, _) in setpoint_plugins_bundled::all() {
+        let (code, json) = validate(&format!("builtin:{name}"));
+        assert_eq!(code, Some(0), "{name}: {json:#}");
+        assert_eq!(json["passed"], true, "{name}: {json:#}");
+        assert_eq!(json["plugin"], *name);
+    }
+    assert_eq!(setpoint_plugins_bundled::all().len(), 4);
+}
+
+#[test]
 fn validate_fails_on_each_hostile_guest_with_its_reason() {
     for (guest, check, reason) in [
         (

@@ -111,7 +111,7 @@ const INTENDED: [(&str, Class, usize); 20] = [
     ("pg-gap-", Class::Remain, 4),
     ("redis-idle-", Class::ScaleDown, 5),
     ("redis-steady-", Class::Remain, 6),
-    ("redis-evicting-", Class::Remain, 3),
+    ("redis-evicting-", Class::ScaleUp, 3),
     ("redis-hot-", Class::ScaleUp, 3),
     ("redis-clients-", Class::ScaleUp, 3),
     ("kafka-idle-", Class::ScaleDown, 4),
@@ -157,7 +157,7 @@ async fn quickstart_shows_every_technology_classified_as_intended() {
         figures,
         vec![
             (54, [34, 10, 10]),
-            (20, [9, 5, 6]),
+            (20, [6, 5, 9]),
             (15, [5, 7, 3]),
             (15, [5, 7, 3]),
         ]
@@ -191,8 +191,19 @@ async fn quickstart_shows_every_technology_classified_as_intended() {
         row(&reports[3], "es-search-01").change.as_deref(),
         Some("5 data nodes → 6 data nodes")
     );
+    // Full and evicting: memory pressure, and the plan grows the container and maxmemory
+    // together.
+    for r in rows
+        .iter()
+        .filter(|r| r.target.starts_with("redis-evicting-"))
+    {
+        assert_eq!(r.class_reason.as_deref(), Some("memory_pressure"), "{r:#?}");
+        let change = r.change.as_deref().unwrap_or_default();
+        assert!(change.contains("maxmemory"), "{r:#?}");
+        assert_ne!(r.verdict, Some(Verdict::Act), "{r:#?}");
+    }
     // Idle but unsafe to shrink: classified scale_down, nothing proposed to do it.
-    for prefix in ["redis-evicting-", "kafka-urp-", "es-unassigned-"] {
+    for prefix in ["kafka-urp-", "es-unassigned-"] {
         for r in rows.iter().filter(|r| r.target.starts_with(prefix)) {
             assert_eq!(r.change, None, "{r:#?}");
             assert_ne!(r.verdict, Some(Verdict::Act), "{r:#?}");

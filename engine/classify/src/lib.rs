@@ -30,6 +30,9 @@ pub struct Thresholds {
     pub scale_up_cpu_above: f64,
     /// Scale up when active connections reach this share of the maximum in any week.
     pub scale_up_connections_at_least: f64,
+    /// Scale up when memory is at or above this share in every week: a cache full to its
+    /// `maxmemory`, a heap at its limit.
+    pub scale_up_memory_at_least: f64,
 }
 
 impl Default for Thresholds {
@@ -39,6 +42,7 @@ impl Default for Thresholds {
             scale_down_memory_below: 0.65,
             scale_up_cpu_above: 0.85,
             scale_up_connections_at_least: 0.95,
+            scale_up_memory_at_least: 0.95,
         }
     }
 }
@@ -56,6 +60,7 @@ impl Thresholds {
                 "scale_up_connections_at_least",
                 self.scale_up_connections_at_least,
             ),
+            ("scale_up_memory_at_least", self.scale_up_memory_at_least),
         ] {
             if !(0.0..=1.0).contains(&value) {
                 problems.push(format!(
@@ -82,8 +87,9 @@ impl Thresholds {
 /// 1. any CPU, memory or connection week missing → `remain` (`insufficient_data`);
 ///    connections count only for technologies whose plugin declares them (`connections_w*` in
 ///    the vector): a Kafka or Elasticsearch cluster has no connection limit to saturate;
-/// 2. CPU above the scale-up threshold in all weeks (`cpu_saturated`), or connections at or
-///    above their threshold in any week (`connection_pressure`) → `scale_up`;
+/// 2. CPU above the scale-up threshold in all weeks (`cpu_saturated`), memory at or above its
+///    threshold in all weeks (`memory_pressure`: a full cache, a heap at its limit), or
+///    connections at or above their threshold in any week (`connection_pressure`) → `scale_up`;
 /// 3. CPU and memory below their scale-down thresholds in all weeks → `scale_down`
 ///    (`low_utilisation`);
 /// 4. otherwise `remain` (`no_threshold_crossed`): the conservative default.
@@ -282,6 +288,30 @@ impl Classifier for BootstrapHeuristics {
                 ),
                 cpu.evidence(&format!("> {:.2}", t.scale_up_cpu_above), |v| {
                     v > t.scale_up_cpu_above
+                }),
+            );
+        }
+        let memory_full = memory
+            .values
+            .iter()
+            .all(|&v| v >= t.scale_up_memory_at_least);
+        if memory_full {
+            let room = (1.0 - t.scale_up_memory_at_least).max(f64::EPSILON);
+            let margin = mean_margin(&memory.values, |v| {
+                0.5 + 0.5 * (v - t.scale_up_memory_at_least) / room
+            });
+            return self.classification(
+                Class::ScaleUp,
+                0.7 + 0.3 * margin,
+                "memory_pressure",
+                format!(
+                    "memory at or above {} in all {} weeks (lowest {})",
+                    pct(t.scale_up_memory_at_least),
+                    self.weeks,
+                    pct(memory.values.iter().copied().fold(f64::MAX, f64::min))
+                ),
+                memory.evidence(&format!(">= {:.2}", t.scale_up_memory_at_least), |v| {
+                    v >= t.scale_up_memory_at_least
                 }),
             );
         }
@@ -591,6 +621,24 @@ mod tests {
                 },
                 class: Class::ScaleUp,
                 code: "cpu_saturated",
+            },
+            Case {
+                name: "a cache full to its maxmemory every week",
+                cpu: s([35.0, 33.0, 36.0, 34.0]),
+                memory: s([99.0, 98.5, 99.2, 99.0]),
+                connections: s([30.0, 28.0, 31.0, 30.0]),
+                thresholds: d(),
+                class: Class::ScaleUp,
+                code: "memory_pressure",
+            },
+            Case {
+                name: "memory full in three weeks of four is not pressure",
+                cpu: s([35.0, 33.0, 36.0, 34.0]),
+                memory: s([99.0, 80.0, 99.2, 99.0]),
+                connections: s([30.0, 28.0, 31.0, 30.0]),
+                thresholds: d(),
+                class: Class::Remain,
+                code: "no_threshold_crossed",
             },
         ]
     }

@@ -310,7 +310,7 @@ fn scenarios() -> Vec<Scenario> {
                 "evicting",
                 "redis-evicting",
                 3,
-                "full and evicting: the CPU/memory/connection rules leave it, the plugin never offers it a smaller size",
+                "full and evicting: memory at maxmemory every week, so a scale-up; never offered a smaller size",
             )
         },
         Scenario {
