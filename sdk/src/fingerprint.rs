@@ -11,7 +11,10 @@
 //! for the plugin's own proposals and for later models.
 
 use crate::error;
-use crate::types::{Aggregation, Feature, FeatureSpec, MetricSpec, PluginError, Series, Window};
+use crate::types::{
+    ActionKind, Aggregation, Descriptor, Feature, FeatureSpec, MetricSpec, PluginError, Scenario,
+    Series, Window,
+};
 use crate::weekly::{MIN_COVERAGE, weekly, weekly_series};
 
 /// Weeks in the fingerprint: W-4..W-1.
@@ -51,6 +54,48 @@ fn aggregation_word(aggregation: Aggregation) -> &'static str {
         Aggregation::Max => "max",
         Aggregation::P95 => "p95",
     }
+}
+
+/// The descriptor of an adapter named after its technology whose features are the weekly
+/// fingerprint of `metrics`; `version` is the plugin crate's (`env!("CARGO_PKG_VERSION")`).
+pub fn descriptor(
+    technology: &str,
+    version: &str,
+    metrics: &[MetricDef],
+    actions: Vec<ActionKind>,
+    scenarios: Vec<Scenario>,
+) -> Descriptor {
+    Descriptor {
+        name: technology.to_string(),
+        version: version.to_string(),
+        technology: technology.to_string(),
+        abi_version: crate::ABI_VERSION.to_string(),
+        metrics: metric_specs(metrics),
+        features: feature_specs(metrics),
+        actions,
+        scenarios,
+    }
+}
+
+/// A complete fingerprint with every week of each metric at the value `values` gives it (0
+/// when not listed), in schema order: the input of an adapter's native unit tests of
+/// `propose`.
+pub fn flat_features(metrics: &[MetricDef], values: &[(&str, f64)]) -> Vec<Feature> {
+    let mut out = Vec::with_capacity(metrics.len() * WEEKS as usize);
+    for m in metrics {
+        let value = values
+            .iter()
+            .find(|(name, _)| *name == m.name)
+            .map_or(0.0, |(_, v)| *v);
+        for week in (1..=WEEKS).rev() {
+            out.push(Feature {
+                name: feature_name(m.name, week),
+                value: Some(value),
+                coverage: 1.0,
+            });
+        }
+    }
+    out
 }
 
 /// The feature name of `metric` in week W-`week`.

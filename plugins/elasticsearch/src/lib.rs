@@ -29,7 +29,7 @@ use setpoint_sdk::types::{
     ActionKind, Aggregation, Bounds, Class, Descriptor, Feature, PluginError, Proposal,
     ProposeRequest, Resources, Risk, Scenario, ScenarioMetric, Series, Target, Window,
 };
-use setpoint_sdk::{ABI_VERSION, Adapter, error, log};
+use setpoint_sdk::{Adapter, error, log};
 
 /// The metrics, one series per `instance` (the cluster's exporter).
 const METRICS: [MetricDef; 5] = [
@@ -88,16 +88,13 @@ pub struct Elasticsearch;
 
 impl Adapter for Elasticsearch {
     fn describe() -> Descriptor {
-        Descriptor {
-            name: "elasticsearch".to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            technology: "elasticsearch".to_string(),
-            abi_version: ABI_VERSION.to_string(),
-            metrics: fingerprint::metric_specs(&METRICS),
-            features: fingerprint::feature_specs(&METRICS),
-            actions: vec![ActionKind::ScaleDown, ActionKind::ScaleUp],
-            scenarios: scenarios(),
-        }
+        fingerprint::descriptor(
+            "elasticsearch",
+            env!("CARGO_PKG_VERSION"),
+            &METRICS,
+            vec![ActionKind::ScaleDown, ActionKind::ScaleUp],
+            scenarios(),
+        )
     }
 
     fn features(
@@ -429,22 +426,7 @@ mod tests {
     use setpoint_sdk::types::{Classification, Operation};
 
     fn features(values: &[(&str, f64)]) -> Vec<Feature> {
-        let mut out = Vec::new();
-        for m in METRICS {
-            let value = values
-                .iter()
-                .find(|(name, _)| *name == m.name)
-                .map(|(_, v)| *v)
-                .unwrap_or(0.0);
-            for w in (1..=4).rev() {
-                out.push(Feature {
-                    name: format!("{}_w{w}", m.name),
-                    value: Some(value),
-                    coverage: 1.0,
-                });
-            }
-        }
-        out
+        fingerprint::flat_features(&METRICS, values)
     }
 
     fn idle() -> Vec<Feature> {

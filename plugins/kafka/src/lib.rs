@@ -23,7 +23,7 @@ use setpoint_sdk::types::{
     ActionKind, Aggregation, Class, Descriptor, Feature, PluginError, Proposal, ProposeRequest,
     Resources, Risk, Scenario, ScenarioMetric, Series, Target, Window,
 };
-use setpoint_sdk::{ABI_VERSION, Adapter, error, log};
+use setpoint_sdk::{Adapter, error, log};
 
 /// The metrics, one series per `instance` (the cluster).
 const METRICS: [MetricDef; 6] = [
@@ -80,16 +80,13 @@ pub struct Kafka;
 
 impl Adapter for Kafka {
     fn describe() -> Descriptor {
-        Descriptor {
-            name: "kafka".to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            technology: "kafka".to_string(),
-            abi_version: ABI_VERSION.to_string(),
-            metrics: fingerprint::metric_specs(&METRICS),
-            features: fingerprint::feature_specs(&METRICS),
-            actions: vec![ActionKind::ScaleDown, ActionKind::ScaleUp],
-            scenarios: scenarios(),
-        }
+        fingerprint::descriptor(
+            "kafka",
+            env!("CARGO_PKG_VERSION"),
+            &METRICS,
+            vec![ActionKind::ScaleDown, ActionKind::ScaleUp],
+            scenarios(),
+        )
     }
 
     fn features(
@@ -357,22 +354,7 @@ mod tests {
 
     /// Features with every week of each metric at the given value.
     fn features(values: &[(&str, f64)]) -> Vec<Feature> {
-        let mut out = Vec::new();
-        for m in METRICS {
-            let value = values
-                .iter()
-                .find(|(name, _)| *name == m.name)
-                .map(|(_, v)| *v)
-                .unwrap_or(0.0);
-            for w in (1..=4).rev() {
-                out.push(Feature {
-                    name: format!("{}_w{w}", m.name),
-                    value: Some(value),
-                    coverage: 1.0,
-                });
-            }
-        }
-        out
+        fingerprint::flat_features(&METRICS, values)
     }
 
     fn idle() -> Vec<Feature> {

@@ -17,7 +17,7 @@ use setpoint_sdk::types::{
     ActionKind, Bounds, Class, Descriptor, Feature, PluginError, Proposal, ProposeRequest,
     Resources, Scenario, Series, Target, Window,
 };
-use setpoint_sdk::{ABI_VERSION, Adapter, error};
+use setpoint_sdk::{Adapter, error};
 
 /// The metrics (ratios 0..=1, one series per `instance`).
 const METRICS: [MetricDef; 4] = [
@@ -61,16 +61,13 @@ fn feature_names() -> Vec<String> {
 
 impl Adapter for Postgres {
     fn describe() -> Descriptor {
-        Descriptor {
-            name: "postgres".to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            technology: "postgres".to_string(),
-            abi_version: ABI_VERSION.to_string(),
-            metrics: fingerprint::metric_specs(&METRICS),
-            features: fingerprint::feature_specs(&METRICS),
-            actions: vec![ActionKind::ScaleDown, ActionKind::ScaleUp],
-            scenarios: scenarios(),
-        }
+        fingerprint::descriptor(
+            "postgres",
+            env!("CARGO_PKG_VERSION"),
+            &METRICS,
+            vec![ActionKind::ScaleDown, ActionKind::ScaleUp],
+            scenarios(),
+        )
     }
 
     fn features(
@@ -575,7 +572,7 @@ mod tests {
     #[test]
     fn describe_matches_the_feature_schema() {
         let d = Postgres::describe();
-        assert_eq!(d.abi_version, ABI_VERSION);
+        assert_eq!(d.abi_version, setpoint_sdk::ABI_VERSION);
         assert_eq!(d.scenarios.len(), 7);
         assert_eq!(d.metrics.len(), 4);
         let names: Vec<String> = d.features.iter().map(|f| f.name.clone()).collect();

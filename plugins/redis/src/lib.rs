@@ -29,7 +29,7 @@ use setpoint_sdk::types::{
     ActionKind, Aggregation, Class, Descriptor, Feature, PluginError, Proposal, ProposeRequest,
     Resources, Risk, Scenario, Series, Target, Window,
 };
-use setpoint_sdk::{ABI_VERSION, Adapter, error, log};
+use setpoint_sdk::{Adapter, error, log};
 
 /// The metrics, one series per `instance` (the Redis server redis_exporter scrapes).
 const METRICS: [MetricDef; 4] = [
@@ -73,16 +73,13 @@ pub struct Redis;
 
 impl Adapter for Redis {
     fn describe() -> Descriptor {
-        Descriptor {
-            name: "redis".to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            technology: "redis".to_string(),
-            abi_version: ABI_VERSION.to_string(),
-            metrics: fingerprint::metric_specs(&METRICS),
-            features: fingerprint::feature_specs(&METRICS),
-            actions: vec![ActionKind::ScaleDown, ActionKind::ScaleUp],
-            scenarios: scenarios(),
-        }
+        fingerprint::descriptor(
+            "redis",
+            env!("CARGO_PKG_VERSION"),
+            &METRICS,
+            vec![ActionKind::ScaleDown, ActionKind::ScaleUp],
+            scenarios(),
+        )
     }
 
     fn features(
@@ -365,22 +362,15 @@ mod tests {
 
     /// Features with every week of each metric at the given value.
     fn features(cpu: f64, memory: f64, clients: f64, evictions: f64) -> Vec<Feature> {
-        let mut out = Vec::new();
-        for (metric, value) in [
-            ("cpu", cpu),
-            ("memory", memory),
-            ("connections", clients),
-            ("evictions", evictions),
-        ] {
-            for w in (1..=4).rev() {
-                out.push(Feature {
-                    name: format!("{metric}_w{w}"),
-                    value: Some(value),
-                    coverage: 1.0,
-                });
-            }
-        }
-        out
+        fingerprint::flat_features(
+            &METRICS,
+            &[
+                ("cpu", cpu),
+                ("memory", memory),
+                ("connections", clients),
+                ("evictions", evictions),
+            ],
+        )
     }
 
     fn request(resources: Resources, class: Class, features: Vec<Feature>) -> ProposeRequest {
