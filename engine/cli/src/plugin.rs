@@ -405,32 +405,18 @@ impl<'a> Validator<'a> {
     /// metric's aggregation, stamped with the week's exclusive end, and its sample count.
     fn weekly_series(&self, raw: &[MetricSeries]) -> Vec<MetricSeries> {
         let end = self.window.end.timestamp_millis();
-        let week = WEEK.num_milliseconds();
         let specs = &self.plugin.descriptor().metrics;
         raw.iter()
             .zip(specs)
             .map(|(series, spec)| {
-                let mut out = MetricSeries {
-                    metric: series.metric.clone(),
-                    sample_counts: Some(Vec::new()),
-                    ..MetricSeries::default()
-                };
-                for back in (0..i64::from(self.window.weeks)).rev() {
-                    let (from, to) = (end - (back + 1) * week, end - back * week);
-                    let mut values: Vec<f64> = series
-                        .timestamps_ms
-                        .iter()
-                        .zip(&series.values)
-                        .filter(|(t, _)| (from..to).contains(*t))
-                        .map(|(_, v)| *v)
-                        .collect();
-                    out.timestamps_ms.push(to);
-                    out.values.push(aggregate(&mut values, spec.aggregation));
-                    if let Some(counts) = &mut out.sample_counts {
-                        counts.push(u32::try_from(values.len()).unwrap_or(u32::MAX));
-                    }
-                }
-                out
+                setpoint_observe::summarise_weekly(
+                    series,
+                    end,
+                    setpoint_observe::WeeklySummary {
+                        aggregation: spec.aggregation,
+                        weeks: self.window.weeks,
+                    },
+                )
             })
             .collect()
     }
@@ -551,25 +537,6 @@ fn classification(class: Class) -> Classification {
             rule: "synthetic".into(),
             evidence: vec![],
         },
-    }
-}
-
-fn aggregate(values: &mut [f64], aggregation: Aggregation) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    match aggregation {
-        Aggregation::Mean => values.iter().sum::<f64>() / values.len() as f64,
-        Aggregation::Max => values.iter().copied().fold(f64::MIN, f64::max),
-        Aggregation::P95 => {
-            // Linear interpolation between ranks, as PromQL's `quantile_over_time`.
-            values.sort_by(f64::total_cmp);
-            let rank = 0.95 * (values.len() - 1) as f64;
-            let lower = rank.floor() as usize;
-            let upper = (lower + 1).min(values.len() - 1);
-            let weight = rank - lower as f64;
-            values[lower] * (1.0 - weight) + values[upper] * weight
-        }
     }
 }
 
