@@ -3,7 +3,9 @@
 //! The engine's classifier reads features named `<metric>_w<k>` (`cpu_w4` … `cpu_w1`, W-1 the
 //! last week), each a weekly aggregate of one metric. An adapter lists its metrics as
 //! [`MetricDef`]s and gets from them the descriptor's metrics and features and the feature
-//! vector itself, so the names in the schema and in the vector cannot drift apart.
+//! vector itself, so the names in the schema and the positions in the vector cannot drift
+//! apart. The vector crosses the sandbox as columns without names; [`Fingerprint`] reads it
+//! back by metric and week.
 //!
 //! The bootstrap classifier reads three families as utilisation ratios (0..=1): `cpu`,
 //! `memory` and, when the plugin declares it, `connections` (a share of a hard connection
@@ -12,8 +14,8 @@
 
 use crate::error;
 use crate::types::{
-    ActionKind, Aggregation, Descriptor, Feature, FeatureSpec, MetricSpec, PluginError, Scenario,
-    Series, Window,
+    ActionKind, Aggregation, Descriptor, FeatureSpec, FeatureVector, MetricSpec, PluginError,
+    Scenario, Series, Window,
 };
 use crate::weekly::{MIN_COVERAGE, weekly, weekly_series};
 
@@ -80,19 +82,19 @@ pub fn descriptor(
 /// A complete fingerprint with every week of each metric at the value `values` gives it (0
 /// when not listed), in schema order: the input of an adapter's native unit tests of
 /// `propose`.
-pub fn flat_features(metrics: &[MetricDef], values: &[(&str, f64)]) -> Vec<Feature> {
-    let mut out = Vec::with_capacity(metrics.len() * WEEKS as usize);
+pub fn flat_features(metrics: &[MetricDef], values: &[(&str, f64)]) -> FeatureVector {
+    let mut out = FeatureVector {
+        values: Vec::with_capacity(metrics.len() * WEEKS as usize),
+        coverage: Vec::with_capacity(metrics.len() * WEEKS as usize),
+    };
     for m in metrics {
         let value = values
             .iter()
             .find(|(name, _)| *name == m.name)
             .map_or(0.0, |(_, v)| *v);
-        for week in (1..=WEEKS).rev() {
-            out.push(Feature {
-                name: feature_name(m.name, week),
-                value: Some(value),
-                coverage: 1.0,
-            });
+        for _ in 0..WEEKS {
+            out.values.push(value);
+            out.coverage.push(1.0);
         }
     }
     out
@@ -139,8 +141,8 @@ pub fn feature_names(metrics: &[MetricDef]) -> Vec<String> {
     feature_specs(metrics).into_iter().map(|f| f.name).collect()
 }
 
-/// The feature vector of one target, in schema order: per metric, each week's aggregate with
-/// its coverage. A metric without a series has every week missing, visibly.
+/// The feature vector of one target, in schema order: per metric, each week's aggregate (NaN
+/// when missing) with its coverage. A metric without a series has every week missing, visibly.
 ///
 /// Fails on an empty window, a zero step or a malformed series.
 pub fn weekly_features(
@@ -148,7 +150,7 @@ pub fn weekly_features(
     window: Window,
     series: &[Series],
     metrics: &[MetricDef],
-) -> Result<Vec<Feature>, PluginError> {
+) -> Result<FeatureVector, PluginError> {
     if window.end_ms <= window.start_ms || window.step_seconds == 0 {
         return Err(error(
             "invalid_window",
@@ -159,52 +161,75 @@ pub fn weekly_features(
         weeks: WEEKS,
         ..window
     };
-    let mut out = Vec::with_capacity(metrics.len() * WEEKS as usize);
+    let mut out = FeatureVector {
+        values: Vec::with_capacity(metrics.len() * WEEKS as usize),
+        coverage: Vec::with_capacity(metrics.len() * WEEKS as usize),
+    };
     for m in metrics {
         let stats = match series.iter().find(|s| s.metric == m.name) {
             Some(s) => weekly_series(&window, s, m.aggregation, MIN_COVERAGE)
                 .map_err(|message| error("malformed_series", message))?,
             None => weekly(&window, &[], &[], m.aggregation, MIN_COVERAGE),
         };
-        for (i, stat) in stats.iter().enumerate() {
-            out.push(Feature {
-                name: feature_name(m.name, WEEKS - i as u32),
-                value: stat.value,
-                coverage: stat.coverage,
-            });
+        for stat in stats {
+            out.values.push(stat.value.unwrap_or(f64::NAN));
+            out.coverage.push(stat.coverage);
         }
     }
     Ok(out)
 }
 
-/// A feature's value, when present.
-pub fn value(features: &[Feature], name: &str) -> Option<f64> {
-    features
-        .iter()
-        .find(|f| f.name == name)
-        .and_then(|f| f.value)
-        .filter(|v| v.is_finite())
+/// The position of `metric`'s week W-`week` (1 = the last week) in a vector laid out from
+/// `metrics`; `None` for an undeclared metric or a week outside 1..=4.
+pub fn index(metrics: &[MetricDef], metric: &str, week: u32) -> Option<usize> {
+    if !(1..=WEEKS).contains(&week) {
+        return None;
+    }
+    let m = metrics.iter().position(|m| m.name == metric)?;
+    Some(m * WEEKS as usize + (WEEKS - week) as usize)
 }
 
-/// A metric's weekly values W-4..W-1 (`None` where missing).
-pub fn weeks(features: &[Feature], metric: &str) -> Vec<Option<f64>> {
-    (1..=WEEKS)
-        .rev()
-        .map(|w| value(features, &feature_name(metric, w)))
-        .collect()
+/// A feature vector read by metric and week, through the metrics that laid it out.
+#[derive(Debug, Clone, Copy)]
+pub struct Fingerprint<'a> {
+    metrics: &'a [MetricDef],
+    features: &'a FeatureVector,
 }
 
-/// The highest weekly value of a metric over the window; `None` when no week has data.
-pub fn peak(features: &[Feature], metric: &str) -> Option<f64> {
-    weeks(features, metric)
-        .into_iter()
-        .flatten()
-        .reduce(f64::max)
-}
+impl<'a> Fingerprint<'a> {
+    /// Reads `features`, laid out by [`weekly_features`] from `metrics`.
+    pub fn new(metrics: &'a [MetricDef], features: &'a FeatureVector) -> Self {
+        Self { metrics, features }
+    }
 
-/// Whether every week of a metric has data: a guard that refuses to act on a partial window.
-pub fn complete(features: &[Feature], metric: &str) -> bool {
-    weeks(features, metric).iter().all(Option::is_some)
+    /// The value of `metric` in week W-`week` (1 = the last week), when present and finite.
+    pub fn value(&self, metric: &str, week: u32) -> Option<f64> {
+        self.features
+            .values
+            .get(index(self.metrics, metric, week)?)
+            .copied()
+            .filter(|v| v.is_finite())
+    }
+
+    /// A metric's weekly values W-4..W-1 (`None` where missing).
+    pub fn weeks(&self, metric: &str) -> [Option<f64>; WEEKS as usize] {
+        let mut out = [None; WEEKS as usize];
+        for (i, slot) in out.iter_mut().enumerate() {
+            *slot = self.value(metric, WEEKS - i as u32);
+        }
+        out
+    }
+
+    /// The highest weekly value of a metric over the window; `None` when no week has data.
+    pub fn peak(&self, metric: &str) -> Option<f64> {
+        self.weeks(metric).into_iter().flatten().reduce(f64::max)
+    }
+
+    /// Whether every week of a metric has data: a guard that refuses to act on a partial
+    /// window.
+    pub fn complete(&self, metric: &str) -> bool {
+        self.weeks(metric).iter().all(Option::is_some)
+    }
 }
 
 #[cfg(test)]
@@ -252,14 +277,23 @@ mod tests {
             sample_counts: None,
         };
         let features = weekly_features("t", window(), &[cpu], &METRICS).unwrap();
-        let names: Vec<String> = features.iter().map(|f| f.name.clone()).collect();
-        assert_eq!(names, feature_names(&METRICS));
-        assert!((value(&features, "cpu_w1").unwrap() - 0.3).abs() < 1e-9);
-        assert_eq!(weeks(&features, "urp"), vec![None; 4]);
-        assert_eq!(peak(&features, "urp"), None);
-        assert!(complete(&features, "cpu"));
-        assert!(!complete(&features, "urp"));
-        assert!((peak(&features, "cpu").unwrap() - 0.3).abs() < 1e-9);
+        assert_eq!(features.values.len(), feature_names(&METRICS).len());
+        assert_eq!(features.coverage.len(), features.values.len());
+        let fp = Fingerprint::new(&METRICS, &features);
+        assert!((fp.value("cpu", 1).unwrap() - 0.3).abs() < 1e-9);
+        assert!(
+            (features.values[3] - 0.3).abs() < 1e-9,
+            "cpu_w1 is the fourth"
+        );
+        assert_eq!(fp.weeks("urp"), [None; 4]);
+        assert!(features.values[4].is_nan(), "missing is NaN, never zero");
+        assert_eq!(features.coverage[4], 0.0);
+        assert_eq!(fp.peak("urp"), None);
+        assert!(fp.complete("cpu"));
+        assert!(!fp.complete("urp"));
+        assert_eq!(fp.value("cpu", 5), None);
+        assert_eq!(fp.value("disk", 1), None);
+        assert!((fp.peak("cpu").unwrap() - 0.3).abs() < 1e-9);
     }
 
     #[test]

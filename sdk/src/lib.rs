@@ -11,7 +11,7 @@
 //! impl Adapter for MyAdapter {
 //!     fn describe() -> Descriptor { /* … */ }
 //!     fn features(target: Target, window: Window, series: Vec<Series>)
-//!         -> Result<Vec<Feature>, PluginError> { /* … */ }
+//!         -> Result<FeatureVector, PluginError> { /* … */ }
 //!     fn propose(request: ProposeRequest) -> Result<Vec<Proposal>, PluginError> { /* … */ }
 //! }
 //!
@@ -57,20 +57,23 @@ pub mod types {
 
 /// The contract version this SDK builds plugins for: the WIT package version. The host accepts
 /// a plugin of the same major version (for 0.x, the same minor) no newer than its own.
-pub const ABI_VERSION: &str = "0.2.0";
+pub const ABI_VERSION: &str = "0.3.0";
 
-use types::{Descriptor, Feature, PluginError, Proposal, ProposeRequest, Series, Target, Window};
+use types::{
+    Descriptor, FeatureVector, PluginError, Proposal, ProposeRequest, Series, Target, Window,
+};
 
 /// What a plugin implements. Every method is pure: the plugin has no I/O of any kind.
 pub trait Adapter {
     /// Describes the plugin: name, version, technology, metrics, feature schema, action kinds.
     fn describe() -> Descriptor;
-    /// Turns one target's raw samples into its feature vector, in schema order.
+    /// Turns one target's raw samples into its feature vector, in schema order (NaN for a
+    /// value too little data supports).
     fn features(
         target: Target,
         window: Window,
         series: Vec<Series>,
-    ) -> Result<Vec<Feature>, PluginError>;
+    ) -> Result<FeatureVector, PluginError>;
     /// Proposes one concrete plan per feasible action kind.
     fn propose(request: ProposeRequest) -> Result<Vec<Proposal>, PluginError>;
 }
@@ -128,10 +131,8 @@ macro_rules! export_adapter {
                 target: $crate::types::Target,
                 window: $crate::types::Window,
                 series: ::std::vec::Vec<$crate::types::Series>,
-            ) -> ::core::result::Result<
-                ::std::vec::Vec<$crate::types::Feature>,
-                $crate::types::PluginError,
-            > {
+            ) -> ::core::result::Result<$crate::types::FeatureVector, $crate::types::PluginError>
+            {
                 $crate::install_panic_hook();
                 <$adapter as $crate::Adapter>::features(target, window, series)
             }

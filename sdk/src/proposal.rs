@@ -47,6 +47,24 @@ pub fn set_parameter(resources: &mut Resources, name: &str, value: &str) {
     }
 }
 
+/// What `proposal`'s operations make of `before`: the size after, as the host derives it (a
+/// resize sets CPU and memory, a set-replicas the node count, a set-parameter its value).
+pub fn after(before: &Resources, proposal: &Proposal) -> Resources {
+    let mut out = before.clone();
+    for op in &proposal.operations {
+        match op {
+            Operation::Resize(r) => {
+                out.cpu_millicores = r.cpu_millicores;
+                out.memory_bytes = r.memory_bytes;
+            }
+            Operation::SetParameter(p) => set_parameter(&mut out, &p.name, &p.value),
+            Operation::SetReplicas(r) => out.replicas = r.replicas,
+            Operation::Restart(_) | Operation::Rebalance(_) => {}
+        }
+    }
+    out
+}
+
 fn risk_rank(risk: Risk) -> u8 {
     match risk {
         Risk::Low => 0,
@@ -58,10 +76,14 @@ fn risk_rank(risk: Risk) -> u8 {
 /// A proposal under construction. Changes are applied in the order they are made, and the
 /// operations keep that order: it is the order an actuator runs them in.
 #[derive(Debug, Clone)]
-pub struct ProposalBuilder {
+pub struct ProposalBuilder<'a> {
     action: ActionKind,
-    before: Resources,
-    after: Resources,
+    before: &'a Resources,
+    /// CPU, memory and node count after the changes made so far; parameters after them are in
+    /// `operations` (no copy of the resources: a plan is built on every call, in the sandbox).
+    cpu_millicores: u64,
+    memory_bytes: u64,
+    replicas: u32,
     operations: Vec<Operation>,
     /// Summary parts after the size: `shared_buffers 8GB → 4GB`, `3 brokers → 4 brokers`.
     changes: Vec<String>,
@@ -70,14 +92,16 @@ pub struct ProposalBuilder {
     restart_needed: bool,
 }
 
-impl ProposalBuilder {
+impl<'a> ProposalBuilder<'a> {
     /// A plan for `action` starting from `before`; with no change it is empty and low-risk.
-    pub fn new(action: ActionKind, before: &Resources) -> Self {
+    pub fn new(action: ActionKind, before: &'a Resources) -> Self {
         Self {
             action,
-            before: before.clone(),
-            after: before.clone(),
-            operations: Vec::new(),
+            before,
+            cpu_millicores: before.cpu_millicores,
+            memory_bytes: before.memory_bytes,
+            replicas: before.replicas,
+            operations: Vec::with_capacity(6),
             changes: Vec::new(),
             notes: Vec::new(),
             risk: Risk::Low,
@@ -85,15 +109,22 @@ impl ProposalBuilder {
         }
     }
 
-    /// The resources as they will be after the changes made so far.
-    pub fn after(&self) -> &Resources {
-        &self.after
+    /// A parameter's value after the changes made so far, if set.
+    pub fn parameter(&self, name: &str) -> Option<&str> {
+        self.operations
+            .iter()
+            .rev()
+            .find_map(|op| match op {
+                Operation::SetParameter(p) if p.name == name => Some(p.value.as_str()),
+                _ => None,
+            })
+            .or_else(|| parameter(self.before, name))
     }
 
     /// Resizes every node to `cpu_millicores` and `memory_bytes`.
     pub fn resize(&mut self, cpu_millicores: u64, memory_bytes: u64) -> &mut Self {
-        self.after.cpu_millicores = cpu_millicores;
-        self.after.memory_bytes = memory_bytes;
+        self.cpu_millicores = cpu_millicores;
+        self.memory_bytes = memory_bytes;
         self.operations.push(Operation::Resize(ResizeOp {
             cpu_millicores,
             memory_bytes,
@@ -104,7 +135,7 @@ impl ProposalBuilder {
     /// Sets a parameter, named in the summary. Returns whether it changed: setting the value it
     /// already has is no operation at all.
     pub fn set_parameter(&mut self, name: &str, value: &str, requires_restart: bool) -> bool {
-        self.parameter(name, value, requires_restart, true)
+        self.change_parameter(name, value, requires_restart, true)
     }
 
     /// Sets a parameter without naming it in the summary (a planner hint that would crowd the
@@ -115,21 +146,30 @@ impl ProposalBuilder {
         value: &str,
         requires_restart: bool,
     ) -> bool {
-        self.parameter(name, value, requires_restart, false)
+        self.change_parameter(name, value, requires_restart, false)
     }
 
-    fn parameter(&mut self, name: &str, value: &str, requires_restart: bool, shown: bool) -> bool {
-        let before = parameter(&self.before, name).map(str::to_string);
-        if before.as_deref() == Some(value) {
+    fn change_parameter(
+        &mut self,
+        name: &str,
+        value: &str,
+        requires_restart: bool,
+        shown: bool,
+    ) -> bool {
+        let before = parameter(self.before, name);
+        if before == Some(value) {
             return false;
         }
         if shown {
-            self.changes.push(format!(
-                "{name} {} → {value}",
-                before.as_deref().unwrap_or("unset")
-            ));
+            let before = before.unwrap_or("unset");
+            let mut change = String::with_capacity(name.len() + before.len() + value.len() + 6);
+            change.push_str(name);
+            change.push(' ');
+            change.push_str(before);
+            change.push_str(" → ");
+            change.push_str(value);
+            self.changes.push(change);
         }
-        set_parameter(&mut self.after, name, value);
         self.operations.push(Operation::SetParameter(ParameterOp {
             name: name.to_string(),
             value: value.to_string(),
@@ -153,7 +193,7 @@ impl ProposalBuilder {
             "{} {noun} → {replicas} {noun}",
             self.before.replicas
         ));
-        self.after.replicas = replicas;
+        self.replicas = replicas;
         self.operations
             .push(Operation::SetReplicas(ReplicasOp { replicas }));
         self
@@ -192,26 +232,33 @@ impl ProposalBuilder {
 
     /// The summary: the size change when there is one, then every shown change, in order.
     pub fn summary(&self) -> String {
-        let mut parts = Vec::new();
-        if self.after.cpu_millicores != self.before.cpu_millicores
-            || self.after.memory_bytes != self.before.memory_bytes
+        let mut out = String::with_capacity(96);
+        if self.cpu_millicores != self.before.cpu_millicores
+            || self.memory_bytes != self.before.memory_bytes
         {
-            parts.push(format!(
-                "{} / {} → {} / {}",
-                format_cpu(self.before.cpu_millicores),
-                format_bytes(self.before.memory_bytes),
-                format_cpu(self.after.cpu_millicores),
-                format_bytes(self.after.memory_bytes)
-            ));
+            out.push_str(&format_cpu(self.before.cpu_millicores));
+            out.push_str(" / ");
+            out.push_str(&format_bytes(self.before.memory_bytes));
+            out.push_str(" → ");
+            out.push_str(&format_cpu(self.cpu_millicores));
+            out.push_str(" / ");
+            out.push_str(&format_bytes(self.memory_bytes));
         }
-        parts.extend(self.changes.iter().cloned());
-        parts.join(", ")
+        for change in &self.changes {
+            if !out.is_empty() {
+                out.push_str(", ");
+            }
+            out.push_str(change);
+        }
+        out
     }
 
-    /// The proposal, with `rationale` followed by the notes.
-    pub fn build(self, rationale: &str) -> Proposal {
+    /// The proposal, with `why` followed by the notes as its rationale.
+    pub fn build(self, why: &str) -> Proposal {
         let summary = self.summary();
-        let mut rationale = rationale.to_string();
+        let notes: usize = self.notes.iter().map(|n| n.len() + 2).sum();
+        let mut rationale = String::with_capacity(why.len() + notes);
+        rationale.push_str(why);
         for note in &self.notes {
             rationale.push_str("; ");
             rationale.push_str(note);
@@ -219,8 +266,6 @@ impl ProposalBuilder {
         Proposal {
             action: self.action,
             summary,
-            before: self.before,
-            after: self.after,
             operations: self.operations,
             risk: self.risk,
             rationale,
@@ -246,19 +291,21 @@ mod tests {
 
     #[test]
     fn unchanged_parameters_are_no_operation() {
-        let mut plan = ProposalBuilder::new(ActionKind::ScaleUp, &node());
+        let node = node();
+        let mut plan = ProposalBuilder::new(ActionKind::ScaleUp, &node);
         assert!(!plan.set_parameter("maxmemory", "11gb", false));
         assert!(plan.set_parameter("maxclients", "15000", false));
         let p = plan.build("why");
         assert_eq!(p.summary, "maxclients unset → 15000");
         assert_eq!(p.operations.len(), 1);
         assert_eq!(p.risk, Risk::Low);
-        assert_eq!(p.after.parameters.len(), 2);
+        assert_eq!(after(&node, &p).parameters.len(), 2);
     }
 
     #[test]
     fn replicas_and_rebalance_in_order_with_notes() {
-        let mut plan = ProposalBuilder::new(ActionKind::ScaleUp, &node());
+        let node = node();
+        let mut plan = ProposalBuilder::new(ActionKind::ScaleUp, &node);
         plan.set_replicas(4, "brokers")
             .rebalance("spread partitions")
             .raise_risk(Risk::Medium)
@@ -266,7 +313,7 @@ mod tests {
             .note("lag grew every week");
         let p = plan.build("add a broker");
         assert_eq!(p.summary, "3 brokers → 4 brokers");
-        assert_eq!(p.after.replicas, 4);
+        assert_eq!(after(&node, &p).replicas, 4);
         assert!(matches!(
             p.operations[0],
             Operation::SetReplicas(ReplicasOp { replicas: 4 })
@@ -278,7 +325,8 @@ mod tests {
 
     #[test]
     fn restart_parameters_raise_the_risk_and_quiet_ones_stay_out_of_the_summary() {
-        let mut plan = ProposalBuilder::new(ActionKind::ScaleDown, &node());
+        let node = node();
+        let mut plan = ProposalBuilder::new(ActionKind::ScaleDown, &node);
         plan.resize(2000, 8 * GIB);
         plan.set_parameter_quietly("hint", "1", false);
         plan.set_parameter("maxmemory", "5gb", true);
@@ -289,7 +337,9 @@ mod tests {
             "4 vCPU / 16 GiB → 2 vCPU / 8 GiB, maxmemory 11gb → 5gb"
         );
         assert_eq!(p.risk, Risk::Medium);
-        assert_eq!(parameter(&p.after, "hint"), Some("1"));
+        let after = after(&node, &p);
+        assert_eq!(parameter(&after, "hint"), Some("1"));
+        assert_eq!((after.cpu_millicores, after.memory_bytes), (2000, 8 * GIB));
         assert_eq!(p.operations.len(), 3);
     }
 }

@@ -29,32 +29,95 @@ pub const GIB: u64 = 1024 * MIB;
 
 /// A number with at most two decimals and no trailing zeros: `4`, `0.5`, `1.25`.
 pub fn trim(value: f64) -> String {
-    let text = format!("{value:.2}");
-    text.trim_end_matches('0').trim_end_matches('.').to_string()
+    let hundredths = (value * 100.0).round();
+    if !hundredths.is_finite() || hundredths.abs() >= 1e15 {
+        let text = format!("{value:.2}");
+        return text.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    let mut out = String::with_capacity(12);
+    if hundredths < 0.0 {
+        out.push('-');
+    }
+    // Integer arithmetic: plugins format sizes on every call, and float formatting is by far
+    // the costliest part of building a proposal inside the sandbox.
+    push_hundredths(&mut out, hundredths.abs() as u64);
+    out
+}
+
+/// Appends `n` in decimal. Formatting through `core::fmt` costs thousands of instructions per
+/// number inside the sandbox, and every proposal formats a dozen sizes.
+pub fn push_u64(out: &mut String, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut rest = n;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for &d in &digits[start..] {
+        out.push(char::from(d));
+    }
+}
+
+/// Writes `hundredths / 100` with at most two decimals and no trailing zeros.
+fn push_hundredths(out: &mut String, hundredths: u64) {
+    let (whole, fraction) = (hundredths / 100, hundredths % 100);
+    push_u64(out, whole);
+    if fraction != 0 {
+        out.push('.');
+        out.push(char::from(b'0' + (fraction / 10) as u8));
+        if fraction % 10 != 0 {
+            out.push(char::from(b'0' + (fraction % 10) as u8));
+        }
+    }
+}
+
+/// `numerator / denominator` with at most two decimals, rounded half up, no trailing zeros.
+fn ratio_text(numerator: u64, denominator: u64) -> String {
+    let mut out = String::with_capacity(16);
+    let hundredths = (u128::from(numerator) * 100 + u128::from(denominator) / 2)
+        / u128::from(denominator.max(1));
+    push_hundredths(&mut out, u64::try_from(hundredths).unwrap_or(u64::MAX));
+    out
 }
 
 /// CPU for humans: `4 vCPU`, `0.5 vCPU`.
 pub fn format_cpu(millicores: u64) -> String {
-    format!("{} vCPU", trim(millicores as f64 / 1000.0))
+    let mut out = ratio_text(millicores, 1000);
+    out.push_str(" vCPU");
+    out
 }
 
 /// Memory for humans: `16 GiB`, `1.5 GiB`, `512 MiB`.
 pub fn format_bytes(bytes: u64) -> String {
     if bytes >= GIB {
-        format!("{} GiB", trim(bytes as f64 / GIB as f64))
+        let mut out = ratio_text(bytes, GIB);
+        out.push_str(" GiB");
+        out
     } else {
-        format!("{} MiB", bytes / MIB)
+        let mut out = String::with_capacity(12);
+        push_u64(&mut out, bytes / MIB);
+        out.push_str(" MiB");
+        out
     }
 }
 
 /// A size in the common config syntax of databases (`8GB`, `512MB` for PostgreSQL, lowercase
 /// for Redis): whole gibibytes when exact, else whole mebibytes (rounded down).
 pub fn config_size(bytes: u64, gb: &str, mb: &str) -> String {
+    let mut out = String::with_capacity(12);
     if bytes.is_multiple_of(GIB) {
-        format!("{}{gb}", bytes / GIB)
+        push_u64(&mut out, bytes / GIB);
+        out.push_str(gb);
     } else {
-        format!("{}{mb}", bytes / MIB)
+        push_u64(&mut out, bytes / MIB);
+        out.push_str(mb);
     }
+    out
 }
 
 /// Parses the sizes [`config_size`] writes, and plain byte counts: `8GB`, `512mb`, `64kB`,
@@ -173,9 +236,9 @@ fn describe(action: ActionKind, from: (u64, u64), to: (u64, u64)) -> String {
         from.0 == to.0,
         from.1 == to.1,
     ) {
-        (true, true, _, _) => format!("one step {direction}: {word} the CPU and memory"),
-        (_, true, true, _) => format!("one step {direction}: {word} the memory"),
-        (true, _, _, true) => format!("one step {direction}: {word} the CPU"),
+        (true, true, _, _) => ["one step ", direction, ": ", word, " the CPU and memory"].concat(),
+        (_, true, true, _) => ["one step ", direction, ": ", word, " the memory"].concat(),
+        (true, _, _, true) => ["one step ", direction, ": ", word, " the CPU"].concat(),
         _ => {
             let ratio = |from: u64, to: u64| trim(to as f64 / from.max(1) as f64);
             format!(
@@ -198,12 +261,14 @@ pub struct SizeLadder {
 
 impl SizeLadder {
     /// Powers of two: 0.25 to 256 vCPU and 256 MiB to 4 TiB, so that a step halves or doubles
-    /// both and keeps the node's memory per vCPU.
-    pub fn standard() -> Self {
-        Self {
-            cpu: Ladder::doubling(250, 256_000),
-            memory: Ladder::doubling(256 * MIB, 4096 * GIB),
-        }
+    /// both and keeps the node's memory per vCPU. Built once per plugin instance.
+    pub fn standard() -> &'static Self {
+        static STANDARD: std::sync::LazyLock<SizeLadder> =
+            std::sync::LazyLock::new(|| SizeLadder {
+                cpu: Ladder::doubling(250, 256_000),
+                memory: Ladder::doubling(256 * MIB, 4096 * GIB),
+            });
+        &STANDARD
     }
 
     /// CPU and memory one rung in `action`'s direction, each held within `bounds`; `None` when
@@ -363,6 +428,21 @@ mod tests {
     #[test]
     fn sizes_format_and_parse() {
         assert_eq!(format_cpu(500), "0.5 vCPU");
+        assert_eq!(format_cpu(250), "0.25 vCPU");
+        assert_eq!(format_cpu(1_005), "1.01 vCPU", "rounded half up");
+        assert_eq!(format_cpu(0), "0 vCPU");
+        assert_eq!(format_bytes(u64::MAX), "17179869184 GiB");
+        assert_eq!(trim(1.333), "1.33");
+        assert_eq!(trim(2.0), "2");
+        assert_eq!(trim(0.1), "0.1");
+        assert_eq!(trim(-0.5), "-0.5");
+        assert_eq!(trim(f64::NAN), "NaN");
+        let mut digits = String::new();
+        for n in [0, 7, 10, 1_234_567_890, u64::MAX] {
+            digits.clear();
+            push_u64(&mut digits, n);
+            assert_eq!(digits, n.to_string());
+        }
         assert_eq!(format_cpu(16_000), "16 vCPU");
         assert_eq!(format_bytes(512 * MIB), "512 MiB");
         assert_eq!(format_bytes(3 * GIB / 2), "1.5 GiB");

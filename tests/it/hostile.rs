@@ -179,9 +179,9 @@ fn a_huge_feature_list_is_refused_as_output_too_large() {
 }
 
 #[test]
-fn names_aliasing_one_buffer_do_not_make_the_host_copy_it_each_time() {
-    // 100,000 names pointing at one 1 MiB string: 100 GB if the host copied each. wasmtime's
-    // own per-call bound (128 MiB) stops it even when the host's is lifted.
+fn strings_aliasing_one_buffer_do_not_make_the_host_copy_it_each_time() {
+    // 100,000 operation reasons pointing at one 1 MiB string: 100 GB if the host copied each.
+    // wasmtime's own per-call bound (128 MiB) stops it even when the host's is lifted.
     for bytes_per_call in [OutputLimits::default().bytes_per_call, 128 << 20] {
         let host = PluginHost::new(Limits::default())
             .unwrap()
@@ -191,13 +191,13 @@ fn names_aliasing_one_buffer_do_not_make_the_host_copy_it_each_time() {
             });
         let plugin = host.load("flood.wasm", &guest("flood")).unwrap();
         let started = Instant::now();
-        let error = features(&plugin, "aliased").unwrap_err();
+        let error = propose(&plugin, "aliased").unwrap_err();
         assert!(
             matches!(failure(&error), Failure::OutputTooLarge { .. }),
             "{error}"
         );
         eprintln!(
-            "aliased names, {bytes_per_call} bytes per call: refused in {:?}",
+            "aliased strings, {bytes_per_call} bytes per call: refused in {:?}",
             started.elapsed()
         );
     }
@@ -205,10 +205,10 @@ fn names_aliasing_one_buffer_do_not_make_the_host_copy_it_each_time() {
 
 #[test]
 fn without_the_host_bound_wasmtime_lifts_a_huge_list_that_fits_the_memory_limit() {
-    // What wasmtime does on its own: 400,000 features (about 16 MB of guest memory, 19 MB in
-    // the host's representation) are under its 128 MiB per-call default, so they are all
-    // copied into the host before anything can look at them — only the contract check stops
-    // them. The host's bound refuses them while copying.
+    // What wasmtime does on its own: 400,000 features (two columns, about 6 MB) are under its
+    // 128 MiB per-call default, so they are all copied into the host before anything can look
+    // at them — only the contract check stops them. The host's bound refuses them while
+    // copying.
     let host = PluginHost::new(Limits::default())
         .unwrap()
         .with_output_limits(OutputLimits {
@@ -220,7 +220,7 @@ fn without_the_host_bound_wasmtime_lifts_a_huge_list_that_fits_the_memory_limit(
     let started = Instant::now();
     let error = features(&plugin, "pg-1").unwrap_err();
     assert!(
-        matches!(failure(&error), Failure::InvalidOutput { message } if message.contains("400000 features returned")),
+        matches!(failure(&error), Failure::InvalidOutput { message } if message.contains("400000 feature values")),
         "{error}"
     );
     let unbounded = started.elapsed();
@@ -238,7 +238,7 @@ fn more_features_than_the_bound_are_refused_before_the_schema_check() {
     let plugin = load("flood");
     let error = features(&plugin, "over-schema").unwrap_err();
     assert!(
-        matches!(failure(&error), Failure::OutputTooLarge { what } if what == "2000 features returned; at most 1024"),
+        matches!(failure(&error), Failure::OutputTooLarge { what } if what == "2000 feature values returned; at most 1024"),
         "{error}"
     );
 }
@@ -273,17 +273,22 @@ fn oversized_proposals_are_refused() {
 fn each_feature_that_breaks_the_contract_is_rejected() {
     let plugin = load("liar");
     for (target, expected) in [
-        ("nan-value", "non-finite value"),
-        ("infinite-value", "non-finite value"),
+        ("infinite-value", "feature \"cpu_w1\" has an infinite value"),
         ("nan-coverage", "coverage NaN outside 0..1"),
         ("coverage-above-one", "coverage 1.5 outside 0..1"),
         ("negative-coverage", "coverage -0.1 outside 0..1"),
         (
-            "wrong-name",
-            "feature \"memory_w1\" returned where the schema has \"cpu_w1\"",
+            "no-features",
+            "0 feature values and 0 coverages returned, the schema has 1 features",
         ),
-        ("no-features", "0 features returned, the schema has 1"),
-        ("extra-feature", "2 features returned, the schema has 1"),
+        (
+            "extra-feature",
+            "2 feature values and 2 coverages returned, the schema has 1 features",
+        ),
+        (
+            "short-coverage",
+            "1 feature values and 0 coverages returned, the schema has 1 features",
+        ),
     ] {
         let error = features(&plugin, target).unwrap_err();
         assert!(
@@ -301,6 +306,8 @@ fn each_proposal_that_breaks_the_contract_is_rejected() {
     for (target, expected) in [
         ("zero-memory", "sizes the target to zero"),
         ("zero-cpu", "sizes the target to zero"),
+        ("zero-replicas", "sizes the target to zero"),
+        ("no-operations", "has no operations"),
         ("empty-summary", "has no summary"),
         (
             "undeclared-action",
@@ -326,8 +333,7 @@ fn proposals_outside_bounds_or_against_their_direction_are_rejected() {
         ("above-max", "outside the bounds"),
         ("below-min", "outside the bounds"),
         ("grows-on-scale-down", "which is not a scale_down"),
-        ("before-mismatch", "not the target's"),
-        ("zero-resize", "a resize operation has a zero size"),
+        ("two-resizes", "is not the new size"),
         ("empty-parameter", "a set-parameter operation has no name"),
     ] {
         let error = propose(&plugin, target).unwrap_err();

@@ -48,18 +48,41 @@ pub(crate) fn series(s: &core::MetricSeries) -> wit::Series {
     }
 }
 
-fn feature(f: &core::Feature) -> wit::Feature {
-    wit::Feature {
-        name: f.name.clone(),
-        value: f.value,
-        coverage: f.coverage,
+/// The engine's named features as the columns a plugin reads, in the schema's order: by
+/// position when the names line up (the vector came from this plugin), else by name, with a
+/// feature the vector lacks sent as missing.
+fn feature_columns(
+    features: &core::FeatureVector,
+    schema: &[core::FeatureSpec],
+) -> wit::FeatureVector {
+    let in_order = features.features.len() == schema.len()
+        && features
+            .features
+            .iter()
+            .zip(schema)
+            .all(|(f, spec)| f.name == spec.name);
+    let mut out = wit::FeatureVector {
+        values: Vec::with_capacity(schema.len()),
+        coverage: Vec::with_capacity(schema.len()),
+    };
+    for (i, spec) in schema.iter().enumerate() {
+        let feature = if in_order {
+            features.features.get(i)
+        } else {
+            features.get(&spec.name)
+        };
+        out.values
+            .push(feature.and_then(|f| f.value).unwrap_or(f64::NAN));
+        out.coverage.push(feature.map_or(0.0, |f| f.coverage));
     }
+    out
 }
 
 pub(crate) fn propose_request(
     t: &core::Target,
     c: &core::Classification,
     features: &core::FeatureVector,
+    schema: &[core::FeatureSpec],
     bounds: &core::Bounds,
 ) -> wit::ProposeRequest {
     wit::ProposeRequest {
@@ -72,7 +95,7 @@ pub(crate) fn propose_request(
             },
             confidence: c.confidence,
         },
-        features: features.features.iter().map(feature).collect(),
+        features: feature_columns(features, schema),
         bounds: wit::Bounds {
             min_cpu_millicores: bounds.min_cpu_millicores,
             max_cpu_millicores: bounds.max_cpu_millicores,
@@ -237,44 +260,65 @@ fn scenario(sc: &wit::Scenario, metrics: &BTreeSet<&str>) -> Result<core::SimSce
     })
 }
 
+/// Names a plugin's feature columns after its schema, refusing a vector of the wrong length,
+/// a coverage outside 0..=1 or an infinite value (NaN is how a plugin says "missing").
 pub(crate) fn features(
-    raw: Vec<wit::Feature>,
+    raw: wit::FeatureVector,
     descriptor: &core::PluginDescriptor,
 ) -> Result<core::FeatureVector, String> {
-    if raw.len() != descriptor.features.len() {
+    let schema = &descriptor.features;
+    if raw.values.len() != schema.len() || raw.coverage.len() != schema.len() {
         return Err(format!(
-            "{} features returned, the schema has {}",
-            raw.len(),
-            descriptor.features.len()
+            "{} feature values and {} coverages returned, the schema has {} features",
+            raw.values.len(),
+            raw.coverage.len(),
+            schema.len()
         ));
     }
-    let mut out = Vec::with_capacity(raw.len());
-    for (f, spec) in raw.into_iter().zip(&descriptor.features) {
-        if f.name != spec.name {
+    let mut out = Vec::with_capacity(schema.len());
+    for ((value, coverage), spec) in raw.values.into_iter().zip(raw.coverage).zip(schema) {
+        if !coverage.is_finite() || !(0.0..=1.0).contains(&coverage) {
             return Err(format!(
-                "feature {:?} returned where the schema has {:?}",
-                f.name, spec.name
+                "feature {:?} has coverage {coverage} outside 0..1",
+                spec.name
             ));
         }
-        if !f.coverage.is_finite() || !(0.0..=1.0).contains(&f.coverage) {
+        if value.is_infinite() {
             return Err(format!(
-                "feature {:?} has coverage {} outside 0..1",
-                f.name, f.coverage
-            ));
-        }
-        if f.value.is_some_and(|v| !v.is_finite()) {
-            return Err(format!(
-                "feature {:?} has a non-finite value; missing data must be none",
-                f.name
+                "feature {:?} has an infinite value; missing data must be NaN",
+                spec.name
             ));
         }
         out.push(core::Feature {
-            name: f.name,
-            value: f.value,
-            coverage: f.coverage,
+            name: spec.name.clone(),
+            value: (!value.is_nan()).then_some(value),
+            coverage,
         });
     }
     Ok(core::FeatureVector { features: out })
+}
+
+/// What `operations` make of `current`: the size after a plan, derived rather than declared so
+/// a plan's operations and its stated outcome cannot disagree.
+fn apply(current: &core::Resources, operations: &[core::Operation]) -> core::Resources {
+    let mut after = current.clone();
+    for op in operations {
+        match op {
+            core::Operation::Resize {
+                cpu_millicores,
+                memory_bytes,
+            } => {
+                after.cpu_millicores = *cpu_millicores;
+                after.memory_bytes = *memory_bytes;
+            }
+            core::Operation::SetParameter { name, value, .. } => {
+                after.parameters.insert(name.clone(), value.clone());
+            }
+            core::Operation::SetReplicas { replicas } => after.replicas = *replicas,
+            core::Operation::Restart { .. } | core::Operation::Rebalance { .. } => {}
+        }
+    }
+    after
 }
 
 fn resources_back(r: wit::Resources) -> core::Resources {
@@ -312,34 +356,39 @@ pub(crate) fn proposals(
         if p.summary.trim().is_empty() {
             return Err(format!("the {kind} proposal has no summary"));
         }
-        if p.after.cpu_millicores == 0 || p.after.memory_bytes == 0 || p.after.replicas == 0 {
+        let operations: Vec<core::Operation> = p
+            .operations
+            .into_iter()
+            .map(|op| match op {
+                wit::Operation::Resize(r) => core::Operation::Resize {
+                    cpu_millicores: r.cpu_millicores,
+                    memory_bytes: r.memory_bytes,
+                },
+                wit::Operation::SetParameter(p) => core::Operation::SetParameter {
+                    name: p.name,
+                    value: p.value,
+                    requires_restart: p.requires_restart,
+                },
+                wit::Operation::Restart(r) => core::Operation::Restart { reason: r.reason },
+                wit::Operation::SetReplicas(r) => core::Operation::SetReplicas {
+                    replicas: r.replicas,
+                },
+                wit::Operation::Rebalance(r) => core::Operation::Rebalance { reason: r.reason },
+            })
+            .collect();
+        if operations.is_empty() {
+            return Err(format!("the {kind} proposal has no operations"));
+        }
+        let after = apply(current, &operations);
+        if after.cpu_millicores == 0 || after.memory_bytes == 0 || after.replicas == 0 {
             return Err(format!("the {kind} proposal sizes the target to zero"));
         }
         let proposal = core::Proposal {
             action: kind,
             summary: p.summary,
-            before: resources_back(p.before),
-            after: resources_back(p.after),
-            operations: p
-                .operations
-                .into_iter()
-                .map(|op| match op {
-                    wit::Operation::Resize(r) => core::Operation::Resize {
-                        cpu_millicores: r.cpu_millicores,
-                        memory_bytes: r.memory_bytes,
-                    },
-                    wit::Operation::SetParameter(p) => core::Operation::SetParameter {
-                        name: p.name,
-                        value: p.value,
-                        requires_restart: p.requires_restart,
-                    },
-                    wit::Operation::Restart(r) => core::Operation::Restart { reason: r.reason },
-                    wit::Operation::SetReplicas(r) => core::Operation::SetReplicas {
-                        replicas: r.replicas,
-                    },
-                    wit::Operation::Rebalance(r) => core::Operation::Rebalance { reason: r.reason },
-                })
-                .collect(),
+            before: current.clone(),
+            after,
+            operations,
             risk: match p.risk {
                 wit::Risk::Low => core::Risk::Low,
                 wit::Risk::Medium => core::Risk::Medium,

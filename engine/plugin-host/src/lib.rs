@@ -51,7 +51,7 @@ use bindings::setpoint::plugin::host::Level;
 
 /// The contract version this host speaks: the WIT package version of `sdk/wit/setpoint.wit`.
 /// Plugins declare theirs in `describe()` and in the names of their imports.
-pub const ABI_VERSION: &str = "0.2.0";
+pub const ABI_VERSION: &str = "0.3.0";
 
 /// Whether a plugin built for `plugin` can run on a host speaking `host`: the same major
 /// version (for 0.x, the same minor — before 1.0 a minor release may break), no newer than the
@@ -662,7 +662,13 @@ impl Plugin {
         features: &FeatureVector,
         bounds: &Bounds,
     ) -> Result<Vec<Proposal>, PluginError> {
-        let request = convert::propose_request(target, classification, features, bounds);
+        let request = convert::propose_request(
+            target,
+            classification,
+            features,
+            &self.inner.descriptor.features,
+            bounds,
+        );
         let raw = self.call(&target.id, Call::Propose, |adapter, store| {
             adapter.call_propose(store, &request)
         })?;

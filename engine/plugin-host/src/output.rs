@@ -103,12 +103,9 @@ impl OutputLimits {
     }
 
     /// Checks the sizes of `features()`'s result.
-    pub(crate) fn features(&self, features: &[wit::Feature]) -> Result<(), TooLarge> {
-        self.items("features returned", features.len())?;
-        for (i, f) in features.iter().enumerate() {
-            self.line(|| format!("the name of feature {i}"), &f.name)?;
-        }
-        Ok(())
+    pub(crate) fn features(&self, features: &wit::FeatureVector) -> Result<(), TooLarge> {
+        self.items("feature values returned", features.values.len())?;
+        self.items("feature coverages returned", features.coverage.len())
     }
 
     /// Checks the sizes of `propose()`'s result.
@@ -118,16 +115,6 @@ impl OutputLimits {
             self.line(|| format!("the summary of proposal {i}"), &p.summary)?;
             self.text(|| format!("the rationale of proposal {i}"), &p.rationale)?;
             self.items(&format!("operations in proposal {i}"), p.operations.len())?;
-            for (side, resources) in [("before", &p.before), ("after", &p.after)] {
-                self.items(
-                    &format!("parameters {side} proposal {i}"),
-                    resources.parameters.len(),
-                )?;
-                for (name, value) in &resources.parameters {
-                    self.line(|| format!("a parameter name {side} proposal {i}"), name)?;
-                    self.line(|| format!("parameter {name:?} {side} proposal {i}"), value)?;
-                }
-            }
             for op in &p.operations {
                 self.operation(i, op)?;
             }

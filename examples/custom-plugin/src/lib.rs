@@ -9,7 +9,7 @@
 
 use setpoint_sdk::scenario::{Vary, flat, ratio};
 use setpoint_sdk::types::{
-    ActionKind, Aggregation, Class, Descriptor, Feature, FeatureSpec, MetricSpec, Operation,
+    ActionKind, Aggregation, Class, Descriptor, FeatureSpec, FeatureVector, MetricSpec, Operation,
     ParameterOp, PluginError, Proposal, ProposeRequest, ResizeOp, Resources, RestartOp, Risk,
     Scenario, Series, Target, Window,
 };
@@ -84,7 +84,7 @@ impl Adapter for MongoDb {
         target: Target,
         window: Window,
         series: Vec<Series>,
-    ) -> Result<Vec<Feature>, PluginError> {
+    ) -> Result<FeatureVector, PluginError> {
         if window.end_ms <= window.start_ms || window.step_seconds == 0 {
             return Err(error(
                 "invalid_window",
@@ -95,19 +95,20 @@ impl Adapter for MongoDb {
             weeks: WEEKS,
             ..window
         };
-        let mut out = Vec::new();
+        let mut out = FeatureVector {
+            values: Vec::new(),
+            coverage: Vec::new(),
+        };
+        // Columns in the order of the descriptor's features: per metric, W-4 first.
         for (metric, _, _) in METRICS {
             let stats = match series.iter().find(|s| s.metric == metric) {
                 Some(s) => weekly_series(&window, s, Aggregation::Mean, MIN_COVERAGE)
                     .map_err(|message| error("malformed_series", message))?,
                 None => weekly(&window, &[], &[], Aggregation::Mean, MIN_COVERAGE),
             };
-            for (i, stat) in stats.iter().enumerate() {
-                out.push(Feature {
-                    name: format!("{metric}_w{}", WEEKS as usize - i),
-                    value: stat.value,
-                    coverage: stat.coverage,
-                });
+            for stat in stats {
+                out.values.push(stat.value.unwrap_or(f64::NAN));
+                out.coverage.push(stat.coverage);
             }
         }
         Ok(out)
@@ -177,13 +178,6 @@ fn plan(action: ActionKind, current: &Resources, cpu: u64, memory: u64) -> Propo
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| format!("{}", cache_gb(current.memory_bytes)));
     let after_cache = format!("{}", cache_gb(memory));
-    let mut parameters: Vec<(String, String)> = current
-        .parameters
-        .iter()
-        .filter(|(k, _)| k != CACHE_PARAMETER)
-        .cloned()
-        .collect();
-    parameters.push((CACHE_PARAMETER.to_string(), after_cache.clone()));
     Proposal {
         action,
         summary: format!(
@@ -193,13 +187,6 @@ fn plan(action: ActionKind, current: &Resources, cpu: u64, memory: u64) -> Propo
             show_cpu(cpu),
             show_gib(memory)
         ),
-        before: current.clone(),
-        after: Resources {
-            cpu_millicores: cpu,
-            memory_bytes: memory,
-            replicas: current.replicas,
-            parameters,
-        },
         operations: vec![
             Operation::Resize(ResizeOp {
                 cpu_millicores: cpu,
@@ -259,7 +246,10 @@ fn scenarios() -> Vec<Scenario> {
                 flat("connections", 0.40, 0.08, 0.02),
                 flat("cache", 0.80, 0.02, 0.01),
             ],
-            ..base("catalog", "a product catalogue: busy by day, quiet by night")
+            ..base(
+                "catalog",
+                "a product catalogue: busy by day, quiet by night",
+            )
         },
         Scenario {
             metrics: vec![
@@ -268,7 +258,10 @@ fn scenarios() -> Vec<Scenario> {
                 flat("connections", 0.70, 0.05, 0.01),
                 flat("cache", 0.95, 0.01, 0.005),
             ],
-            ..base("events", "an event store whose CPU has been above 85 % for weeks")
+            ..base(
+                "events",
+                "an event store whose CPU has been above 85 % for weeks",
+            )
         },
     ]
 }
@@ -302,7 +295,10 @@ mod tests {
                 class: Class::ScaleDown,
                 confidence: 0.9,
             },
-            features: vec![],
+            features: FeatureVector {
+                values: vec![],
+                coverage: vec![],
+            },
             bounds: Bounds {
                 min_cpu_millicores: 1000,
                 max_cpu_millicores: 64000,
@@ -315,7 +311,13 @@ mod tests {
             proposals[0].summary,
             "8 vCPU / 32 GiB → 4 vCPU / 16 GiB, wiredTigerCacheSizeGB 15.5 → 7.5"
         );
-        assert_eq!(proposals[0].after.replicas, 3);
+        assert!(
+            !proposals[0]
+                .operations
+                .iter()
+                .any(|op| matches!(op, Operation::SetReplicas(_))),
+            "the replica set keeps its members"
+        );
     }
 
     #[test]
@@ -343,13 +345,8 @@ mod tests {
             resources: size(4, 16),
         };
         let features = MongoDb::features(target, window, summarised).unwrap();
-        let names: Vec<String> = features.iter().map(|f| f.name.clone()).collect();
-        let schema: Vec<String> = MongoDb::describe()
-            .features
-            .into_iter()
-            .map(|f| f.name)
-            .collect();
-        assert_eq!(names, schema);
-        assert!(features.iter().all(|f| f.value == Some(0.2)));
+        assert_eq!(features.values.len(), MongoDb::describe().features.len());
+        assert_eq!(features.coverage.len(), features.values.len());
+        assert!(features.values.iter().all(|&v| v == 0.2));
     }
 }

@@ -21,12 +21,12 @@
 //! of the smaller heap.
 
 use setpoint_sdk::bindings::setpoint::plugin::host::Level;
-use setpoint_sdk::fingerprint::{self, MetricDef};
+use setpoint_sdk::fingerprint::{self, Fingerprint, MetricDef};
 use setpoint_sdk::proposal::{ProposalBuilder, parameter};
 use setpoint_sdk::scenario::{Vary, flat, gauge, ratio};
 use setpoint_sdk::size::{GIB, SizeLadder, parse_config_size};
 use setpoint_sdk::types::{
-    ActionKind, Aggregation, Bounds, Class, Descriptor, Feature, PluginError, Proposal,
+    ActionKind, Aggregation, Bounds, Class, Descriptor, FeatureVector, PluginError, Proposal,
     ProposeRequest, Resources, Risk, Scenario, ScenarioMetric, Series, Target, Window,
 };
 use setpoint_sdk::{Adapter, error, log};
@@ -101,7 +101,7 @@ impl Adapter for Elasticsearch {
         target: Target,
         window: Window,
         series: Vec<Series>,
-    ) -> Result<Vec<Feature>, PluginError> {
+    ) -> Result<FeatureVector, PluginError> {
         fingerprint::weekly_features(&target.id, window, &series, &METRICS)
     }
 
@@ -122,8 +122,16 @@ impl Adapter for Elasticsearch {
         let mut out = Vec::new();
         for action in [ActionKind::ScaleDown, ActionKind::ScaleUp] {
             let plan = match action {
-                ActionKind::ScaleDown => scale_down(current, &request.features, &request.bounds),
-                ActionKind::ScaleUp => scale_up(current, &request.features, &request.bounds),
+                ActionKind::ScaleDown => scale_down(
+                    current,
+                    Fingerprint::new(&METRICS, &request.features),
+                    &request.bounds,
+                ),
+                ActionKind::ScaleUp => scale_up(
+                    current,
+                    Fingerprint::new(&METRICS, &request.features),
+                    &request.bounds,
+                ),
             };
             match plan {
                 Ok(p) => out.push(p),
@@ -161,11 +169,11 @@ fn current_heap(current: &Resources) -> Option<u64> {
 }
 
 /// Resizes the nodes one step and moves the heap with them.
-fn resize_with_heap(
+fn resize_with_heap<'a>(
     action: ActionKind,
-    current: &Resources,
+    current: &'a Resources,
     bounds: &Bounds,
-) -> Result<ProposalBuilder, String> {
+) -> Result<ProposalBuilder<'a>, String> {
     let step = SizeLadder::standard()
         .step(current, action, bounds)
         .ok_or("the bounds leave the node size unchanged")?;
@@ -188,12 +196,12 @@ fn resize_with_heap(
 }
 
 /// Why the cluster must not shrink now, if it must not.
-fn refuse_scale_down(features: &[Feature]) -> Result<(), String> {
-    match fingerprint::peak(features, "unassigned") {
+fn refuse_scale_down(features: Fingerprint<'_>) -> Result<(), String> {
+    match features.peak("unassigned") {
         Some(shards) if shards > 0.0 => Err(format!(
             "{shards:.0} unassigned shard(s) at the window's worst; never scale in while shards are unassigned"
         )),
-        _ if !fingerprint::complete(features, "unassigned") => Err(
+        _ if !features.complete("unassigned") => Err(
             "unassigned shards unknown for part of the window; never scale in without proof every shard is placed"
                 .to_string(),
         ),
@@ -204,12 +212,12 @@ fn refuse_scale_down(features: &[Feature]) -> Result<(), String> {
 /// One data node fewer when the disks allow it, else a smaller node and heap.
 fn scale_down(
     current: &Resources,
-    features: &[Feature],
+    features: Fingerprint<'_>,
     bounds: &Bounds,
 ) -> Result<Proposal, String> {
     refuse_scale_down(features)?;
     let nodes = current.replicas;
-    let disk = fingerprint::peak(features, "disk");
+    let disk = features.peak("disk");
     let disk_after = disk.map(|d| d * f64::from(nodes) / f64::from(nodes.saturating_sub(1).max(1)));
     let why_not_a_node = if nodes <= MIN_DATA_NODES {
         Some(format!(
@@ -239,15 +247,18 @@ fn scale_down(
         }
     };
     // Keep the node count; give back memory instead, if the heap still fits.
-    let (Some(heap), Some(used)) = (current_heap(current), fingerprint::peak(features, "memory"))
-    else {
+    let (Some(heap), Some(used)) = (current_heap(current), features.peak("memory")) else {
         return Err(format!(
             "{}; heap size or heap use unknown",
             why_not_a_node.unwrap_or_default()
         ));
     };
     let mut plan = resize_with_heap(ActionKind::ScaleDown, current, bounds)?;
-    let new_heap = current_heap(plan.after()).unwrap_or(heap);
+    let new_heap = plan
+        .parameter("heap_size")
+        .and_then(parse_config_size)
+        .filter(|&h| h > 0)
+        .unwrap_or(heap);
     let fill = used * heap as f64 / new_heap as f64;
     if fill > SCALE_DOWN_HEAP_FILL {
         return Err(format!(
@@ -267,10 +278,10 @@ fn scale_down(
 /// A bigger heap when the heap is short and below its cap, else more data nodes.
 fn scale_up(
     current: &Resources,
-    features: &[Feature],
+    features: Fingerprint<'_>,
     bounds: &Bounds,
 ) -> Result<Proposal, String> {
-    let heap_used = fingerprint::peak(features, "memory");
+    let heap_used = features.peak("memory");
     let heap_short = heap_used.is_some_and(|h| h >= HEAP_PRESSURE);
     let below_cap = current_heap(current).is_none_or(|h| h < HEAP_CAP);
     if heap_short && below_cap {
@@ -289,7 +300,7 @@ fn scale_up(
     plan.set_replicas(nodes, "data nodes")
         .rebalance("shards relocate onto the new data nodes (throttled by the cluster's recovery settings)")
         .raise_risk(Risk::Medium);
-    let latency = fingerprint::weeks(features, "latency");
+    let latency = features.weeks("latency");
     if let (Some(Some(first)), Some(Some(last))) = (latency.first(), latency.last())
         && last > first
     {
@@ -425,11 +436,11 @@ mod tests {
     use super::*;
     use setpoint_sdk::types::{Classification, Operation};
 
-    fn features(values: &[(&str, f64)]) -> Vec<Feature> {
+    fn features(values: &[(&str, f64)]) -> FeatureVector {
         fingerprint::flat_features(&METRICS, values)
     }
 
-    fn idle() -> Vec<Feature> {
+    fn idle() -> FeatureVector {
         features(&[
             ("cpu", 0.1),
             ("memory", 0.42),
@@ -438,7 +449,7 @@ mod tests {
         ])
     }
 
-    fn request(resources: Resources, class: Class, features: Vec<Feature>) -> ProposeRequest {
+    fn request(resources: Resources, class: Class, features: FeatureVector) -> ProposeRequest {
         ProposeRequest {
             target: Target {
                 id: "es-1".into(),
@@ -515,10 +526,7 @@ mod tests {
     #[test]
     fn never_scale_in_with_unassigned_shards() {
         let mut f = idle();
-        f.iter_mut()
-            .find(|f| f.name == "unassigned_w2")
-            .unwrap()
-            .value = Some(3.0);
+        f.values[fingerprint::index(&METRICS, "unassigned", 2).unwrap()] = 3.0;
         for nodes in [3, 5] {
             let proposals =
                 Elasticsearch::propose(request(tier(8, 32, nodes), Class::ScaleDown, f.clone()))
@@ -526,10 +534,7 @@ mod tests {
             assert!(find(&proposals, ActionKind::ScaleDown).is_none(), "{nodes}");
         }
         let mut f = idle();
-        f.iter_mut()
-            .find(|f| f.name == "unassigned_w1")
-            .unwrap()
-            .value = None;
+        f.values[fingerprint::index(&METRICS, "unassigned", 1).unwrap()] = f64::NAN;
         let proposals =
             Elasticsearch::propose(request(tier(8, 32, 5), Class::ScaleDown, f)).unwrap();
         assert!(find(&proposals, ActionKind::ScaleDown).is_none());

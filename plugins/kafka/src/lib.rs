@@ -15,13 +15,13 @@
 //! when the remaining brokers' disks would pass 75 %.
 
 use setpoint_sdk::bindings::setpoint::plugin::host::Level;
-use setpoint_sdk::fingerprint::{self, MetricDef};
+use setpoint_sdk::fingerprint::{self, Fingerprint, MetricDef};
 use setpoint_sdk::proposal::ProposalBuilder;
 use setpoint_sdk::scenario::{Vary, flat, gauge, ratio};
 use setpoint_sdk::size::GIB;
 use setpoint_sdk::types::{
-    ActionKind, Aggregation, Class, Descriptor, Feature, PluginError, Proposal, ProposeRequest,
-    Resources, Risk, Scenario, ScenarioMetric, Series, Target, Window,
+    ActionKind, Aggregation, Class, Descriptor, FeatureVector, PluginError, Proposal,
+    ProposeRequest, Resources, Risk, Scenario, ScenarioMetric, Series, Target, Window,
 };
 use setpoint_sdk::{Adapter, error, log};
 
@@ -93,7 +93,7 @@ impl Adapter for Kafka {
         target: Target,
         window: Window,
         series: Vec<Series>,
-    ) -> Result<Vec<Feature>, PluginError> {
+    ) -> Result<FeatureVector, PluginError> {
         fingerprint::weekly_features(&target.id, window, &series, &METRICS)
     }
 
@@ -110,8 +110,14 @@ impl Adapter for Kafka {
         }
         let mut out = Vec::new();
         for (action, plan) in [
-            (ActionKind::ScaleDown, scale_in(current, &request.features)),
-            (ActionKind::ScaleUp, scale_out(current, &request.features)),
+            (
+                ActionKind::ScaleDown,
+                scale_in(current, Fingerprint::new(&METRICS, &request.features)),
+            ),
+            (
+                ActionKind::ScaleUp,
+                scale_out(current, Fingerprint::new(&METRICS, &request.features)),
+            ),
         ] {
             match plan {
                 Ok(p) => out.push(p),
@@ -129,14 +135,14 @@ impl Adapter for Kafka {
 }
 
 /// Why the cluster must not lose a broker now, if it must not.
-fn refuse_scale_in(current: &Resources, features: &[Feature]) -> Result<(), String> {
-    match fingerprint::peak(features, "under_replicated") {
+fn refuse_scale_in(current: &Resources, features: Fingerprint<'_>) -> Result<(), String> {
+    match features.peak("under_replicated") {
         Some(urp) if urp > 0.0 => {
             return Err(format!(
                 "{urp:.0} under-replicated partition(s) at the window's worst; never scale in while replicas are out of sync"
             ));
         }
-        _ if !fingerprint::complete(features, "under_replicated") => {
+        _ if !features.complete("under_replicated") => {
             return Err(
                 "under-replicated partitions unknown for part of the window; never scale in without proof the replicas are in sync"
                     .to_string(),
@@ -150,12 +156,12 @@ fn refuse_scale_in(current: &Resources, features: &[Feature]) -> Result<(), Stri
             current.replicas
         ));
     }
-    if let Some(growth) = fingerprint::value(features, "lag_growth_w1").filter(|&g| g > 0.0) {
+    if let Some(growth) = features.value("lag_growth", 1).filter(|&g| g > 0.0) {
         return Err(format!(
             "consumer lag grew by {growth:.1} messages/s last week; consumers are falling behind"
         ));
     }
-    let Some(disk) = fingerprint::peak(features, "disk") else {
+    let Some(disk) = features.peak("disk") else {
         return Err("disk use unknown".to_string());
     };
     let after = disk * f64::from(current.replicas) / f64::from(current.replicas - 1);
@@ -170,7 +176,7 @@ fn refuse_scale_in(current: &Resources, features: &[Feature]) -> Result<(), Stri
 }
 
 /// One broker fewer, its partitions moved off first.
-fn scale_in(current: &Resources, features: &[Feature]) -> Result<Proposal, String> {
+fn scale_in(current: &Resources, features: Fingerprint<'_>) -> Result<Proposal, String> {
     refuse_scale_in(current, features)?;
     let brokers = current.replicas - 1;
     let mut plan = ProposalBuilder::new(ActionKind::ScaleDown, current);
@@ -180,7 +186,7 @@ fn scale_in(current: &Resources, features: &[Feature]) -> Result<Proposal, Strin
     .set_replicas(brokers, "brokers")
     // Less capacity and data in motion: a human should look.
     .raise_risk(Risk::High);
-    if let Some(disk) = fingerprint::peak(features, "disk") {
+    if let Some(disk) = features.peak("disk") {
         plan.note(format!(
             "disk at most {:.0} % today, about {:.0} % on {brokers} brokers",
             disk * 100.0,
@@ -192,7 +198,7 @@ fn scale_in(current: &Resources, features: &[Feature]) -> Result<Proposal, Strin
 }
 
 /// A quarter more brokers (at least one), with the partitions spread onto them.
-fn scale_out(current: &Resources, features: &[Feature]) -> Result<Proposal, String> {
+fn scale_out(current: &Resources, features: Fingerprint<'_>) -> Result<Proposal, String> {
     if current.replicas >= MAX_BROKERS {
         return Err(format!("already at the cap of {MAX_BROKERS} brokers"));
     }
@@ -201,14 +207,14 @@ fn scale_out(current: &Resources, features: &[Feature]) -> Result<Proposal, Stri
     plan.set_replicas(brokers, "brokers")
         .rebalance("reassign partitions onto the new brokers: a new broker takes none by itself")
         .raise_risk(Risk::Medium);
-    let lag = fingerprint::weeks(features, "lag");
+    let lag = features.weeks("lag");
     if lag.iter().all(Option::is_some) && lag.windows(2).all(|w| w[1] > w[0]) {
         plan.note(format!(
             "consumer lag rose every week, to {:.0} messages",
             lag[3].unwrap_or_default()
         ));
     }
-    if let Some(urp) = fingerprint::peak(features, "under_replicated").filter(|&u| u > 0.0) {
+    if let Some(urp) = features.peak("under_replicated").filter(|&u| u > 0.0) {
         plan.note(format!(
             "{urp:.0} under-replicated partition(s) at the window's worst: rebalance after the replicas caught up"
         ));
@@ -353,11 +359,11 @@ mod tests {
     use setpoint_sdk::types::{Bounds, Classification, Operation};
 
     /// Features with every week of each metric at the given value.
-    fn features(values: &[(&str, f64)]) -> Vec<Feature> {
+    fn features(values: &[(&str, f64)]) -> FeatureVector {
         fingerprint::flat_features(&METRICS, values)
     }
 
-    fn idle() -> Vec<Feature> {
+    fn idle() -> FeatureVector {
         features(&[
             ("cpu", 0.12),
             ("memory", 0.45),
@@ -366,7 +372,7 @@ mod tests {
         ])
     }
 
-    fn request(resources: Resources, class: Class, features: Vec<Feature>) -> ProposeRequest {
+    fn request(resources: Resources, class: Class, features: FeatureVector) -> ProposeRequest {
         ProposeRequest {
             target: Target {
                 id: "kafka-1".into(),
@@ -404,7 +410,9 @@ mod tests {
             Operation::SetReplicas(setpoint_sdk::types::ReplicasOp { replicas: 5 })
         ));
         assert_eq!(down.risk, Risk::High);
-        assert_eq!(down.after.cpu_millicores, 8000, "node size unchanged");
+        let after = setpoint_sdk::proposal::after(&cluster(8, 32, 6), down);
+        assert_eq!(after.cpu_millicores, 8000, "node size unchanged");
+        assert_eq!(after.replicas, 5);
         let up = find(&proposals, ActionKind::ScaleUp).unwrap();
         assert_eq!(up.summary, "6 brokers → 7 brokers");
         assert!(matches!(up.operations[1], Operation::Rebalance(_)));
@@ -413,20 +421,14 @@ mod tests {
     #[test]
     fn never_scale_in_with_under_replicated_partitions() {
         let mut f = idle();
-        f.iter_mut()
-            .find(|f| f.name == "under_replicated_w3")
-            .unwrap()
-            .value = Some(2.0);
+        f.values[fingerprint::index(&METRICS, "under_replicated", 3).unwrap()] = 2.0;
         let proposals = Kafka::propose(request(cluster(8, 32, 6), Class::ScaleDown, f)).unwrap();
         assert!(find(&proposals, ActionKind::ScaleDown).is_none());
         assert!(find(&proposals, ActionKind::ScaleUp).is_some());
 
         // Unknown is not zero.
         let mut f = idle();
-        f.iter_mut()
-            .find(|f| f.name == "under_replicated_w1")
-            .unwrap()
-            .value = None;
+        f.values[fingerprint::index(&METRICS, "under_replicated", 1).unwrap()] = f64::NAN;
         let proposals = Kafka::propose(request(cluster(8, 32, 6), Class::ScaleDown, f)).unwrap();
         assert!(find(&proposals, ActionKind::ScaleDown).is_none());
     }
@@ -449,10 +451,8 @@ mod tests {
     fn a_lagging_cluster_grows_by_a_quarter_with_the_lag_explained() {
         let mut f = features(&[("cpu", 0.9), ("memory", 0.75), ("disk", 0.6)]);
         for (i, w) in (1..=4).rev().enumerate() {
-            f.iter_mut()
-                .find(|x| x.name == format!("lag_w{w}"))
-                .unwrap()
-                .value = Some(1000.0 * 2f64.powi(i as i32));
+            f.values[fingerprint::index(&METRICS, "lag", w).unwrap()] =
+                1000.0 * 2f64.powi(i as i32);
         }
         let proposals = Kafka::propose(request(cluster(8, 32, 9), Class::ScaleUp, f)).unwrap();
         assert_eq!(proposals[0].action, ActionKind::ScaleUp);

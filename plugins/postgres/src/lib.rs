@@ -9,12 +9,12 @@
 //! never below the connections in use at the window's peak — because resizing a PostgreSQL
 //! container without its configuration changes nothing the database can use.
 
-use setpoint_sdk::fingerprint::{self, MetricDef};
+use setpoint_sdk::fingerprint::{self, Fingerprint, MetricDef};
 use setpoint_sdk::proposal::{ProposalBuilder, parameter};
 use setpoint_sdk::scenario::{Vary, flat, ratio};
-use setpoint_sdk::size::{GIB, MIB, SizeLadder, config_size};
+use setpoint_sdk::size::{GIB, MIB, SizeLadder, config_size, push_u64};
 use setpoint_sdk::types::{
-    ActionKind, Bounds, Class, Descriptor, Feature, PluginError, Proposal, ProposeRequest,
+    ActionKind, Bounds, Class, Descriptor, FeatureVector, PluginError, Proposal, ProposeRequest,
     Resources, Scenario, Series, Target, Window,
 };
 use setpoint_sdk::{Adapter, error};
@@ -74,7 +74,7 @@ impl Adapter for Postgres {
         target: Target,
         window: Window,
         series: Vec<Series>,
-    ) -> Result<Vec<Feature>, PluginError> {
+    ) -> Result<FeatureVector, PluginError> {
         fingerprint::weekly_features(&target.id, window, &series, &METRICS)
     }
 
@@ -89,9 +89,10 @@ impl Adapter for Postgres {
                 ),
             ));
         }
+        let features = Fingerprint::new(&METRICS, &request.features);
         let connections = Connections {
-            last_week: fingerprint::value(&request.features, "connections_w1"),
-            peak: fingerprint::peak(&request.features, "connections"),
+            last_week: features.value("connections", 1),
+            peak: features.peak("connections"),
         };
         let mut out = Vec::new();
         for action in [ActionKind::ScaleDown, ActionKind::ScaleUp] {
@@ -163,7 +164,9 @@ fn plan(
             ));
             proposed = in_use;
         }
-        plan.set_parameter("max_connections", &proposed.to_string(), true);
+        let mut text = String::with_capacity(8);
+        push_u64(&mut text, proposed);
+        plan.set_parameter("max_connections", &text, true);
         new_max_connections = Some(proposed);
     }
     if parameter(current, "work_mem").is_some()
@@ -174,15 +177,16 @@ fn plan(
     if plan.restart_needed() {
         plan.restart("shared_buffers and max_connections take effect only after a restart");
     }
-    let rationale = format!(
-        "{}, keeping the instance shape's memory per vCPU; shared_buffers at 25 % and effective_cache_size at 75 % of memory{}",
-        step.description,
+    let rationale = [
+        step.description.as_str(),
+        ", keeping the instance shape's memory per vCPU; shared_buffers at 25 % and effective_cache_size at 75 % of memory",
         if parameter(current, "work_mem").is_some() {
             "; work_mem at a quarter of memory shared by max_connections, within 4MB..256MB"
         } else {
             ""
-        }
-    );
+        },
+    ]
+    .concat();
     Some(plan.build(&rationale))
 }
 
@@ -191,7 +195,10 @@ fn plan(
 /// whole megabytes.
 fn work_mem(memory_bytes: u64, max_connections: u64) -> String {
     let share = (memory_bytes / 4 / max_connections).clamp(WORK_MEM_MIN, WORK_MEM_MAX);
-    format!("{}MB", share / MIB)
+    let mut text = String::with_capacity(8);
+    push_u64(&mut text, share / MIB);
+    text.push_str("MB");
+    text
 }
 
 /// An instance size with the parameters that follow it.
@@ -358,6 +365,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+    use setpoint_sdk::proposal;
     use setpoint_sdk::types::{Classification, Operation, Risk};
 
     fn resources(vcpu: u64, gib: u64, params: &[(&str, &str)]) -> Resources {
@@ -393,11 +401,13 @@ mod tests {
                 class,
                 confidence: 0.8,
             },
-            features: vec![Feature {
-                name: "connections_w1".into(),
-                value: Some(connections_w1),
-                coverage: 1.0,
-            }],
+            features: {
+                // Only last week's connections known; every other week missing.
+                let mut f = fingerprint::flat_features(&METRICS, &[]);
+                f.values.fill(f64::NAN);
+                f.values[2 * 4 + 3] = connections_w1;
+                f
+            },
             bounds: bounds(),
         }
     }
@@ -455,10 +465,11 @@ mod tests {
         assert!(proposals.iter().all(|p| p.action == ActionKind::ScaleUp));
 
         let r = resources(2, 8, &[("shared_buffers", "2GB")]);
-        let proposals = Postgres::propose(request(r, Class::ScaleDown, 0.1)).unwrap();
+        let proposals = Postgres::propose(request(r.clone(), Class::ScaleDown, 0.1)).unwrap();
         let down = &proposals[0];
-        assert_eq!(down.after.cpu_millicores, 1000);
-        assert_eq!(down.after.memory_bytes, 4 * GIB);
+        let after = proposal::after(&r, down);
+        assert_eq!(after.cpu_millicores, 1000);
+        assert_eq!(after.memory_bytes, 4 * GIB);
 
         let r = resources(1, 3, &[("shared_buffers", "768MB")]);
         let proposals = Postgres::propose(request(r, Class::ScaleDown, 0.1)).unwrap();
@@ -487,10 +498,13 @@ mod tests {
                 ("work_mem", "64MB"),
             ],
         );
-        let proposals = Postgres::propose(request(r, Class::ScaleDown, 0.21)).unwrap();
+        let proposals = Postgres::propose(request(r.clone(), Class::ScaleDown, 0.21)).unwrap();
         let down = &proposals[0];
         assert_eq!(down.action, ActionKind::ScaleDown);
-        assert_eq!(parameter(&down.after, "work_mem"), Some("20MB"));
+        assert_eq!(
+            parameter(&proposal::after(&r, down), "work_mem"),
+            Some("20MB")
+        );
         // Quiet: the summary stays one readable line.
         assert_eq!(
             down.summary,
@@ -508,15 +522,11 @@ mod tests {
             16,
             &[("shared_buffers", "4GB"), ("max_connections", "100")],
         );
-        let mut req = request(r, Class::ScaleDown, 0.5);
-        req.features.push(Feature {
-            name: "connections_w3".into(),
-            value: Some(1.2),
-            coverage: 1.0,
-        });
+        let mut req = request(r.clone(), Class::ScaleDown, 0.5);
+        req.features.values[2 * 4 + 1] = 1.2; // connections_w3
         let proposals = Postgres::propose(req).unwrap();
         for p in &proposals {
-            let max: u64 = parameter(&p.after, "max_connections")
+            let max: u64 = parameter(&proposal::after(&r, p), "max_connections")
                 .unwrap()
                 .parse()
                 .unwrap();
@@ -559,14 +569,14 @@ mod tests {
             resources: resources(8, 32, &[]),
         };
         let features = Postgres::features(target, window, series).unwrap();
-        let names: Vec<String> = features.iter().map(|f| f.name.clone()).collect();
-        assert_eq!(names, feature_names());
-        assert_eq!(features[0].name, "cpu_w4");
-        assert!((features[3].value.unwrap() - 0.25).abs() < 1e-9);
-        assert_eq!(features[3].coverage, 1.0);
-        assert_eq!(features[4].name, "memory_w4");
-        assert_eq!(features[4].value, None);
-        assert_eq!(features[4].coverage, 0.0);
+        assert_eq!(features.values.len(), feature_names().len());
+        assert_eq!(feature_names()[3], "cpu_w1");
+        let fp = Fingerprint::new(&METRICS, &features);
+        assert!((fp.value("cpu", 1).unwrap() - 0.25).abs() < 1e-9);
+        assert_eq!(features.coverage[3], 1.0);
+        assert_eq!(feature_names()[4], "memory_w4");
+        assert_eq!(fp.value("memory", 4), None);
+        assert_eq!(features.coverage[4], 0.0);
     }
 
     #[test]

@@ -21,13 +21,13 @@
 //! Redis is never allowed more than its container holds.
 
 use setpoint_sdk::bindings::setpoint::plugin::host::Level;
-use setpoint_sdk::fingerprint::{self, MetricDef};
+use setpoint_sdk::fingerprint::{self, Fingerprint, MetricDef};
 use setpoint_sdk::proposal::{ProposalBuilder, parameter};
 use setpoint_sdk::scenario::{Vary, flat, gauge, ratio};
 use setpoint_sdk::size::{GIB, MIB, SizeLadder, config_size, format_bytes, parse_config_size};
 use setpoint_sdk::types::{
-    ActionKind, Aggregation, Class, Descriptor, Feature, PluginError, Proposal, ProposeRequest,
-    Resources, Risk, Scenario, Series, Target, Window,
+    ActionKind, Aggregation, Class, Descriptor, FeatureVector, PluginError, Proposal,
+    ProposeRequest, Resources, Risk, Scenario, Series, Target, Window,
 };
 use setpoint_sdk::{Adapter, error, log};
 
@@ -86,7 +86,7 @@ impl Adapter for Redis {
         target: Target,
         window: Window,
         series: Vec<Series>,
-    ) -> Result<Vec<Feature>, PluginError> {
+    ) -> Result<FeatureVector, PluginError> {
         fingerprint::weekly_features(&target.id, window, &series, &METRICS)
     }
 
@@ -133,7 +133,7 @@ fn redis_size(bytes: u64) -> String {
 /// One step in `action`'s direction, or why there is none.
 fn plan(action: ActionKind, request: &ProposeRequest) -> Result<Proposal, String> {
     let current = &request.target.resources;
-    let features = &request.features;
+    let features = Fingerprint::new(&METRICS, &request.features);
     if action == ActionKind::ScaleDown {
         refuse_scale_down(current, features)?;
     }
@@ -162,7 +162,7 @@ fn plan(action: ActionKind, request: &ProposeRequest) -> Result<Proposal, String
     for note in &step.notes {
         plan.note(note.clone());
     }
-    let clients_last_week = fingerprint::value(features, "connections_w1");
+    let clients_last_week = features.value("connections", 1);
     if action == ActionKind::ScaleUp
         && let Some(share) = clients_last_week.filter(|&c| c >= CLIENT_PRESSURE)
         && let Some(max) =
@@ -175,7 +175,7 @@ fn plan(action: ActionKind, request: &ProposeRequest) -> Result<Proposal, String
         ));
     }
     if action == ActionKind::ScaleUp
-        && let Some(rate) = fingerprint::peak(features, "evictions").filter(|&r| r > 0.0)
+        && let Some(rate) = features.peak("evictions").filter(|&r| r > 0.0)
     {
         plan.note(format!("evicting up to {rate:.1} keys/s in the window"));
     }
@@ -186,13 +186,13 @@ fn plan(action: ActionKind, request: &ProposeRequest) -> Result<Proposal, String
 }
 
 /// Why a scale-down must not be offered at all, before any sizing.
-fn refuse_scale_down(current: &Resources, features: &[Feature]) -> Result<(), String> {
-    if let Some(rate) = fingerprint::peak(features, "evictions").filter(|&r| r > 0.0) {
+fn refuse_scale_down(current: &Resources, features: Fingerprint<'_>) -> Result<(), String> {
+    if let Some(rate) = features.peak("evictions").filter(|&r| r > 0.0) {
         return Err(format!(
             "evicting up to {rate:.1} keys/s in the window; a smaller cache would evict more"
         ));
     }
-    if !fingerprint::complete(features, "memory") {
+    if !features.complete("memory") {
         return Err("memory use is missing for part of the window".to_string());
     }
     if current_maxmemory(current).is_none() {
@@ -202,11 +202,8 @@ fn refuse_scale_down(current: &Resources, features: &[Feature]) -> Result<(), St
 }
 
 /// Whether the data at the window's peak fits the smaller `maxmemory` with room to spare.
-fn check_fit(current: &Resources, features: &[Feature], maxmemory: u64) -> Result<(), String> {
-    let (Some(limit), Some(peak)) = (
-        current_maxmemory(current),
-        fingerprint::peak(features, "memory"),
-    ) else {
+fn check_fit(current: &Resources, features: Fingerprint<'_>, maxmemory: u64) -> Result<(), String> {
+    let (Some(limit), Some(peak)) = (current_maxmemory(current), features.peak("memory")) else {
         return Err("memory use or maxmemory unknown".to_string());
     };
     let used = peak * limit as f64;
@@ -361,7 +358,7 @@ mod tests {
     }
 
     /// Features with every week of each metric at the given value.
-    fn features(cpu: f64, memory: f64, clients: f64, evictions: f64) -> Vec<Feature> {
+    fn features(cpu: f64, memory: f64, clients: f64, evictions: f64) -> FeatureVector {
         fingerprint::flat_features(
             &METRICS,
             &[
@@ -373,7 +370,7 @@ mod tests {
         )
     }
 
-    fn request(resources: Resources, class: Class, features: Vec<Feature>) -> ProposeRequest {
+    fn request(resources: Resources, class: Class, features: FeatureVector) -> ProposeRequest {
         ProposeRequest {
             target: Target {
                 id: "redis-1".into(),
@@ -458,10 +455,7 @@ mod tests {
         assert!(find(&tight, ActionKind::ScaleDown).is_none());
 
         let mut gap = features(0.1, 0.3, 0.1, 0.0);
-        gap.iter_mut()
-            .find(|f| f.name == "memory_w2")
-            .unwrap()
-            .value = None;
+        gap.values[fingerprint::index(&METRICS, "memory", 2).unwrap()] = f64::NAN;
         let proposals = Redis::propose(request(node(4, 16), Class::ScaleDown, gap)).unwrap();
         assert!(find(&proposals, ActionKind::ScaleDown).is_none());
 
@@ -502,7 +496,7 @@ mod tests {
                 parameters: vec![],
             },
             Class::ScaleDown,
-            vec![],
+            features(0.1, 0.1, 0.1, 0.0),
         ))
         .unwrap_err();
         assert_eq!(error.code, "invalid_resources");
@@ -550,8 +544,9 @@ mod tests {
             resources: node(4, 16),
         };
         let features = Redis::features(target, window, series).unwrap();
-        assert_eq!(features.len(), 16);
-        assert_eq!(fingerprint::value(&features, "evictions_w1"), Some(3.0));
-        assert_eq!(fingerprint::value(&features, "cpu_w1"), None);
+        assert_eq!(features.values.len(), 16);
+        let fp = Fingerprint::new(&METRICS, &features);
+        assert_eq!(fp.value("evictions", 1), Some(3.0));
+        assert_eq!(fp.value("cpu", 1), None);
     }
 }

@@ -5,7 +5,8 @@
 use setpoint_guest_common as common;
 use setpoint_sdk::Adapter;
 use setpoint_sdk::types::{
-    ActionKind, Descriptor, Feature, PluginError, Proposal, ProposeRequest, Series, Target, Window,
+    ActionKind, Descriptor, FeatureVector, PluginError, Proposal, ProposeRequest, Series, Target,
+    Window,
 };
 
 #[allow(missing_docs, unsafe_code)]
@@ -34,11 +35,11 @@ impl Adapter for Caps {
         common::descriptor("caps", vec![ActionKind::ScaleDown])
     }
 
-    fn features(_: Target, _: Window, _: Vec<Series>) -> Result<Vec<Feature>, PluginError> {
+    fn features(_: Target, _: Window, _: Vec<Series>) -> Result<FeatureVector, PluginError> {
         // Calling the import keeps it in the module: an unused import would be optimised away.
         let directories = capability::wasi::filesystem::preopens::get_directories();
         let mut features = common::features();
-        features[0].value = Some(directories.len() as f64);
+        features.values[0] = directories.len() as f64;
         Ok(features)
     }
 

@@ -6,8 +6,8 @@
 
 use setpoint_sdk::ABI_VERSION;
 use setpoint_sdk::types::{
-    ActionKind, Aggregation, Descriptor, Feature, FeatureSpec, MetricSpec, Operation, Proposal,
-    ProposeRequest, ResizeOp, Resources, Risk,
+    ActionKind, Aggregation, Descriptor, FeatureSpec, FeatureVector, MetricSpec, Operation,
+    Proposal, ProposeRequest, ResizeOp, Risk,
 };
 
 /// The one feature every hostile guest declares.
@@ -37,17 +37,16 @@ pub fn descriptor(name: &str, actions: Vec<ActionKind>) -> Descriptor {
 }
 
 /// A feature vector matching [`descriptor`]'s schema.
-pub fn features() -> Vec<Feature> {
-    vec![Feature {
-        name: FEATURE.to_string(),
-        value: Some(0.5),
-        coverage: 1.0,
-    }]
+pub fn features() -> FeatureVector {
+    FeatureVector {
+        values: vec![0.5],
+        coverage: vec![1.0],
+    }
 }
 
 /// A well-formed scale-down proposal: half the target's size, clamped to the request's bounds.
 pub fn proposal(request: &ProposeRequest) -> Proposal {
-    let before = request.target.resources.clone();
+    let before = &request.target.resources;
     let bounds = &request.bounds;
     let cpu =
         (before.cpu_millicores / 2).clamp(bounds.min_cpu_millicores, bounds.max_cpu_millicores);
@@ -55,13 +54,6 @@ pub fn proposal(request: &ProposeRequest) -> Proposal {
     Proposal {
         action: ActionKind::ScaleDown,
         summary: format!("{} m → {cpu} m", before.cpu_millicores),
-        before: before.clone(),
-        after: Resources {
-            cpu_millicores: cpu,
-            memory_bytes: memory,
-            replicas: 1,
-            parameters: before.parameters.clone(),
-        },
         operations: vec![Operation::Resize(ResizeOp {
             cpu_millicores: cpu,
             memory_bytes: memory,

@@ -1,8 +1,8 @@
 //! A plugin that allocates without bound in `features()`.
 
 use setpoint_sdk::types::{
-    ActionKind, Aggregation, Descriptor, Feature, FeatureSpec, MetricSpec, PluginError, Proposal,
-    ProposeRequest, Series, Target, Window,
+    ActionKind, Aggregation, Descriptor, FeatureSpec, FeatureVector, MetricSpec, PluginError,
+    Proposal, ProposeRequest, Series, Target, Window,
 };
 use setpoint_sdk::{ABI_VERSION, Adapter};
 
@@ -37,7 +37,7 @@ impl Adapter for Hog {
         descriptor("hog")
     }
 
-    fn features(target: Target, _: Window, _: Vec<Series>) -> Result<Vec<Feature>, PluginError> {
+    fn features(target: Target, _: Window, _: Vec<Series>) -> Result<FeatureVector, PluginError> {
         let mut hoard: Vec<Vec<u8>> = Vec::new();
         loop {
             // Touch every page so nothing is optimised away.

@@ -5,7 +5,8 @@
 use setpoint_guest_common as common;
 use setpoint_sdk::Adapter;
 use setpoint_sdk::types::{
-    ActionKind, Descriptor, Feature, PluginError, Proposal, ProposeRequest, Series, Target, Window,
+    ActionKind, Descriptor, FeatureVector, PluginError, Proposal, ProposeRequest, Series, Target,
+    Window,
 };
 
 /// The adapter.
@@ -16,7 +17,7 @@ impl Adapter for Panic {
         common::descriptor("panic", vec![ActionKind::ScaleDown])
     }
 
-    fn features(_: Target, _: Window, _: Vec<Series>) -> Result<Vec<Feature>, PluginError> {
+    fn features(_: Target, _: Window, _: Vec<Series>) -> Result<FeatureVector, PluginError> {
         Ok(common::features())
     }
 

@@ -5,7 +5,8 @@
 use setpoint_guest_common as common;
 use setpoint_sdk::Adapter;
 use setpoint_sdk::types::{
-    ActionKind, Descriptor, Feature, PluginError, Proposal, ProposeRequest, Series, Target, Window,
+    ActionKind, Descriptor, FeatureVector, PluginError, Proposal, ProposeRequest, Series, Target,
+    Window,
 };
 
 /// Tiny frames: the engine's stack overflows.
@@ -37,14 +38,14 @@ impl Adapter for Recurse {
         common::descriptor("recurse", vec![ActionKind::ScaleDown])
     }
 
-    fn features(target: Target, _: Window, _: Vec<Series>) -> Result<Vec<Feature>, PluginError> {
+    fn features(target: Target, _: Window, _: Vec<Series>) -> Result<FeatureVector, PluginError> {
         let depth = if target.id == "frames" {
             wide(target.id.len() as u64)
         } else {
             deep(target.id.len() as u64)
         };
         let mut features = common::features();
-        features[0].value = Some(depth as f64);
+        features.values[0] = depth as f64;
         Ok(features)
     }
 

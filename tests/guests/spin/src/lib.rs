@@ -1,8 +1,8 @@
 //! A plugin that never returns from `features()`.
 
 use setpoint_sdk::types::{
-    ActionKind, Aggregation, Descriptor, Feature, FeatureSpec, MetricSpec, PluginError, Proposal,
-    ProposeRequest, Series, Target, Window,
+    ActionKind, Aggregation, Descriptor, FeatureSpec, FeatureVector, MetricSpec, PluginError,
+    Proposal, ProposeRequest, Series, Target, Window,
 };
 use setpoint_sdk::{ABI_VERSION, Adapter};
 
@@ -37,7 +37,7 @@ impl Adapter for Spin {
         descriptor("spin")
     }
 
-    fn features(target: Target, _: Window, _: Vec<Series>) -> Result<Vec<Feature>, PluginError> {
+    fn features(target: Target, _: Window, _: Vec<Series>) -> Result<FeatureVector, PluginError> {
         let mut counter: u64 = target.id.len() as u64;
         loop {
             // black_box keeps the optimiser from proving the loop pointless.

@@ -2,8 +2,8 @@
 //! for the others — so a test can show that one target's trap does not poison the next.
 
 use setpoint_sdk::types::{
-    ActionKind, Aggregation, Descriptor, Feature, FeatureSpec, MetricSpec, PluginError, Proposal,
-    ProposeRequest, Series, Target, Window,
+    ActionKind, Aggregation, Descriptor, FeatureSpec, FeatureVector, MetricSpec, PluginError,
+    Proposal, ProposeRequest, Series, Target, Window,
 };
 use setpoint_sdk::{ABI_VERSION, Adapter};
 
@@ -38,7 +38,7 @@ impl Adapter for Trap {
         descriptor("trap")
     }
 
-    fn features(target: Target, _: Window, _: Vec<Series>) -> Result<Vec<Feature>, PluginError> {
+    fn features(target: Target, _: Window, _: Vec<Series>) -> Result<FeatureVector, PluginError> {
         let odd = target
             .id
             .chars()
@@ -48,11 +48,10 @@ impl Adapter for Trap {
         if odd {
             panic!("deliberate panic for target {}", target.id);
         }
-        Ok(vec![Feature {
-            name: "cpu_w1".to_string(),
-            value: Some(0.5),
-            coverage: 1.0,
-        }])
+        Ok(FeatureVector {
+            values: vec![0.5],
+            coverage: vec![1.0],
+        })
     }
 
     fn propose(_: ProposeRequest) -> Result<Vec<Proposal>, PluginError> {
