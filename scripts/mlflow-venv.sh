@@ -10,8 +10,10 @@ cd "$(dirname "$0")/.."
 MLFLOW_VERSION="${MLFLOW_VERSION:-3.17.2}"
 dir="${1:-target/mlflow-venv}"
 mlflow="$dir/bin/mlflow"
+# Written last, so a half-finished install is never taken for a finished one.
+marker="$dir/.mlflow-version"
 
-if [ -x "$mlflow" ] && [ "$("$dir/bin/python" -c 'import mlflow; print(mlflow.__version__)' 2>/dev/null)" = "$MLFLOW_VERSION" ]; then
+if [ -x "$mlflow" ] && [ "$(cat "$marker" 2>/dev/null)" = "$MLFLOW_VERSION" ]; then
   echo "$mlflow"
   exit 0
 fi
@@ -31,4 +33,5 @@ rm -rf "$dir"
 "$python" -m venv "$dir"
 # The full `mlflow` package, not `mlflow-skinny`: only it ships the tracking server.
 "$dir/bin/python" -m pip install --quiet --disable-pip-version-check "mlflow==$MLFLOW_VERSION" >&2
+echo "$MLFLOW_VERSION" > "$marker"
 echo "$mlflow"
