@@ -333,7 +333,8 @@ impl MlflowClient {
             return self.usable(experiment);
         }
         match self.create_experiment(name).await {
-            Ok(_) | Err(MlflowError::Api { .. }) => {}
+            Ok(_) => {}
+            Err(e) if e.error_code() == Some("RESOURCE_ALREADY_EXISTS") => {}
             Err(e) => return Err(e),
         }
         // Read back rather than trust the creation: another trainer may have won the race

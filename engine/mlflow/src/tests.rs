@@ -437,6 +437,24 @@ async fn a_concurrently_created_experiment_is_used() {
 }
 
 #[tokio::test]
+async fn a_refused_experiment_creation_keeps_mlflows_reason() {
+    let server = mlflow("mlflow-artifacts:/7/0123abcd/artifacts", |req| {
+        (req.path() == "/api/2.0/mlflow/experiments/create").then(|| {
+            (
+                403,
+                json!({"error_code": "PERMISSION_DENIED", "message": "no create"}).to_string(),
+            )
+        })
+    });
+    let err = log_training(&server.config(), &training())
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_code(), Some("PERMISSION_DENIED"), "{err}");
+    assert!(err.to_string().contains("experiments/create"), "{err}");
+    assert_eq!(server.lines().len(), 2);
+}
+
+#[tokio::test]
 async fn a_deleted_experiment_is_refused() {
     let server = Scripted::start(|_| {
         ok(
