@@ -1,6 +1,7 @@
 //! The embedded state store: everything setpoint remembers between runs, in one directory.
 //!
-//! One [redb](https://docs.rs/redb) file (`setpoint.redb`) holds four tables:
+//! One [redb](https://docs.rs/redb) file (`setpoint.redb`) holds these tables, and the model
+//! registry's three (see [`models`]):
 //!
 //! | table | key | value |
 //! |---|---|---|
@@ -21,6 +22,9 @@ use chrono::{DateTime, Utc};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use setpoint_core::{JournalEntry, KillSwitches, TargetHistory};
+
+pub mod models;
+pub use models::{ModelRecord, Promotion, PromotionKind};
 
 const HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("history");
 const JOURNAL: TableDefinition<&str, &[u8]> = TableDefinition::new("journal");
@@ -81,6 +85,33 @@ pub enum StateError {
         /// The decoding error.
         #[source]
         source: serde_json::Error,
+    },
+    /// No registered model of the loop has that version.
+    #[error("loop {loop_name:?} has no model version {version:?} (see `setpoint models list`)")]
+    UnknownModel {
+        /// The loop.
+        loop_name: String,
+        /// The version asked for.
+        version: String,
+    },
+    /// A version prefix matches several models, or is too short to be trusted.
+    #[error(
+        "model version {version:?} of loop {loop_name:?} is ambiguous: give at least 6 characters of a hash{}",
+        if matches.is_empty() { String::new() } else { format!(" (matches {})", matches.join(", ")) }
+    )]
+    AmbiguousModel {
+        /// The loop.
+        loop_name: String,
+        /// The prefix asked for.
+        version: String,
+        /// The versions it matches.
+        matches: Vec<String>,
+    },
+    /// A rollback was asked for with no earlier promotion to return to.
+    #[error("loop {loop_name:?} has no earlier promoted model to roll back to")]
+    NothingToRollBack {
+        /// The loop.
+        loop_name: String,
     },
     /// A loop name or target id contains a character the store reserves.
     #[error("invalid name {0:?}: control characters are not allowed in loop names or target ids")]
@@ -219,7 +250,15 @@ impl Store {
 
     fn create_tables(&self) -> Result<()> {
         let txn = self.db.begin_write().map_err(|e| self.storage(e))?;
-        for table in [HISTORY, JOURNAL, CYCLES, META] {
+        for table in [
+            HISTORY,
+            JOURNAL,
+            CYCLES,
+            META,
+            models::MODELS,
+            models::PROMOTED,
+            models::PROMOTIONS,
+        ] {
             txn.open_table(table).map_err(|e| self.storage(e))?;
         }
         txn.commit().map_err(|e| self.storage(e))
