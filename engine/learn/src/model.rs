@@ -654,3 +654,256 @@ impl Classifier for ModelClassifier {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::dataset::{DatasetConfig, build};
+    use crate::evaluate::evaluate;
+    use crate::history::{HistoryConfig, simulate};
+    use crate::testkit::{instance_a, instance_b, postgres_scenarios};
+
+    use std::sync::OnceLock;
+
+    fn small_history(seed: u64) -> crate::History {
+        simulate(
+            &postgres_scenarios(),
+            &HistoryConfig {
+                seed,
+                targets_per_scenario: 20,
+                fresh_targets: 100,
+                ..HistoryConfig::default()
+            },
+        )
+        .unwrap()
+    }
+
+    fn config() -> TrainConfig {
+        TrainConfig {
+            folds: 0,
+            booster: BoosterParams {
+                iterations: 60,
+                ..BoosterParams::default()
+            },
+            ..TrainConfig::default()
+        }
+    }
+
+    /// One model for the tests that only read it.
+    fn model() -> &'static TrainedModel {
+        static MODEL: OnceLock<TrainedModel> = OnceLock::new();
+        MODEL.get_or_init(|| {
+            let h = small_history(1);
+            let d = build(&h, &h.events, &DatasetConfig::default()).unwrap();
+            train(&d, &config(), &mut |_, _, _| {}).unwrap()
+        })
+    }
+
+    #[test]
+    fn quickstart_instance_b_scales_up_and_says_what_rises() {
+        let c = model().classifier().classify(&instance_b());
+        assert_eq!(c.class, Class::ScaleUp, "{c:#?}");
+        assert!(c.confidence >= 0.8, "{c:#?}");
+        assert_eq!(c.model, MODEL_NAME);
+        assert_eq!(c.model_version, model().version());
+        assert_eq!(c.explanation.code, "model");
+        let rule = &c.explanation.rule;
+        let rising = rule.split("rising together: ").nth(1).unwrap_or_default();
+        for metric in ["cpu", "memory", "connections", "iops"] {
+            assert!(rising.contains(metric), "{rule}");
+        }
+        assert!(rule.contains("surrogate rule: if "), "{rule}");
+        assert!(!c.explanation.evidence.is_empty());
+        for e in &c.explanation.evidence {
+            assert!(e.held && e.value.is_some(), "{e:?}");
+            assert!(model().schema().features.contains(&e.feature));
+            assert!(e.test.starts_with("pushes scale_up by +"), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn quickstart_instance_a_scales_down() {
+        let c = model().classifier().classify(&instance_a());
+        assert_eq!(c.class, Class::ScaleDown, "{c:#?}");
+        assert!(c.confidence >= 0.8, "{c:#?}");
+        assert!(
+            !c.explanation.rule.contains("rising together"),
+            "{}",
+            c.explanation.rule
+        );
+    }
+
+    #[test]
+    fn missing_features_mean_remain_with_insufficient_data() {
+        let classifier = model().classifier();
+        let mut fv = instance_a();
+        fv.features[5].value = None;
+        fv.features[5].coverage = 0.2;
+        let c = classifier.classify(&fv);
+        assert_eq!(c.class, Class::Remain);
+        assert_eq!(c.explanation.code, "insufficient_data");
+        assert_eq!(c.explanation.evidence.len(), 1);
+        assert_eq!(c.explanation.evidence[0].feature, "memory_w3");
+        assert!(c.explanation.rule.contains("memory_w3"));
+        let nothing = classifier.classify(&FeatureVector::default());
+        assert_eq!(nothing.class, Class::Remain);
+        assert_eq!(nothing.explanation.evidence.len(), 16);
+        assert!(nothing.confidence > c.confidence);
+    }
+
+    #[test]
+    fn same_seed_same_bytes_and_the_json_round_trips() {
+        let h = simulate(
+            &postgres_scenarios(),
+            &HistoryConfig {
+                seed: 5,
+                weeks: 12,
+                targets_per_scenario: 8,
+                fresh_targets: 40,
+                ..HistoryConfig::default()
+            },
+        )
+        .unwrap();
+        let d = build(&h, &h.events, &DatasetConfig::default()).unwrap();
+        let config = TrainConfig {
+            folds: 3,
+            ..config()
+        };
+        let a = train(&d, &config, &mut |_, _, _| {}).unwrap();
+        let b = train(&d, &config, &mut |_, _, _| {}).unwrap();
+        assert_eq!(a.to_json(), b.to_json());
+        assert_eq!(a.version(), b.version());
+        assert_eq!(a.version().len(), 64);
+        assert_eq!(a.short_version(), &a.version()[..12]);
+        let loaded = TrainedModel::from_json(a.to_json()).unwrap();
+        assert_eq!(loaded.to_json(), a.to_json());
+        assert_eq!(loaded.version(), a.version());
+        assert_eq!(loaded.surrogate_rules(), a.surrogate_rules());
+        assert_eq!(loaded.metrics(), a.metrics());
+        assert_eq!(loaded.training().dataset, d.fingerprint());
+        for fv in [instance_a(), instance_b()] {
+            assert_eq!(
+                loaded.classifier().classify(&fv),
+                a.classifier().classify(&fv)
+            );
+        }
+        // Another seed folds differently: the recorded metrics, hence the version, change.
+        let c = train(&d, &TrainConfig { seed: 2, ..config }, &mut |_, _, _| {}).unwrap();
+        assert_ne!(c.version(), a.version());
+    }
+
+    #[test]
+    fn malformed_artifacts_are_refused() {
+        let json = model().to_json();
+        assert!(matches!(TrainedModel::from_json("{"), Err(Error::Json(_))));
+        let other = json.replacen(MODEL_FORMAT, "setpoint-learn/model/0", 1);
+        assert!(matches!(
+            TrainedModel::from_json(&other),
+            Err(Error::Model(m)) if m.contains("format")
+        ));
+        let mut value: serde_json::Value = serde_json::from_str(json).unwrap();
+        value["schema"]["features"][0] = "cpu_w9".into();
+        assert!(matches!(
+            TrainedModel::from_json(&value.to_string()),
+            Err(Error::Model(m)) if m.contains("schema")
+        ));
+        let mut value: serde_json::Value = serde_json::from_str(json).unwrap();
+        value["boosters"].as_array_mut().unwrap().pop();
+        assert!(matches!(
+            TrainedModel::from_json(&value.to_string()),
+            Err(Error::Model(m)) if m.contains("boosters")
+        ));
+        let mut value: serde_json::Value = serde_json::from_str(json).unwrap();
+        value["classes"] = serde_json::json!(["scale_up", "remain", "scale_down"]);
+        assert!(TrainedModel::from_json(&value.to_string()).is_err());
+    }
+
+    #[test]
+    fn progress_reports_every_stage_in_order() {
+        let h = small_history(4);
+        let d = build(&h, &h.events, &DatasetConfig::default()).unwrap();
+        let mut calls = Vec::new();
+        train(
+            &d,
+            &TrainConfig {
+                folds: 2,
+                ..config()
+            },
+            &mut |stage, done, total| calls.push((stage, done, total)),
+        )
+        .unwrap();
+        assert_eq!(calls.first(), Some(&(Stage::CrossValidation, 1, 6)));
+        assert!(calls.contains(&(Stage::CrossValidation, 6, 6)));
+        let fit: Vec<_> = calls.iter().filter(|c| c.0 == Stage::Fit).collect();
+        assert_eq!(fit.len(), 3);
+        assert_eq!(calls.last(), Some(&(Stage::Surrogate, 1, 1)));
+        let cv = calls
+            .iter()
+            .filter(|c| c.0 == Stage::CrossValidation)
+            .count();
+        assert_eq!(cv, 6);
+    }
+
+    #[test]
+    fn a_dataset_without_some_class_is_refused() {
+        let h = small_history(1);
+        let d = build(&h, &[], &DatasetConfig::default()).unwrap();
+        let err = train(&d, &config(), &mut |_, _, _| {}).unwrap_err();
+        assert!(
+            matches!(&err, Error::Dataset(m) if m.contains("scale_up")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn on_a_held_out_history_the_model_beats_the_bootstrap() {
+        let held = small_history(77);
+        let report = evaluate(model(), &held, &held.events, &DatasetConfig::default()).unwrap();
+        assert_eq!(report.windows, held.targets.len() * 10);
+        let (m, b) = (&report.model, &report.bootstrap);
+        assert!(m.classes.macro_f1 >= 0.88, "{report:#?}");
+        assert!(
+            m.classes.macro_f1 > b.classes.macro_f1 + 0.05,
+            "{report:#?}"
+        );
+        assert!(m.flagged > b.flagged, "{report:#?}");
+        assert!(m.regretted < b.regretted, "{report:#?}");
+        assert!(m.mean_weeks_ahead >= 1.0 && m.mean_weeks_ahead <= 3.0);
+        assert!(m.reclaimed <= m.oversized && m.reclaimed > m.oversized * 9 / 10);
+        // The surrogate is a readable approximation, not the model: it may not do better.
+        assert!(report.surrogate.classes.macro_f1 <= m.classes.macro_f1 + 0.02);
+    }
+
+    #[test]
+    fn the_model_learns_bootstrap_labels_too() {
+        let h = small_history(2);
+        let d = build(
+            &h,
+            &h.events,
+            &DatasetConfig {
+                labels: crate::Labels::Bootstrap {
+                    thresholds: setpoint_classify::Thresholds::default(),
+                },
+                ..DatasetConfig::default()
+            },
+        )
+        .unwrap();
+        let m = train(
+            &d,
+            &TrainConfig {
+                folds: 3,
+                ..config()
+            },
+            &mut |_, _, _| {},
+        )
+        .unwrap();
+        assert_eq!(m.training().labels, "bootstrap");
+        let cv = m.metrics().unwrap();
+        // Phase 1: the model imitates the rules it was labelled by.
+        assert!(cv.model.macro_f1 > 0.9, "{cv:#?}");
+        assert_eq!(cv.bootstrap.macro_f1, 1.0);
+        assert_eq!(m.classifier().classify(&instance_b()).class, Class::Remain);
+    }
+}
