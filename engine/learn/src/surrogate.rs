@@ -4,17 +4,20 @@
 //! can, and how often it agrees with them (its fidelity) says how much of the model it tells.
 //! It also serves as a baseline: a single tree on the same features.
 //!
-//! `linfa-trees` fits the tree. Its fits are not reproducible as they are: class frequencies
-//! live in `HashMap`s whose iteration order changes from map to map, so the order of an `f32`
-//! sum changes, and splits that tie exactly — typically several features that cut a node's
-//! rows into the very same two sets, common when a cluster of targets is far from the rest —
-//! go to whichever feature the rounding favours. So the fitted tree is rebuilt here over the
-//! training rows: each split is replaced by the first feature, in a fixed preference order,
-//! that separates the node's rows into the same two sets, with the threshold half-way between
-//! the two sets rounded to four significant digits; leaves take their class from the rows that
-//! reach them (ties go to `remain`, then `scale_up`), and sibling leaves of one class merge.
-//! What is left to chance is an exact tie between two *different* partitions, which needs equal
-//! class counts on both sides and is rare with continuous features.
+//! `linfa-trees` fits the tree, but its fits are not reproducible as they are: class
+//! frequencies live in `HashMap`s whose iteration order changes from map to map, so the order of
+//! an `f32` sum changes, and splits that score the same — several features that cut a node's
+//! rows into the very same two sets, or different cuts with equal class counts on each side, both
+//! common when clusters of targets sit far apart — go to whichever the rounding favours. A
+//! surrogate whose rules change between two runs on the same data explains nothing, so the tree
+//! is rebuilt here over the training rows, top-down along linfa's: at each node the split is
+//! scored exactly (weighted Gini as a fraction of integers), and among splits of equal score the
+//! first feature in a fixed preference order and its lowest cut win. While that cuts the rows as
+//! linfa's split did, the rebuilt tree follows linfa's children and stops where linfa stopped;
+//! where a tie made linfa go elsewhere, the branch is grown by the same exact rule (same depth
+//! leaf-size and gain limits). Thresholds are the roundest numbers between the two sets; leaves take
+//! their class from the rows that reach them (ties to `remain`, then `scale_up`), and sibling
+//! leaves of one class merge. The result depends on the rows alone, not even on their order.
 
 use std::fmt;
 
@@ -121,6 +124,9 @@ pub struct Surrogate {
     pub fidelity: f64,
 }
 
+/// Smallest Gini impurity decrease worth a split, for linfa and for the rebuilt tree alike.
+const MIN_GAIN: f64 = 1e-4;
+
 /// How the tree is grown.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -178,6 +184,7 @@ impl Surrogate {
             .max_depth(Some(params.max_depth.max(1)))
             .min_weight_leaf(min_leaf)
             .min_weight_split(2.0 * min_leaf)
+            .min_impurity_decrease(MIN_GAIN)
             .fit(&data)
             .map_err(|e| Error::Surrogate(e.to_string()))?;
 
@@ -188,8 +195,10 @@ impl Surrogate {
             rows,
             labels,
             order: &order,
+            max_depth: params.max_depth.max(1),
+            min_leaf: min_leaf as usize,
         };
-        let root = builder.node(tree.root_node(), &all);
+        let root = builder.node(Some(tree.root_node()), &all, 0);
         let mut rules = Vec::new();
         collect_rules(&root, features, &mut Vec::new(), &mut rules);
         let mut surrogate = Surrogate {
@@ -256,14 +265,63 @@ struct Builder<'a> {
     rows: &'a [Vec<f64>],
     labels: &'a [Class],
     order: &'a [usize],
+    max_depth: usize,
+    min_leaf: usize,
+}
+
+/// A candidate split, scored exactly.
+#[derive(Clone, Copy)]
+struct Split {
+    feature: usize,
+    threshold: f64,
+    purity: Purity,
+}
+
+/// `Σ left² / n_left + Σ right² / n_right` over the class counts of both sides, kept as a
+/// fraction so that splits compare exactly: the larger, the lower the weighted Gini impurity.
+#[derive(Clone, Copy)]
+struct Purity {
+    numerator: u128,
+    denominator: u128,
+}
+
+impl Purity {
+    fn of(left: &[u64; 3], right: &[u64; 3]) -> Self {
+        let squares = |c: &[u64; 3]| c.iter().map(|&v| u128::from(v) * u128::from(v)).sum();
+        let (nl, nr): (u128, u128) = (
+            left.iter().map(|&v| u128::from(v)).sum(),
+            right.iter().map(|&v| u128::from(v)).sum(),
+        );
+        let (sl, sr): (u128, u128) = (squares(left), squares(right));
+        Self {
+            numerator: sl * nr + sr * nl,
+            denominator: nl * nr,
+        }
+    }
+
+    /// The Gini impurity decrease of this split over the node's `counts` (both sides).
+    fn gain_over(&self, counts: &[u64; 3]) -> f64 {
+        let n = counts.iter().sum::<u64>().max(1) as f64;
+        let squares: f64 = counts.iter().map(|&c| (c as f64) * (c as f64)).sum();
+        (self.numerator as f64 / self.denominator.max(1) as f64) / n - squares / (n * n)
+    }
+
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.numerator * other.denominator).cmp(&(other.numerator * self.denominator))
+    }
 }
 
 impl Builder<'_> {
-    fn leaf(&self, idx: &[usize], fallback: Class) -> Node {
-        let mut counts = [0usize; 3];
+    fn counts(&self, idx: &[usize]) -> [u64; 3] {
+        let mut counts = [0u64; 3];
         for &i in idx {
             counts[class_index(self.labels[i])] += 1;
         }
+        counts
+    }
+
+    fn leaf(&self, idx: &[usize], fallback: Class) -> Node {
+        let counts = self.counts(idx);
         // Ties go to the conservative class first.
         let mut class = fallback;
         if !idx.is_empty() {
@@ -286,67 +344,97 @@ impl Builder<'_> {
         }
     }
 
-    fn node(&self, node: &TreeNode<f64, usize>, idx: &[usize]) -> Node {
-        let fallback = node
-            .prediction()
+    /// Rebuilds the subtree over `idx`. `fitted` is linfa's node for these rows while the
+    /// rebuilt tree still follows linfa's; `None` once a tie sent it elsewhere.
+    fn node(&self, fitted: Option<&TreeNode<f64, usize>>, idx: &[usize], depth: usize) -> Node {
+        let fallback = fitted
+            .and_then(|n| n.prediction())
             .and_then(|p| CLASSES.get(p).copied())
             .unwrap_or(Class::Remain);
-        if node.is_leaf() || idx.is_empty() {
+        // linfa stopped here (depth, size, no gain): so does the rebuilt tree.
+        if fitted.is_some_and(|n| n.is_leaf()) || depth >= self.max_depth {
             return self.leaf(idx, fallback);
         }
-        let (feature, threshold, _) = node.split();
-        let children = node.children();
-        let (Some(Some(left)), Some(Some(right))) = (children.first(), children.get(1)) else {
+        let Some(split) = self.best_split(idx) else {
             return self.leaf(idx, fallback);
         };
-        let (below, above): (Vec<usize>, Vec<usize>) = idx
-            .iter()
-            .partition(|&&i| self.rows[i][feature] < threshold);
-        if below.is_empty() || above.is_empty() {
+        if split.purity.gain_over(&self.counts(idx)) < MIN_GAIN {
             return self.leaf(idx, fallback);
         }
-        let (feature, threshold) = self
-            .canonical(&below, &above)
-            .unwrap_or((feature, threshold));
-        let below_node = self.node(left, &below);
-        let above_node = self.node(right, &above);
+        let (below, above): (Vec<usize>, Vec<usize>) = idx
+            .iter()
+            .partition(|&&i| self.rows[i][split.feature] < split.threshold);
+        // Follow linfa's children only while its split cuts the same two sets.
+        let (fitted_below, fitted_above) = match fitted {
+            Some(n) => {
+                let (feature, threshold, _) = n.split();
+                let same = idx.iter().all(|&i| {
+                    (self.rows[i][feature] < threshold)
+                        == (self.rows[i][split.feature] < split.threshold)
+                });
+                let children = n.children();
+                match (same, children.first(), children.get(1)) {
+                    (true, Some(Some(l)), Some(Some(r))) => (Some(&**l), Some(&**r)),
+                    _ => (None, None),
+                }
+            }
+            None => (None, None),
+        };
+        let below_node = self.node(fitted_below, &below, depth + 1);
+        let above_node = self.node(fitted_above, &above, depth + 1);
         match (&below_node, &above_node) {
             (Node::Leaf { class: a, .. }, Node::Leaf { class: b, .. }) if a == b => {
                 self.leaf(idx, fallback)
             }
             _ => Node::Split {
-                feature,
-                threshold,
+                feature: split.feature,
+                threshold: split.threshold,
                 below: Box::new(below_node),
                 above: Box::new(above_node),
             },
         }
     }
 
-    /// The first feature in preference order whose values put every row of `below` under every
-    /// row of `above`, and a round threshold between the two.
-    fn canonical(&self, below: &[usize], above: &[usize]) -> Option<(usize, f64)> {
-        self.order.iter().find_map(|&j| {
-            let top = below
-                .iter()
-                .map(|&i| self.rows[i][j])
-                .fold(f64::MIN, f64::max);
-            let bottom = above
-                .iter()
-                .map(|&i| self.rows[i][j])
-                .fold(f64::MAX, f64::min);
-            if top >= bottom {
-                return None;
+    /// The purest split of `idx` with at least `min_leaf` rows a side; among exactly equal
+    /// ones, the first feature in preference order and its lowest cut.
+    fn best_split(&self, idx: &[usize]) -> Option<Split> {
+        let total = self.counts(idx);
+        let mut best: Option<Split> = None;
+        for &j in self.order {
+            let mut sorted: Vec<(f64, usize)> = idx.iter().map(|&i| (self.rows[i][j], i)).collect();
+            sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let mut left = [0u64; 3];
+            for k in 0..sorted.len().saturating_sub(1) {
+                left[class_index(self.labels[sorted[k].1])] += 1;
+                let (here, next) = (sorted[k].0, sorted[k + 1].0);
+                if here >= next || k + 1 < self.min_leaf || sorted.len() - (k + 1) < self.min_leaf {
+                    continue;
+                }
+                let right = [total[0] - left[0], total[1] - left[1], total[2] - left[2]];
+                let purity = Purity::of(&left, &right);
+                if best
+                    .as_ref()
+                    .is_none_or(|b| purity.cmp(&b.purity) == std::cmp::Ordering::Greater)
+                {
+                    best = Some(Split {
+                        feature: j,
+                        threshold: round_between(here, next),
+                        purity,
+                    });
+                }
             }
-            let mid = (top + bottom) / 2.0;
-            // The roundest threshold that still separates the two sets.
-            let threshold = (1..=6)
-                .map(|digits| round_significant(mid, digits))
-                .find(|&t| top < t && t <= bottom)
-                .unwrap_or(mid);
-            Some((j, threshold))
-        })
+        }
+        best
     }
+}
+
+/// The roundest number in `(low, high]`.
+fn round_between(low: f64, high: f64) -> f64 {
+    let mid = (low + high) / 2.0;
+    (1..=6)
+        .map(|digits| round_significant(mid, digits))
+        .find(|&t| low < t && t <= high)
+        .unwrap_or(mid)
 }
 
 fn round_significant(x: f64, digits: i32) -> f64 {
@@ -462,6 +550,45 @@ mod tests {
         );
         let other = Surrogate::fit(&names, &rows, &labels, &params, &[0]).unwrap();
         assert!(other.to_text().contains("a <"), "{}", other.to_text());
+    }
+
+    /// Regression: two fits on the same windows printed different rules (an `iops_w1` cut in
+    /// one run, an `iops_w2` cut with the same class counts in another).
+    #[test]
+    fn refits_on_simulated_windows_print_identical_rules_whatever_the_row_order() {
+        use crate::dataset::{DatasetConfig, build};
+        use crate::history::{HistoryConfig, simulate};
+        let h = simulate(
+            &crate::testkit::postgres_scenarios(),
+            &HistoryConfig {
+                seed: 11,
+                targets_per_scenario: 15,
+                fresh_targets: 80,
+                ..HistoryConfig::default()
+            },
+        )
+        .unwrap();
+        let d = build(&h, &h.events, &DatasetConfig::default()).unwrap();
+        let rows: Vec<Vec<f64>> = d.rows.iter().map(|r| r.values.clone()).collect();
+        let labels: Vec<Class> = d.rows.iter().map(|r| r.label).collect();
+        let params = TreeParams::default();
+        let first = Surrogate::fit(&d.schema.features, &rows, &labels, &params, &[]).unwrap();
+        assert!(first.rules.len() >= 4, "{}", first.to_text());
+        for _ in 0..6 {
+            let again = Surrogate::fit(&d.schema.features, &rows, &labels, &params, &[]).unwrap();
+            assert_eq!(again.to_text(), first.to_text());
+        }
+        let reversed_rows: Vec<Vec<f64>> = rows.iter().rev().cloned().collect();
+        let reversed_labels: Vec<Class> = labels.iter().rev().copied().collect();
+        let reversed = Surrogate::fit(
+            &d.schema.features,
+            &reversed_rows,
+            &reversed_labels,
+            &params,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(reversed.to_text(), first.to_text());
     }
 
     #[test]
