@@ -197,7 +197,7 @@ fn main() {
         b.iter(|| classifier.classify(black_box(&instance_b)))
     });
     c.bench_function("classify/model-probabilities", |b| {
-        b.iter(|| model.predict_proba(black_box(&row)))
+        b.iter(|| model.predict_proba(black_box(&row)).unwrap())
     });
     c.bench_function("classify/surrogate-rule", |b| {
         b.iter(|| model.surrogate().rule_for(black_box(&row)).map(|r| r.class))

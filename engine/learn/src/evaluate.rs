@@ -245,7 +245,7 @@ pub fn evaluate(
     }
     let values: Vec<Vec<f64>> = dataset.rows.iter().map(|r| r.values.clone()).collect();
     let by_model: Vec<Class> = model
-        .predict_proba_rows(&values)
+        .predict_proba_rows(&values)?
         .iter()
         .map(argmax)
         .collect();

@@ -39,8 +39,11 @@ pub use evaluate::{
     ClassMetrics, CrossValidation, FeatureImportance, HeldOut, OutcomeReport, evaluate,
 };
 pub use history::{Event, EventKind, History, HistoryConfig, simulate};
-pub use model::{BoosterParams, ModelClassifier, Stage, TrainConfig, TrainedModel, train};
-pub use surrogate::{Rule, Surrogate};
+pub use model::{
+    BoosterParams, MODEL_FORMAT, MODEL_NAME, ModelClassifier, Stage, TrainConfig, TrainedModel,
+    TrainingInfo, train,
+};
+pub use surrogate::{Rule, Surrogate, TreeParams};
 
 /// Errors of the learning core.
 #[derive(Debug, thiserror::Error)]

@@ -477,14 +477,31 @@ impl TrainedModel {
         &self.artifact.surrogate.rules
     }
 
-    /// Class probabilities of one row in schema order, in [`CLASSES`] order.
-    pub fn predict_proba(&self, row: &[f64]) -> [f64; 3] {
-        self.ensemble().proba(row)
+    /// Class probabilities of one row (values in schema order), in [`CLASSES`] order. A NaN
+    /// value is read as missing, as the boosters were trained to.
+    pub fn predict_proba(&self, row: &[f64]) -> Result<[f64; 3]> {
+        self.check_width(row)?;
+        Ok(self.ensemble().proba(row))
     }
 
     /// Class probabilities of many rows.
-    pub fn predict_proba_rows(&self, rows: &[Vec<f64>]) -> Vec<[f64; 3]> {
-        self.ensemble().proba_rows(rows)
+    pub fn predict_proba_rows(&self, rows: &[Vec<f64>]) -> Result<Vec<[f64; 3]>> {
+        for row in rows {
+            self.check_width(row)?;
+        }
+        Ok(self.ensemble().proba_rows(rows))
+    }
+
+    fn check_width(&self, row: &[f64]) -> Result<()> {
+        let cols = self.artifact.schema.len();
+        if row.len() == cols {
+            Ok(())
+        } else {
+            Err(Error::Dataset(format!(
+                "a row has {} values, the model's schema {cols}",
+                row.len()
+            )))
+        }
     }
 
     fn ensemble(&self) -> Ensemble<'_> {
@@ -515,8 +532,9 @@ const TOP_CONTRIBUTIONS: usize = 5;
 const RISING_SHARE: f64 = 0.02;
 
 impl ModelClassifier {
-    /// The classification of a complete row (values in schema order).
-    pub fn classify_row(&self, row: &[f64]) -> Classification {
+    /// The classification of a complete row (values in schema order, as many as the schema has:
+    /// [`Schema::row_from_features`] guarantees it).
+    fn classify_row(&self, row: &[f64]) -> Classification {
         let model = &self.model;
         let schema = model.schema();
         let ensemble = model.ensemble();
@@ -874,6 +892,76 @@ mod tests {
         assert!(m.reclaimed <= m.oversized && m.reclaimed > m.oversized * 9 / 10);
         // The surrogate is a readable approximation, not the model: it may not do better.
         assert!(report.surrogate.classes.macro_f1 <= m.classes.macro_f1 + 0.02);
+    }
+
+    /// A technology with no connection limit and a gauge (Kafka-like consumer lag): the schema,
+    /// the outcome model and the classifier follow its metrics.
+    #[test]
+    fn other_technologies_get_their_own_schema() {
+        use setpoint_core::{Feature, SimMetric, SimScenario};
+        let metric = |name: &str, level: f64, max: f64| SimMetric {
+            metric: name.to_string(),
+            weeks: vec![level; 5],
+            daily_amplitude: 0.0,
+            noise: 0.0,
+            lift: None,
+            scale: Some((0.5, 1.5)),
+            min: 0.0,
+            max,
+        };
+        let scenario = |name: &str, cpu: f64, memory: f64| SimScenario {
+            name: name.to_string(),
+            description: String::new(),
+            id_prefix: format!("kafka-{name}"),
+            count: 1,
+            sizes: Vec::new(),
+            metrics: vec![
+                metric("cpu", cpu, 1.0),
+                metric("memory", memory, 1.0),
+                metric("lag", 5e4, 1e7),
+            ],
+            gap_hours: None,
+        };
+        let h = simulate(
+            &[scenario("idle", 0.1, 0.4), scenario("busy", 0.75, 0.8)],
+            &HistoryConfig {
+                targets_per_scenario: 30,
+                fresh_targets: 120,
+                ..HistoryConfig::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(h.metrics[2].role, crate::history::Role::Gauge);
+        assert!(
+            h.targets
+                .iter()
+                .all(|t| t.weekly[2].iter().all(|v| *v >= 0.0))
+        );
+        let d = build(&h, &h.events, &DatasetConfig::default()).unwrap();
+        assert_eq!(d.schema.len(), 18);
+        let m = train(&d, &config(), &mut |_, _, _| {}).unwrap();
+        let vector = |cpu: f64, memory: f64| FeatureVector {
+            features: ["cpu", "memory", "lag"]
+                .iter()
+                .zip([cpu, memory, 5e4])
+                .flat_map(|(name, v)| {
+                    (1..=4).rev().map(move |k| Feature {
+                        name: format!("{name}_w{k}"),
+                        value: Some(v),
+                        coverage: 1.0,
+                    })
+                })
+                .collect(),
+        };
+        let c = m.classifier();
+        assert_eq!(c.classify(&vector(0.08, 0.3)).class, Class::ScaleDown);
+        assert_eq!(c.classify(&vector(0.95, 0.7)).class, Class::ScaleUp);
+        // A PostgreSQL fingerprint is not this model's input.
+        assert_eq!(
+            c.classify(&instance_b()).explanation.code,
+            "insufficient_data"
+        );
+        assert!(m.predict_proba(&[0.5; 3]).is_err());
     }
 
     #[test]
