@@ -6,16 +6,16 @@ import data.setpoint
 import data.setpoint_test.fixtures
 
 test_low_confidence_holds if {
-	d := setpoint.decision with input as fixtures.with_patch({"classification": {"confidence": 0.55}})
+	d := setpoint.decision with input as fixtures.with_patch({"classification": {"confidence": 0.75}})
 	d.verdict == "hold"
 	d.proposal == "scale_down"
 	[r.code | some r in d.reasons] == ["low_confidence"]
-	contains(d.reasons[0].message, "confidence 0.55 in scale_down")
-	contains(d.reasons[0].message, "minimum 0.6")
+	contains(d.reasons[0].message, "confidence 0.75 in scale_down")
+	contains(d.reasons[0].message, "minimum 0.8")
 }
 
 test_confidence_at_the_minimum_is_enough if {
-	d := setpoint.decision with input as fixtures.with_patch({"classification": {"confidence": 0.6}})
+	d := setpoint.decision with input as fixtures.with_patch({"classification": {"confidence": 0.8}})
 	d.verdict == "act"
 }
 

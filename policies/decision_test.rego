@@ -12,7 +12,7 @@ test_base_acts if {
 		"proposal": "scale_down",
 		"reasons": [{
 			"code": "approved_by_policy",
-			"message": "scale_down approved: 8 vCPU / 32 GiB -> 4 vCPU / 16 GiB, shared_buffers 8GB -> 4GB; confidence 0.9 >= 0.6, class stable for 4 cycles (>= 3), managed for 90 days (>= 60), guardrails passed",
+			"message": "scale_down approved: 8 vCPU / 32 GiB -> 4 vCPU / 16 GiB, shared_buffers 8GB -> 4GB; confidence 0.9 >= 0.8, class stable for 4 cycles (>= 3), managed for 90 days (>= 60), guardrails passed",
 		}],
 	}
 }

@@ -4,6 +4,7 @@
 //! bundled PostgreSQL plugin and policies, in dry-run — and prints the weekly report.
 
 mod explain;
+mod models;
 mod plugin;
 mod report;
 
@@ -81,6 +82,16 @@ enum Command {
     /// Inspect a plugin, or validate it against the plugin contract.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Train a loop's classifier on what followed each 4-week window of a history, report its
+    /// cross-validated quality, and register it (the simulator's history of the loop's plugin
+    /// scenarios, plus --incidents from real systems). Logs to MLflow when configured.
+    Train(models::TrainArgs),
+    /// Replay a held-out simulated history through a loop's model, its surrogate rules and the
+    /// bootstrap heuristics, and score each against what actually followed.
+    Evaluate(models::EvaluateArgs),
+    /// The model registry: list, show, promote, roll back.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -284,6 +295,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Some(Command::Sim(SimCommand::Export(args))) => sim_export(args),
         Some(Command::Plugin(command)) => plugin::run(command),
+        Some(Command::Train(args)) => models::train(&load_config(&cli)?, args),
+        Some(Command::Evaluate(args)) => models::evaluate(&load_config(&cli)?, args),
+        Some(Command::Models(command)) => models::models(&state_dir(&cli)?, command),
         Some(Command::Config(ConfigCommand::Check)) => {
             let config = load_config(&cli)?;
             Runtime::new(config.clone())?;

@@ -70,6 +70,10 @@ pub struct Config {
     /// Default: `plugin-cache` in the state directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugin_cache_dir: Option<PathBuf>,
+    /// An MLflow tracking server that `setpoint train` logs its runs to and registers model
+    /// versions in, besides the embedded registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlflow: Option<setpoint_mlflow::MlflowConfig>,
 }
 
 impl Config {
@@ -103,6 +107,7 @@ impl Default for Config {
             loops: default_loops(),
             plugins_dir: default_plugins_dir(),
             plugin_cache_dir: None,
+            mlflow: None,
         }
     }
 }
@@ -217,7 +222,12 @@ impl LoopConfig {
             schedule: default_schedule(),
             window: WindowConfig::default(),
             source: SourceConfig::default(),
-            classifier: ClassifierConfig::default(),
+            // The quickstart shows the learned classifier: trained on the simulator's history
+            // at the first run, deterministically from the source's seed.
+            classifier: ClassifierConfig::Model {
+                thresholds: Thresholds::default(),
+                train_on_simulator: true,
+            },
             policies: PolicyRef::Builtin,
             mode: Mode::DryRun,
             bounds: BoundsConfig::default(),
@@ -463,18 +473,40 @@ impl Default for SourceConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClassifierConfig {
-    /// The bootstrap heuristics from the design.
+    /// The bootstrap heuristics from the design, always.
     Bootstrap {
         /// Their thresholds.
         #[serde(default)]
         thresholds: Thresholds,
     },
+    /// The loop's promoted model from the registry (`setpoint train`, `setpoint models
+    /// promote`); the bootstrap heuristics until one is promoted, said in every explanation.
+    Model {
+        /// The bootstrap heuristics' thresholds, for the time before a model.
+        #[serde(default)]
+        thresholds: Thresholds,
+        /// With no promoted model, train one on the simulator's history of the plugin's
+        /// scenarios at the first cycle, register and promote it (the quickstart does).
+        #[serde(default)]
+        train_on_simulator: bool,
+    },
 }
 
 impl Default for ClassifierConfig {
     fn default() -> Self {
-        ClassifierConfig::Bootstrap {
+        ClassifierConfig::Model {
             thresholds: Thresholds::default(),
+            train_on_simulator: false,
+        }
+    }
+}
+
+impl ClassifierConfig {
+    /// The bootstrap heuristics' thresholds.
+    pub fn thresholds(&self) -> &Thresholds {
+        match self {
+            ClassifierConfig::Bootstrap { thresholds }
+            | ClassifierConfig::Model { thresholds, .. } => thresholds,
         }
     }
 }
@@ -768,6 +800,9 @@ impl Config {
         if self.loops.is_empty() {
             out.push("loops: at least one loop is needed".to_string());
         }
+        if let Some(mlflow) = &self.mlflow {
+            out.extend(mlflow.problems("mlflow."));
+        }
         let mut seen = BTreeSet::new();
         for (i, lp) in self.loops.iter().enumerate() {
             let path = format!("loops[{i}]");
@@ -787,8 +822,7 @@ impl Config {
                     step
                 ));
             }
-            let ClassifierConfig::Bootstrap { thresholds } = &lp.classifier;
-            if let Err(problems) = thresholds.validate() {
+            if let Err(problems) = lp.classifier.thresholds().validate() {
                 out.extend(
                     problems
                         .into_iter()

@@ -53,6 +53,13 @@ pub(crate) async fn run(
     let kill_switches = setpoint_state::read_kill_switches(state_dir)?;
     let cycle = store.begin_cycle(&loop_name, now)?;
     let span = info_span!("cycle", loop_name = %loop_name, cycle, now = %now);
+    let classifier = {
+        let _entered = span.enter();
+        tokio::task::block_in_place(|| lp.classifier.for_cycle(lp, &store, now))?
+    };
+    if let Some(note) = &classifier.fallback {
+        tracing::info!(parent: &span, "{note}");
+    }
     let descriptor = lp.plugin.descriptor().clone();
     let plugin_label = format!("{} {}", descriptor.name, descriptor.version);
 
@@ -167,6 +174,7 @@ pub(crate) async fn run(
 
     let context = TargetContext {
         lp,
+        classifier,
         now,
         cycle,
         window,
@@ -377,6 +385,7 @@ impl Observation {
 
 struct TargetContext<'a> {
     lp: &'a LoopRuntime,
+    classifier: crate::training::ActiveClassifier,
     now: DateTime<Utc>,
     cycle: u64,
     window: Window,
@@ -448,7 +457,15 @@ impl TargetContext<'_> {
 
         let classification = {
             let _s = info_span!("classify").entered();
-            self.lp.classifier.classify(&features)
+            let mut classification = self.classifier.classifier.classify(&features);
+            if let Some(note) = &self.classifier.fallback {
+                let rule = &mut classification.explanation.rule;
+                if !rule.is_empty() {
+                    rule.push_str("; ");
+                }
+                rule.push_str(note);
+            }
+            classification
         };
         history.record_class(self.now, classification.class);
         entry.classification = Some(classification.clone());

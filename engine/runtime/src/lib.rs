@@ -12,6 +12,7 @@
 
 pub mod config;
 mod cycle;
+pub mod training;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,7 +21,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use setpoint_act::ActOutcome;
-use setpoint_classify::{BootstrapHeuristics, Classifier};
 use setpoint_core::{Bounds, Class, Mode, Reason, Verdict};
 use setpoint_decide::PolicyBundle;
 use setpoint_observe::{MetricSource, SimulatedFleet};
@@ -64,6 +64,14 @@ pub enum RuntimeError {
         loop_name: String,
         /// The source.
         source_name: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Training, evaluating or loading a loop's model failed.
+    #[error("loop {loop_name}: model: {message}")]
+    Learn {
+        /// The loop.
+        loop_name: String,
         /// What went wrong.
         message: String,
     },
@@ -183,7 +191,7 @@ pub struct LoopRuntime {
     config: LoopConfig,
     plugin: Plugin,
     source: Arc<dyn MetricSource>,
-    classifier: Arc<dyn Classifier>,
+    classifier: training::LoopClassifier,
     policies: PolicyBundle,
     bounds: Bounds,
 }
@@ -404,11 +412,7 @@ fn resolve_loop(config: LoopConfig, cache: &Arc<CompileCache>) -> Result<LoopRun
             })?,
         ),
     };
-    let classifier: Arc<dyn Classifier> = match &config.classifier {
-        config::ClassifierConfig::Bootstrap { thresholds } => {
-            Arc::new(BootstrapHeuristics::new(thresholds.clone()))
-        }
-    };
+    let classifier = training::LoopClassifier::new(&config.classifier);
     let bounds = config.bounds.resolve();
     Ok(LoopRuntime {
         config,

@@ -114,7 +114,7 @@ impl Store {
     /// The loop's registered versions, oldest first.
     pub fn models(&self, loop_name: &str) -> Result<Vec<ModelRecord>> {
         let mut models: Vec<ModelRecord> = self.scan(MODELS, &key(&[loop_name, ""]))?;
-        models.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        models.sort_by_key(|m| m.created_at);
         Ok(models)
     }
 

@@ -1,0 +1,806 @@
+//! `setpoint train`, `setpoint evaluate` and `setpoint models`: learning a loop's classifier
+//! from outcomes, measuring it, and choosing which version a loop uses.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use chrono::Utc;
+use clap::{Args, Subcommand, ValueEnum};
+use comfy_table::Table;
+use indicatif::{ProgressBar, ProgressStyle};
+use setpoint_learn::{CLASSES, ClassMetrics, HeldOut, OutcomeReport, Stage, TrainedModel};
+use setpoint_runtime::training::{self, LabelSource, TrainOptions};
+use setpoint_runtime::{Config, LoopRuntime, Runtime};
+use setpoint_state::{ModelRecord, Store};
+
+/// Output format of the model commands.
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub enum Format {
+    /// For people.
+    #[default]
+    Table,
+    /// For programs.
+    Json,
+}
+
+/// Where labels come from.
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub enum Labels {
+    /// What followed each window (degradations → scale_up, room to halve → scale_down).
+    #[default]
+    Outcomes,
+    /// The bootstrap heuristics' verdicts (phase 1).
+    Bootstrap,
+}
+
+/// `setpoint train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The loop to train for (default: every configured loop).
+    #[arg(long = "loop", value_name = "NAME")]
+    loop_name: Option<String>,
+    /// Seed of the simulated history, the folds and the boosters: the same seed and data give a
+    /// byte-identical model.
+    #[arg(long, default_value_t = TrainOptions::default().seed)]
+    seed: u64,
+    /// Weeks of simulated history per target.
+    #[arg(long, default_value_t = TrainOptions::default().weeks)]
+    weeks: u32,
+    /// Simulated targets started from each of the plugin's scenarios.
+    #[arg(long, default_value_t = TrainOptions::default().targets_per_scenario)]
+    targets_per_scenario: u32,
+    /// Simulated targets on fresh trajectories.
+    #[arg(long, default_value_t = TrainOptions::default().fresh_targets)]
+    fresh_targets: u32,
+    /// Label source.
+    #[arg(long, value_enum, default_value_t)]
+    labels: Labels,
+    /// Weeks after a window in which a degradation makes it scale_up.
+    #[arg(long, default_value_t = TrainOptions::default().horizon_weeks)]
+    horizon: u32,
+    /// A file of real incidents (CSV or JSON lines: target, week or time, kind
+    /// latency_spike|connection_timeout|oom_kill) added to the simulator's outcomes.
+    #[arg(long, value_name = "FILE")]
+    incidents: Option<PathBuf>,
+    /// Cross-validation folds (0: none).
+    #[arg(long, default_value_t = TrainOptions::default().folds)]
+    folds: u32,
+    /// Promote the new version right away (default: register only).
+    #[arg(long)]
+    promote: bool,
+    /// Do not log to MLflow even when the config has an `mlflow:` section.
+    #[arg(long)]
+    no_mlflow: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    output: Format,
+}
+
+impl TrainArgs {
+    fn options(&self) -> TrainOptions {
+        TrainOptions {
+            seed: self.seed,
+            weeks: self.weeks,
+            targets_per_scenario: self.targets_per_scenario,
+            fresh_targets: self.fresh_targets,
+            labels: match self.labels {
+                Labels::Outcomes => LabelSource::Outcomes,
+                Labels::Bootstrap => LabelSource::Bootstrap,
+            },
+            horizon_weeks: self.horizon,
+            incidents: self.incidents.clone(),
+            folds: self.folds,
+        }
+    }
+}
+
+/// `setpoint evaluate`.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// The loop whose model to evaluate (default: every loop with a model).
+    #[arg(long = "loop", value_name = "NAME")]
+    loop_name: Option<String>,
+    /// The model version (a hash prefix of at least 6 characters); default: the promoted one.
+    #[arg(long, value_name = "VERSION")]
+    model: Option<String>,
+    /// Seed of the held-out simulated history; must differ from the model's training seed.
+    #[arg(long, default_value_t = 1000)]
+    seed: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    output: Format,
+}
+
+/// `setpoint models …`.
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// List the registered model versions, the promoted one marked.
+    List {
+        /// Only this loop.
+        #[arg(long = "loop", value_name = "NAME")]
+        loop_name: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Show one version: schema, training data, parameters, metrics, surrogate rules, and the
+    /// loop's promotion trail.
+    Show {
+        /// The version (a hash prefix of at least 6 characters).
+        version: String,
+        /// The loop (default: the one loop that has this version).
+        #[arg(long = "loop", value_name = "NAME")]
+        loop_name: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Make a version the one the loop classifies with (from its next cycle on).
+    Promote {
+        /// The version (a hash prefix of at least 6 characters).
+        version: String,
+        /// The loop.
+        #[arg(long = "loop", value_name = "NAME")]
+        loop_name: String,
+        /// Why, for the audit trail.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who, for the audit trail (default: $USER).
+        #[arg(long, env = "USER", default_value = "unknown")]
+        by: String,
+    },
+    /// Restore the version promoted before the current one.
+    Rollback {
+        /// The loop.
+        #[arg(long = "loop", value_name = "NAME")]
+        loop_name: String,
+        /// Why, for the audit trail.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who, for the audit trail (default: $USER).
+        #[arg(long, env = "USER", default_value = "unknown")]
+        by: String,
+    },
+}
+
+/// Commands that only read the registry wait this long for a running cycle to let go of it.
+const STORE_WAIT: Duration = Duration::from_secs(30);
+
+fn chosen_loops<'a>(runtime: &'a Runtime, only: Option<&str>) -> Result<Vec<&'a LoopRuntime>> {
+    let loops: Vec<&LoopRuntime> = runtime
+        .loops()
+        .iter()
+        .filter(|lp| only.is_none_or(|name| lp.config().name.as_str() == name))
+        .collect();
+    if loops.is_empty() {
+        let names: Vec<&str> = runtime
+            .loops()
+            .iter()
+            .map(|lp| lp.config().name.as_str())
+            .collect();
+        bail!(
+            "no loop named {:?} in the configuration (loops: {})",
+            only.unwrap_or_default(),
+            names.join(", ")
+        );
+    }
+    Ok(loops)
+}
+
+fn progress_bar(loop_name: &str) -> ProgressBar {
+    let bar = ProgressBar::new(1);
+    if let Ok(style) =
+        ProgressStyle::with_template("{prefix} {msg:<18} [{bar:30}] {pos}/{len} {elapsed}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(format!("train {loop_name}"));
+    bar
+}
+
+fn stage_name(stage: Stage) -> &'static str {
+    stage.as_str()
+}
+
+/// Trains, reports, logs to MLflow when configured, and registers.
+pub fn train(config: &Config, args: &TrainArgs) -> Result<ExitCode> {
+    let runtime = Runtime::new(config.clone())?;
+    let loops = chosen_loops(&runtime, args.loop_name.as_deref())?;
+    let options = args.options();
+    let mut failed = false;
+    let mut reports = Vec::new();
+    for lp in loops {
+        let loop_name = lp.config().name.to_string();
+        let bar = progress_bar(&loop_name);
+        let trained = training::train(lp, &options, Utc::now(), &mut |stage, done, total| {
+            bar.set_message(stage_name(stage));
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        });
+        bar.finish_and_clear();
+        let mut trained = trained?;
+        let mut mlflow_error = None;
+        if let (Some(mlflow), false) = (&config.mlflow, args.no_mlflow) {
+            match log_to_mlflow(mlflow, &loop_name, &trained.model, &trained.record) {
+                Ok(tags) => trained.record.tags.extend(tags),
+                Err(error) => mlflow_error = Some(format!("{error:#}")),
+            }
+        }
+        // Registered even when MLflow failed: the model is not lost, and the error is said.
+        let store = Store::open_waiting(&config.state_dir, STORE_WAIT)?;
+        let added = store.register_model(&trained.record)?;
+        let promoted = if args.promote {
+            Some(store.promote_model(
+                &loop_name,
+                &trained.record.version,
+                &std::env::var("USER").unwrap_or_else(|_| "unknown".to_string()),
+                Some("setpoint train --promote"),
+                Utc::now(),
+            )?)
+        } else {
+            None
+        };
+        drop(store);
+        if let Some(error) = &mlflow_error {
+            failed = true;
+            eprintln!("error: loop {loop_name}: MLflow: {error} (the model is registered locally)");
+        }
+        match args.output {
+            Format::Table => print!(
+                "{}",
+                train_report(
+                    &loop_name,
+                    &trained.model,
+                    &trained.record,
+                    added,
+                    promoted.is_some(),
+                    trained.unmatched_incidents
+                )
+            ),
+            Format::Json => reports.push(serde_json::json!({
+                "loop": loop_name,
+                "version": trained.record.version,
+                "registered": added,
+                "promoted": promoted.is_some(),
+                "parameters": trained.record.parameters,
+                "metrics": trained.model.metrics(),
+                "importance": trained.model.importance(),
+                "surrogate_rules": trained.model.surrogate_rules().iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "tags": trained.record.tags,
+                "unmatched_incidents": trained.unmatched_incidents,
+                "mlflow_error": mlflow_error,
+            })),
+        }
+    }
+    if matches!(args.output, Format::Json) {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn percent(value: f64) -> String {
+    format!("{:.1} %", value * 100.0)
+}
+
+fn confusion_table(metrics: &ClassMetrics) -> String {
+    let mut table = Table::new();
+    table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    let mut header = vec!["label \\ predicted".to_string()];
+    header.extend(CLASSES.iter().map(ToString::to_string));
+    header.push("recall".to_string());
+    table.set_header(header);
+    for (k, class) in CLASSES.iter().enumerate() {
+        let mut row = vec![class.to_string()];
+        row.extend(metrics.confusion[k].iter().map(ToString::to_string));
+        row.push(percent(metrics.recall[k]));
+        table.add_row(row);
+    }
+    table.to_string()
+}
+
+fn train_report(
+    loop_name: &str,
+    model: &TrainedModel,
+    record: &ModelRecord,
+    added: bool,
+    promoted: bool,
+    unmatched_incidents: usize,
+) -> String {
+    let mut out = String::new();
+    let info = model.training();
+    let _ = writeln!(
+        out,
+        "loop {loop_name}: model {} ({} labels, {} windows: scale_down {} · remain {} · scale_up {})",
+        model.short_version(),
+        info.labels,
+        info.rows,
+        info.class_counts[0],
+        info.class_counts[1],
+        info.class_counts[2]
+    );
+    let _ = writeln!(
+        out,
+        "  schema {} ({} features), data {}",
+        record.schema_version,
+        record.features.len(),
+        &record.data_fingerprint[..record.data_fingerprint.len().min(12)]
+    );
+    if unmatched_incidents > 0 {
+        let _ = writeln!(
+            out,
+            "  {unmatched_incidents} incident(s) named no target of the history and were ignored"
+        );
+    }
+    match model.metrics() {
+        Some(cv) => {
+            let _ = writeln!(
+                out,
+                "\n{}-fold cross-validation (folds grouped by target):",
+                cv.folds
+            );
+            let _ = writeln!(
+                out,
+                "  accuracy {} · macro-F1 {} (folds {}) · bootstrap heuristics macro-F1 {}",
+                percent(cv.model.accuracy),
+                percent(cv.model.macro_f1),
+                cv.fold_macro_f1
+                    .iter()
+                    .map(|f| format!("{f:.3}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                percent(cv.bootstrap.macro_f1)
+            );
+            let _ = writeln!(out, "{}", confusion_table(&cv.model));
+        }
+        None => {
+            let _ = writeln!(out, "\n(no cross-validation: --folds 0)");
+        }
+    }
+    let _ = writeln!(out, "\nfeature importance (share of split gain):");
+    for f in model.importance().iter().take(10) {
+        let _ = writeln!(out, "  {:<18} {}", f.feature, percent(f.gain));
+    }
+    let _ = writeln!(
+        out,
+        "\nsurrogate rules (a shallow tree fitted to the model):"
+    );
+    for rule in model.surrogate_rules() {
+        let _ = writeln!(out, "  {rule}");
+    }
+    for (key, value) in &record.tags {
+        let _ = writeln!(out, "  {key}: {value}");
+    }
+    let _ = writeln!(
+        out,
+        "\n{} version {}{}",
+        if added {
+            "registered"
+        } else {
+            "already registered:"
+        },
+        record.version,
+        if promoted {
+            " and promoted".to_string()
+        } else {
+            format!(
+                "\npromote it with: setpoint models promote {} --loop {loop_name}",
+                model.short_version()
+            )
+        }
+    );
+    out
+}
+
+/// Logs the training run and registers the model version in MLflow; returns the tags that
+/// point at them.
+fn log_to_mlflow(
+    config: &setpoint_mlflow::MlflowConfig,
+    loop_name: &str,
+    model: &TrainedModel,
+    record: &ModelRecord,
+) -> Result<Vec<(String, String)>> {
+    let mut run = setpoint_mlflow::TrainingRun {
+        run_name: Some(format!("{loop_name}-{}", model.short_version())),
+        params: record.parameters.clone(),
+        model_path: "model/model.json".to_string(),
+        model_hash: record.version.clone(),
+        tags: [
+            ("setpoint.loop".to_string(), loop_name.to_string()),
+            ("setpoint.schema".to_string(), record.schema_version.clone()),
+            (
+                "setpoint.data_fingerprint".to_string(),
+                record.data_fingerprint.clone(),
+            ),
+        ]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    };
+    for (key, value) in &record.metrics {
+        run.metric(key, *value);
+    }
+    if let Some(cv) = model.metrics() {
+        for (fold, f1) in cv.fold_macro_f1.iter().enumerate() {
+            run.metrics.push(setpoint_mlflow::Metric {
+                key: "cv_fold_macro_f1".to_string(),
+                value: *f1,
+                timestamp: Utc::now().timestamp_millis(),
+                step: fold as i64,
+            });
+        }
+    }
+    let report = serde_json::json!({
+        "metrics": model.metrics(),
+        "importance": model.importance(),
+        "surrogate_rules": model.surrogate_rules().iter().map(ToString::to_string).collect::<Vec<_>>(),
+    });
+    run.artifacts = vec![
+        setpoint_mlflow::Artifact::new("model/model.json", model.to_json().as_bytes().to_vec()),
+        setpoint_mlflow::Artifact::new("report/training.json", serde_json::to_vec_pretty(&report)?),
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the MLflow client")?;
+    let logged = runtime.block_on(setpoint_mlflow::log_training(config, &run))?;
+    Ok(vec![
+        ("mlflow.run_id".to_string(), logged.run_id),
+        ("mlflow.run_url".to_string(), logged.run_url),
+        (
+            "mlflow.model".to_string(),
+            format!("{} v{}", logged.registered_model, logged.model_version),
+        ),
+    ])
+}
+
+fn outcome_row(report: &OutcomeReport) -> Vec<String> {
+    vec![
+        report.name.clone(),
+        format!("{:.3}", report.classes.macro_f1),
+        percent(report.classes.accuracy),
+        format!(
+            "{}/{} ({:.1} weeks ahead)",
+            report.flagged, report.degradations, report.mean_weeks_ahead
+        ),
+        format!("{}/{}", report.reclaimed, report.oversized),
+        report.regretted.to_string(),
+    ]
+}
+
+fn evaluate_report(loop_name: &str, version: &str, seed: u64, held_out: &HeldOut) -> String {
+    let mut table = Table::new();
+    table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    table.set_header(vec![
+        "classifier",
+        "macro-F1",
+        "accuracy",
+        "degradations flagged",
+        "oversized reclaimed",
+        "regretted scale-downs",
+    ]);
+    for report in [&held_out.model, &held_out.surrogate, &held_out.bootstrap] {
+        table.add_row(outcome_row(report));
+    }
+    format!(
+        "loop {loop_name}: model {} on a held-out history (seed {seed}, {} windows)\n{table}\n{}\n",
+        &version[..version.len().min(12)],
+        held_out.windows,
+        confusion_table(&held_out.model.classes)
+    )
+}
+
+/// Replays a held-out simulated history through a model, its surrogate and the bootstrap
+/// heuristics.
+pub fn evaluate(config: &Config, args: &EvaluateArgs) -> Result<ExitCode> {
+    let runtime = Runtime::new(config.clone())?;
+    let loops = chosen_loops(&runtime, args.loop_name.as_deref())?;
+    let store = Store::open_waiting(&config.state_dir, STORE_WAIT)?;
+    let mut chosen = Vec::new();
+    for lp in loops {
+        let loop_name = lp.config().name.to_string();
+        let record = match &args.model {
+            Some(version) => Some(store.model(&loop_name, version)?),
+            None => store.promoted_model(&loop_name)?,
+        };
+        match record {
+            Some(record) => chosen.push((lp, record)),
+            None if args.loop_name.is_some() => bail!(
+                "loop {loop_name} has no promoted model: train one (`setpoint train --loop {loop_name} --promote`) or name one with --model"
+            ),
+            None => eprintln!("loop {loop_name}: no promoted model, skipped"),
+        }
+    }
+    drop(store);
+    if chosen.is_empty() {
+        bail!("no loop has a promoted model to evaluate (see `setpoint train`)");
+    }
+    let mut reports = Vec::new();
+    for (lp, record) in chosen {
+        let loop_name = lp.config().name.to_string();
+        let model = TrainedModel::from_json(&record.artifact)
+            .with_context(|| format!("model {} of loop {loop_name}", record.version))?;
+        let trained_seed = model.training().config.seed;
+        if trained_seed == args.seed {
+            bail!(
+                "--seed {} is the seed model {} was trained with; evaluate on a history it has not seen",
+                args.seed,
+                model.short_version()
+            );
+        }
+        let options = TrainOptions {
+            seed: trained_seed,
+            ..TrainOptions::default()
+        };
+        let held_out = training::evaluate(lp, &model, &options, args.seed)?;
+        match args.output {
+            Format::Table => print!(
+                "{}",
+                evaluate_report(&loop_name, &record.version, args.seed, &held_out)
+            ),
+            Format::Json => reports.push(serde_json::json!({
+                "loop": loop_name,
+                "version": record.version,
+                "seed": args.seed,
+                "held_out": held_out,
+            })),
+        }
+    }
+    if matches!(args.output, Format::Json) {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `setpoint models …`.
+pub fn models(state_dir: &Path, command: &ModelsCommand) -> Result<ExitCode> {
+    let store = Store::open_waiting(state_dir, STORE_WAIT)?;
+    match command {
+        ModelsCommand::List { loop_name, output } => {
+            let loops = match loop_name {
+                Some(name) => vec![name.clone()],
+                None => store.model_loops()?,
+            };
+            let mut rows = Vec::new();
+            for name in &loops {
+                let promoted = store.promoted_model(name)?.map(|m| m.version);
+                for m in store.models(name)? {
+                    let is_promoted = promoted.as_deref() == Some(m.version.as_str());
+                    rows.push((m, is_promoted));
+                }
+            }
+            match output {
+                Format::Json => {
+                    let list: Vec<_> = rows
+                        .iter()
+                        .map(|(m, promoted)| {
+                            serde_json::json!({
+                                "loop": m.loop_name,
+                                "version": m.version,
+                                "kind": m.kind,
+                                "created_at": m.created_at,
+                                "schema_version": m.schema_version,
+                                "data_fingerprint": m.data_fingerprint,
+                                "parameters": m.parameters,
+                                "metrics": m.metrics,
+                                "tags": m.tags,
+                                "promoted": promoted,
+                            })
+                        })
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&list)?);
+                }
+                Format::Table => {
+                    if rows.is_empty() {
+                        println!("no models registered (train one with `setpoint train`)");
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    let mut table = Table::new();
+                    table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+                    table.set_header(vec![
+                        "loop",
+                        "version",
+                        "",
+                        "created",
+                        "labels",
+                        "windows",
+                        "cv macro-F1",
+                    ]);
+                    for (m, promoted) in &rows {
+                        table.add_row(vec![
+                            m.loop_name.clone(),
+                            m.version[..m.version.len().min(12)].to_string(),
+                            if *promoted { "promoted" } else { "" }.to_string(),
+                            m.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+                            m.parameters.get("labels").cloned().unwrap_or_default(),
+                            m.parameters.get("rows").cloned().unwrap_or_default(),
+                            m.metrics
+                                .get("cv_macro_f1")
+                                .map(|f| format!("{f:.3}"))
+                                .unwrap_or_else(|| "—".to_string()),
+                        ]);
+                    }
+                    println!("{table}");
+                }
+            }
+        }
+        ModelsCommand::Show {
+            version,
+            loop_name,
+            output,
+        } => {
+            let record = find_model(&store, version, loop_name.as_deref())?;
+            let trail = store.promotions(&record.loop_name)?;
+            let promoted = store.promoted_model(&record.loop_name)?.map(|m| m.version);
+            let model = TrainedModel::from_json(&record.artifact)
+                .with_context(|| format!("model {}", record.version))?;
+            match output {
+                Format::Json => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&serde_json::json!({
+                            "loop": record.loop_name,
+                            "version": record.version,
+                            "kind": record.kind,
+                            "created_at": record.created_at,
+                            "promoted": promoted.as_deref() == Some(record.version.as_str()),
+                            "schema_version": record.schema_version,
+                            "features": record.features,
+                            "data_fingerprint": record.data_fingerprint,
+                            "parameters": record.parameters,
+                            "metrics": record.metrics,
+                            "tags": record.tags,
+                            "importance": model.importance(),
+                            "surrogate_rules": model.surrogate_rules().iter().map(ToString::to_string).collect::<Vec<_>>(),
+                            "promotions": trail,
+                        }))?
+                    );
+                }
+                Format::Table => {
+                    print!(
+                        "{}",
+                        show_model(&record, &model, promoted.as_deref(), &trail)
+                    );
+                }
+            }
+        }
+        ModelsCommand::Promote {
+            version,
+            loop_name,
+            reason,
+            by,
+        } => {
+            let promotion =
+                store.promote_model(loop_name, version, by, reason.as_deref(), Utc::now())?;
+            println!(
+                "loop {loop_name}: promoted {}{} (by {}); the next cycle classifies with it",
+                promotion.version,
+                promotion
+                    .replaced
+                    .map(|r| format!(", replacing {}", &r[..r.len().min(12)]))
+                    .unwrap_or_default(),
+                promotion.by
+            );
+        }
+        ModelsCommand::Rollback {
+            loop_name,
+            reason,
+            by,
+        } => {
+            let promotion = store.rollback_model(loop_name, by, reason.as_deref(), Utc::now())?;
+            println!(
+                "loop {loop_name}: rolled back to {}{} (by {})",
+                promotion.version,
+                promotion
+                    .replaced
+                    .map(|r| format!(", replacing {}", &r[..r.len().min(12)]))
+                    .unwrap_or_default(),
+                promotion.by
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn find_model(store: &Store, version: &str, loop_name: Option<&str>) -> Result<ModelRecord> {
+    if let Some(name) = loop_name {
+        return Ok(store.model(name, version)?);
+    }
+    let mut found = Vec::new();
+    for name in store.model_loops()? {
+        match store.model(&name, version) {
+            Ok(record) => found.push(record),
+            Err(setpoint_state::StateError::UnknownModel { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    match found.len() {
+        0 => bail!("no loop has a model version {version:?} (see `setpoint models list`)"),
+        1 => Ok(found.remove(0)),
+        _ => bail!(
+            "several loops have a model version {version:?} ({}); name one with --loop",
+            found
+                .iter()
+                .map(|m| m.loop_name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn show_model(
+    record: &ModelRecord,
+    model: &TrainedModel,
+    promoted: Option<&str>,
+    trail: &[setpoint_state::Promotion],
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "model {} of loop {}{}",
+        record.version,
+        record.loop_name,
+        if promoted == Some(record.version.as_str()) {
+            " (promoted)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  kind {} · created {} · schema {} · data {}",
+        record.kind,
+        record.created_at.to_rfc3339(),
+        record.schema_version,
+        record.data_fingerprint
+    );
+    let _ = writeln!(out, "  features: {}", record.features.join(", "));
+    let _ = writeln!(out, "\nparameters");
+    for (key, value) in &record.parameters {
+        let _ = writeln!(out, "  {key:<22} {value}");
+    }
+    let _ = writeln!(out, "\nmetrics");
+    for (key, value) in &record.metrics {
+        let _ = writeln!(out, "  {key:<22} {value:.4}");
+    }
+    if !record.tags.is_empty() {
+        let _ = writeln!(out, "\ntags");
+        for (key, value) in &record.tags {
+            let _ = writeln!(out, "  {key:<22} {value}");
+        }
+    }
+    let _ = writeln!(out, "\nfeature importance");
+    for f in model.importance().iter().take(10) {
+        let _ = writeln!(out, "  {:<18} {}", f.feature, percent(f.gain));
+    }
+    let _ = writeln!(out, "\nsurrogate rules");
+    for rule in model.surrogate_rules() {
+        let _ = writeln!(out, "  {rule}");
+    }
+    let _ = writeln!(out, "\npromotions of loop {}", record.loop_name);
+    if trail.is_empty() {
+        let _ = writeln!(out, "  none");
+    }
+    for p in trail {
+        let _ = writeln!(
+            out,
+            "  {} {} {:?} {} by {}{}",
+            p.sequence,
+            p.at.format("%Y-%m-%d %H:%M UTC"),
+            p.kind,
+            &p.version[..p.version.len().min(12)],
+            p.by,
+            p.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        );
+    }
+    out
+}

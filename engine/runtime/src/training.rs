@@ -1,0 +1,361 @@
+//! Training, evaluating and choosing a loop's classifier.
+//!
+//! A loop's model learns from what followed each 4-week window of a history: the simulator's
+//! (its plugin's scenarios played forward, with the degradation events their trajectories lead
+//! to) and, optionally, a file of real incidents. The model goes into the state store's
+//! registry under its content hash; the loop classifies with the promoted version, and with
+//! the bootstrap heuristics until one is promoted.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use setpoint_classify::{BootstrapHeuristics, Classifier, Thresholds};
+use setpoint_core::SimScenario;
+use setpoint_learn::{
+    DatasetConfig, HeldOut, HistoryConfig, Labels, Stage, TrainConfig, TrainedModel,
+};
+use setpoint_state::{ModelRecord, Store};
+
+use crate::{LoopRuntime, Result, RuntimeError};
+
+/// The kind recorded for boosted models in the registry.
+pub const MODEL_KIND: &str = "gbdt";
+
+/// Where a training run's labels come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelSource {
+    /// What followed each window: degradations make it `scale_up`, room to halve `scale_down`.
+    Outcomes,
+    /// The bootstrap heuristics' own verdicts (phase 1: imitate the rules).
+    Bootstrap,
+}
+
+/// How to train a loop's model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainOptions {
+    /// Seed of the simulated history, the folds and the boosters.
+    pub seed: u64,
+    /// Weeks of simulated history per target.
+    pub weeks: u32,
+    /// Simulated targets started from each scenario.
+    pub targets_per_scenario: u32,
+    /// Simulated targets on fresh trajectories.
+    pub fresh_targets: u32,
+    /// Label source.
+    pub labels: LabelSource,
+    /// Weeks after a window in which a degradation counts against it.
+    pub horizon_weeks: u32,
+    /// Real incidents (CSV or JSON lines: target, week or time, kind) added to the simulator's.
+    pub incidents: Option<PathBuf>,
+    /// Cross-validation folds (0 or 1: none).
+    pub folds: u32,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        let history = HistoryConfig::default();
+        Self {
+            seed: history.seed,
+            weeks: history.weeks,
+            targets_per_scenario: history.targets_per_scenario,
+            fresh_targets: history.fresh_targets,
+            labels: LabelSource::Outcomes,
+            horizon_weeks: DatasetConfig::default().horizon_weeks,
+            incidents: None,
+            folds: TrainConfig::default().folds,
+        }
+    }
+}
+
+impl TrainOptions {
+    fn history(&self, seed: u64) -> HistoryConfig {
+        HistoryConfig {
+            seed,
+            weeks: self.weeks,
+            targets_per_scenario: self.targets_per_scenario,
+            fresh_targets: self.fresh_targets,
+            ..HistoryConfig::default()
+        }
+    }
+
+    fn dataset(&self, thresholds: &Thresholds) -> DatasetConfig {
+        DatasetConfig {
+            labels: match self.labels {
+                LabelSource::Outcomes => Labels::Outcomes,
+                LabelSource::Bootstrap => Labels::Bootstrap {
+                    thresholds: thresholds.clone(),
+                },
+            },
+            horizon_weeks: self.horizon_weeks,
+            ..DatasetConfig::default()
+        }
+    }
+}
+
+/// A trained model and what the registry keeps of it.
+pub struct Trained {
+    /// The model.
+    pub model: TrainedModel,
+    /// Its registry record (not yet registered).
+    pub record: ModelRecord,
+    /// Incidents from the file that named no simulated target.
+    pub unmatched_incidents: usize,
+}
+
+fn learn_error(loop_name: &str, error: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Learn {
+        loop_name: loop_name.to_string(),
+        message: error.to_string(),
+    }
+}
+
+/// The scenarios a loop's model is trained on: its plugin's.
+fn scenarios(lp: &LoopRuntime) -> Result<&[SimScenario]> {
+    let descriptor = lp.plugin.descriptor();
+    if descriptor.scenarios.is_empty() {
+        return Err(learn_error(
+            &lp.config.name.0,
+            format!(
+                "plugin {} ships no simulator scenarios to simulate a history from",
+                descriptor.name
+            ),
+        ));
+    }
+    Ok(&descriptor.scenarios)
+}
+
+fn thresholds(lp: &LoopRuntime) -> Thresholds {
+    lp.config.classifier.thresholds().clone()
+}
+
+/// Trains a model for `lp` on a simulated history (plus incidents), deterministically for a
+/// given seed and data. `progress` sees each stage's progress.
+pub fn train(
+    lp: &LoopRuntime,
+    options: &TrainOptions,
+    now: DateTime<Utc>,
+    progress: &mut dyn FnMut(Stage, usize, usize),
+) -> Result<Trained> {
+    let loop_name = lp.config.name.0.clone();
+    let history = setpoint_learn::simulate(scenarios(lp)?, &options.history(options.seed))
+        .map_err(|e| learn_error(&loop_name, e))?;
+    let mut events = history.events.clone();
+    if let Some(path) = &options.incidents {
+        events.extend(
+            setpoint_learn::load_incidents(path, None).map_err(|e| learn_error(&loop_name, e))?,
+        );
+    }
+    let dataset = setpoint_learn::build(&history, &events, &options.dataset(&thresholds(lp)))
+        .map_err(|e| learn_error(&loop_name, e))?;
+    let config = TrainConfig {
+        seed: options.seed,
+        folds: options.folds,
+        ..TrainConfig::default()
+    };
+    let model = setpoint_learn::train(&dataset, &config, progress)
+        .map_err(|e| learn_error(&loop_name, e))?;
+    let mut parameters = BTreeMap::from([
+        ("seed".to_string(), options.seed.to_string()),
+        ("history_weeks".to_string(), options.weeks.to_string()),
+        (
+            "targets_per_scenario".to_string(),
+            options.targets_per_scenario.to_string(),
+        ),
+        (
+            "fresh_targets".to_string(),
+            options.fresh_targets.to_string(),
+        ),
+        ("labels".to_string(), model.training().labels.clone()),
+        (
+            "horizon_weeks".to_string(),
+            options.horizon_weeks.to_string(),
+        ),
+        ("folds".to_string(), options.folds.to_string()),
+        ("rows".to_string(), model.training().rows.to_string()),
+        (
+            "iterations".to_string(),
+            config.booster.iterations.to_string(),
+        ),
+        (
+            "learning_rate".to_string(),
+            config.booster.learning_rate.to_string(),
+        ),
+        (
+            "max_depth".to_string(),
+            config.booster.max_depth.to_string(),
+        ),
+    ]);
+    if let Some(path) = &options.incidents {
+        parameters.insert("incidents".to_string(), path.display().to_string());
+    }
+    let mut metrics = BTreeMap::new();
+    if let Some(cv) = model.metrics() {
+        metrics.insert("cv_accuracy".to_string(), cv.model.accuracy);
+        metrics.insert("cv_macro_f1".to_string(), cv.model.macro_f1);
+        metrics.insert("cv_bootstrap_macro_f1".to_string(), cv.bootstrap.macro_f1);
+        for (class, recall) in setpoint_learn::CLASSES.iter().zip(cv.model.recall) {
+            metrics.insert(format!("cv_recall_{class}"), recall);
+        }
+    }
+    let record = ModelRecord {
+        loop_name: loop_name.clone(),
+        version: model.version().to_string(),
+        kind: MODEL_KIND.to_string(),
+        created_at: now,
+        schema_version: model.schema().version.clone(),
+        features: model.schema().features.clone(),
+        data_fingerprint: model.training().dataset.clone(),
+        parameters,
+        metrics,
+        tags: BTreeMap::new(),
+        artifact: model.to_json().to_string(),
+    };
+    Ok(Trained {
+        model,
+        record,
+        unmatched_incidents: dataset.unmatched_events,
+    })
+}
+
+/// Replays a history simulated with `seed` (one the model was not trained on) through the
+/// model, its surrogate and the bootstrap heuristics, scoring each against what followed.
+pub fn evaluate(
+    lp: &LoopRuntime,
+    model: &TrainedModel,
+    options: &TrainOptions,
+    seed: u64,
+) -> Result<HeldOut> {
+    let loop_name = lp.config.name.0.clone();
+    let history = setpoint_learn::simulate(scenarios(lp)?, &options.history(seed))
+        .map_err(|e| learn_error(&loop_name, e))?;
+    setpoint_learn::evaluate(
+        model,
+        &history,
+        &history.events,
+        &options.dataset(&thresholds(lp)),
+    )
+    .map_err(|e| learn_error(&loop_name, e))
+}
+
+/// The classifier a cycle uses, and why.
+pub(crate) struct ActiveClassifier {
+    pub(crate) classifier: Arc<dyn Classifier>,
+    /// Said in every classification's explanation when the bootstrap heuristics stand in for a
+    /// model that is not there.
+    pub(crate) fallback: Option<String>,
+}
+
+/// A loop's classifiers: the bootstrap heuristics, and the promoted model once parsed.
+pub(crate) struct LoopClassifier {
+    bootstrap: Arc<dyn Classifier>,
+    use_models: bool,
+    train_on_simulator: bool,
+    /// The promoted version last parsed, kept until another is promoted.
+    parsed: Mutex<Option<(String, Arc<dyn Classifier>)>>,
+}
+
+impl LoopClassifier {
+    pub(crate) fn new(config: &crate::config::ClassifierConfig) -> Self {
+        use crate::config::ClassifierConfig;
+        let (use_models, train_on_simulator) = match config {
+            ClassifierConfig::Bootstrap { .. } => (false, false),
+            ClassifierConfig::Model {
+                train_on_simulator, ..
+            } => (true, *train_on_simulator),
+        };
+        Self {
+            bootstrap: Arc::new(BootstrapHeuristics::new(config.thresholds().clone())),
+            use_models,
+            train_on_simulator,
+            parsed: Mutex::new(None),
+        }
+    }
+
+    /// The classifier for a cycle starting at `now`: the promoted model, training and
+    /// promoting one first when the loop asks for that and has none; else the bootstrap
+    /// heuristics.
+    pub(crate) fn for_cycle(
+        &self,
+        lp: &LoopRuntime,
+        store: &Store,
+        now: DateTime<Utc>,
+    ) -> Result<ActiveClassifier> {
+        let loop_name = &lp.config.name.0;
+        if !self.use_models {
+            return Ok(ActiveClassifier {
+                classifier: self.bootstrap.clone(),
+                fallback: None,
+            });
+        }
+        let mut record = store.promoted_model(loop_name)?;
+        if record.is_none() && self.train_on_simulator {
+            let _span = tracing::info_span!("train", loop_name = %loop_name).entered();
+            let seed = match lp.config.source {
+                crate::config::SourceConfig::Simulated { seed } => seed,
+                crate::config::SourceConfig::Prometheus(_) => TrainOptions::default().seed,
+            };
+            let options = TrainOptions {
+                seed,
+                // Cross-validation is for `setpoint train`'s report; a first run only needs
+                // the model.
+                folds: 0,
+                ..TrainOptions::default()
+            };
+            let trained = train(lp, &options, now, &mut |_, _, _| {})?;
+            store.register_model(&trained.record)?;
+            store.promote_model(
+                loop_name,
+                &trained.record.version,
+                "setpoint",
+                Some("trained on the simulator's history at first run (classifier.train_on_simulator)"),
+                now,
+            )?;
+            tracing::info!(version = %trained.model.short_version(), "trained and promoted a model");
+            record = Some(trained.record);
+        }
+        let Some(record) = record else {
+            return Ok(ActiveClassifier {
+                classifier: self.bootstrap.clone(),
+                fallback: Some(format!(
+                    "no promoted model for loop {loop_name} yet (`setpoint train --loop {loop_name}`): the bootstrap heuristics decided"
+                )),
+            });
+        };
+        let mut parsed = self
+            .parsed
+            .lock()
+            .map_err(|_| learn_error(loop_name, "the model cache was poisoned by a panic"))?;
+        if let Some((version, classifier)) = parsed.as_ref()
+            && *version == record.version
+        {
+            return Ok(ActiveClassifier {
+                classifier: classifier.clone(),
+                fallback: None,
+            });
+        }
+        let model = TrainedModel::from_json(&record.artifact).map_err(|e| {
+            learn_error(
+                loop_name,
+                format!("promoted model {} is unreadable: {e}", record.version),
+            )
+        })?;
+        if model.version() != record.version {
+            return Err(learn_error(
+                loop_name,
+                format!(
+                    "promoted model {} does not hash to its version ({}): the registry entry is damaged",
+                    record.version,
+                    model.version()
+                ),
+            ));
+        }
+        let classifier: Arc<dyn Classifier> = Arc::new(model.classifier());
+        *parsed = Some((record.version.clone(), classifier.clone()));
+        Ok(ActiveClassifier {
+            classifier,
+            fallback: None,
+        })
+    }
+}
