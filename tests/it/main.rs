@@ -25,6 +25,9 @@ mod plugin_cache;
 /// `setpoint plugin inspect` and `setpoint plugin validate`.
 mod plugin_cli;
 
+/// `setpoint train`, `evaluate` and `models`: the learned classifier and its registry.
+mod models_cli;
+
 /// Broken plugins inside whole cycles, through the runtime and the binary.
 mod broken_plugins;
 

@@ -1,0 +1,261 @@
+//! `setpoint train`, `setpoint evaluate` and `setpoint models`, through the binary: training is
+//! deterministic, the registry survives restarts, rollback restores the previous version, and
+//! the model beats the bootstrap heuristics on a history it has not seen.
+
+use std::path::Path;
+use std::process::Output;
+
+use crate::setpoint_binary;
+
+fn setpoint(state: &Path, args: &[&str]) -> Output {
+    std::process::Command::new(setpoint_binary())
+        .args(args)
+        .arg("--state-dir")
+        .arg(state)
+        .env_remove("RUST_LOG")
+        .env_remove("SETPOINT_CONFIG")
+        .env("USER", "alice")
+        .output()
+        .unwrap()
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// A small history: enough to learn from, quick in a debug build.
+const SMALL: [&str; 6] = [
+    "--targets-per-scenario",
+    "8",
+    "--fresh-targets",
+    "40",
+    "--folds",
+    "0",
+];
+
+fn train(state: &Path, seed: &str) -> serde_json::Value {
+    let mut args = vec![
+        "train",
+        "--loop",
+        "weekly-rightsizing",
+        "--seed",
+        seed,
+        "--output",
+        "json",
+    ];
+    args.extend(SMALL);
+    json(&setpoint(state, &args))[0].clone()
+}
+
+fn artifact(state: &Path, version: &str) -> String {
+    let store = setpoint_state::Store::open(state).unwrap();
+    store.model("weekly-rightsizing", version).unwrap().artifact
+}
+
+#[test]
+fn the_same_seed_and_data_give_a_byte_identical_model() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let first = train(a.path(), "7");
+    let second = train(b.path(), "7");
+    let version = first["version"].as_str().unwrap();
+    assert_eq!(version.len(), 64, "a SHA-256 content hash: {first}");
+    assert_eq!(first["version"], second["version"]);
+    assert_eq!(first["registered"], true);
+    assert_eq!(
+        artifact(a.path(), version),
+        artifact(b.path(), version),
+        "byte-identical artifacts"
+    );
+    // Registering the same model again is one record.
+    let again = train(a.path(), "7");
+    assert_eq!(again["registered"], false);
+    // Another seed is another model.
+    let other = train(a.path(), "8");
+    assert_ne!(other["version"], first["version"]);
+    let list = json(&setpoint(a.path(), &["models", "list", "--output", "json"]));
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+}
+
+#[test]
+fn promotion_survives_a_restart_and_rollback_restores_the_previous_version() {
+    let state = tempfile::tempdir().unwrap();
+    let first = train(state.path(), "7")["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = train(state.path(), "8")["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let promote = |version: &str| {
+        setpoint(
+            state.path(),
+            &[
+                "models",
+                "promote",
+                &version[..12],
+                "--loop",
+                "weekly-rightsizing",
+                "--reason",
+                "better recall",
+            ],
+        )
+    };
+    assert!(promote(&first).status.success());
+    assert!(promote(&second).status.success());
+    // Each command is a process of its own: the promotion was persisted.
+    let show = json(&setpoint(
+        state.path(),
+        &["models", "show", &second[..12], "--output", "json"],
+    ));
+    assert_eq!(show["promoted"], true, "{show}");
+    assert_eq!(show["promotions"].as_array().unwrap().len(), 2);
+    assert_eq!(show["promotions"][1]["by"], "alice");
+    assert_eq!(show["promotions"][1]["reason"], "better recall");
+    assert!(!show["surrogate_rules"].as_array().unwrap().is_empty());
+    assert_eq!(show["features"].as_array().unwrap().len(), 24);
+
+    // A cycle classifies with the promoted version and records it.
+    let run = setpoint(
+        state.path(),
+        &["run", "--once", "--loop", "weekly-rightsizing"],
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let store = setpoint_state::Store::open(state.path()).unwrap();
+    let entry = store.last_entry("pg-reporting-01").unwrap().unwrap();
+    assert_eq!(entry.classification.unwrap().model_version, second);
+    drop(store);
+
+    let rollback = setpoint(
+        state.path(),
+        &["models", "rollback", "--loop", "weekly-rightsizing"],
+    );
+    assert!(rollback.status.success(), "{rollback:?}");
+    assert!(String::from_utf8_lossy(&rollback.stdout).contains(&first));
+    let store = setpoint_state::Store::open(state.path()).unwrap();
+    assert_eq!(
+        store
+            .promoted_model("weekly-rightsizing")
+            .unwrap()
+            .unwrap()
+            .version,
+        first
+    );
+    drop(store);
+
+    // Bad input is refused by name, and changes nothing.
+    let unknown = setpoint(
+        state.path(),
+        &[
+            "models",
+            "promote",
+            "ffffffff",
+            "--loop",
+            "weekly-rightsizing",
+        ],
+    );
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("ffffffff"));
+    let short = setpoint(
+        state.path(),
+        &["models", "promote", "abc", "--loop", "weekly-rightsizing"],
+    );
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 6 characters"));
+    let store = setpoint_state::Store::open(state.path()).unwrap();
+    assert_eq!(store.promotions("weekly-rightsizing").unwrap().len(), 3);
+}
+
+#[test]
+fn evaluate_on_an_unseen_history_beats_the_bootstrap_heuristics() {
+    let state = tempfile::tempdir().unwrap();
+    let trained = json(&setpoint(
+        state.path(),
+        &[
+            "train",
+            "--loop",
+            "weekly-rightsizing",
+            "--seed",
+            "3",
+            "--folds",
+            "3",
+            "--promote",
+            "--output",
+            "json",
+        ],
+    ));
+    let cv = &trained[0]["metrics"];
+    assert!(cv["model"]["macro_f1"].as_f64().unwrap() >= 0.9, "{cv}");
+    let confusion = cv["model"]["confusion"].as_array().unwrap();
+    assert_eq!(confusion.len(), 3);
+
+    // The training seed is refused: that history is not held out.
+    let same = setpoint(state.path(), &["evaluate", "--seed", "3"]);
+    assert!(!same.status.success());
+    assert!(String::from_utf8_lossy(&same.stderr).contains("trained with"));
+
+    let report = json(&setpoint(
+        state.path(),
+        &["evaluate", "--seed", "1234", "--output", "json"],
+    ));
+    let held_out = &report[0]["held_out"];
+    let model = held_out["model"]["classes"]["macro_f1"].as_f64().unwrap();
+    let bootstrap = held_out["bootstrap"]["classes"]["macro_f1"]
+        .as_f64()
+        .unwrap();
+    assert!(model >= 0.9, "model macro-F1 {model}");
+    assert!(model > bootstrap, "model {model} vs bootstrap {bootstrap}");
+    let flagged = held_out["model"]["flagged"].as_u64().unwrap();
+    let bootstrap_flagged = held_out["bootstrap"]["flagged"].as_u64().unwrap();
+    assert!(flagged > bootstrap_flagged, "{held_out}");
+    assert!(
+        held_out["model"]["regretted"].as_u64().unwrap()
+            <= held_out["bootstrap"]["regretted"].as_u64().unwrap()
+    );
+}
+
+#[test]
+fn a_loop_without_a_model_says_the_bootstrap_heuristics_decided() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("setpoint.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir: {}\nloops:\n  - name: pg\n    classifier: {{ kind: model }}\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let output = std::process::Command::new(setpoint_binary())
+        .args(["--config"])
+        .arg(&config)
+        .args(["run", "--once"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let store = setpoint_state::Store::open(&dir.path().join("state")).unwrap();
+    let entry = store.last_entry("pg-reporting-01").unwrap().unwrap();
+    let classification = entry.classification.unwrap();
+    assert_eq!(classification.model, "bootstrap-heuristics");
+    assert!(
+        classification
+            .explanation
+            .rule
+            .contains("no promoted model for loop pg yet"),
+        "{}",
+        classification.explanation.rule
+    );
+    assert!(store.models("pg").unwrap().is_empty(), "nothing trained");
+}
