@@ -6,8 +6,9 @@
 //! that PostgreSQL reads only at start-up leave the members with `pending_restart`, and a
 //! restart with `restart_pending: true` restarts exactly the members that need it.
 //!
-//! What is verified: the parameters in `GET /config` after the patch; for a restart, the
-//! `scheduled_restart` each member reports in `GET /patroni`. Live parameters reach PostgreSQL
+//! What is verified: the parameters in `GET /config` after the patch and, for live ones, that
+//! the member is `running` in `GET /patroni`; for a restart, the `scheduled_restart` each
+//! member reports in `GET /patroni`. Live parameters reach PostgreSQL
 //! on Patroni's next loop (≈ 0.2 s after the patch, measured); the REST API of Patroni 3.0
 //! cannot show a running value, so the end-to-end test checks `SHOW` in PostgreSQL itself.
 //!
@@ -161,14 +162,31 @@ impl Default for MaintenanceWindow {
 }
 
 impl MaintenanceWindow {
-    /// The first time at least `min_lead` after `now` that lies in the window, to the second.
-    pub fn next_slot(&self, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
-        let start = NaiveTime::parse_from_str(&self.start, "%H:%M").map_err(|e| {
+    /// Checks the settings without reading the clock.
+    pub fn validate(&self) -> Result<(), String> {
+        self.opening()?;
+        TimeDelta::from_std(self.min_lead)
+            .map_err(|e| format!("maintenance_window.min_lead: {e}"))?;
+        if self.duration.is_zero() {
+            return Err("maintenance_window.duration must be longer than zero".into());
+        }
+        TimeDelta::from_std(self.duration)
+            .map_err(|e| format!("maintenance_window.duration: {e}"))?;
+        Ok(())
+    }
+
+    fn opening(&self) -> Result<NaiveTime, String> {
+        NaiveTime::parse_from_str(&self.start, "%H:%M").map_err(|e| {
             format!(
                 "maintenance_window.start {:?}: {e} (want HH:MM)",
                 self.start
             )
-        })?;
+        })
+    }
+
+    /// The first time at least `min_lead` after `now` that lies in the window, to the second.
+    pub fn next_slot(&self, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+        let start = self.opening()?;
         let lead = TimeDelta::from_std(self.min_lead).map_err(|e| e.to_string())?;
         let length = TimeDelta::from_std(self.duration).map_err(|e| e.to_string())?;
         let earliest = ceil_second(now + lead);
@@ -248,10 +266,7 @@ impl Patroni {
             http::base_url(&url.replace("{target}", "target"))
                 .map_err(|e| config_error(format!("url: {e}")))?;
         }
-        config
-            .maintenance_window
-            .next_slot(Utc::now())
-            .map_err(config_error)?;
+        config.maintenance_window.validate().map_err(config_error)?;
         let mut tls = http::Tls::default();
         if let Some(path) = &config.ca_file {
             tls.ca_pem = Some(http::read_file("ca_file", path).map_err(config_error)?);
@@ -621,6 +636,23 @@ impl Patroni {
                         found: found.cloned().unwrap_or_else(|| "(unset)".into()),
                     });
                 }
+            }
+        }
+
+        let live_changed = wanted
+            .iter()
+            .any(|(name, _, restart)| !restart && changes.contains_key(name));
+        if live_changed {
+            // Patroni reloads PostgreSQL on its next loop; a member that is not running would
+            // not apply anything, so "applied" also needs the member up.
+            let state = self.get_json(&ctx, &status_url).await?;
+            let running = state.get("state").and_then(Value::as_str);
+            if running != Some("running") {
+                return Err(ActError::NotVerified {
+                    site: ctx.site(&status_url),
+                    expected: "the member running, to reload the parameters".into(),
+                    found: format!("state {}", running.unwrap_or("(none)")),
+                });
             }
         }
 
