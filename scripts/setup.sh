@@ -21,6 +21,8 @@ if [ "${1:-}" = "--stack" ]; then
   missing=()
   command -v openssl >/dev/null || missing+=(openssl)
   command -v python3 >/dev/null || missing+=(python3)
+  # The Patroni actuator test (engine/act/tests/patroni.rs) runs etcd + Patroni + PostgreSQL.
+  for p in patroni etcd-server; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   # The MLflow end-to-end test makes a venv (scripts/mlflow-venv.sh); Debian ships venv apart.
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
   if [ ${#missing[@]} -gt 0 ]; then
