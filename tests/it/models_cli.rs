@@ -259,3 +259,119 @@ fn a_loop_without_a_model_says_the_bootstrap_heuristics_decided() {
     );
     assert!(store.models("pg").unwrap().is_empty(), "nothing trained");
 }
+
+#[path = "../../engine/mlflow/tests/support/server.rs"]
+mod mlflow_server;
+
+/// With an `mlflow:` section, `setpoint train` logs the run and registers the model version in
+/// a real MLflow tracking server (from PyPI, on 127.0.0.1), and the local registry records
+/// where.
+#[tokio::test(flavor = "multi_thread")]
+async fn train_logs_the_run_and_registers_the_model_in_mlflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mlflow = mlflow_server::mlflow_executable(&root);
+    let server_dir = dir.path().join("mlflow");
+    std::fs::create_dir_all(&server_dir).unwrap();
+    let mut server = mlflow_server::Server::start(&mlflow, &server_dir);
+    server.wait_ready().await;
+
+    let config = dir.path().join("setpoint.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir: {}\nmlflow:\n  tracking_uri: {}\n  experiment: setpoint-e2e\n  registered_model: weekly-classifier\n",
+            dir.path().join("state").display(),
+            server.uri
+        ),
+    )
+    .unwrap();
+    let mut args = vec![
+        "--config".to_string(),
+        config.display().to_string(),
+        "train".into(),
+        "--loop".into(),
+        "weekly-rightsizing".into(),
+        "--folds".into(),
+        "2".into(),
+        "--output".into(),
+        "json".into(),
+    ];
+    args.extend(SMALL[..4].iter().map(ToString::to_string));
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(setpoint_binary())
+            .args(&args)
+            .env_remove("RUST_LOG")
+            .env_remove("MLFLOW_TRACKING_URI")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        server.tail()
+    );
+    let trained: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let trained = &trained[0];
+    let version = trained["version"].as_str().unwrap();
+    let tags = &trained["tags"];
+    let run_id = tags["mlflow.run_id"].as_str().unwrap();
+    let alias = tags["mlflow.alias"].as_str().unwrap();
+
+    // The local registry keeps where the model went.
+    let store = setpoint_state::Store::open(&dir.path().join("state")).unwrap();
+    let record = store.model("weekly-rightsizing", version).unwrap();
+    assert_eq!(record.tags["mlflow.run_id"], run_id);
+    drop(store);
+
+    // MLflow has the run with its parameters, metrics and artifacts, and the model version.
+    let client = setpoint_mlflow::MlflowClient::new(
+        &setpoint_mlflow::MlflowConfig::new(&server.uri),
+        setpoint_mlflow::Credentials::None,
+    )
+    .unwrap();
+    let run = client.get_run(run_id).await.unwrap();
+    let param = |key: &str| {
+        run.data
+            .params
+            .iter()
+            .find(|p| p.key == key)
+            .map(|p| p.value.clone())
+    };
+    assert_eq!(param("seed").as_deref(), Some("1"));
+    assert_eq!(param("labels").as_deref(), Some("outcomes"));
+    let metric = |key: &str| {
+        run.data
+            .metrics
+            .iter()
+            .find(|m| m.key == key)
+            .map(|m| m.value)
+    };
+    assert!(
+        metric("cv_macro_f1").unwrap() > 0.8,
+        "{:?}",
+        run.data.metrics
+    );
+    let artifacts = client.list_artifacts(run_id, Some("model")).await.unwrap();
+    assert!(
+        artifacts.iter().any(|f| f.path == "model/model.json"),
+        "{artifacts:?}"
+    );
+    let registered = client
+        .get_model_version_by_alias("weekly-classifier", alias)
+        .await
+        .unwrap();
+    assert_eq!(registered.run_id, run_id);
+    assert!(
+        registered
+            .tags
+            .iter()
+            .any(|t| t.key == setpoint_mlflow::MODEL_HASH_TAG && t.value == version),
+        "{registered:?}"
+    );
+    drop(server);
+}

@@ -457,6 +457,7 @@ fn log_to_mlflow(
             "mlflow.model".to_string(),
             format!("{} v{}", logged.registered_model, logged.model_version),
         ),
+        ("mlflow.alias".to_string(), logged.alias),
     ])
 }
 

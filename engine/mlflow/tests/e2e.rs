@@ -5,147 +5,19 @@
 //! the guard can stop it and its workers by PID even when an assertion fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/server.rs"]
+mod server;
+
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Instant;
 
 use serde_json::Value;
+use server::{Server, mlflow_executable};
 use setpoint_mlflow::{
     Artifact, Credentials, MODEL_HASH_TAG, Metric, MlflowClient, MlflowConfig, TrainingRun,
     log_training,
 };
-
-const READY_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The tracking server, stopped with its whole process group when dropped.
-struct Server {
-    child: Child,
-    log: PathBuf,
-    uri: String,
-}
-
-impl Server {
-    fn start(mlflow: &Path, dir: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = dir.join("server.log");
-        let out = File::create(&log).unwrap();
-        let err = out.try_clone().unwrap();
-        let child = Command::new(mlflow)
-            .arg("server")
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--workers", "1"])
-            .arg("--backend-store-uri")
-            .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
-            .arg("--artifacts-destination")
-            .arg(dir.join("artifacts"))
-            // MLflow 3 reports usage to its makers unless told not to; this test talks to
-            // 127.0.0.1 only.
-            .env("MLFLOW_DISABLE_TELEMETRY", "true")
-            .env("DO_NOT_TRACK", "true")
-            .env_remove("MLFLOW_TRACKING_URI")
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            // The server forks uvicorn and a job runner: a group lets one signal reach them all.
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", mlflow.display()));
-        Self {
-            child,
-            log,
-            uri: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    /// The last lines of the server's log, for failure messages.
-    fn tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let start = lines.len().saturating_sub(40);
-        format!(
-            "--- last lines of {} ---\n{}",
-            self.log.display(),
-            lines[start..].join("\n")
-        )
-    }
-
-    async fn wait_ready(&mut self) {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .unwrap();
-        let started = Instant::now();
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("mlflow server exited with {status}\n{}", self.tail());
-            }
-            let health = http.get(format!("{}/health", self.uri)).send().await;
-            if health.is_ok_and(|r| r.status().is_success()) {
-                return;
-            }
-            if started.elapsed() > READY_TIMEOUT {
-                panic!(
-                    "mlflow server not ready after {READY_TIMEOUT:?}\n{}",
-                    self.tail()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
-    fn signal_group(&self, signal: &str) {
-        let _ = Command::new("kill")
-            .args([signal, "--", &format!("-{}", self.child.id())])
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.signal_group("-TERM");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                // The leader is gone; make sure its workers are too.
-                self.signal_group("-KILL");
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        self.signal_group("-KILL");
-        let _ = self.child.wait();
-    }
-}
-
-/// The venv's `mlflow`, made by the same script CI runs.
-fn mlflow_executable() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let started = Instant::now();
-    let output = Command::new("bash")
-        .arg(root.join("scripts/mlflow-venv.sh"))
-        .current_dir(&root)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("cannot run scripts/mlflow-venv.sh");
-    assert!(
-        output.status.success(),
-        "scripts/mlflow-venv.sh failed ({}); see its output above",
-        output.status
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let path = stdout.lines().last().unwrap_or_default().trim().to_string();
-    eprintln!("mlflow venv ready in {:?}: {path}", started.elapsed());
-    root.join(path)
-}
 
 fn training(hash: &str, model: &[u8]) -> TrainingRun {
     let mut run = TrainingRun {
@@ -195,7 +67,7 @@ async fn get_json(http: &reqwest::Client, url: String, server: &Server) -> Value
 
 #[tokio::test]
 async fn logs_and_registers_against_a_real_mlflow_server() {
-    let mlflow = mlflow_executable();
+    let mlflow = mlflow_executable(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(&mlflow, dir.path());
     let started = Instant::now();
