@@ -31,3 +31,49 @@ test_approval_over_acts if {
 	d := setpoint.decision with input as fixtures.with_patch({"history": {"managed_days": 60}})
 	d.verdict == "act"
 }
+
+# Past the approval phase: a low-risk scale-down runs on its own; a scale-up or a plan that
+# needs a restart waits for a human unless the classifier is very sure about a long-managed
+# target.
+test_after_the_approval_phase_a_scale_up_is_reviewed if {
+	d := setpoint.decision with input as fixtures.with_patch({"classification": {"class": "scale_up"}})
+	d.verdict == "review"
+	[r.code | some r in d.reasons] == ["approval_required"]
+	contains(d.reasons[0].message, "scale_up of risk medium needs a human approval")
+	contains(d.reasons[0].message, "only scale_down of risk low or less run on their own")
+	contains(d.reasons[0].message, "here 0.9 after 90 days")
+}
+
+test_after_the_approval_phase_a_restart_is_reviewed if {
+	restarting := object.union(fixtures.scale_down, {"risk": "medium"})
+	d := setpoint.decision with input as fixtures.with_patch({"proposals": [restarting, fixtures.scale_up]})
+	d.verdict == "review"
+	contains(d.reasons[0].message, "scale_down of risk medium needs a human approval")
+}
+
+test_high_confidence_and_tenure_earn_autonomy if {
+	inp := fixtures.with_patch({
+		"classification": {"class": "scale_up", "confidence": 0.97},
+		"history": {"managed_days": 200},
+	})
+	d := setpoint.decision with input as inp
+	d.verdict == "act"
+	d.proposal == "scale_up"
+	contains(d.reasons[0].message, "confidence 0.97 >= 0.95 after 200 days managed (>= 180)")
+}
+
+test_confidence_alone_does_not_earn_autonomy if {
+	inp := fixtures.with_patch({
+		"classification": {"class": "scale_up", "confidence": 0.99},
+		"history": {"managed_days": 120},
+	})
+	d := setpoint.decision with input as inp
+	d.verdict == "review"
+}
+
+test_platform_teams_move_the_lines_in_data if {
+	d := setpoint.decision with input as fixtures.with_patch({"classification": {"class": "scale_up"}})
+		with data.setpoint.config.autonomy.auto_actions as ["scale_down", "scale_up"]
+		with data.setpoint.config.autonomy.auto_max_risk as "medium"
+	d.verdict == "act"
+}

@@ -75,7 +75,7 @@ no_change_reason := {
 approved_reason := {
 	"code": "approved_by_policy",
 	"message": sprintf(
-		"%s approved: %s; confidence %v >= %v, class stable for %v cycles (>= %v), managed for %v days (>= %v), guardrails passed",
+		"%s approved: %s; confidence %v >= %v, class stable for %v cycles (>= %v), managed for %v days (>= %v), %s, guardrails passed",
 		[
 			class,
 			chosen.summary,
@@ -85,6 +85,7 @@ approved_reason := {
 			data.setpoint.config.min_stable_cycles,
 			input.history.managed_days,
 			data.setpoint.config.approval_days,
+			approval.basis,
 		],
 	),
 }

@@ -12,7 +12,7 @@ test_base_acts if {
 		"proposal": "scale_down",
 		"reasons": [{
 			"code": "approved_by_policy",
-			"message": "scale_down approved: 8 vCPU / 32 GiB -> 4 vCPU / 16 GiB, shared_buffers 8GB -> 4GB; confidence 0.9 >= 0.8, class stable for 4 cycles (>= 3), managed for 90 days (>= 60), guardrails passed",
+			"message": "scale_down approved: 8 vCPU / 32 GiB -> 4 vCPU / 16 GiB, shared_buffers 8GB -> 4GB; confidence 0.9 >= 0.8, class stable for 4 cycles (>= 3), managed for 90 days (>= 60), scale_down of risk low runs on its own after 60 days, guardrails passed",
 		}],
 	}
 }
@@ -53,7 +53,7 @@ test_no_change_before_everything_but_kill_switches if {
 
 test_scale_up_picks_the_scale_up_proposal if {
 	d := setpoint.decision with input as fixtures.with_patch({"classification": {"class": "scale_up"}})
-	d.verdict == "act"
+	d.verdict == "review"
 	d.proposal == "scale_up"
 }
 

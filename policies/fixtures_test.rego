@@ -13,7 +13,7 @@ scale_down := {
 	"before": {"cpu_millicores": 8000, "memory_bytes": 32 * gib, "parameters": {"shared_buffers": "8GB"}},
 	"after": {"cpu_millicores": 4000, "memory_bytes": 16 * gib, "parameters": {"shared_buffers": "4GB"}},
 	"operations": [{"op": "resize", "cpu_millicores": 4000, "memory_bytes": 16 * gib}],
-	"risk": "medium",
+	"risk": "low",
 	"rationale": "halve CPU and memory",
 }
 

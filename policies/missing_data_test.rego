@@ -22,7 +22,8 @@ test_a_scale_down_with_a_missing_feature_holds if {
 test_a_scale_up_with_a_missing_feature_is_not_held_for_it if {
 	inp := object.union(fixtures.base, {"features": without_iops, "classification": {"class": "scale_up"}})
 	d := setpoint.decision with input as inp
-	d.verdict == "act"
+	d.verdict == "review"
+	[r.code | some r in d.reasons] == ["approval_required"]
 	d.proposal == "scale_up"
 }
 
