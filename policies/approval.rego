@@ -74,3 +74,44 @@ reason := {
 		input.history.managed_days,
 	]),
 }
+
+# A reviewer's decision on this target's plan, still in force (input.review, set by the engine
+# from the review queue). Everything before approval in decision.rego — kill switches,
+# guardrails, confidence, cooldown — is checked again on this cycle's data first: the world may
+# have changed since the approval.
+approved if {
+	input.review.status == "approved"
+	input.review.action == chosen.action
+}
+
+rejected if {
+	input.review.status == "rejected"
+	input.review.action == chosen.action
+}
+
+_comment := sprintf(": %s", [input.review.comment]) if {
+	is_string(input.review.comment)
+	input.review.comment != ""
+} else := ""
+
+approved_reason := {
+	"code": "approved_by_reviewer",
+	"message": sprintf("%s approved by %s at %s (review %v)%s; re-checked on this cycle's data", [
+		chosen.action,
+		input.review.by,
+		input.review.at,
+		input.review.id,
+		_comment,
+	]),
+}
+
+rejected_reason := {
+	"code": "rejected_by_reviewer",
+	"message": sprintf("%s rejected by %s at %s (review %v)%s; held until the rejection expires", [
+		chosen.action,
+		input.review.by,
+		input.review.at,
+		input.review.id,
+		_comment,
+	]),
+}

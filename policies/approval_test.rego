@@ -77,3 +77,48 @@ test_platform_teams_move_the_lines_in_data if {
 		with data.setpoint.config.autonomy.auto_max_risk as "medium"
 	d.verdict == "act"
 }
+
+approval_of(status) := {"review": {
+	"id": 7,
+	"status": status,
+	"action": "scale_down",
+	"by": "alice",
+	"at": "2025-03-30T10:00:00Z",
+	"comment": "reporting is idle at night",
+}}
+
+test_an_approval_acts_in_the_approval_phase if {
+	inp := object.union(fixtures.with_patch({"history": {"managed_days": 12, "stable_cycles": 1}}), approval_of("approved"))
+	d := setpoint.decision with input as inp
+	d.verdict == "act"
+	d.proposal == "scale_down"
+	[r.code | some r in d.reasons] == ["approved_by_reviewer"]
+	contains(d.reasons[0].message, "approved by alice at 2025-03-30T10:00:00Z (review 7): reporting is idle at night")
+}
+
+test_an_approval_is_rechecked_on_fresh_data if {
+	inp := object.union(fixtures.with_patch({"history": {"managed_days": 12}, "classification": {"confidence": 0.5}}), approval_of("approved"))
+	d := setpoint.decision with input as inp
+	d.verdict == "hold"
+	[r.code | some r in d.reasons] == ["low_confidence"]
+}
+
+test_an_approval_of_another_action_does_not_count if {
+	inp := object.union(fixtures.with_patch({"history": {"managed_days": 12}, "classification": {"class": "scale_up"}}), approval_of("approved"))
+	d := setpoint.decision with input as inp
+	d.verdict == "review"
+}
+
+test_a_rejection_holds if {
+	inp := object.union(fixtures.with_patch({"history": {"managed_days": 12}}), approval_of("rejected"))
+	d := setpoint.decision with input as inp
+	d.verdict == "hold"
+	[r.code | some r in d.reasons] == ["rejected_by_reviewer"]
+	contains(d.reasons[0].message, "rejected by alice")
+}
+
+test_a_kill_switch_beats_an_approval if {
+	inp := object.union(fixtures.with_patch({"history": {"managed_days": 12}}), approval_of("approved"))
+	d := setpoint.decision with input as inp with data.setpoint.kill_switches.global as true
+	d.verdict == "block"
+}

@@ -40,6 +40,10 @@ decision := _decide("block", kill_switch.reasons) if {
 	confidence.low
 } else := _decide("hold", [hysteresis.cooldown_reason]) if {
 	hysteresis.in_cooldown
+} else := _decide("hold", [approval.rejected_reason]) if {
+	approval.rejected
+} else := _decide("act", [approval.approved_reason]) if {
+	approval.approved
 } else := _decide("review", array.concat([approval.reason], hysteresis.informational)) if {
 	approval.required
 } else := _decide("hold", [hysteresis.unstable_reason]) if {

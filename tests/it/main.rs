@@ -28,6 +28,9 @@ mod plugin_cli;
 /// `setpoint train`, `evaluate` and `models`: the learned classifier and its registry.
 mod models_cli;
 
+/// `setpoint review`: the queue, approvals re-checked by the policy, rejections.
+mod review_cli;
+
 /// Broken plugins inside whole cycles, through the runtime and the binary.
 mod broken_plugins;
 

@@ -7,6 +7,7 @@ mod explain;
 mod models;
 mod plugin;
 mod report;
+mod review;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -92,6 +93,9 @@ enum Command {
     /// The model registry: list, show, promote, roll back.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// The review queue: what waits for a human, and approving or rejecting it.
+    #[command(subcommand)]
+    Review(review::ReviewCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -298,6 +302,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Train(args)) => models::train(&load_config(&cli)?, args),
         Some(Command::Evaluate(args)) => models::evaluate(&load_config(&cli)?, args),
         Some(Command::Models(command)) => models::models(&state_dir(&cli)?, command),
+        Some(Command::Review(command)) => review::run(&state_dir(&cli)?, command),
         Some(Command::Config(ConfigCommand::Check)) => {
             let config = load_config(&cli)?;
             Runtime::new(config.clone())?;

@@ -616,16 +616,21 @@ pub struct PolicyInput {
     pub loop_info: LoopInfo,
     /// The configured size bounds for the target.
     pub bounds: Bounds,
+    /// A reviewer's approval or rejection of this target's proposal, still in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<ReviewFeedback>,
 }
 
 pub mod journal;
 pub mod plugin;
+pub mod review;
 
 pub use journal::{JournalEntry, KillSwitches, StageError, StageName};
 pub use plugin::{
     Aggregation, FeatureSpec, MetricSeries, MetricSpec, PluginDescriptor, SimMetric, SimScenario,
     Window,
 };
+pub use review::{ReviewFeedback, ReviewItem, ReviewStatus};
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use setpoint_act::ActOutcome;
 use setpoint_core::{
     Classification, FeatureVector, HistoryView, JournalEntry, LoopInfo, MetricSeries,
-    PolicyFeature, PolicyInput, Proposal, StageError, StageName, Target, TargetHistory, Window,
+    PolicyFeature, PolicyInput, Proposal, ReviewFeedback, ReviewItem, ReviewStatus, StageError,
+    StageName, Target, TargetHistory, Verdict, Window,
 };
 use setpoint_decide::PolicyEngine;
 use setpoint_observe::{RangeQuery, WeeklySummary};
@@ -198,9 +199,11 @@ pub(crate) async fn run(
             let series = series_by_target.remove(&target.id).unwrap_or_default();
             let issues = observation.issues_of(&target.id, &descriptor.metrics, &series);
             let history = store.history(&context.lp.config.name.0, &target.id)?;
+            let review = store.review_feedback(&context.lp.config.name.0, &target.id, now)?;
             let (entry, history, row) =
-                context.process(&mut engine, target, series, issues, history);
+                context.process(&mut engine, target, series, issues, history, review.clone());
             store.record_target(&entry, &history)?;
+            context.follow_up_review(&store, &entry, review.as_ref())?;
             rows.push(row);
         }
         Ok((rows, false))
@@ -400,6 +403,7 @@ impl TargetContext<'_> {
         series: Vec<MetricSeries>,
         observe_issues: Vec<String>,
         history: Option<TargetHistory>,
+        review: Option<ReviewFeedback>,
     ) -> (JournalEntry, TargetHistory, TargetRow) {
         let span = info_span!("target", target = %target.id);
         let _entered = span.enter();
@@ -502,7 +506,8 @@ impl TargetContext<'_> {
         };
         entry.proposals = proposals.clone();
 
-        let input = self.policy_input(&target, &features, &classification, &history, proposals);
+        let mut input = self.policy_input(&target, &features, &classification, &history, proposals);
+        input.review = review;
         entry.policy_input = serde_json::to_value(&input).ok();
         let evaluation = {
             let _s = info_span!("decide").entered();
@@ -598,9 +603,57 @@ impl TargetContext<'_> {
                 cycle: self.cycle,
             },
             bounds: self.lp.bounds,
+            review: None,
         }
     }
+
+    /// After a target's decision is journalled: a `review` verdict joins the queue (replacing
+    /// the target's older pending one); an approval the policy acted on is used up.
+    fn follow_up_review(
+        &self,
+        store: &Store,
+        entry: &JournalEntry,
+        review: Option<&ReviewFeedback>,
+    ) -> Result<()> {
+        let Some(decision) = &entry.decision else {
+            return Ok(());
+        };
+        let chosen = setpoint_act::chosen_proposal(decision, &entry.proposals);
+        match (decision.verdict, chosen, &entry.classification) {
+            (Verdict::Review, Some(proposal), Some(classification)) => {
+                store.queue_review(&ReviewItem {
+                    id: 0,
+                    loop_name: entry.loop_name.clone(),
+                    target: entry.target.id.clone(),
+                    cycle: entry.cycle,
+                    created_at: self.now,
+                    expires_at: self.now + REVIEW_TTL,
+                    action: proposal.action,
+                    proposal: proposal.clone(),
+                    classification: classification.clone(),
+                    reasons: decision.reasons.clone(),
+                    status: ReviewStatus::Pending,
+                    decided_by: None,
+                    decided_at: None,
+                    comment: None,
+                })?;
+            }
+            (Verdict::Act, Some(proposal), _) => {
+                if let Some(feedback) = review
+                    .filter(|r| r.status == ReviewStatus::Approved && r.action == proposal.action)
+                {
+                    store.mark_review_applied(feedback.id)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
 }
+
+/// How long a review waits for a decision, and an approval for a cycle to use it: a week, one
+/// weekly cycle.
+const REVIEW_TTL: Duration = Duration::days(7);
 
 #[cfg(test)]
 mod tests {

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use setpoint_core::{JournalEntry, KillSwitches, TargetHistory};
 
 pub mod models;
+pub mod reviews;
 pub use models::{ModelRecord, Promotion, PromotionKind};
 
 const HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("history");
@@ -106,6 +107,22 @@ pub enum StateError {
         version: String,
         /// The versions it matches.
         matches: Vec<String>,
+    },
+    /// No review has that id.
+    #[error("no review {id} (see `setpoint review list`)")]
+    UnknownReview {
+        /// The id asked for.
+        id: u64,
+    },
+    /// The review was already decided, superseded or expired.
+    #[error(
+        "review {id} is {status}, not pending: only a pending review can be approved or rejected"
+    )]
+    ReviewNotPending {
+        /// The review.
+        id: u64,
+        /// Its status.
+        status: String,
     },
     /// A rollback was asked for with no earlier promotion to return to.
     #[error("loop {loop_name:?} has no earlier promoted model to roll back to")]
@@ -258,6 +275,7 @@ impl Store {
             models::MODELS,
             models::PROMOTED,
             models::PROMOTIONS,
+            reviews::REVIEWS,
         ] {
             txn.open_table(table).map_err(|e| self.storage(e))?;
         }

@@ -1,0 +1,266 @@
+//! The review queue: `review` verdicts waiting for a human, and the humans' decisions.
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `reviews` | id, zero-padded | [`ReviewItem`] (JSON) |
+//!
+//! A target has at most one pending review per loop: a newer one supersedes it. An approval is
+//! used by the next cycle that still finds the action right on fresh data (the policy decides);
+//! a rejection holds that action on that target until it expires. Who decided what, when and
+//! why stays on the item, and the decision that follows cites it in the journal.
+
+use chrono::{DateTime, Utc};
+use redb::ReadableTable;
+use setpoint_core::{ReviewFeedback, ReviewItem, ReviewStatus};
+
+use crate::{META, Result, StateError, Store, check_name, cycle_part};
+
+pub(crate) const REVIEWS: redb::TableDefinition<&str, &[u8]> =
+    redb::TableDefinition::new("reviews");
+
+const REVIEW_SEQ: &str = "review_seq";
+
+impl Store {
+    /// Queues a review; its `id` is assigned here and returned. An older pending review of the
+    /// same loop and target is marked superseded in the same transaction.
+    pub fn queue_review(&self, item: &ReviewItem) -> Result<u64> {
+        check_name(&item.loop_name)?;
+        check_name(&item.target)?;
+        let txn = self.db.begin_write().map_err(|e| self.storage(e))?;
+        let id = {
+            let mut meta = txn.open_table(META).map_err(|e| self.storage(e))?;
+            let last: u64 = match meta.get(REVIEW_SEQ).map_err(|e| self.storage(e))? {
+                Some(v) => self.decode(REVIEW_SEQ, v.value())?,
+                None => 0,
+            };
+            let id = last + 1;
+            meta.insert(REVIEW_SEQ, self.encode(&id)?.as_slice())
+                .map_err(|e| self.storage(e))?;
+            let mut reviews = txn.open_table(REVIEWS).map_err(|e| self.storage(e))?;
+            let mut superseded = Vec::new();
+            for entry in reviews.iter().map_err(|e| self.storage(e))? {
+                let (k, v) = entry.map_err(|e| self.storage(e))?;
+                let old: ReviewItem = self.decode(k.value(), v.value())?;
+                if old.status == ReviewStatus::Pending
+                    && old.loop_name == item.loop_name
+                    && old.target == item.target
+                {
+                    superseded.push((k.value().to_string(), old));
+                }
+            }
+            for (k, mut old) in superseded {
+                old.status = ReviewStatus::Superseded;
+                reviews
+                    .insert(k.as_str(), self.encode(&old)?.as_slice())
+                    .map_err(|e| self.storage(e))?;
+            }
+            let mut item = item.clone();
+            item.id = id;
+            item.status = ReviewStatus::Pending;
+            let k = cycle_part(id);
+            reviews
+                .insert(k.as_str(), self.encode(&item)?.as_slice())
+                .map_err(|e| self.storage(e))?;
+            id
+        };
+        txn.commit().map_err(|e| self.storage(e))?;
+        Ok(id)
+    }
+
+    /// Every review, oldest first.
+    pub fn reviews(&self) -> Result<Vec<ReviewItem>> {
+        self.scan(REVIEWS, "")
+    }
+
+    /// One review.
+    pub fn review(&self, id: u64) -> Result<ReviewItem> {
+        self.get(REVIEWS, &cycle_part(id))?
+            .ok_or(StateError::UnknownReview { id })
+    }
+
+    fn put_review(&self, item: &ReviewItem) -> Result<()> {
+        let txn = self.db.begin_write().map_err(|e| self.storage(e))?;
+        {
+            let mut reviews = txn.open_table(REVIEWS).map_err(|e| self.storage(e))?;
+            reviews
+                .insert(cycle_part(item.id).as_str(), self.encode(item)?.as_slice())
+                .map_err(|e| self.storage(e))?;
+        }
+        txn.commit().map_err(|e| self.storage(e))
+    }
+
+    /// Approves or rejects a pending review. An expired one is marked so and refused.
+    pub fn decide_review(
+        &self,
+        id: u64,
+        approve: bool,
+        by: &str,
+        comment: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<ReviewItem> {
+        let mut item = self.review(id)?;
+        if item.status == ReviewStatus::Pending && now > item.expires_at {
+            item.status = ReviewStatus::Expired;
+            self.put_review(&item)?;
+        }
+        if item.status != ReviewStatus::Pending {
+            return Err(StateError::ReviewNotPending {
+                id,
+                status: item.status.to_string(),
+            });
+        }
+        item.status = if approve {
+            ReviewStatus::Approved
+        } else {
+            ReviewStatus::Rejected
+        };
+        item.decided_by = Some(by.to_string());
+        item.decided_at = Some(now);
+        item.comment = comment.map(str::to_string);
+        self.put_review(&item)?;
+        Ok(item)
+    }
+
+    /// The approval or rejection in force for a target of a loop at `now`: the latest decided
+    /// review that has not expired (expired ones are marked so on the way).
+    pub fn review_feedback(
+        &self,
+        loop_name: &str,
+        target: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ReviewFeedback>> {
+        let mut found = None;
+        for mut item in self.reviews()? {
+            if item.loop_name != loop_name || item.target != target {
+                continue;
+            }
+            if matches!(item.status, ReviewStatus::Approved | ReviewStatus::Rejected) {
+                if now > item.expires_at {
+                    item.status = ReviewStatus::Expired;
+                    self.put_review(&item)?;
+                    continue;
+                }
+                found = Some(ReviewFeedback {
+                    id: item.id,
+                    status: item.status,
+                    action: item.action,
+                    by: item.decided_by.clone().unwrap_or_default(),
+                    at: item.decided_at.unwrap_or(item.created_at),
+                    comment: item.comment.clone(),
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// Marks an approved review as carried out.
+    pub fn mark_review_applied(&self, id: u64) -> Result<()> {
+        let mut item = self.review(id)?;
+        item.status = ReviewStatus::Applied;
+        self.put_review(&item)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use chrono::Duration;
+    use setpoint_core::{
+        ActionKind, Class, Classification, Explanation, Proposal, Reason, Resources, Risk,
+    };
+
+    use super::*;
+
+    fn item(target: &str, now: DateTime<Utc>) -> ReviewItem {
+        let size = Resources {
+            cpu_millicores: 8000,
+            memory_bytes: 1 << 35,
+            replicas: 1,
+            parameters: Default::default(),
+        };
+        ReviewItem {
+            id: 0,
+            loop_name: "pg".into(),
+            target: target.into(),
+            cycle: 1,
+            created_at: now,
+            expires_at: now + Duration::days(7),
+            action: ActionKind::ScaleDown,
+            proposal: Proposal {
+                action: ActionKind::ScaleDown,
+                summary: "8 vCPU → 4 vCPU".into(),
+                before: size.clone(),
+                after: size,
+                operations: vec![],
+                risk: Risk::Low,
+                rationale: String::new(),
+            },
+            classification: Classification {
+                class: Class::ScaleDown,
+                confidence: 0.9,
+                model: "m".into(),
+                model_version: "1".into(),
+                explanation: Explanation {
+                    code: "model".into(),
+                    rule: String::new(),
+                    evidence: vec![],
+                },
+            },
+            reasons: vec![Reason::new("approval_required", "first 60 days")],
+            status: ReviewStatus::Pending,
+            decided_by: None,
+            decided_at: None,
+            comment: None,
+        }
+    }
+
+    #[test]
+    fn reviews_are_queued_superseded_decided_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        let store = Store::open(dir.path()).unwrap();
+        let first = store.queue_review(&item("a", now)).unwrap();
+        let second = store.queue_review(&item("a", now)).unwrap();
+        let other = store.queue_review(&item("b", now)).unwrap();
+        assert_eq!((first, second, other), (1, 2, 3));
+        assert_eq!(
+            store.review(first).unwrap().status,
+            ReviewStatus::Superseded
+        );
+        assert!(matches!(
+            store.decide_review(first, true, "alice", None, now),
+            Err(StateError::ReviewNotPending { .. })
+        ));
+        assert_eq!(store.review_feedback("pg", "a", now).unwrap(), None);
+
+        let approved = store
+            .decide_review(second, true, "alice", Some("looks idle"), now)
+            .unwrap();
+        assert_eq!(approved.decided_by.as_deref(), Some("alice"));
+        let feedback = store.review_feedback("pg", "a", now).unwrap().unwrap();
+        assert_eq!(
+            (feedback.id, feedback.status, feedback.by.as_str()),
+            (second, ReviewStatus::Approved, "alice")
+        );
+        // Past its expiry an approval no longer counts, and says why.
+        let later = now + Duration::days(8);
+        assert_eq!(store.review_feedback("pg", "a", later).unwrap(), None);
+        assert_eq!(store.review(second).unwrap().status, ReviewStatus::Expired);
+
+        // An undecided review cannot be decided after its expiry.
+        assert!(matches!(
+            store.decide_review(other, false, "bob", Some("no"), later),
+            Err(StateError::ReviewNotPending { .. })
+        ));
+        assert_eq!(store.review(other).unwrap().status, ReviewStatus::Expired);
+        assert!(matches!(
+            store.review(99),
+            Err(StateError::UnknownReview { id: 99 })
+        ));
+        drop(store);
+        // Durable across a reopen.
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.reviews().unwrap().len(), 3);
+    }
+}
