@@ -138,6 +138,44 @@ fn approvals_act_after_a_recheck_and_rejections_hold() {
     assert_eq!(rejected.reasons[0].code, "rejected_by_reviewer");
     assert!(rejected.reasons[0].message.contains("quarter-end load"));
 
+    // The decisions are labels for the next training, and the agreement with the model that
+    // made the recommendations is tracked.
+    let trained: serde_json::Value = serde_json::from_str(&ok(setpoint(
+        state,
+        &[
+            "train",
+            "--loop",
+            "weekly-rightsizing",
+            "--targets-per-scenario",
+            "8",
+            "--fresh-targets",
+            "40",
+            "--folds",
+            "0",
+            "--output",
+            "json",
+        ],
+    )))
+    .unwrap();
+    assert_eq!(
+        trained[0]["parameters"]["feedback_labels"], "2",
+        "{trained}"
+    );
+    let store = setpoint_state::Store::open(state).unwrap();
+    let promoted = store
+        .promoted_model("weekly-rightsizing")
+        .unwrap()
+        .unwrap()
+        .version;
+    drop(store);
+    let shown: serde_json::Value = serde_json::from_str(&ok(setpoint(
+        state,
+        &["models", "show", &promoted[..12], "--output", "json"],
+    )))
+    .unwrap();
+    assert_eq!(shown["reviews"]["agreed"], 1, "{shown}");
+    assert_eq!(shown["reviews"]["decided"], 2, "{shown}");
+
     // A week later the rejection has expired: the plan is asked about again.
     cycle(state, "2026-12-02T06:00:00Z");
     assert_eq!(

@@ -93,6 +93,7 @@ impl TrainArgs {
             horizon_weeks: self.horizon,
             incidents: self.incidents.clone(),
             folds: self.folds,
+            feedback: Vec::new(),
         }
     }
 }
@@ -214,6 +215,12 @@ pub fn train(config: &Config, args: &TrainArgs) -> Result<ExitCode> {
     let mut reports = Vec::new();
     for lp in loops {
         let loop_name = lp.config().name.to_string();
+        // Reviewers' approvals and rejections so far are labels too.
+        let mut options = options.clone();
+        options.feedback = {
+            let store = Store::open_waiting(&config.state_dir, STORE_WAIT)?;
+            training::feedback(&store, &loop_name)?
+        };
         let bar = progress_bar(&loop_name);
         let trained = training::train(lp, &options, Utc::now(), &mut |stage, done, total| {
             bar.set_message(stage_name(stage));
@@ -325,6 +332,16 @@ fn train_report(
         info.class_counts[1],
         info.class_counts[2]
     );
+    if let Some(n) = record
+        .parameters
+        .get("feedback_labels")
+        .filter(|n| n.as_str() != "0")
+    {
+        let _ = writeln!(
+            out,
+            "  {n} label(s) from reviewers' approvals and rejections"
+        );
+    }
     let _ = writeln!(
         out,
         "  schema {} ({} features), data {}",
@@ -638,6 +655,7 @@ pub fn models(state_dir: &Path, command: &ModelsCommand) -> Result<ExitCode> {
         } => {
             let record = find_model(&store, version, loop_name.as_deref())?;
             let trail = store.promotions(&record.loop_name)?;
+            let agreement = agreement(&store, &record)?;
             let promoted = store.promoted_model(&record.loop_name)?.map(|m| m.version);
             let model = TrainedModel::from_json(&record.artifact)
                 .with_context(|| format!("model {}", record.version))?;
@@ -660,6 +678,7 @@ pub fn models(state_dir: &Path, command: &ModelsCommand) -> Result<ExitCode> {
                             "importance": model.importance(),
                             "surrogate_rules": model.surrogate_rules().iter().map(ToString::to_string).collect::<Vec<_>>(),
                             "promotions": trail,
+                            "reviews": {"agreed": agreement.0, "decided": agreement.1},
                         }))?
                     );
                 }
@@ -668,6 +687,17 @@ pub fn models(state_dir: &Path, command: &ModelsCommand) -> Result<ExitCode> {
                         "{}",
                         show_model(&record, &model, promoted.as_deref(), &trail)
                     );
+                    let (agreed, decided) = agreement;
+                    if decided == 0 {
+                        println!(
+                            "\nreviewers: no decided review of this model's recommendations yet"
+                        );
+                    } else {
+                        println!(
+                            "\nreviewers agreed with {agreed} of {decided} decided recommendations ({:.0} %)",
+                            agreed as f64 * 100.0 / decided as f64
+                        );
+                    }
                 }
             }
         }
@@ -707,6 +737,29 @@ pub fn models(state_dir: &Path, command: &ModelsCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How often reviewers agreed with this model's recommendations: (approved, decided).
+fn agreement(store: &Store, record: &ModelRecord) -> Result<(usize, usize)> {
+    use setpoint_core::ReviewStatus;
+    let mut agreed = 0;
+    let mut decided = 0;
+    for review in store.reviews()? {
+        if review.loop_name != record.loop_name
+            || review.classification.model_version != record.version
+        {
+            continue;
+        }
+        match review.status {
+            ReviewStatus::Approved | ReviewStatus::Applied => {
+                agreed += 1;
+                decided += 1;
+            }
+            ReviewStatus::Rejected => decided += 1,
+            _ => {}
+        }
+    }
+    Ok((agreed, decided))
 }
 
 fn find_model(store: &Store, version: &str, loop_name: Option<&str>) -> Result<ModelRecord> {

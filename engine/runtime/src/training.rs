@@ -51,6 +51,52 @@ pub struct TrainOptions {
     pub incidents: Option<PathBuf>,
     /// Cross-validation folds (0 or 1: none).
     pub folds: u32,
+    /// Reviewers' decisions, as labelled windows added to the history's.
+    pub feedback: Vec<Feedback>,
+}
+
+/// A reviewer's decision as a training label: the window the decision was about, labelled with
+/// the class the reviewer agreed to (an approval) or `remain` (a rejection).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feedback {
+    /// The target.
+    pub target: String,
+    /// The cycle whose window it was.
+    pub cycle: u64,
+    /// That cycle's features.
+    pub features: setpoint_core::FeatureVector,
+    /// The label.
+    pub label: setpoint_core::Class,
+}
+
+/// The feedback labels of a loop: every approved, applied or rejected review, with the
+/// features journalled by the cycle that queued it. Reviews whose entry is gone are skipped.
+pub fn feedback(store: &Store, loop_name: &str) -> Result<Vec<Feedback>> {
+    use setpoint_core::{Class, ReviewStatus};
+    let mut out = Vec::new();
+    for review in store.reviews()? {
+        if review.loop_name != loop_name {
+            continue;
+        }
+        let label = match review.status {
+            ReviewStatus::Approved | ReviewStatus::Applied => review.classification.class,
+            ReviewStatus::Rejected => Class::Remain,
+            _ => continue,
+        };
+        let entry = store
+            .entries(&review.target)?
+            .into_iter()
+            .find(|e| e.loop_name == loop_name && e.cycle == review.cycle);
+        if let Some(entry) = entry {
+            out.push(Feedback {
+                target: review.target,
+                cycle: review.cycle,
+                features: entry.features,
+                label,
+            });
+        }
+    }
+    Ok(out)
 }
 
 impl Default for TrainOptions {
@@ -65,6 +111,7 @@ impl Default for TrainOptions {
             horizon_weeks: DatasetConfig::default().horizon_weeks,
             incidents: None,
             folds: TrainConfig::default().folds,
+            feedback: Vec::new(),
         }
     }
 }
@@ -147,8 +194,21 @@ pub fn train(
             setpoint_learn::load_incidents(path, None).map_err(|e| learn_error(&loop_name, e))?,
         );
     }
-    let dataset = setpoint_learn::build(&history, &events, &options.dataset(&thresholds(lp)))
+    let mut dataset = setpoint_learn::build(&history, &events, &options.dataset(&thresholds(lp)))
         .map_err(|e| learn_error(&loop_name, e))?;
+    let mut feedback_rows = 0usize;
+    for f in &options.feedback {
+        // A window with a missing week teaches nothing certain: skipped, like the history's.
+        if let Ok(values) = dataset.schema.row_from_features(&f.features) {
+            dataset.rows.push(setpoint_learn::dataset::Row {
+                target: format!("review:{}", f.target),
+                week: u32::try_from(f.cycle).unwrap_or(u32::MAX),
+                values,
+                label: f.label,
+            });
+            feedback_rows += 1;
+        }
+    }
     let config = TrainConfig {
         seed: options.seed,
         folds: options.folds,
@@ -190,6 +250,7 @@ pub fn train(
     if let Some(path) = &options.incidents {
         parameters.insert("incidents".to_string(), path.display().to_string());
     }
+    parameters.insert("feedback_labels".to_string(), feedback_rows.to_string());
     let mut metrics = BTreeMap::new();
     if let Some(cv) = model.metrics() {
         metrics.insert("cv_accuracy".to_string(), cv.model.accuracy);

@@ -6,7 +6,8 @@
 //!
 //! A target has at most one pending review per loop: a newer one supersedes it. An approval is
 //! used by the next cycle that still finds the action right on fresh data (the policy decides);
-//! a rejection holds that action on that target until it expires. Who decided what, when and
+//! a rejection holds that action on that target until it expires. Decided reviews are kept:
+//! they are the reviewers' labels for the next training run. Who decided what, when and
 //! why stays on the item, and the decision that follows cites it in the journal.
 
 use chrono::{DateTime, Utc};
@@ -122,7 +123,7 @@ impl Store {
     }
 
     /// The approval or rejection in force for a target of a loop at `now`: the latest decided
-    /// review that has not expired (expired ones are marked so on the way).
+    /// review that has not expired.
     pub fn review_feedback(
         &self,
         loop_name: &str,
@@ -130,14 +131,14 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<ReviewFeedback>> {
         let mut found = None;
-        for mut item in self.reviews()? {
+        for item in self.reviews()? {
             if item.loop_name != loop_name || item.target != target {
                 continue;
             }
+            // A decision past its expiry is no longer in force, but stays what it was: it is
+            // still a reviewer's label for training and agreement.
             if matches!(item.status, ReviewStatus::Approved | ReviewStatus::Rejected) {
                 if now > item.expires_at {
-                    item.status = ReviewStatus::Expired;
-                    self.put_review(&item)?;
                     continue;
                 }
                 found = Some(ReviewFeedback {
@@ -243,10 +244,10 @@ mod tests {
             (feedback.id, feedback.status, feedback.by.as_str()),
             (second, ReviewStatus::Approved, "alice")
         );
-        // Past its expiry an approval no longer counts, and says why.
+        // Past its expiry an approval is no longer in force, but stays an approval.
         let later = now + Duration::days(8);
         assert_eq!(store.review_feedback("pg", "a", later).unwrap(), None);
-        assert_eq!(store.review(second).unwrap().status, ReviewStatus::Expired);
+        assert_eq!(store.review(second).unwrap().status, ReviewStatus::Approved);
 
         // An undecided review cannot be decided after its expiry.
         assert!(matches!(
