@@ -64,8 +64,8 @@ fn quickstart_report_then_explain_then_json() {
     for needle in [
         "features",
         "cpu_w1",
-        "bootstrap-heuristics",
-        "low_utilisation",
+        "gradient-boosting",
+        "surrogate rule: if ",
         "class stable for 1 consecutive cycle(s)",
         "proposals",
         "scale_down",
