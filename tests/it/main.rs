@@ -31,6 +31,12 @@ mod models_cli;
 /// `setpoint review`: the queue, approvals re-checked by the policy, rejections.
 mod review_cli;
 
+/// Small HTTP servers for actuator tests: a recorder and a fake Kubernetes API server.
+mod http_fake;
+
+/// Enforce mode through the binary: approvals executed once, crashes, kill switches, dry-run.
+mod enforce;
+
 /// Broken plugins inside whole cycles, through the runtime and the binary.
 mod broken_plugins;
 

@@ -37,6 +37,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use setpoint_core::{Decision, Mode, Operation, Proposal, Target, Verdict};
+pub use setpoint_core::{OpStatus, OperationResult};
 use sha2::{Digest, Sha256};
 
 /// A boxed future, so that [`Actuator`] stays usable as `dyn Actuator`.
@@ -207,42 +208,6 @@ pub struct Execution<'a> {
     /// The current time (injected, never read from the clock by an actuator), e.g. to find the
     /// next maintenance window.
     pub now: DateTime<Utc>,
-}
-
-/// What happened to one operation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum OpStatus {
-    /// Changed now, and reading back shows the change.
-    Applied,
-    /// The system already had the target value; nothing was changed.
-    AlreadyApplied,
-    /// Accepted, and takes effect later: at `at` (a scheduled restart), or when the system's
-    /// own controller rolls it out (`at` = `None`, e.g. CloudNativePG).
-    Scheduled {
-        /// When it takes effect, if the actuator chose the time.
-        at: Option<DateTime<Utc>>,
-    },
-    /// Dry-run: validated (by the server where the API offers it), nothing changed.
-    DryRun,
-    /// Handed to an external system (a webhook) that applies it in its own way.
-    Delivered,
-}
-
-/// One operation's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OperationResult {
-    /// The operation.
-    pub operation: Operation,
-    /// Actuator name.
-    pub actuator: String,
-    /// The URL or object it was carried out on.
-    pub object: String,
-    /// What happened.
-    pub status: OpStatus,
-    /// Details for humans, e.g. the value that was read back.
-    #[serde(default)]
-    pub detail: String,
 }
 
 /// Something that carries out operations on real infrastructure.

@@ -173,17 +173,55 @@ pub fn render(entry: &JournalEntry) -> String {
     if entry.plan.is_empty() {
         let _ = writeln!(out, "  nothing to run");
     } else {
-        let _ = writeln!(
-            out,
-            "  {}",
-            if entry.executed {
-                "executed:"
-            } else {
-                "not executed (dry-run or awaiting approval); the plan:"
-            }
-        );
+        let heading = match &entry.intent {
+            Some(intent) => format!(
+                "intent {} · {}{} · {} attempt(s){}:",
+                &intent.key[..intent.key.len().min(12)],
+                intent.status,
+                if intent.reconciled {
+                    " (finished at start-up after a crash)"
+                } else {
+                    ""
+                },
+                intent.attempts,
+                intent
+                    .review
+                    .map(|id| format!(" · carries out approved review {id}"))
+                    .unwrap_or_default()
+            ),
+            None if entry.executed => "executed:".to_string(),
+            None => "not executed (dry-run or awaiting approval); the plan:".to_string(),
+        };
+        let _ = writeln!(out, "  {heading}");
+        let results = entry.intent.as_ref().map(|i| i.results.as_slice());
         for (i, op) in entry.plan.iter().enumerate() {
-            let _ = writeln!(out, "    {}. {}", i + 1, op);
+            match results.and_then(|r| r.get(i)) {
+                Some(r) => {
+                    let status = serde_json::to_value(&r.status)
+                        .ok()
+                        .and_then(|v| v["status"].as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    let _ = writeln!(
+                        out,
+                        "    {}. {} → {status} by {} at {}{}",
+                        i + 1,
+                        op,
+                        r.actuator,
+                        r.object,
+                        if r.detail.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", r.detail)
+                        }
+                    );
+                }
+                None => {
+                    let _ = writeln!(out, "    {}. {}", i + 1, op);
+                }
+            }
+        }
+        if let Some(error) = entry.intent.as_ref().and_then(|i| i.error.as_ref()) {
+            let _ = writeln!(out, "  not carried out: {error}");
         }
     }
     if let Some(chosen) = entry

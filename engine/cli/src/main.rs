@@ -302,7 +302,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Train(args)) => models::train(&load_config(&cli)?, args),
         Some(Command::Evaluate(args)) => models::evaluate(&load_config(&cli)?, args),
         Some(Command::Models(command)) => models::models(&state_dir(&cli)?, command),
-        Some(Command::Review(command)) => review::run(&state_dir(&cli)?, command),
+        Some(Command::Review(command)) => review::run(&load_config(&cli)?, command),
         Some(Command::Config(ConfigCommand::Check)) => {
             let config = load_config(&cli)?;
             Runtime::new(config.clone())?;

@@ -86,6 +86,22 @@ pub fn render(report: &CycleReport) -> String {
             }
         );
     }
+    if report.mode == setpoint_core::Mode::Enforce {
+        let executed = report
+            .rows
+            .iter()
+            .filter(|r| matches!(r.outcome, Some(ActOutcome::Executed { .. })))
+            .count();
+        let _ = writeln!(
+            out,
+            "enforce: {executed} plan(s) executed and verified{}",
+            if would > 0 {
+                format!("; {would} recorded only (no actuator)")
+            } else {
+                String::new()
+            }
+        );
+    }
     for degraded in &report.degraded {
         let _ = writeln!(out, "degraded: {degraded}");
     }

@@ -1,15 +1,16 @@
 //! `setpoint review`: the queue of `review` verdicts, and approving or rejecting them.
 
 use std::fmt::Write as _;
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use clap::Subcommand;
 use comfy_table::Table;
-use setpoint_core::{ReviewItem, ReviewStatus};
+use setpoint_act::{ActOutcome, OpStatus};
+use setpoint_core::{Mode, ReviewItem, ReviewStatus};
+use setpoint_runtime::{Config, Runtime, Shutdown};
 use setpoint_state::Store;
 
 use crate::models::Format;
@@ -35,8 +36,10 @@ pub enum ReviewCommand {
         #[arg(long, value_enum, default_value_t)]
         output: Format,
     },
-    /// Approve a pending review. The next cycle re-checks the plan against fresh data with the
-    /// policy and acts only if it still holds (in dry-run: records what would run).
+    /// Approve a pending review. The plan is re-checked against fresh data by the policy before
+    /// anything runs: in an `enforce` loop at once (a cycle of that loop for that target only,
+    /// which executes the plan if the policy still says act), in `dry-run` by the next cycle
+    /// (which records what would have run).
     Approve {
         /// The review's id.
         id: u64,
@@ -46,6 +49,9 @@ pub enum ReviewCommand {
         /// Who (default: $USER).
         #[arg(long, env = "USER", default_value = "unknown")]
         by: String,
+        /// Only record the approval; the loop's next scheduled cycle re-checks and acts.
+        #[arg(long)]
+        defer: bool,
     },
     /// Reject a pending review: the policy holds that plan on that target until it expires.
     Reject {
@@ -64,8 +70,8 @@ pub enum ReviewCommand {
 const STORE_WAIT: Duration = Duration::from_secs(30);
 
 /// Runs a review command.
-pub fn run(state_dir: &Path, command: &ReviewCommand) -> Result<ExitCode> {
-    let store = Store::open_waiting(state_dir, STORE_WAIT)?;
+pub fn run(config: &Config, command: &ReviewCommand) -> Result<ExitCode> {
+    let store = Store::open_waiting(&config.state_dir, STORE_WAIT)?;
     match command {
         ReviewCommand::List { all, output } => {
             let now = Utc::now();
@@ -109,12 +115,32 @@ pub fn run(state_dir: &Path, command: &ReviewCommand) -> Result<ExitCode> {
                 Format::Table => print!("{}", show(&item)),
             }
         }
-        ReviewCommand::Approve { id, comment, by } => {
+        ReviewCommand::Approve {
+            id,
+            comment,
+            by,
+            defer,
+        } => {
             let item = store.decide_review(*id, true, by, comment.as_deref(), Utc::now())?;
+            let enforce = config
+                .loops
+                .iter()
+                .find(|l| l.name.as_str() == item.loop_name)
+                .is_some_and(|l| l.mode == Mode::Enforce);
+            if !enforce || *defer {
+                println!(
+                    "review {}: {} on {} approved by {}; the next cycle of loop {} re-checks it on fresh data and acts if it still holds",
+                    item.id, item.action, item.target, by, item.loop_name
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
-                "review {}: {} on {} approved by {}; the next cycle of loop {} re-checks it on fresh data and acts if it still holds",
+                "review {}: {} on {} approved by {}; re-checking it on fresh data now (loop {} is in enforce mode)",
                 item.id, item.action, item.target, by, item.loop_name
             );
+            // The cycle opens the store itself.
+            drop(store);
+            return apply_now(config, &item);
         }
         ReviewCommand::Reject { id, comment, by } => {
             if comment.trim().is_empty() {
@@ -128,6 +154,70 @@ pub fn run(state_dir: &Path, command: &ReviewCommand) -> Result<ExitCode> {
                 item.target,
                 by,
                 item.expires_at.format("%Y-%m-%d %H:%M UTC")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the approved review's loop for its target only; prints what happened.
+fn apply_now(config: &Config, item: &ReviewItem) -> Result<ExitCode> {
+    let mut config = config.clone();
+    config.loops.retain(|l| l.name.as_str() == item.loop_name);
+    let runtime = Runtime::new(config)?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = tokio.block_on(runtime.run_target(
+        Utc::now(),
+        &item.loop_name,
+        &item.target,
+        &Shutdown::new(),
+    ))?;
+    let Some(row) = report.rows.first() else {
+        bail!("the cycle processed no target");
+    };
+    if let Some(error) = &row.error {
+        println!("{}: not carried out: {error}", row.target);
+        println!("see: setpoint explain {}", row.target);
+        return Ok(ExitCode::from(crate::EXIT_TARGETS_FAILED));
+    }
+    match &row.outcome {
+        Some(ActOutcome::Executed { results, .. }) => {
+            println!(
+                "{}: executed ({} operation(s), cycle {}):",
+                row.target,
+                results.len(),
+                report.cycle
+            );
+            for r in results {
+                let status = match &r.status {
+                    OpStatus::Scheduled { at: Some(at) } => {
+                        format!("scheduled for {}", at.format("%Y-%m-%d %H:%M UTC"))
+                    }
+                    OpStatus::Scheduled { at: None } => "scheduled".to_string(),
+                    other => serde_json::to_value(other)
+                        .ok()
+                        .and_then(|v| v["status"].as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                };
+                println!(
+                    "  {} · {} · {status} · {}",
+                    r.operation, r.actuator, r.detail
+                );
+            }
+        }
+        _ => {
+            let verdict = row.verdict.map(|v| v.to_string()).unwrap_or_default();
+            let reason = row
+                .reason
+                .as_ref()
+                .map(|r| format!("{}: {}", r.code, r.message))
+                .unwrap_or_default();
+            println!(
+                "{}: the policy no longer says act on fresh data (verdict {verdict}; {reason}); nothing was executed",
+                row.target
             );
         }
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Classification, Decision, FeatureVector, Operation, Proposal, Target};
+use crate::{Classification, Decision, FeatureVector, Intent, Operation, Proposal, Target};
 
 /// The stages of the loop, as named in traces and errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +71,10 @@ pub struct JournalEntry {
     /// no series for this target, an ambiguous series. Empty when every metric answered.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub observe_issues: Vec<String>,
+    /// In enforce mode, the intent that carried out the plan: its key, status, attempts and
+    /// each operation's result as the actuators reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<Intent>,
 }
 
 /// Kill switches, stored by the engine and handed to policies as data.

@@ -621,10 +621,12 @@ pub struct PolicyInput {
     pub review: Option<ReviewFeedback>,
 }
 
+pub mod intent;
 pub mod journal;
 pub mod plugin;
 pub mod review;
 
+pub use intent::{Intent, IntentStatus, OpStatus, OperationResult};
 pub use journal::{JournalEntry, KillSwitches, StageError, StageName};
 pub use plugin::{
     Aggregation, FeatureSpec, MetricSeries, MetricSpec, PluginDescriptor, SimMetric, SimScenario,

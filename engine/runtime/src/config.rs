@@ -149,6 +149,161 @@ pub struct LoopConfig {
     /// them in metric series, and targets that discovery does not find.
     #[serde(default)]
     pub targets: Vec<StaticTarget>,
+    /// What carries out `act` verdicts in `enforce` mode, asked in this order: each operation
+    /// of a plan goes to the first actuator that supports it (e.g. Patroni for parameters and
+    /// restarts, then a webhook for resizes). Listing actuators in `dry-run` executes nothing.
+    #[serde(default)]
+    pub actuators: Vec<ActuatorConfig>,
+    /// How `enforce` mode executes: retries and resumption after a crash.
+    #[serde(default)]
+    pub act: ActConfig,
+}
+
+/// One actuator of a loop, written as a one-key map: `- patroni: {…}`, `- kubernetes: {…}`,
+/// `- webhook: {…}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "ActuatorEntry", into = "ActuatorEntry")]
+pub enum ActuatorConfig {
+    /// PostgreSQL parameters and restarts through the Patroni REST API.
+    Patroni(setpoint_act::patroni::PatroniConfig),
+    /// Merge patches on CloudNativePG, VPA, Deployment/StatefulSet, HPA and Istio objects.
+    Kubernetes(setpoint_act::kubernetes::KubernetesConfig),
+    /// A signed POST of the decision to a team's own automation.
+    Webhook(setpoint_act::webhook::WebhookConfig),
+}
+
+/// How an actuator is written: a map with exactly one of these keys.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActuatorEntry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    patroni: Option<setpoint_act::patroni::PatroniConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kubernetes: Option<setpoint_act::kubernetes::KubernetesConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    webhook: Option<setpoint_act::webhook::WebhookConfig>,
+}
+
+impl TryFrom<ActuatorEntry> for ActuatorConfig {
+    type Error = String;
+
+    fn try_from(entry: ActuatorEntry) -> Result<Self, String> {
+        match (entry.patroni, entry.kubernetes, entry.webhook) {
+            (Some(c), None, None) => Ok(ActuatorConfig::Patroni(c)),
+            (None, Some(c), None) => Ok(ActuatorConfig::Kubernetes(c)),
+            (None, None, Some(c)) => Ok(ActuatorConfig::Webhook(c)),
+            _ => Err(
+                "an actuator is a map with exactly one key: patroni, kubernetes or webhook"
+                    .to_string(),
+            ),
+        }
+    }
+}
+
+impl From<ActuatorConfig> for ActuatorEntry {
+    fn from(config: ActuatorConfig) -> Self {
+        let mut entry = ActuatorEntry::default();
+        match config {
+            ActuatorConfig::Patroni(c) => entry.patroni = Some(c),
+            ActuatorConfig::Kubernetes(c) => entry.kubernetes = Some(c),
+            ActuatorConfig::Webhook(c) => entry.webhook = Some(c),
+        }
+        entry
+    }
+}
+
+impl ActuatorConfig {
+    /// The actuator's name, as in results and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ActuatorConfig::Patroni(_) => setpoint_act::patroni::NAME,
+            ActuatorConfig::Kubernetes(_) => setpoint_act::kubernetes::NAME,
+            ActuatorConfig::Webhook(_) => setpoint_act::webhook::NAME,
+        }
+    }
+
+    /// Makes the files it names relative to `base` (the config file's directory).
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        match self {
+            ActuatorConfig::Patroni(c) => {
+                for p in [
+                    &mut c.password_file,
+                    &mut c.ca_file,
+                    &mut c.client_cert,
+                    &mut c.client_key,
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    fix(p);
+                }
+            }
+            ActuatorConfig::Kubernetes(c) => {
+                if let setpoint_act::kubernetes::KubeAuth::Kubeconfig {
+                    path: Some(path), ..
+                } = &mut c.auth
+                {
+                    fix(path);
+                }
+            }
+            ActuatorConfig::Webhook(c) => {
+                fix(&mut c.secret_file);
+                if let Some(p) = &mut c.ca_file {
+                    fix(p);
+                }
+            }
+        }
+    }
+}
+
+/// How a loop in `enforce` mode executes its plans.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActConfig {
+    /// Retries of an actuator call that failed on the way (transport error, server error);
+    /// a refused, conflicting or unverified change is reported at once instead.
+    #[serde(default = "default_act_retries")]
+    pub retries: u32,
+    /// The first wait before a retry; it doubles on each retry up to `max_backoff`.
+    #[serde(default = "default_act_backoff")]
+    pub backoff: HumanDuration,
+    /// The longest wait between retries.
+    #[serde(default = "default_act_max_backoff")]
+    pub max_backoff: HumanDuration,
+    /// After a crash, an intent left pending is finished at start-up if it is at most this
+    /// old; an older one is only verified (the world has moved on: the next cycle decides
+    /// again) and marked done if reading back shows it happened, else cancelled.
+    #[serde(default = "default_resume_within")]
+    pub resume_within: HumanDuration,
+}
+
+fn default_act_retries() -> u32 {
+    3
+}
+fn default_act_backoff() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+fn default_act_max_backoff() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+fn default_resume_within() -> HumanDuration {
+    HumanDuration(Duration::from_secs(3600))
+}
+
+impl Default for ActConfig {
+    fn default() -> Self {
+        Self {
+            retries: default_act_retries(),
+            backoff: default_act_backoff(),
+            max_backoff: default_act_max_backoff(),
+            resume_within: default_resume_within(),
+        }
+    }
 }
 
 /// A target declared in the configuration.
@@ -233,6 +388,8 @@ impl LoopConfig {
             bounds: BoundsConfig::default(),
             limits: LimitsConfig::default(),
             targets: Vec::new(),
+            actuators: Vec::new(),
+            act: ActConfig::default(),
         }
     }
 }
@@ -707,6 +864,9 @@ impl Config {
             {
                 *p = base.join(&*p);
             }
+            for actuator in &mut lp.actuators {
+                actuator.resolve_paths(base);
+            }
         }
         Ok(config)
     }
@@ -869,6 +1029,19 @@ impl Config {
             if lp.limits.timeout.0.is_zero() {
                 out.push(format!("{path}.limits.timeout: must be positive"));
             }
+            if lp.mode == Mode::Enforce && lp.actuators.is_empty() {
+                out.push(format!(
+                    "{path}.actuators: mode enforce needs at least one actuator (patroni, \
+                     kubernetes or webhook); without one nothing could be executed"
+                ));
+            }
+            if lp.act.backoff.0 > lp.act.max_backoff.0 {
+                out.push(format!(
+                    "{path}.act: backoff ({}) is above max_backoff ({})",
+                    humantime::format_duration(lp.act.backoff.0),
+                    humantime::format_duration(lp.act.max_backoff.0)
+                ));
+            }
         }
         out
     }
@@ -900,6 +1073,10 @@ loops:
     classifier: { kind: bootstrap, thresholds: { scale_down_cpu_below: 0.3 } }
     policies: ./policies
     mode: enforce
+    actuators:
+      - patroni: { url: "http://{target}:8008", maintenance_window: { start: "02:00", duration: 2h } }
+      - webhook: { url: "https://deploy.internal/hooks/resize", allow: ["https://deploy.internal/hooks/"], secret_file: ./hook.secret }
+    act: { retries: 2, backoff: 500ms }
     bounds: { min_cpu: 2, max_memory_gib: 256 }
     limits: { fuel: 1000000, memory_mib: 32, timeout: 500ms }
 "#;
@@ -910,6 +1087,25 @@ loops:
         assert_eq!(lp.bounds.resolve().min_cpu_millicores, 2000);
         assert_eq!(lp.limits.resolve().memory_bytes, 32 * 1024 * 1024);
         assert_eq!(lp.policies, PolicyRef::Dir(PathBuf::from("./policies")));
+        let names: Vec<&str> = lp.actuators.iter().map(ActuatorConfig::name).collect();
+        assert_eq!(names, ["patroni", "webhook"]);
+        assert_eq!(lp.act.retries, 2);
+        assert_eq!(lp.act.backoff.0, Duration::from_millis(500));
+        assert_eq!(lp.act.resume_within.0, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn enforce_without_actuators_is_refused() {
+        let text = "loops:\n  - name: w\n    mode: enforce\n";
+        let error = Config::parse(text, "t.yaml").unwrap_err().to_string();
+        assert!(
+            error.contains("loops[0].actuators: mode enforce needs at least one actuator"),
+            "{error}"
+        );
+        let typo = "loops:\n  - name: w\n    actuators: [ { patrony: { url: 'http://x' } } ]\n";
+        let error = Config::parse(typo, "t.yaml").unwrap_err().to_string();
+        assert!(error.contains("loops[0].actuators[0]"), "{error}");
+        assert!(error.contains("patrony"), "{error}");
     }
 
     #[test]

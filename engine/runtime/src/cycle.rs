@@ -6,9 +6,9 @@ use std::path::Path;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use setpoint_act::ActOutcome;
 use setpoint_core::{
-    Classification, FeatureVector, HistoryView, JournalEntry, LoopInfo, MetricSeries,
-    PolicyFeature, PolicyInput, Proposal, ReviewFeedback, ReviewItem, ReviewStatus, StageError,
-    StageName, Target, TargetHistory, Verdict, Window,
+    Classification, FeatureVector, HistoryView, Intent, IntentStatus, JournalEntry, LoopInfo,
+    MetricSeries, PolicyFeature, PolicyInput, Proposal, ReviewFeedback, ReviewItem, ReviewStatus,
+    StageError, StageName, Target, TargetHistory, Verdict, Window,
 };
 use setpoint_decide::PolicyEngine;
 use setpoint_observe::{RangeQuery, WeeklySummary};
@@ -45,6 +45,7 @@ pub(crate) async fn run(
     lp: &LoopRuntime,
     state_dir: &Path,
     now: DateTime<Utc>,
+    only_target: Option<&str>,
     shutdown: &Shutdown,
 ) -> Result<CycleReport> {
     let loop_name = lp.config.name.to_string();
@@ -173,6 +174,25 @@ pub(crate) async fn run(
             source,
         })?;
 
+    let mut targets = targets;
+    if let Some(only) = only_target {
+        targets.retain(|t| t.id == only);
+        if targets.is_empty() {
+            store.finish_cycle(&CycleRecord {
+                loop_name: loop_name.clone(),
+                cycle,
+                now,
+                status: CycleStatus::Completed,
+                targets: 0,
+                failed: 0,
+                queries,
+            })?;
+            return Err(RuntimeError::UnknownTarget {
+                loop_name,
+                target: only.to_string(),
+            });
+        }
+    }
     let context = TargetContext {
         lp,
         classifier,
@@ -180,7 +200,14 @@ pub(crate) async fn run(
         cycle,
         window,
         plugin_label: plugin_label.clone(),
+        targeted: only_target.is_some(),
     };
+    let enforcer = crate::enforce::Enforcer {
+        actuators: &lp.actuators,
+        act: &lp.config.act,
+        state_dir,
+    };
+    let runtime = tokio::runtime::Handle::current();
     let shutdown = shutdown.clone();
     let source_name = lp.source.name().to_string();
     let span_for_targets = span.clone();
@@ -188,7 +215,6 @@ pub(crate) async fn run(
     // a blocking thread, paying the hop once per cycle rather than once per call.
     let (rows, interrupted) = tokio::task::block_in_place(|| {
         let _entered = span_for_targets.enter();
-        let mut targets = targets;
         targets.sort_by(|a, b| a.id.cmp(&b.id));
         let mut series_by_target = series_by_target;
         let mut rows = Vec::with_capacity(targets.len());
@@ -200,10 +226,57 @@ pub(crate) async fn run(
             let issues = observation.issues_of(&target.id, &descriptor.metrics, &series);
             let history = store.history(&context.lp.config.name.0, &target.id)?;
             let review = store.review_feedback(&context.lp.config.name.0, &target.id, now)?;
-            let (entry, history, row) =
+            let scheduled = history.clone();
+            let (entry, mut history, mut row) =
                 context.process(&mut engine, target, series, issues, history, review.clone());
-            store.record_target(&entry, &history)?;
-            context.follow_up_review(&store, &entry, review.as_ref())?;
+            if context.targeted {
+                // The policy saw this cycle's class; the stored history keeps only scheduled
+                // cycles', so an approval re-check does not count towards hysteresis.
+                let scheduled = scheduled.unwrap_or_else(|| TargetHistory::new(now));
+                history.classes = scheduled.classes;
+                history.stable_cycles = scheduled.stable_cycles;
+            }
+            let mut intent = context.intent(&entry, review.as_ref());
+            let queued = context.review_item(&entry);
+            // Dry-run uses an approval up by recording what would have run; enforce mode
+            // when the intent is done.
+            let applied_review = match (&row.outcome, &review) {
+                (Some(ActOutcome::WouldExecute { .. }), Some(r))
+                    if r.status == ReviewStatus::Approved
+                        && entry.decision.as_ref().is_some_and(|d| {
+                            d.verdict == Verdict::Act && d.proposal == Some(r.action)
+                        }) =>
+                {
+                    Some(r.id)
+                }
+                _ => None,
+            };
+            store.record_target_with(
+                &entry,
+                &history,
+                setpoint_state::FollowUps {
+                    intent: intent.as_ref(),
+                    review: queued.as_ref(),
+                    applied_review,
+                },
+            )?;
+            if let Some(pending) = intent.take() {
+                let finished = runtime.block_on(enforcer.carry_out(&store, pending, now))?;
+                match finished.status {
+                    IntentStatus::Done => {
+                        row.outcome = Some(setpoint_act::executed(
+                            finished.operations.clone(),
+                            finished.results.clone(),
+                        ));
+                    }
+                    status => {
+                        row.error = Some(format!(
+                            "plan {status}: {}",
+                            finished.error.as_deref().unwrap_or_default()
+                        ));
+                    }
+                }
+            }
             rows.push(row);
         }
         Ok((rows, false))
@@ -393,6 +466,9 @@ struct TargetContext<'a> {
     cycle: u64,
     window: Window,
     plugin_label: String,
+    /// A cycle for one target (an approval re-checked at once): the class history is not
+    /// advanced, so hysteresis counts scheduled cycles only.
+    targeted: bool,
 }
 
 impl TargetContext<'_> {
@@ -425,6 +501,7 @@ impl TargetContext<'_> {
             executed: false,
             error: None,
             observe_issues: observe_issues.clone(),
+            intent: None,
         };
         let mut row = TargetRow {
             target: target.id.clone(),
@@ -531,7 +608,7 @@ impl TargetContext<'_> {
                 &decision,
                 &input.proposals,
                 self.lp.config.mode,
-                None,
+                Some(&self.lp.actuators),
             )
         };
         match outcome {
@@ -607,47 +684,65 @@ impl TargetContext<'_> {
         }
     }
 
-    /// After a target's decision is journalled: a `review` verdict joins the queue (replacing
-    /// the target's older pending one); an approval the policy acted on is used up.
-    fn follow_up_review(
-        &self,
-        store: &Store,
-        entry: &JournalEntry,
-        review: Option<&ReviewFeedback>,
-    ) -> Result<()> {
-        let Some(decision) = &entry.decision else {
-            return Ok(());
-        };
-        let chosen = setpoint_act::chosen_proposal(decision, &entry.proposals);
-        match (decision.verdict, chosen, &entry.classification) {
-            (Verdict::Review, Some(proposal), Some(classification)) => {
-                store.queue_review(&ReviewItem {
-                    id: 0,
-                    loop_name: entry.loop_name.clone(),
-                    target: entry.target.id.clone(),
-                    cycle: entry.cycle,
-                    created_at: self.now,
-                    expires_at: self.now + REVIEW_TTL,
-                    action: proposal.action,
-                    proposal: proposal.clone(),
-                    classification: classification.clone(),
-                    reasons: decision.reasons.clone(),
-                    status: ReviewStatus::Pending,
-                    decided_by: None,
-                    decided_at: None,
-                    comment: None,
-                })?;
-            }
-            (Verdict::Act, Some(proposal), _) => {
-                if let Some(feedback) = review
-                    .filter(|r| r.status == ReviewStatus::Approved && r.action == proposal.action)
-                {
-                    store.mark_review_applied(feedback.id)?;
-                }
-            }
-            _ => {}
+    /// The review to queue for a `review` verdict.
+    fn review_item(&self, entry: &JournalEntry) -> Option<ReviewItem> {
+        let decision = entry.decision.as_ref()?;
+        if decision.verdict != Verdict::Review {
+            return None;
         }
-        Ok(())
+        let proposal = setpoint_act::chosen_proposal(decision, &entry.proposals)?;
+        Some(ReviewItem {
+            id: 0,
+            loop_name: entry.loop_name.clone(),
+            target: entry.target.id.clone(),
+            cycle: entry.cycle,
+            created_at: self.now,
+            expires_at: self.now + REVIEW_TTL,
+            action: proposal.action,
+            proposal: proposal.clone(),
+            classification: entry.classification.clone()?,
+            reasons: decision.reasons.clone(),
+            status: ReviewStatus::Pending,
+            decided_by: None,
+            decided_at: None,
+            comment: None,
+        })
+    }
+
+    /// The intent to journal before executing, for an `act` verdict in enforce mode (the act
+    /// stage answered `ready`); it carries the approval it uses, if any.
+    fn intent(&self, entry: &JournalEntry, review: Option<&ReviewFeedback>) -> Option<Intent> {
+        if entry.error.is_some() {
+            return None;
+        }
+        let decision = entry.decision.as_ref()?;
+        if decision.verdict != Verdict::Act || self.lp.config.mode != setpoint_core::Mode::Enforce {
+            return None;
+        }
+        if self.lp.actuators.is_empty() {
+            return None;
+        }
+        let proposal = setpoint_act::chosen_proposal(decision, &entry.proposals)?;
+        let scope = format!("{}/{}", entry.loop_name, entry.cycle);
+        Some(Intent {
+            key: setpoint_act::idempotency_key(&scope, &entry.target, &proposal.operations),
+            loop_name: entry.loop_name.clone(),
+            cycle: entry.cycle,
+            target: entry.target.clone(),
+            decision: decision.clone(),
+            proposal: proposal.clone(),
+            operations: proposal.operations.clone(),
+            review: review
+                .filter(|r| r.status == ReviewStatus::Approved && r.action == proposal.action)
+                .map(|r| r.id),
+            created_at: self.now,
+            status: IntentStatus::Pending,
+            attempts: 0,
+            results: Vec::new(),
+            error: None,
+            finished_at: None,
+            reconciled: false,
+        })
     }
 }
 

@@ -12,6 +12,7 @@
 
 pub mod config;
 mod cycle;
+pub mod enforce;
 pub mod training;
 
 use std::path::PathBuf;
@@ -75,6 +76,27 @@ pub enum RuntimeError {
         /// What went wrong.
         message: String,
     },
+    /// A loop's actuator could not be built from its configuration.
+    #[error("loop {loop_name}: actuators[{index}]: {message}")]
+    Actuator {
+        /// The loop.
+        loop_name: String,
+        /// Its position under `actuators`.
+        index: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A targeted cycle was asked for a target the loop's source does not know.
+    #[error("loop {loop_name}: no target {target:?} among the targets its source reports")]
+    UnknownTarget {
+        /// The loop.
+        loop_name: String,
+        /// The target asked for.
+        target: String,
+    },
+    /// No loop of the configuration has that name.
+    #[error("no loop named {0:?} in the configuration")]
+    UnknownLoop(String),
     /// A worker task died (a bug).
     #[error("loop {loop_name}: internal error: {message}")]
     Internal {
@@ -194,6 +216,7 @@ pub struct LoopRuntime {
     classifier: training::LoopClassifier,
     policies: PolicyBundle,
     bounds: Bounds,
+    actuators: setpoint_act::Actuators,
 }
 
 impl LoopRuntime {
@@ -248,15 +271,61 @@ impl Runtime {
         only: Option<&str>,
         shutdown: &Shutdown,
     ) -> Result<Vec<CycleReport>> {
+        self.reconcile(now).await?;
         let mut reports = Vec::new();
         for lp in &self.loops {
             if only.is_some_and(|name| name != lp.config.name.as_str()) {
                 continue;
             }
             let _cycle = self.cycle_lock.lock().await;
-            reports.push(cycle::run(lp, &self.state_dir, now, shutdown).await?);
+            reports.push(cycle::run(lp, &self.state_dir, now, None, shutdown).await?);
         }
         Ok(reports)
+    }
+
+    /// Runs one cycle of one loop for one target only: how an approval is re-checked against
+    /// fresh data and, in enforce mode, carried out at once. The target's class history is not
+    /// advanced (hysteresis counts scheduled cycles only).
+    pub async fn run_target(
+        &self,
+        now: DateTime<Utc>,
+        loop_name: &str,
+        target: &str,
+        shutdown: &Shutdown,
+    ) -> Result<CycleReport> {
+        let lp = self
+            .loops
+            .iter()
+            .find(|lp| lp.config.name.as_str() == loop_name)
+            .ok_or_else(|| RuntimeError::UnknownLoop(loop_name.to_string()))?;
+        self.reconcile(now).await?;
+        let _cycle = self.cycle_lock.lock().await;
+        cycle::run(lp, &self.state_dir, now, Some(target), shutdown).await
+    }
+
+    /// Carries every intent that a dead process left pending to an end (see
+    /// [`enforce`]); returns them. Runs before the first cycle of `run` and `run --once`.
+    pub async fn reconcile(&self, now: DateTime<Utc>) -> Result<Vec<setpoint_core::Intent>> {
+        let _cycle = self.cycle_lock.lock().await;
+        let mut finished = Vec::new();
+        let mut store = None;
+        for lp in &self.loops {
+            let store = match &mut store {
+                Some(store) => store,
+                None => store.insert(setpoint_state::Store::open_waiting(
+                    &self.state_dir,
+                    std::time::Duration::from_secs(30),
+                )?),
+            };
+            let enforcer = enforce::Enforcer {
+                actuators: &lp.actuators,
+                act: &lp.config.act,
+                state_dir: &self.state_dir,
+            };
+            finished
+                .extend(enforce::reconcile(&enforcer, store, lp.config.name.as_str(), now).await?);
+        }
+        Ok(finished)
     }
 
     /// Runs every loop on its schedule until `shutdown` is requested.
@@ -268,6 +337,11 @@ impl Runtime {
         F: Fn(&CycleReport) + Send + Sync,
     {
         let on_cycle = &on_cycle;
+        // Intents a crashed process left pending are finished before anything else, not at the
+        // next scheduled cycle (which may be a week away).
+        if let Err(error) = self.reconcile(Utc::now()).await {
+            tracing::error!(%error, "reconciling pending intents failed");
+        }
         let tasks = self.loops.iter().map(|lp| {
             let shutdown = shutdown.clone();
             let state_dir = self.state_dir.clone();
@@ -286,7 +360,7 @@ impl Runtime {
                     }
                     let result = {
                         let _cycle = cycle_lock.lock().await;
-                        cycle::run(lp, &state_dir, next, &shutdown).await
+                        cycle::run(lp, &state_dir, next, None, &shutdown).await
                     };
                     match result {
                         Ok(report) => on_cycle(&report),
@@ -414,6 +488,7 @@ fn resolve_loop(config: LoopConfig, cache: &Arc<CompileCache>) -> Result<LoopRun
     };
     let classifier = training::LoopClassifier::new(&config.classifier);
     let bounds = config.bounds.resolve();
+    let actuators = enforce::build_actuators(&loop_name, &config.actuators)?;
     Ok(LoopRuntime {
         config,
         plugin,
@@ -421,5 +496,6 @@ fn resolve_loop(config: LoopConfig, cache: &Arc<CompileCache>) -> Result<LoopRun
         classifier,
         policies,
         bounds,
+        actuators,
     })
 }

@@ -9,6 +9,8 @@
 //! | `journal` | `target ␟ loop ␟ cycle` | [`JournalEntry`] (JSON) |
 //! | `cycles` | `loop ␟ cycle` | [`CycleRecord`] (JSON) |
 //! | `meta` | a name | cycle counters |
+//! | `intents` | idempotency key | [`setpoint_core::Intent`] (JSON), see [`intents`] |
+//! | `reviews` | id | [`setpoint_core::ReviewItem`] (JSON), see [`reviews`] |
 //!
 //! The kill switches live beside it in `kill-switches.json` (see [`KILL_SWITCHES_FILE`]).
 //!
@@ -23,8 +25,10 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use setpoint_core::{JournalEntry, KillSwitches, TargetHistory};
 
+pub mod intents;
 pub mod models;
 pub mod reviews;
+pub use intents::FollowUps;
 pub use models::{ModelRecord, Promotion, PromotionKind};
 
 const HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("history");
@@ -276,6 +280,7 @@ impl Store {
             models::PROMOTED,
             models::PROMOTIONS,
             reviews::REVIEWS,
+            intents::INTENTS,
         ] {
             txn.open_table(table).map_err(|e| self.storage(e))?;
         }
@@ -389,22 +394,8 @@ impl Store {
 
     /// Records one target's cycle: its journal entry and its updated history, atomically.
     pub fn record_target(&self, entry: &JournalEntry, history: &TargetHistory) -> Result<()> {
-        check_name(&entry.loop_name)?;
-        check_name(&entry.target.id)?;
-        let journal_key = key(&[&entry.target.id, &entry.loop_name, &cycle_part(entry.cycle)]);
-        let history_key = key(&[&entry.loop_name, &entry.target.id]);
-        let txn = self.db.begin_write().map_err(|e| self.storage(e))?;
-        {
-            let mut journal = txn.open_table(JOURNAL).map_err(|e| self.storage(e))?;
-            journal
-                .insert(journal_key.as_str(), self.encode(entry)?.as_slice())
-                .map_err(|e| self.storage(e))?;
-            let mut histories = txn.open_table(HISTORY).map_err(|e| self.storage(e))?;
-            histories
-                .insert(history_key.as_str(), self.encode(history)?.as_slice())
-                .map_err(|e| self.storage(e))?;
-        }
-        txn.commit().map_err(|e| self.storage(e))
+        self.record_target_with(entry, history, FollowUps::default())
+            .map(|_| ())
     }
 
     /// Marks a cycle finished with its final status and counts.
@@ -566,6 +557,7 @@ mod tests {
             executed: false,
             error: None,
             observe_issues: Vec::new(),
+            intent: None,
         }
     }
 

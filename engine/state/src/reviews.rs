@@ -25,46 +25,53 @@ impl Store {
     /// Queues a review; its `id` is assigned here and returned. An older pending review of the
     /// same loop and target is marked superseded in the same transaction.
     pub fn queue_review(&self, item: &ReviewItem) -> Result<u64> {
+        let txn = self.db.begin_write().map_err(|e| self.storage(e))?;
+        let id = self.queue_review_in(&txn, item)?;
+        txn.commit().map_err(|e| self.storage(e))?;
+        Ok(id)
+    }
+
+    /// [`Store::queue_review`] inside a write transaction.
+    pub(crate) fn queue_review_in(
+        &self,
+        txn: &redb::WriteTransaction,
+        item: &ReviewItem,
+    ) -> Result<u64> {
         check_name(&item.loop_name)?;
         check_name(&item.target)?;
-        let txn = self.db.begin_write().map_err(|e| self.storage(e))?;
-        let id = {
-            let mut meta = txn.open_table(META).map_err(|e| self.storage(e))?;
-            let last: u64 = match meta.get(REVIEW_SEQ).map_err(|e| self.storage(e))? {
-                Some(v) => self.decode(REVIEW_SEQ, v.value())?,
-                None => 0,
-            };
-            let id = last + 1;
-            meta.insert(REVIEW_SEQ, self.encode(&id)?.as_slice())
-                .map_err(|e| self.storage(e))?;
-            let mut reviews = txn.open_table(REVIEWS).map_err(|e| self.storage(e))?;
-            let mut superseded = Vec::new();
-            for entry in reviews.iter().map_err(|e| self.storage(e))? {
-                let (k, v) = entry.map_err(|e| self.storage(e))?;
-                let old: ReviewItem = self.decode(k.value(), v.value())?;
-                if old.status == ReviewStatus::Pending
-                    && old.loop_name == item.loop_name
-                    && old.target == item.target
-                {
-                    superseded.push((k.value().to_string(), old));
-                }
-            }
-            for (k, mut old) in superseded {
-                old.status = ReviewStatus::Superseded;
-                reviews
-                    .insert(k.as_str(), self.encode(&old)?.as_slice())
-                    .map_err(|e| self.storage(e))?;
-            }
-            let mut item = item.clone();
-            item.id = id;
-            item.status = ReviewStatus::Pending;
-            let k = cycle_part(id);
-            reviews
-                .insert(k.as_str(), self.encode(&item)?.as_slice())
-                .map_err(|e| self.storage(e))?;
-            id
+        let mut meta = txn.open_table(META).map_err(|e| self.storage(e))?;
+        let last: u64 = match meta.get(REVIEW_SEQ).map_err(|e| self.storage(e))? {
+            Some(v) => self.decode(REVIEW_SEQ, v.value())?,
+            None => 0,
         };
-        txn.commit().map_err(|e| self.storage(e))?;
+        let id = last + 1;
+        meta.insert(REVIEW_SEQ, self.encode(&id)?.as_slice())
+            .map_err(|e| self.storage(e))?;
+        let mut reviews = txn.open_table(REVIEWS).map_err(|e| self.storage(e))?;
+        let mut superseded = Vec::new();
+        for entry in reviews.iter().map_err(|e| self.storage(e))? {
+            let (k, v) = entry.map_err(|e| self.storage(e))?;
+            let old: ReviewItem = self.decode(k.value(), v.value())?;
+            if old.status == ReviewStatus::Pending
+                && old.loop_name == item.loop_name
+                && old.target == item.target
+            {
+                superseded.push((k.value().to_string(), old));
+            }
+        }
+        for (k, mut old) in superseded {
+            old.status = ReviewStatus::Superseded;
+            reviews
+                .insert(k.as_str(), self.encode(&old)?.as_slice())
+                .map_err(|e| self.storage(e))?;
+        }
+        let mut item = item.clone();
+        item.id = id;
+        item.status = ReviewStatus::Pending;
+        let k = cycle_part(id);
+        reviews
+            .insert(k.as_str(), self.encode(&item)?.as_slice())
+            .map_err(|e| self.storage(e))?;
         Ok(id)
     }
 
@@ -156,9 +163,10 @@ impl Store {
 
     /// Marks an approved review as carried out.
     pub fn mark_review_applied(&self, id: u64) -> Result<()> {
-        let mut item = self.review(id)?;
-        item.status = ReviewStatus::Applied;
-        self.put_review(&item)
+        self.review(id)?;
+        let txn = self.db.begin_write().map_err(|e| self.storage(e))?;
+        self.set_review_status_in(&txn, id, ReviewStatus::Applied)?;
+        txn.commit().map_err(|e| self.storage(e))
     }
 }
 

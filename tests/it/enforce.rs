@@ -1,0 +1,316 @@
+//! Enforce mode through the binary, against a fake Kubernetes API server that stores objects
+//! and counts the changes it accepts: an approved review is re-checked and executed once; the
+//! engine killed (SIGKILL) between journalling an intent and running it, and between running
+//! it and recording the result, still changes each object exactly once after a restart; a kill
+//! switch set during a cycle stops every operation that has not started; dry-run executes
+//! nothing even with actuators configured.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use setpoint_core::IntentStatus;
+
+use crate::http_fake::FakeKube;
+use crate::setpoint_binary;
+
+const REPORTING_01: &str = "/apis/postgresql.cnpg.io/v1/namespaces/db/clusters/pg-reporting-01";
+const REPORTING_02: &str = "/apis/postgresql.cnpg.io/v1/namespaces/db/clusters/pg-reporting-02";
+
+/// A CloudNativePG cluster sized as the simulated fleet has it.
+fn cluster(name: &str, cpu: &str, memory: &str, shared_buffers: &str) -> Value {
+    json!({
+        "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+        "metadata": {"name": name, "namespace": "db", "resourceVersion": "1"},
+        "spec": {
+            "instances": 2,
+            "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}},
+            "postgresql": {"parameters": {"shared_buffers": shared_buffers}},
+        },
+    })
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    api: FakeKube,
+}
+
+impl Setup {
+    fn new(mode: &str) -> Setup {
+        let api = FakeKube::start(&[
+            (REPORTING_01, cluster("pg-reporting-01", "8", "32Gi", "8GB")),
+            (
+                REPORTING_02,
+                cluster("pg-reporting-02", "16", "64Gi", "16GB"),
+            ),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        api.write_kubeconfig(&root.join("kubeconfig"));
+        let target = |id: &str| {
+            format!(
+                "      - id: {id}\n        labels: {{ k8s_kind: Cluster, k8s_namespace: db, k8s_name: {id} }}\n"
+            )
+        };
+        std::fs::write(
+            root.join("setpoint.yaml"),
+            format!(
+                "state_dir: ./state\n\
+                 loops:\n  - name: weekly\n    plugin: builtin:postgres\n\
+                 \x20   source: {{ kind: simulated, seed: 42 }}\n\
+                 \x20   classifier: {{ kind: bootstrap }}\n\
+                 \x20   mode: {mode}\n\
+                 \x20   actuators:\n      - kubernetes: {{ auth: {{ mode: kubeconfig, path: ./kubeconfig }}, timeout: 5s }}\n\
+                 \x20   act: {{ retries: 1, backoff: 100ms }}\n\
+                 \x20   targets:\n{}{}",
+                target("pg-reporting-01"),
+                target("pg-reporting-02")
+            ),
+        )
+        .unwrap();
+        Setup {
+            _dir: dir,
+            root,
+            api,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(setpoint_binary());
+        command
+            .arg("--config")
+            .arg(self.root.join("setpoint.yaml"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove(setpoint_runtime::enforce::PAUSE_AT_ENV);
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn state(&self) -> PathBuf {
+        self.root.join("state")
+    }
+
+    /// The pending review of a target.
+    fn pending_review(&self, target: &str) -> String {
+        let list: Value =
+            serde_json::from_str(&ok(self.run(&["review", "list", "--output", "json"]))).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["target"] == target && r["status"] == "pending")
+            .unwrap_or_else(|| panic!("no pending review for {target}: {list}"))["id"]
+            .to_string()
+    }
+
+    /// Starts `setpoint review approve` paused at `point`, and waits until it gets there.
+    fn approve_paused(&self, id: &str, point: &str) -> (Child, PathBuf) {
+        let marker = self.root.join(format!("paused-{id}"));
+        let child = self
+            .command(&["review", "approve", id, "--comment", "ok"])
+            .env(setpoint_runtime::enforce::PAUSE_AT_ENV, point)
+            .env(setpoint_runtime::enforce::PAUSE_FILE_ENV, &marker)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !marker.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "setpoint never reached the pause point {point}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (child, marker)
+    }
+
+    fn intent_of(&self, target: &str) -> setpoint_core::Intent {
+        let store = setpoint_state::Store::open(&self.state()).unwrap();
+        let mut intents: Vec<_> = store
+            .intents()
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.target.id == target)
+            .collect();
+        assert_eq!(intents.len(), 1, "{intents:?}");
+        intents.remove(0)
+    }
+}
+
+fn ok(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+fn sigkill(child: &mut Child) {
+    let status = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let _ = child.wait();
+}
+
+#[test]
+fn an_approved_review_is_rechecked_and_executed_once() {
+    let setup = Setup::new("enforce");
+    // A first cycle: everything waits in review (the first 60 days); nothing is sent.
+    let report = ok(setup.run(&["run", "--once"]));
+    assert!(report.contains("enforce: 0 plan(s) executed"), "{report}");
+    assert!(setup.api.http.requests().is_empty());
+
+    let id = setup.pending_review("pg-reporting-01");
+    let out = ok(setup.run(&["review", "approve", &id, "--comment", "idle for a month"]));
+    assert!(out.contains("re-checking it on fresh data now"), "{out}");
+    assert!(
+        out.contains("pg-reporting-01: executed (4 operation(s)"),
+        "{out}"
+    );
+    assert!(out.contains("applied"), "{out}");
+    assert_eq!(setup.api.changes(REPORTING_01), 1);
+    let object = setup.api.object(REPORTING_01);
+    assert_eq!(object["spec"]["resources"]["requests"]["cpu"], "4");
+    assert_eq!(object["spec"]["resources"]["limits"]["memory"], "16Gi");
+    assert_eq!(
+        object["spec"]["postgresql"]["parameters"]["shared_buffers"],
+        "4GB"
+    );
+    // The other cluster was not touched.
+    assert_eq!(setup.api.changes(REPORTING_02), 0);
+
+    let intent = setup.intent_of("pg-reporting-01");
+    assert_eq!(intent.status, IntentStatus::Done);
+    assert_eq!(intent.review, Some(id.parse().unwrap()));
+    assert!(!intent.reconciled);
+    let store = setpoint_state::Store::open(&setup.state()).unwrap();
+    assert_eq!(
+        store.review(id.parse().unwrap()).unwrap().status,
+        setpoint_core::ReviewStatus::Applied
+    );
+    drop(store);
+
+    let explained = ok(setup.run(&["explain", "pg-reporting-01"]));
+    assert!(explained.contains("· done ·"), "{explained}");
+    assert!(
+        explained.contains("carries out approved review"),
+        "{explained}"
+    );
+    assert!(
+        explained.contains("→ applied by kubernetes at Cluster db/pg-reporting-01"),
+        "{explained}"
+    );
+
+    // The next cycle does not act again (the approval is used up).
+    ok(setup.run(&["run", "--once"]));
+    assert_eq!(setup.api.changes(REPORTING_01), 1);
+}
+
+#[test]
+fn dry_run_executes_nothing_even_with_actuators_and_an_approval() {
+    let setup = Setup::new("dry-run");
+    ok(setup.run(&["run", "--once"]));
+    let id = setup.pending_review("pg-reporting-01");
+    let out = ok(setup.run(&["review", "approve", &id]));
+    assert!(
+        out.contains("the next cycle of loop weekly re-checks"),
+        "{out}"
+    );
+    let report = ok(setup.run(&["run", "--once"]));
+    assert!(report.contains("dry-run: nothing was executed"), "{report}");
+    assert!(setup.api.http.requests().is_empty());
+    let store = setpoint_state::Store::open(&setup.state()).unwrap();
+    assert!(store.intents().unwrap().is_empty());
+}
+
+#[test]
+fn a_crash_before_or_after_running_an_intent_still_changes_each_object_exactly_once() {
+    let setup = Setup::new("enforce");
+    ok(setup.run(&["run", "--once"]));
+
+    // Killed after the intent is journalled, before anything ran.
+    let id = setup.pending_review("pg-reporting-01");
+    let (mut child, _marker) = setup.approve_paused(&id, "after-intent");
+    sigkill(&mut child);
+    assert_eq!(setup.api.changes(REPORTING_01), 0);
+    let intent = setup.intent_of("pg-reporting-01");
+    assert_eq!(intent.status, IntentStatus::Pending);
+
+    // The next start finishes it before anything else.
+    let report = ok(setup.run(&["run", "--once"]));
+    assert_eq!(setup.api.changes(REPORTING_01), 1, "{report}");
+    let intent = setup.intent_of("pg-reporting-01");
+    assert_eq!(intent.status, IntentStatus::Done, "{intent:?}");
+    assert!(intent.reconciled);
+    assert_eq!(
+        setup.api.object(REPORTING_01)["spec"]["resources"]["requests"]["cpu"],
+        "4"
+    );
+
+    // Killed after the actuator changed the object, before the result was recorded.
+    let id = setup.pending_review("pg-reporting-02");
+    let (mut child, _marker) = setup.approve_paused(&id, "after-execute");
+    sigkill(&mut child);
+    assert_eq!(setup.api.changes(REPORTING_02), 1);
+    assert_eq!(
+        setup.intent_of("pg-reporting-02").status,
+        IntentStatus::Pending
+    );
+
+    // The next start reads the object back, finds the change made, and changes nothing.
+    ok(setup.run(&["run", "--once"]));
+    assert_eq!(setup.api.changes(REPORTING_02), 1);
+    let intent = setup.intent_of("pg-reporting-02");
+    assert_eq!(intent.status, IntentStatus::Done, "{intent:?}");
+    assert!(intent.reconciled);
+    assert!(
+        intent
+            .results
+            .iter()
+            .any(|r| r.status == setpoint_core::OpStatus::AlreadyApplied),
+        "{intent:?}"
+    );
+    // And the first one was not run a second time by later starts.
+    assert_eq!(setup.api.changes(REPORTING_01), 1);
+}
+
+#[test]
+fn a_kill_switch_set_during_a_cycle_stops_operations_not_yet_started() {
+    let setup = Setup::new("enforce");
+    ok(setup.run(&["run", "--once"]));
+    let id = setup.pending_review("pg-reporting-01");
+    let (child, marker) = setup.approve_paused(&id, "after-intent");
+
+    ok(setup.run(&["kill-switch", "on"]));
+    std::fs::remove_file(&marker).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(3), "{stdout}");
+    assert!(stdout.contains("the global kill switch is on"), "{stdout}");
+    assert_eq!(setup.api.changes(REPORTING_01), 0);
+    assert!(
+        !setup
+            .api
+            .http
+            .requests()
+            .iter()
+            .any(|r| r.method == "PATCH"),
+        "an operation started after the kill switch was set"
+    );
+    let intent = setup.intent_of("pg-reporting-01");
+    assert_eq!(intent.status, IntentStatus::Cancelled);
+
+    // While it stays on, nothing acts, and the cancelled intent is not resumed.
+    ok(setup.run(&["run", "--once"]));
+    assert_eq!(setup.api.changes(REPORTING_01), 0);
+}
