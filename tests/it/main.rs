@@ -34,6 +34,15 @@ mod review_cli;
 /// Small HTTP servers for actuator tests: a recorder and a fake Kubernetes API server.
 mod http_fake;
 
+/// A real etcd + Patroni + PostgreSQL on loopback, for the tests below.
+mod patroni_stack;
+
+/// The Patroni actuator against the real stack.
+mod patroni;
+
+/// Enforce mode end to end through Patroni: a reviewed work_mem change reaches PostgreSQL.
+mod enforce_patroni;
+
 /// Enforce mode through the binary: approvals executed once, crashes, kill switches, dry-run.
 mod enforce;
 
