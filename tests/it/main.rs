@@ -46,6 +46,9 @@ mod enforce_patroni;
 /// Enforce mode through the binary: approvals executed once, crashes, kill switches, dry-run.
 mod enforce;
 
+/// The weekly report by email (a local SMTP sink) and to a Slack-compatible webhook.
+mod notify_cli;
+
 /// Broken plugins inside whole cycles, through the runtime and the binary.
 mod broken_plugins;
 

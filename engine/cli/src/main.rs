@@ -5,6 +5,7 @@
 
 mod explain;
 mod models;
+mod notify;
 mod plugin;
 mod report;
 mod review;
@@ -167,6 +168,9 @@ struct RunArgs {
     /// The cycle's time (RFC 3339), to replay a decision exactly; default: now. Only with --once.
     #[arg(long, value_name = "TIME")]
     now: Option<DateTime<Utc>>,
+    /// Do not send the report to the configured `notify:` channels.
+    #[arg(long)]
+    no_notify: bool,
 }
 
 #[derive(Debug, Args)]
@@ -324,6 +328,12 @@ fn run_loops(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
         let known: Vec<&str> = config.loops.iter().map(|l| l.name.as_str()).collect();
         bail!("no loop named {name:?}; loops: {}", known.join(", "));
     }
+    let notifier = if args.no_notify {
+        None
+    } else {
+        notify::notifier(&config)?
+    };
+    let state_dir = config.state_dir.clone();
     let runtime = Runtime::new(config)?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -344,6 +354,9 @@ fn run_loops(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
                     }
                 }
                 Output::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
+            }
+            if let Some(notifier) = &notifier {
+                notify::send(notifier, &state_dir, &reports).await;
             }
             let failed: usize = reports.iter().map(|r| r.failed()).sum();
             if reports.iter().any(|r| r.interrupted) {
@@ -371,12 +384,20 @@ fn run_loops(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
                 runtime.loops().len()
             );
             runtime
-                .run_scheduled(shutdown.clone(), move |r| match output {
-                    Output::Table => print!("{}", report::render(r)),
-                    Output::Json => match serde_json::to_string(r) {
-                        Ok(line) => println!("{line}"),
-                        Err(error) => tracing::error!(%error, "cannot serialise the report"),
-                    },
+                .run_scheduled(shutdown.clone(), move |r| {
+                    match output {
+                        Output::Table => print!("{}", report::render(r)),
+                        Output::Json => match serde_json::to_string(r) {
+                            Ok(line) => println!("{line}"),
+                            Err(error) => tracing::error!(%error, "cannot serialise the report"),
+                        },
+                    }
+                    if let Some(notifier) = notifier.clone() {
+                        let (state_dir, report) = (state_dir.clone(), r.clone());
+                        tokio::spawn(async move {
+                            notify::send(&notifier, &state_dir, &[report]).await;
+                        });
+                    }
                 })
                 .await?;
             eprintln!("setpoint: stopped");

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::de::{self, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Where to send the weekly report; each channel is optional.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyConfig {
     /// Send the report by email through an SMTP server.
@@ -22,7 +22,7 @@ pub struct NotifyConfig {
 }
 
 /// How the SMTP connection is protected.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Security {
     /// Plain text all the way: only for a relay on the same host or a trusted network.
@@ -36,7 +36,7 @@ pub enum Security {
 }
 
 /// Email through SMTP.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmailConfig {
     /// The SMTP server, `host:port` or `host` (then port 587, or 465 with `security: tls`).
@@ -59,12 +59,16 @@ pub struct EmailConfig {
     #[serde(default = "default_subject_prefix")]
     pub subject_prefix: String,
     /// Timeout of connecting and of each SMTP command.
-    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "duration",
+        serialize_with = "human"
+    )]
     pub timeout: Duration,
 }
 
 /// A Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat).
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
     /// File holding the webhook URL (its first line). Preferred: the URL is a secret, anyone
@@ -73,19 +77,31 @@ pub struct SlackConfig {
     pub webhook_url_file: Option<PathBuf>,
     /// The webhook URL itself, when it need not be kept out of the config file. Exactly one of
     /// `webhook_url` and `webhook_url_file`.
-    #[serde(default)]
+    #[serde(default, serialize_with = "redacted")]
     pub webhook_url: Option<String>,
     /// Timeout of one request.
-    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "duration",
+        serialize_with = "human"
+    )]
     pub timeout: Duration,
     /// Retries after a transport error, 429 or 5xx.
     #[serde(default = "default_retries")]
     pub retries: u32,
     /// The first backoff; it doubles on each retry, up to `max_backoff`.
-    #[serde(default = "default_backoff", deserialize_with = "duration")]
+    #[serde(
+        default = "default_backoff",
+        deserialize_with = "duration",
+        serialize_with = "human"
+    )]
     pub backoff: Duration,
     /// The longest backoff.
-    #[serde(default = "default_max_backoff", deserialize_with = "duration")]
+    #[serde(
+        default = "default_max_backoff",
+        deserialize_with = "duration",
+        serialize_with = "human"
+    )]
     pub max_backoff: Duration,
 }
 
@@ -153,6 +169,22 @@ fn default_max_backoff() -> Duration {
 }
 
 /// Deserialises a duration written like `10s` or `800ms`.
+/// Writes a duration the way it is read (`10s`), so a printed config reads back.
+fn human<S: serde::Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&humantime::format_duration(*value).to_string())
+}
+
+/// Keeps an inline webhook URL (a secret) out of printed configurations.
+fn redacted<S: serde::Serializer>(
+    value: &Option<String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => serializer.serialize_str("(redacted)"),
+        None => serializer.serialize_none(),
+    }
+}
+
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(deserializer)?;
     humantime::parse_duration(&text)

@@ -74,6 +74,10 @@ pub struct Config {
     /// versions in, besides the embedded registry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mlflow: Option<setpoint_mlflow::MlflowConfig>,
+    /// Where the weekly report goes after each cycle of `setpoint run`: email through SMTP
+    /// and/or a Slack-compatible webhook (see the `setpoint-notify` crate for every setting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<setpoint_notify::NotifyConfig>,
 }
 
 impl Config {
@@ -108,6 +112,7 @@ impl Default for Config {
             plugins_dir: default_plugins_dir(),
             plugin_cache_dir: None,
             mlflow: None,
+            notify: None,
         }
     }
 }
@@ -852,6 +857,20 @@ impl Config {
             && dir.is_relative()
         {
             *dir = base.join(&*dir);
+        }
+        if let Some(notify) = &mut config.notify {
+            let files = [
+                notify.email.as_mut().and_then(|e| e.password_file.as_mut()),
+                notify
+                    .slack
+                    .as_mut()
+                    .and_then(|s| s.webhook_url_file.as_mut()),
+            ];
+            for file in files.into_iter().flatten() {
+                if file.is_relative() {
+                    *file = base.join(&*file);
+                }
+            }
         }
         for lp in &mut config.loops {
             if let PluginRef::File(p) = &mut lp.plugin
