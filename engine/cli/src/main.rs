@@ -4,6 +4,7 @@
 //! bundled PostgreSQL plugin and policies, in dry-run — and prints the weekly report.
 
 mod explain;
+mod html;
 mod models;
 mod notify;
 mod plugin;
@@ -171,6 +172,10 @@ struct RunArgs {
     /// Do not send the report to the configured `notify:` channels.
     #[arg(long)]
     no_notify: bool,
+    /// Also write the report as an HTML document (with each target's four-week chart) to
+    /// this file. Only with --once.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -321,6 +326,9 @@ fn run_loops(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
     if args.now.is_some() && !args.once {
         bail!("--now only makes sense with --once");
     }
+    if args.html.is_some() && !args.once {
+        bail!("--html only makes sense with --once");
+    }
     let config = load_config(cli)?;
     if let Some(name) = &args.loop_name
         && !config.loops.iter().any(|l| l.name.as_str() == name)
@@ -354,6 +362,14 @@ fn run_loops(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
                     }
                 }
                 Output::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
+            }
+            if let Some(path) = &args.html {
+                let context = notify::report_context(&state_dir, &reports);
+                let document = html::report(&reports, &context.features, &context.pending);
+                std::fs::write(path, document).with_context(|| {
+                    format!("cannot write the HTML report to {}", path.display())
+                })?;
+                eprintln!("HTML report written to {}", path.display());
             }
             if let Some(notifier) = &notifier {
                 notify::send(notifier, &state_dir, &reports).await;

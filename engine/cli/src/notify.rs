@@ -1,5 +1,6 @@
 //! Sending the weekly report after cycles, when the configuration has `notify:`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
@@ -8,11 +9,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use chrono::Utc;
 use setpoint_act::ActOutcome;
-use setpoint_core::{ReviewItem, ReviewStatus};
+use setpoint_core::{FeatureVector, ReviewItem, ReviewStatus};
 use setpoint_notify::{Message, Notifier};
 use setpoint_runtime::{Config, CycleReport};
 
-use crate::report;
+use crate::{html, report};
 
 /// The notifier of a configuration, built (and its secret files read) before any cycle runs,
 /// so a broken `notify:` section stops the start rather than a Monday morning's report.
@@ -25,25 +26,46 @@ pub fn notifier(config: &Config) -> Result<Option<Arc<Notifier>>> {
         .context("notify")
 }
 
-/// The reviews still waiting for a human, oldest first (empty if the store is busy).
-fn pending_reviews(state_dir: &Path) -> Vec<ReviewItem> {
+/// What the report needs from the store besides the cycles: the reviews still waiting for a
+/// human (oldest first) and each reported target's latest features (for its chart).
+pub struct ReportContext {
+    /// Pending reviews.
+    pub pending: Vec<ReviewItem>,
+    /// Target → latest features.
+    pub features: BTreeMap<String, FeatureVector>,
+}
+
+/// Reads the [`ReportContext`]; an unreadable store gives an empty one (the report still goes
+/// out, without the queue and charts, and the log says why).
+pub fn report_context(state_dir: &Path, reports: &[CycleReport]) -> ReportContext {
     let now = Utc::now();
-    match setpoint_state::Store::open_waiting(state_dir, Duration::from_secs(30))
-        .and_then(|s| s.reviews())
-    {
-        Ok(items) => items
+    let read = || -> Result<ReportContext, setpoint_state::StateError> {
+        let store = setpoint_state::Store::open_waiting(state_dir, Duration::from_secs(30))?;
+        let pending = store
+            .reviews()?
             .into_iter()
             .filter(|r| r.status == ReviewStatus::Pending && r.expires_at >= now)
-            .collect(),
-        Err(error) => {
-            tracing::warn!(%error, "the report goes out without the review queue");
-            Vec::new()
+            .collect();
+        let mut features = BTreeMap::new();
+        for row in reports.iter().flat_map(|r| &r.rows) {
+            if let Some(entry) = store.last_entry(&row.target)? {
+                features.insert(row.target.clone(), entry.features);
+            }
         }
-    }
+        Ok(ReportContext { pending, features })
+    };
+    read().unwrap_or_else(|error| {
+        tracing::warn!(%error, "the report goes out without the review queue and charts");
+        ReportContext {
+            pending: Vec::new(),
+            features: BTreeMap::new(),
+        }
+    })
 }
 
 /// The report of some cycles as a message: each loop's table, then what awaits review.
-pub fn message(reports: &[CycleReport], pending: &[ReviewItem]) -> Message {
+pub fn message(reports: &[CycleReport], context: &ReportContext) -> Message {
+    let pending = &context.pending;
     let targets: usize = reports.iter().map(|r| r.rows.len()).sum();
     let executed = reports
         .iter()
@@ -88,7 +110,7 @@ pub fn message(reports: &[CycleReport], pending: &[ReviewItem]) -> Message {
     Message {
         subject,
         text,
-        html: None,
+        html: Some(html::report(reports, &context.features, pending)),
     }
 }
 
@@ -98,11 +120,16 @@ pub async fn send(notifier: &Notifier, state_dir: &Path, reports: &[CycleReport]
     if reports.is_empty() {
         return;
     }
-    let state_dir = state_dir.to_path_buf();
-    let pending = tokio::task::spawn_blocking(move || pending_reviews(&state_dir))
-        .await
-        .unwrap_or_default();
-    let message = message(reports, &pending);
+    let (state_dir, owned) = (state_dir.to_path_buf(), reports.to_vec());
+    let context =
+        match tokio::task::spawn_blocking(move || report_context(&state_dir, &owned)).await {
+            Ok(context) => context,
+            Err(_) => ReportContext {
+                pending: Vec::new(),
+                features: BTreeMap::new(),
+            },
+        };
+    let message = message(reports, &context);
     for delivery in notifier.send(&message).await {
         match &delivery.result {
             Ok(detail) => tracing::info!(channel = %delivery.channel, %detail, "report sent"),
