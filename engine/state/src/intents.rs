@@ -189,3 +189,118 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use chrono::Utc;
+    use setpoint_core::{ActionKind, Decision, Reason, Verdict};
+
+    use super::*;
+
+    fn intent(entry: &JournalEntry, review: Option<u64>) -> Intent {
+        let proposal = crate::reviews::tests::item(&entry.target.id, entry.at).proposal;
+        Intent {
+            key: "k1".into(),
+            loop_name: entry.loop_name.clone(),
+            cycle: entry.cycle,
+            target: entry.target.clone(),
+            decision: Decision {
+                verdict: Verdict::Act,
+                proposal: Some(ActionKind::ScaleDown),
+                reasons: vec![Reason::new("approved_by_reviewer", "ok")],
+            },
+            proposal: proposal.clone(),
+            operations: proposal.operations,
+            review,
+            created_at: entry.at,
+            status: IntentStatus::Pending,
+            attempts: 0,
+            results: vec![],
+            error: None,
+            finished_at: None,
+            reconciled: false,
+        }
+    }
+
+    #[test]
+    fn an_intent_is_journalled_with_its_decision_and_finished_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let review = store
+            .queue_review(&crate::reviews::tests::item("pg-1", now))
+            .unwrap();
+        store.decide_review(review, true, "ana", None, now).unwrap();
+        let entry = crate::tests::entry("pg-1", 3, now);
+        let history = TargetHistory::new(now);
+        let pending = intent(&entry, Some(review));
+        store
+            .record_target_with(
+                &entry,
+                &history,
+                FollowUps {
+                    intent: Some(&pending),
+                    ..FollowUps::default()
+                },
+            )
+            .unwrap();
+        // Written with the decision, before anything ran.
+        assert_eq!(store.pending_intents(&entry.loop_name).unwrap().len(), 1);
+        let journalled = store.last_entry("pg-1").unwrap().unwrap();
+        assert_eq!(journalled.intent.as_ref().unwrap().key, "k1");
+        assert!(!journalled.executed);
+        assert!(store.pending_intents("other-loop").unwrap().is_empty());
+
+        let mut done = pending.clone();
+        done.status = IntentStatus::Done;
+        done.attempts = 1;
+        done.finished_at = Some(now);
+        store.finish_intent(&done).unwrap();
+        assert!(store.pending_intents(&entry.loop_name).unwrap().is_empty());
+        let journalled = store.last_entry("pg-1").unwrap().unwrap();
+        assert!(journalled.executed);
+        assert_eq!(
+            journalled.intent.unwrap().status,
+            IntentStatus::Done,
+            "the journal says how it ended"
+        );
+        let history = store.history(&entry.loop_name, "pg-1").unwrap().unwrap();
+        assert_eq!(history.last_action.unwrap().action, ActionKind::ScaleDown);
+        assert_eq!(store.review(review).unwrap().status, ReviewStatus::Applied);
+    }
+
+    #[test]
+    fn a_failed_intent_is_an_act_error_in_the_journal_and_leaves_the_approval() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let review = store
+            .queue_review(&crate::reviews::tests::item("pg-1", now))
+            .unwrap();
+        store.decide_review(review, true, "ana", None, now).unwrap();
+        let entry = crate::tests::entry("pg-1", 3, now);
+        let pending = intent(&entry, Some(review));
+        store
+            .record_target_with(
+                &entry,
+                &TargetHistory::new(now),
+                FollowUps {
+                    intent: Some(&pending),
+                    ..FollowUps::default()
+                },
+            )
+            .unwrap();
+        let mut failed = pending;
+        failed.status = IntentStatus::Failed;
+        failed.error = Some("not verified".into());
+        store.finish_intent(&failed).unwrap();
+        let journalled = store.last_entry("pg-1").unwrap().unwrap();
+        assert!(!journalled.executed);
+        assert_eq!(journalled.error.unwrap().message, "not verified");
+        let history = store.history(&entry.loop_name, "pg-1").unwrap().unwrap();
+        assert!(history.last_action.is_none());
+        assert_eq!(store.review(review).unwrap().status, ReviewStatus::Approved);
+    }
+}

@@ -529,7 +529,7 @@ mod tests {
     use super::*;
     use setpoint_core::{Class, FeatureVector, Resources, Target};
 
-    fn entry(target: &str, cycle: u64, at: DateTime<Utc>) -> JournalEntry {
+    pub(crate) fn entry(target: &str, cycle: u64, at: DateTime<Utc>) -> JournalEntry {
         JournalEntry {
             loop_name: "weekly".into(),
             cycle,

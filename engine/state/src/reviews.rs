@@ -171,7 +171,7 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
 
     use chrono::Duration;
@@ -181,7 +181,7 @@ mod tests {
 
     use super::*;
 
-    fn item(target: &str, now: DateTime<Utc>) -> ReviewItem {
+    pub(crate) fn item(target: &str, now: DateTime<Utc>) -> ReviewItem {
         let size = Resources {
             cpu_millicores: 8000,
             memory_bytes: 1 << 35,
