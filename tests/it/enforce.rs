@@ -314,3 +314,41 @@ fn a_kill_switch_set_during_a_cycle_stops_operations_not_yet_started() {
     ok(setup.run(&["run", "--once"]));
     assert_eq!(setup.api.changes(REPORTING_01), 0);
 }
+
+#[test]
+fn a_passing_failure_is_retried_and_a_failed_verification_is_reported() {
+    let setup = Setup::new("enforce");
+    ok(setup.run(&["run", "--once"]));
+
+    // One 503 from the API server: retried after the backoff, then applied.
+    setup.api.fail_next_patches(1);
+    let id = setup.pending_review("pg-reporting-01");
+    let out = ok(setup.run(&["review", "approve", &id]));
+    assert!(out.contains("pg-reporting-01: executed"), "{out}");
+    let intent = setup.intent_of("pg-reporting-01");
+    assert_eq!(intent.status, IntentStatus::Done);
+    assert_eq!(intent.attempts, 2, "{intent:?}");
+    assert_eq!(setup.api.changes(REPORTING_01), 1);
+
+    // The server answers the patch but reading back shows the old values: reported, not
+    // hidden, and not retried into a false success.
+    setup.api.forget_patches();
+    let id = setup.pending_review("pg-reporting-02");
+    let output = setup.run(&["review", "approve", &id]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(3), "{stdout}");
+    assert!(stdout.contains("not carried out"), "{stdout}");
+    assert!(stdout.contains("not verified"), "{stdout}");
+    let intent = setup.intent_of("pg-reporting-02");
+    assert_eq!(intent.status, IntentStatus::Failed);
+    assert_eq!(intent.attempts, 1, "a failed verification is not retried");
+    let explained = ok(setup.run(&["explain", "pg-reporting-02"]));
+    assert!(explained.contains("· failed ·"), "{explained}");
+    assert!(explained.contains("not verified"), "{explained}");
+    // The approval still stands: the next cycle decides again on fresh data.
+    let store = setpoint_state::Store::open(&setup.state()).unwrap();
+    assert_eq!(
+        store.review(id.parse().unwrap()).unwrap().status,
+        setpoint_core::ReviewStatus::Approved
+    );
+}

@@ -176,6 +176,11 @@ struct Objects {
     by_path: BTreeMap<String, Value>,
     /// Accepted (stored) patches per path; dry-run patches are not counted.
     changes: BTreeMap<String, usize>,
+    /// Answer this many of the next patches with 503 (a passing server problem).
+    unavailable: usize,
+    /// Answer patches as if stored, but store nothing (what a misbehaving admission chain or
+    /// a controller reverting the change looks like to a client reading back).
+    forget_patches: bool,
 }
 
 /// A fake Kubernetes API server: GET and PATCH (merge patch, `?dryRun=All`) on stored objects,
@@ -194,6 +199,8 @@ impl FakeKube {
                 .map(|(p, o)| (p.to_string(), o.clone()))
                 .collect(),
             changes: BTreeMap::new(),
+            unavailable: 0,
+            forget_patches: false,
         }));
         let token = "enforce-test-token".to_string();
         let shared = state.clone();
@@ -216,6 +223,10 @@ impl FakeKube {
                     if request.header("content-type") != Some("application/merge-patch+json") {
                         return (415, json!({"kind": "Status", "code": 415}));
                     }
+                    if objects.unavailable > 0 {
+                        objects.unavailable -= 1;
+                        return (503, json!({"kind": "Status", "code": 503}));
+                    }
                     let patch = request.json();
                     let version = stored["metadata"]["resourceVersion"].clone();
                     if let Some(sent) = patch["metadata"].get("resourceVersion")
@@ -235,7 +246,7 @@ impl FakeKube {
                         + 1;
                     object["metadata"]["resourceVersion"] = json!(next.to_string());
                     let dry_run = request.target.contains("dryRun=All");
-                    if !dry_run {
+                    if !dry_run && !objects.forget_patches {
                         objects.by_path.insert(path.clone(), object.clone());
                         *objects.changes.entry(path).or_default() += 1;
                     }
@@ -260,6 +271,16 @@ impl FakeKube {
             .get(path)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Answers the next `n` patches with 503.
+    pub fn fail_next_patches(&self, n: usize) {
+        self.objects.lock().unwrap().unavailable = n;
+    }
+
+    /// Accepts patches without storing them (reading back shows the old values).
+    pub fn forget_patches(&self) {
+        self.objects.lock().unwrap().forget_patches = true;
     }
 
     pub fn object(&self, path: &str) -> Value {

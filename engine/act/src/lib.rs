@@ -123,6 +123,17 @@ pub enum ActError {
         /// What went wrong.
         message: String,
     },
+    /// The system answered with a client error (HTTP 4xx other than a conflict): the request
+    /// is wrong or not allowed, and sending it again would get the same answer.
+    #[error("{site}: {message}")]
+    Refused {
+        /// Where.
+        site: Box<Site>,
+        /// The HTTP status.
+        status: u16,
+        /// What was answered.
+        message: String,
+    },
     /// The change was sent but reading the system back does not show it.
     #[error("{site}: not verified: expected {expected}, found {found}")]
     NotVerified {
@@ -170,11 +181,33 @@ pub enum ActError {
 }
 
 impl ActError {
+    /// Whether trying again later could succeed: the request failed on the way (transport) or
+    /// the system had a passing problem (5xx, 429). A refusal, a conflict, a failed
+    /// verification or a configuration problem would fail the same way again.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ActError::Failed { .. })
+    }
+
+    /// The error for an HTTP answer that is not a success: [`ActError::Refused`] for a client
+    /// error other than 429, [`ActError::Failed`] otherwise.
+    pub fn from_status(site: Box<Site>, status: reqwest::StatusCode, message: String) -> Self {
+        if status.is_client_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS {
+            ActError::Refused {
+                site,
+                status: status.as_u16(),
+                message,
+            }
+        } else {
+            ActError::Failed { site, message }
+        }
+    }
+
     /// Where an actuator error happened, when it is one.
     pub fn site(&self) -> Option<&Site> {
         match self {
             ActError::Unsupported { site, .. }
             | ActError::Failed { site, .. }
+            | ActError::Refused { site, .. }
             | ActError::NotVerified { site, .. }
             | ActError::Conflict { site, .. }
             | ActError::NotAllowed { site } => Some(site),

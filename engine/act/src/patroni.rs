@@ -372,7 +372,11 @@ impl Patroni {
         let (status, body) = self.call(ctx, Method::GET, url, None).await?;
         // `GET /patroni` answers 503 on a member that is not running but still describes it.
         if !(status.is_success() || status == StatusCode::SERVICE_UNAVAILABLE) {
-            return Err(ctx.failed(url, format!("GET: HTTP {status}: {}", excerpt(&body))));
+            return Err(ActError::from_status(
+                ctx.site(url),
+                status,
+                format!("GET: HTTP {status}: {}", excerpt(&body)),
+            ));
         }
         serde_json::from_str(&body).map_err(|e| {
             ctx.failed(
@@ -440,8 +444,9 @@ impl Patroni {
             || status.is_success()
             || status == StatusCode::CONFLICT)
         {
-            return Err(ctx.failed(
-                &url,
+            return Err(ActError::from_status(
+                ctx.site(&url),
+                status,
                 format!("POST {body}: HTTP {status}: {}", excerpt(&answer)),
             ));
         }
@@ -615,8 +620,9 @@ impl Patroni {
                 .call(&ctx, Method::PATCH, &config_url, Some(&patch))
                 .await?;
             if !status.is_success() {
-                return Err(ctx.failed(
-                    &config_url,
+                return Err(ActError::from_status(
+                    ctx.site(&config_url),
+                    status,
                     format!("PATCH {patch}: HTTP {status}: {}", excerpt(&body)),
                 ));
             }

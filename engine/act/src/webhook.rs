@@ -267,7 +267,11 @@ impl Webhook {
                     let text = response.text().await.unwrap_or_default();
                     let message = format!("HTTP {status}: {}", excerpt(&text));
                     if !(status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) {
-                        return Err(failed(&url, message));
+                        return Err(ActError::from_status(
+                            Site::new(NAME, &target.id, &url, operation.clone()),
+                            status,
+                            message,
+                        ));
                     }
                     message
                 }

@@ -77,13 +77,6 @@ fn kill_switch_covering(switches: &KillSwitches, intent: &Intent) -> Option<Stri
     None
 }
 
-/// Whether an error is worth another try: the request failed on the way or the server had a
-/// passing problem. Everything else (a refusal, a conflict, a failed verification, a missing
-/// actuator) would fail the same way again.
-fn retryable(error: &ActError) -> bool {
-    matches!(error, ActError::Failed { .. })
-}
-
 /// What carries out intents for one loop.
 pub(crate) struct Enforcer<'a> {
     pub actuators: &'a Actuators,
@@ -161,7 +154,7 @@ impl Enforcer<'_> {
                 intent.attempts += 1;
                 match actuator.execute(&execution).await {
                     Ok(part) => break Ok(part),
-                    Err(error) if retryable(&error) && intent.attempts <= self.act.retries => {
+                    Err(error) if error.is_transient() && intent.attempts <= self.act.retries => {
                         tracing::warn!(
                             target = %intent.target.id,
                             actuator = actuator.name(),

@@ -920,7 +920,11 @@ impl Kubernetes {
     async fn get(&self, ctx: &Ctx<'_>, url: &str) -> Result<Value> {
         let (status, body) = self.send(ctx, Method::GET, url, None).await?;
         if !status.is_success() {
-            return Err(ctx.failed(format!("GET: HTTP {status}: {}", status_message(&body))));
+            return Err(ActError::from_status(
+                ctx.site(),
+                status,
+                format!("GET: HTTP {status}: {}", status_message(&body)),
+            ));
         }
         serde_json::from_str(&body)
             .map_err(|e| ctx.failed(format!("GET: the answer is not JSON: {e}")))
@@ -1051,10 +1055,11 @@ impl Kubernetes {
                 continue;
             }
             if !status.is_success() {
-                return Err(ctx.failed(format!(
-                    "PATCH {patch}: HTTP {status}: {}",
-                    status_message(&body)
-                )));
+                return Err(ActError::from_status(
+                    ctx.site(),
+                    status,
+                    format!("PATCH {patch}: HTTP {status}: {}", status_message(&body)),
+                ));
             }
             let answer: Value = serde_json::from_str(&body)
                 .map_err(|e| ctx.failed(format!("PATCH: the answer is not JSON: {e}")))?;
