@@ -280,11 +280,13 @@ impl Store {
             models::PROMOTED,
             models::PROMOTIONS,
             reviews::REVIEWS,
+            reviews::REVIEWS_BY_TARGET,
             intents::INTENTS,
         ] {
             txn.open_table(table).map_err(|e| self.storage(e))?;
         }
-        txn.commit().map_err(|e| self.storage(e))
+        txn.commit().map_err(|e| self.storage(e))?;
+        self.index_reviews()
     }
 
     fn decode<T: for<'de> Deserialize<'de>>(&self, key: &str, bytes: &[u8]) -> Result<T> {

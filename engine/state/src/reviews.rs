@@ -3,6 +3,7 @@
 //! | table | key | value |
 //! |---|---|---|
 //! | `reviews` | id, zero-padded | [`ReviewItem`] (JSON) |
+//! | `reviews_by_target` | `loop ␟ target ␟ id` | empty: an index, so that a cycle finds a target's reviews without reading the whole queue |
 //!
 //! A target has at most one pending review per loop: a newer one supersedes it. An approval is
 //! used by the next cycle that still finds the action right on fresh data (the policy decides);
@@ -11,7 +12,7 @@
 //! why stays on the item, and the decision that follows cites it in the journal.
 
 use chrono::{DateTime, Utc};
-use redb::ReadableTable;
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use setpoint_core::{ReviewFeedback, ReviewItem, ReviewStatus};
 
 use crate::{META, Result, StateError, Store, check_name, cycle_part};
@@ -19,7 +20,71 @@ use crate::{META, Result, StateError, Store, check_name, cycle_part};
 pub(crate) const REVIEWS: redb::TableDefinition<&str, &[u8]> =
     redb::TableDefinition::new("reviews");
 
+pub(crate) const REVIEWS_BY_TARGET: redb::TableDefinition<&str, &[u8]> =
+    redb::TableDefinition::new("reviews_by_target");
+
 const REVIEW_SEQ: &str = "review_seq";
+
+fn index_key(loop_name: &str, target: &str, id: u64) -> String {
+    crate::key(&[loop_name, target, &cycle_part(id)])
+}
+
+fn index_prefix(loop_name: &str, target: &str) -> String {
+    crate::key(&[loop_name, target, ""])
+}
+
+impl Store {
+    /// Builds the target index of a store written before it existed (once, at open).
+    pub(crate) fn index_reviews(&self) -> Result<()> {
+        let txn = self.db.begin_write().map_err(|e| self.storage(e))?;
+        {
+            let reviews = txn.open_table(REVIEWS).map_err(|e| self.storage(e))?;
+            let mut index = txn
+                .open_table(REVIEWS_BY_TARGET)
+                .map_err(|e| self.storage(e))?;
+            if !index.is_empty().map_err(|e| self.storage(e))?
+                || reviews.is_empty().map_err(|e| self.storage(e))?
+            {
+                return Ok(());
+            }
+            for entry in reviews.iter().map_err(|e| self.storage(e))? {
+                let (k, v) = entry.map_err(|e| self.storage(e))?;
+                let item: ReviewItem = self.decode(k.value(), v.value())?;
+                index
+                    .insert(
+                        index_key(&item.loop_name, &item.target, item.id).as_str(),
+                        [].as_slice(),
+                    )
+                    .map_err(|e| self.storage(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.storage(e))
+    }
+
+    /// The reviews of one target of one loop, oldest first, through the index.
+    fn reviews_of(&self, loop_name: &str, target: &str) -> Result<Vec<ReviewItem>> {
+        let txn = self.db.begin_read().map_err(|e| self.storage(e))?;
+        let index = txn
+            .open_table(REVIEWS_BY_TARGET)
+            .map_err(|e| self.storage(e))?;
+        let reviews = txn.open_table(REVIEWS).map_err(|e| self.storage(e))?;
+        let prefix = index_prefix(loop_name, target);
+        let mut out = Vec::new();
+        for entry in index
+            .range(prefix.as_str()..)
+            .map_err(|e| self.storage(e))?
+        {
+            let (k, _) = entry.map_err(|e| self.storage(e))?;
+            let Some(id) = k.value().strip_prefix(&prefix) else {
+                break;
+            };
+            if let Some(v) = reviews.get(id).map_err(|e| self.storage(e))? {
+                out.push(self.decode(id, v.value())?);
+            }
+        }
+        Ok(out)
+    }
+}
 
 impl Store {
     /// Queues a review; its `id` is assigned here and returned. An older pending review of the
@@ -48,15 +113,32 @@ impl Store {
         meta.insert(REVIEW_SEQ, self.encode(&id)?.as_slice())
             .map_err(|e| self.storage(e))?;
         let mut reviews = txn.open_table(REVIEWS).map_err(|e| self.storage(e))?;
+        let mut index = txn
+            .open_table(REVIEWS_BY_TARGET)
+            .map_err(|e| self.storage(e))?;
+        let prefix = index_prefix(&item.loop_name, &item.target);
+        let mut ids = Vec::new();
+        for entry in index
+            .range(prefix.as_str()..)
+            .map_err(|e| self.storage(e))?
+        {
+            let (k, _) = entry.map_err(|e| self.storage(e))?;
+            match k.value().strip_prefix(&prefix) {
+                Some(id) => ids.push(id.to_string()),
+                None => break,
+            }
+        }
         let mut superseded = Vec::new();
-        for entry in reviews.iter().map_err(|e| self.storage(e))? {
-            let (k, v) = entry.map_err(|e| self.storage(e))?;
-            let old: ReviewItem = self.decode(k.value(), v.value())?;
-            if old.status == ReviewStatus::Pending
-                && old.loop_name == item.loop_name
-                && old.target == item.target
+        for k in ids {
+            let stored = reviews
+                .get(k.as_str())
+                .map_err(|e| self.storage(e))?
+                .map(|v| self.decode::<ReviewItem>(&k, v.value()))
+                .transpose()?;
+            if let Some(old) = stored
+                && old.status == ReviewStatus::Pending
             {
-                superseded.push((k.value().to_string(), old));
+                superseded.push((k, old));
             }
         }
         for (k, mut old) in superseded {
@@ -71,6 +153,12 @@ impl Store {
         let k = cycle_part(id);
         reviews
             .insert(k.as_str(), self.encode(&item)?.as_slice())
+            .map_err(|e| self.storage(e))?;
+        index
+            .insert(
+                index_key(&item.loop_name, &item.target, id).as_str(),
+                [].as_slice(),
+            )
             .map_err(|e| self.storage(e))?;
         Ok(id)
     }
@@ -138,10 +226,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<ReviewFeedback>> {
         let mut found = None;
-        for item in self.reviews()? {
-            if item.loop_name != loop_name || item.target != target {
-                continue;
-            }
+        for item in self.reviews_of(loop_name, target)? {
             // A decision past its expiry is no longer in force, but stays what it was: it is
             // still a reviewer's label for training and agreement.
             if matches!(item.status, ReviewStatus::Approved | ReviewStatus::Rejected) {
