@@ -49,6 +49,9 @@ mod enforce;
 /// The weekly report by email (a local SMTP sink) and to a Slack-compatible webhook.
 mod notify_cli;
 
+/// OpenTelemetry traces of `setpoint run --once` delivered to an OTLP/HTTP receiver in the test.
+mod otel;
+
 /// Broken plugins inside whole cycles, through the runtime and the binary.
 mod broken_plugins;
 

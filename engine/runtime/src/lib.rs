@@ -28,7 +28,7 @@ use setpoint_observe::{MetricSource, SimulatedFleet};
 use setpoint_plugin_host::{CompileCache, Plugin, PluginHost};
 use tokio::sync::Notify;
 
-pub use config::{Config, ConfigError, LoopConfig};
+pub use config::{Config, ConfigError, LoopConfig, OtlpConfig, OtlpProtocol, TelemetryConfig};
 
 /// Errors that stop a loop or the whole run.
 #[derive(Debug, thiserror::Error)]
@@ -215,6 +215,8 @@ pub struct LoopRuntime {
     source: Arc<dyn MetricSource>,
     classifier: training::LoopClassifier,
     policies: PolicyBundle,
+    /// [`PolicyBundle::hash`], computed once: every target span of every cycle carries it.
+    policy_hash: String,
     bounds: Bounds,
     actuators: setpoint_act::Actuators,
 }
@@ -489,12 +491,14 @@ fn resolve_loop(config: LoopConfig, cache: &Arc<CompileCache>) -> Result<LoopRun
     let classifier = training::LoopClassifier::new(&config.classifier);
     let bounds = config.bounds.resolve();
     let actuators = enforce::build_actuators(&loop_name, &config.actuators)?;
+    let policy_hash = policies.hash();
     Ok(LoopRuntime {
         config,
         plugin,
         source,
         classifier,
         policies,
+        policy_hash,
         bounds,
         actuators,
     })
