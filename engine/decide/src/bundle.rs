@@ -280,6 +280,37 @@ mod tests {
     }
 
     #[test]
+    fn the_hash_changes_with_any_source_or_the_data() {
+        let bundle = default_bundle().unwrap();
+        let hash = bundle.hash();
+        assert!(
+            hash.starts_with("sha256:") && hash.len() == 7 + 64,
+            "{hash}"
+        );
+        assert_eq!(
+            default_bundle().unwrap().hash(),
+            hash,
+            "stable across loads"
+        );
+
+        let mut data = bundle.data().clone();
+        data["extra"] = serde_json::json!(1);
+        let other = PolicyBundle {
+            files: bundle.files().to_vec(),
+            data,
+        };
+        assert_ne!(other.hash(), hash);
+
+        let mut files = bundle.files().to_vec();
+        files[0].1.push_str("\n# comment\n");
+        let other = PolicyBundle {
+            files,
+            data: bundle.data().clone(),
+        };
+        assert_ne!(other.hash(), hash);
+    }
+
+    #[test]
     fn merge_is_deep() {
         let mut base = serde_json::json!({"a": {"b": 1, "c": 2}, "d": 3});
         merge_json(&mut base, serde_json::json!({"a": {"b": 10}, "e": 4}));

@@ -1273,6 +1273,39 @@ loops:
     }
 
     #[test]
+    fn telemetry_parses_strictly() {
+        let text = "telemetry:\n  service_name: s\n  otlp:\n    endpoint: http://127.0.0.1:4317\n    protocol: grpc\n    headers: { x-tenant: ops }\n    timeout: 5s\n";
+        let config = Config::parse(text, "t.yaml").unwrap();
+        let otlp = config.telemetry.otlp.as_ref().unwrap();
+        assert_eq!(otlp.protocol, Some(OtlpProtocol::Grpc));
+        assert_eq!(otlp.timeout, Some(HumanDuration(Duration::from_secs(5))));
+        assert_eq!(otlp.headers["x-tenant"], "ops");
+        assert_eq!(config.telemetry.service_name.as_deref(), Some("s"));
+        // Written back, it reads the same.
+        let again = Config::parse(&serde_yaml::to_string(&config).unwrap(), "t.yaml").unwrap();
+        assert_eq!(again.telemetry, config.telemetry);
+
+        let error = Config::parse("telemetry: { otlp: { protocol: http/json } }\n", "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("telemetry.otlp.protocol"), "{error}");
+        let error = Config::parse(
+            "telemetry: { otlp: { endpoint: 127.0.0.1:4318 } }\n",
+            "t.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("telemetry.otlp.endpoint: must be an http"),
+            "{error}"
+        );
+        let error = Config::parse("telemetry: { otlp: { endpont: http://x } }\n", "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("endpont"), "{error}");
+    }
+
+    #[test]
     fn a_prometheus_source_parses_strictly() {
         let text = "loops:\n  - name: w\n    source: { kind: prometheus, url: 'http://127.0.0.1:9090', timeout: 5s, auth: { kind: bearer, token: t } }\n";
         let config = Config::parse(text, "t.yaml").unwrap();
