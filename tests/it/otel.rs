@@ -268,3 +268,124 @@ fn otel_the_standard_environment_variables_turn_tracing_on_and_off() {
     );
     assert!(silent.requests().is_empty());
 }
+
+/// An OTLP/gRPC receiver on 127.0.0.1: HTTP/2 by hand, every call answered with an empty
+/// `ExportTraceServiceResponse` and `grpc-status: 0`. Returns the endpoint, the decoded
+/// requests with their `x-tenant` metadata, and the runtime that serves them.
+#[allow(clippy::type_complexity)]
+fn grpc_receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(Option<String>, ExportTraceServiceRequest)>>>,
+    tokio::runtime::Runtime,
+) {
+    use std::sync::{Arc, Mutex};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let store = received.clone();
+    runtime.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                continue;
+            };
+            let store = store.clone();
+            tokio::spawn(async move {
+                let Ok(mut connection) = h2::server::handshake(socket).await else {
+                    return;
+                };
+                while let Some(Ok((request, mut respond))) = connection.accept().await {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        let (parts, mut body) = request.into_parts();
+                        assert_eq!(
+                            parts.uri.path(),
+                            "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+                        );
+                        let mut bytes = Vec::new();
+                        while let Some(Ok(chunk)) = body.data().await {
+                            let _ = body.flow_control().release_capacity(chunk.len());
+                            bytes.extend_from_slice(&chunk);
+                        }
+                        // gRPC framing: a compression flag, a big-endian length, the message.
+                        assert_eq!(bytes[0], 0, "uncompressed");
+                        let length = u32::from_be_bytes(bytes[1..5].try_into().unwrap()) as usize;
+                        let export =
+                            ExportTraceServiceRequest::decode(&bytes[5..5 + length]).unwrap();
+                        let tenant = parts
+                            .headers
+                            .get("x-tenant")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string);
+                        store.lock().unwrap().push((tenant, export));
+                        let response = http::Response::builder()
+                            .status(200)
+                            .header("content-type", "application/grpc")
+                            .body(())
+                            .unwrap();
+                        let mut send = respond.send_response(response, false).unwrap();
+                        send.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), false)
+                            .unwrap();
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                        send.send_trailers(trailers).unwrap();
+                    });
+                }
+            });
+        }
+    });
+    (endpoint, received, runtime)
+}
+
+#[test]
+fn otel_traces_go_over_grpc_too() {
+    let (endpoint, received, _runtime) = grpc_receiver();
+    run_quickstart(
+        &format!(
+            "state_dir: ./state\n\
+             loops:\n  - name: weekly-rightsizing\n    plugin: builtin:postgres\n\
+             \x20   source: {{ kind: simulated, seed: 42 }}\n\
+             \x20   classifier: {{ kind: bootstrap }}\n\
+             telemetry:\n  otlp:\n    endpoint: {endpoint}\n    protocol: grpc\n\
+             \x20   headers: {{ x-tenant: ops }}\n"
+        ),
+        &[],
+    );
+    let received = received.lock().unwrap().clone();
+    assert!(!received.is_empty(), "no OTLP/gRPC export arrived");
+    assert!(
+        received
+            .iter()
+            .all(|(tenant, _)| tenant.as_deref() == Some("ops"))
+    );
+    let spans: Vec<Span> = received
+        .into_iter()
+        .flat_map(|(_, export)| export.resource_spans)
+        .flat_map(|r| r.scope_spans)
+        .flat_map(|s| s.spans)
+        .collect();
+    let cycles: Vec<&Span> = spans.iter().filter(|s| s.name == "cycle").collect();
+    assert_eq!(cycles.len(), 1);
+    let traces: BTreeSet<&[u8]> = spans.iter().map(|s| s.trace_id.as_slice()).collect();
+    assert_eq!(traces.len(), 1, "one cycle, one trace");
+    let reporting = spans
+        .iter()
+        .find(|s| {
+            s.name == "target" && attr(s, "setpoint.target").as_deref() == Some("pg-reporting-01")
+        })
+        .expect("a span for pg-reporting-01");
+    assert_eq!(
+        attr(reporting, "setpoint.class").as_deref(),
+        Some("scale_down")
+    );
+    assert_eq!(
+        attr(reporting, "setpoint.verdict").as_deref(),
+        Some("review")
+    );
+}
