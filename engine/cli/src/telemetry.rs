@@ -73,9 +73,13 @@ pub fn init(verbose: u8, config: &TelemetryConfig) -> Result<Telemetry> {
             let layer = tracing_opentelemetry::layer()
                 .with_tracer(provider.tracer("setpoint"))
                 // The stderr verbosity must not decide what is traced: the cycle spans are at
-                // `info` and `-v` is off by default.
+                // `info` and `-v` is off by default. The SDK's own diagnostics (a collector that
+                // cannot be reached) go to stderr only: exporting them would feed the exporter
+                // its own failures.
                 .with_filter(EnvFilter::new(
-                    "info,cranelift_codegen=off,wasmtime=off,regorus=off",
+                    "info,cranelift_codegen=off,wasmtime=off,regorus=off,\
+                     opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off,\
+                     opentelemetry_http=off,reqwest=off,hyper=off,hyper_util=off,h2=off,tonic=off",
                 ));
             (
                 Telemetry {
