@@ -49,6 +49,10 @@ mod enforce;
 /// The weekly report by email (a local SMTP sink) and to a Slack-compatible webhook.
 mod notify_cli;
 
+/// OpenTelemetry traces of `setpoint run --once` delivered to OTLP/HTTP and OTLP/gRPC receivers
+/// in the test.
+mod otel;
+
 /// Broken plugins inside whole cycles, through the runtime and the binary.
 mod broken_plugins;
 

@@ -10,6 +10,7 @@ mod notify;
 mod plugin;
 mod report;
 mod review;
+mod telemetry;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -230,14 +231,23 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
-    match run(cli) {
+    let telemetry = match init_tracing(&cli) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("error: {}", describe(&error));
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match run(cli) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {}", describe(&error));
             ExitCode::FAILURE
         }
-    }
+    };
+    // Whatever the outcome, the traces of the cycles that ran are delivered before exiting.
+    telemetry.shutdown();
+    code
 }
 
 /// The error and its causes, each once: the engine's errors already quote their source in
@@ -254,21 +264,17 @@ fn describe(error: &anyhow::Error) -> String {
     text
 }
 
-fn init_tracing(verbose: u8) {
-    use tracing_subscriber::EnvFilter;
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug,cranelift_codegen=warn,wasmtime=warn,regorus=warn",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+/// The stderr log, and OpenTelemetry traces when the config's `telemetry:` or the `OTEL_*`
+/// environment turn them on. The config is read here only for its `telemetry:` section: a file
+/// that does not load is reported by the command itself, with the log already set up.
+fn init_tracing(cli: &Cli) -> Result<telemetry::Telemetry> {
+    let config = cli
+        .config
+        .as_deref()
+        .and_then(|path| Config::load(path).ok())
+        .map(|config| config.telemetry)
+        .unwrap_or_default();
+    telemetry::init(cli.verbose, &config)
 }
 
 fn load_config(cli: &Cli) -> Result<Config> {

@@ -100,6 +100,29 @@ impl PolicyBundle {
         &self.data
     }
 
+    /// A content hash of the bundle (`sha256:<hex>` over every source's name and text and the
+    /// data document), so a trace or a journal entry says exactly which policies decided.
+    pub fn hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        use std::fmt::Write;
+        let mut hasher = Sha256::new();
+        // Length-prefixed parts: moving text from one file to the next changes the hash.
+        let mut part = |bytes: &[u8]| {
+            hasher.update((bytes.len() as u64).to_le_bytes());
+            hasher.update(bytes);
+        };
+        for (name, text) in &self.files {
+            part(name.as_bytes());
+            part(text.as_bytes());
+        }
+        part(self.data.to_string().as_bytes());
+        let mut out = String::from("sha256:");
+        for byte in hasher.finalize() {
+            let _ = write!(out, "{byte:02x}");
+        }
+        out
+    }
+
     /// A prepared interpreter for these sources with `data` (the bundle's data, possibly
     /// overlaid) and an execution time limit.
     pub(crate) fn engine(&self, data: Json, time_limit: std::time::Duration) -> Result<Engine> {
@@ -254,6 +277,37 @@ mod tests {
         on_disk.sort();
         let embedded: Vec<String> = EMBEDDED.iter().map(|(n, _)| n.to_string()).collect();
         assert_eq!(embedded, on_disk, "update EMBEDDED in bundle.rs");
+    }
+
+    #[test]
+    fn the_hash_changes_with_any_source_or_the_data() {
+        let bundle = default_bundle().unwrap();
+        let hash = bundle.hash();
+        assert!(
+            hash.starts_with("sha256:") && hash.len() == 7 + 64,
+            "{hash}"
+        );
+        assert_eq!(
+            default_bundle().unwrap().hash(),
+            hash,
+            "stable across loads"
+        );
+
+        let mut data = bundle.data().clone();
+        data["extra"] = serde_json::json!(1);
+        let other = PolicyBundle {
+            files: bundle.files().to_vec(),
+            data,
+        };
+        assert_ne!(other.hash(), hash);
+
+        let mut files = bundle.files().to_vec();
+        files[0].1.push_str("\n# comment\n");
+        let other = PolicyBundle {
+            files,
+            data: bundle.data().clone(),
+        };
+        assert_ne!(other.hash(), hash);
     }
 
     #[test]

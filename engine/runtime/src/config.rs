@@ -78,6 +78,68 @@ pub struct Config {
     /// and/or a Slack-compatible webhook (see the `setpoint-notify` crate for every setting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<setpoint_notify::NotifyConfig>,
+    /// OpenTelemetry traces of every cycle (one trace per cycle, a span per target and per
+    /// stage). Without this section they are still exported when the standard
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` variables are set.
+    #[serde(default, skip_serializing_if = "TelemetryConfig::is_default")]
+    pub telemetry: TelemetryConfig,
+}
+
+/// Where the traces of the cycles go (OpenTelemetry, OTLP).
+///
+/// Values set here win over the standard `OTEL_*` environment variables, as in every
+/// OpenTelemetry SDK; what is left out is read from them (`OTEL_EXPORTER_OTLP_ENDPOINT`,
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_PROTOCOL`,
+/// `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_EXPORTER_OTLP_TIMEOUT`, `OTEL_SERVICE_NAME`).
+/// `OTEL_SDK_DISABLED=true` turns tracing off whatever this says.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// The OTLP exporter. Absent: traces are exported only if the environment names an
+    /// endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp: Option<OtlpConfig>,
+    /// The `service.name` resource attribute. Default: `OTEL_SERVICE_NAME`, else `setpoint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+}
+
+impl TelemetryConfig {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// An OTLP exporter.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// The collector's base URL (`http://127.0.0.1:4318` for OTLP/HTTP, `http://127.0.0.1:4317`
+    /// for gRPC); over HTTP the traces go to `<endpoint>/v1/traces`. Default: the
+    /// environment's, else the protocol's standard local endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// `http/protobuf` or `grpc`. Default: `OTEL_EXPORTER_OTLP_PROTOCOL`, else `http/protobuf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<OtlpProtocol>,
+    /// Headers sent with every export (authentication tokens, tenant ids), added to those of
+    /// `OTEL_EXPORTER_OTLP_HEADERS`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// How long one export may take. Default: `OTEL_EXPORTER_OTLP_TIMEOUT`, else 10s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
+}
+
+/// The OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OtlpProtocol {
+    /// Protobuf over HTTP (port 4318).
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    /// gRPC (port 4317).
+    #[serde(rename = "grpc")]
+    Grpc,
 }
 
 impl Config {
@@ -113,6 +175,7 @@ impl Default for Config {
             plugin_cache_dir: None,
             mlflow: None,
             notify: None,
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -982,6 +1045,17 @@ impl Config {
         if let Some(mlflow) = &self.mlflow {
             out.extend(mlflow.problems("mlflow."));
         }
+        if let Some(endpoint) = self
+            .telemetry
+            .otlp
+            .as_ref()
+            .and_then(|o| o.endpoint.as_ref())
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            out.push(format!(
+                "telemetry.otlp.endpoint: must be an http:// or https:// URL, got {endpoint:?}"
+            ));
+        }
         let mut seen = BTreeSet::new();
         for (i, lp) in self.loops.iter().enumerate() {
             let path = format!("loops[{i}]");
@@ -1196,6 +1270,39 @@ loops:
         );
         config.plugins_dir = default_plugins_dir();
         assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn telemetry_parses_strictly() {
+        let text = "telemetry:\n  service_name: s\n  otlp:\n    endpoint: http://127.0.0.1:4317\n    protocol: grpc\n    headers: { x-tenant: ops }\n    timeout: 5s\n";
+        let config = Config::parse(text, "t.yaml").unwrap();
+        let otlp = config.telemetry.otlp.as_ref().unwrap();
+        assert_eq!(otlp.protocol, Some(OtlpProtocol::Grpc));
+        assert_eq!(otlp.timeout, Some(HumanDuration(Duration::from_secs(5))));
+        assert_eq!(otlp.headers["x-tenant"], "ops");
+        assert_eq!(config.telemetry.service_name.as_deref(), Some("s"));
+        // Written back, it reads the same.
+        let again = Config::parse(&serde_yaml::to_string(&config).unwrap(), "t.yaml").unwrap();
+        assert_eq!(again.telemetry, config.telemetry);
+
+        let error = Config::parse("telemetry: { otlp: { protocol: http/json } }\n", "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("telemetry.otlp.protocol"), "{error}");
+        let error = Config::parse(
+            "telemetry: { otlp: { endpoint: 127.0.0.1:4318 } }\n",
+            "t.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("telemetry.otlp.endpoint: must be an http"),
+            "{error}"
+        );
+        let error = Config::parse("telemetry: { otlp: { endpont: http://x } }\n", "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("endpont"), "{error}");
     }
 
     #[test]

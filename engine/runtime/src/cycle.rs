@@ -54,7 +54,20 @@ pub(crate) async fn run(
     let store = Store::open_waiting(state_dir, STORE_WAIT)?;
     let kill_switches = setpoint_state::read_kill_switches(state_dir)?;
     let cycle = store.begin_cycle(&loop_name, now)?;
-    let span = info_span!("cycle", loop_name = %loop_name, cycle, now = %now);
+    // A root span: each cycle is a trace of its own, whatever the caller was doing.
+    let span = info_span!(
+        parent: None,
+        "cycle",
+        loop_name = %loop_name,
+        cycle,
+        now = %now,
+        setpoint.loop_name = %loop_name,
+        setpoint.cycle = cycle,
+        setpoint.mode = lp.config.mode.as_str(),
+        setpoint.dry_run = lp.config.mode == setpoint_core::Mode::DryRun,
+        setpoint.policy_bundle = %lp.policy_hash,
+        setpoint.targets = tracing::field::Empty,
+    );
     let classifier = {
         let _entered = span.enter();
         tokio::task::block_in_place(|| lp.classifier.for_cycle(lp, &store, now))?
@@ -157,6 +170,7 @@ pub(crate) async fn run(
             }
         }
         tracing::info!(targets = targets.len(), queries, summarised_in_source = summarise, "observed");
+        tracing::Span::current().record("setpoint.targets", targets.len());
         Ok::<_, RuntimeError>((targets, series_by_target, observation, queries, degraded))
     }
     .instrument(span.clone())
@@ -481,7 +495,26 @@ impl TargetContext<'_> {
         history: Option<TargetHistory>,
         review: Option<ReviewFeedback>,
     ) -> (JournalEntry, TargetHistory, TargetRow) {
-        let span = info_span!("target", target = %target.id);
+        // The attributes a person filters traces on (documented in the crate docs); those not
+        // known yet are recorded as the stages produce them.
+        let span = info_span!(
+            "target",
+            target = %target.id,
+            setpoint.target = %target.id,
+            setpoint.technology = %target.technology,
+            setpoint.loop_name = %self.lp.config.name,
+            setpoint.dry_run = self.lp.config.mode == setpoint_core::Mode::DryRun,
+            setpoint.policy_bundle = %self.lp.policy_hash,
+            setpoint.class = tracing::field::Empty,
+            setpoint.confidence = tracing::field::Empty,
+            setpoint.model = tracing::field::Empty,
+            setpoint.model_version = tracing::field::Empty,
+            setpoint.verdict = tracing::field::Empty,
+            setpoint.reason_codes = tracing::field::Empty,
+            setpoint.proposal = tracing::field::Empty,
+            setpoint.executed = tracing::field::Empty,
+            setpoint.error = tracing::field::Empty,
+        );
         let _entered = span.enter();
         let mut history = history.unwrap_or_else(|| TargetHistory::new(self.now));
         let mut entry = JournalEntry {
@@ -519,6 +552,7 @@ impl TargetContext<'_> {
         };
         let fail = |entry: &mut JournalEntry, row: &mut TargetRow, stage, message: String| {
             tracing::warn!(stage = ?stage, error = %message, "target failed");
+            span.record("setpoint.error", message.as_str());
             row.error = Some(message.clone());
             entry.error = Some(StageError { stage, message });
         };
@@ -551,6 +585,13 @@ impl TargetContext<'_> {
         history.record_class(self.now, classification.class);
         entry.classification = Some(classification.clone());
         entry.stable_cycles = history.stable_cycles;
+        span.record("setpoint.class", classification.class.as_str());
+        span.record("setpoint.confidence", classification.confidence);
+        span.record("setpoint.model", classification.model.as_str());
+        span.record(
+            "setpoint.model_version",
+            classification.model_version.as_str(),
+        );
         row.class = Some(classification.class);
         row.confidence = Some(classification.confidence);
         row.class_reason = Some(classification.explanation.code.clone());
@@ -599,6 +640,12 @@ impl TargetContext<'_> {
         row.reason = decision.reasons.first().cloned();
         row.change =
             setpoint_act::chosen_proposal(&decision, &input.proposals).map(|p| p.summary.clone());
+        span.record("setpoint.verdict", decision.verdict.as_str());
+        let codes: Vec<&str> = decision.reasons.iter().map(|r| r.code.as_str()).collect();
+        span.record("setpoint.reason_codes", codes.join(","));
+        if let Some(change) = &row.change {
+            span.record("setpoint.proposal", change.as_str());
+        }
         entry.decision = Some(decision.clone());
 
         let outcome = {
@@ -615,6 +662,7 @@ impl TargetContext<'_> {
             Ok(outcome) => {
                 entry.plan = outcome.operations().to_vec();
                 entry.executed = outcome.executed();
+                span.record("setpoint.executed", entry.executed);
                 if let (ActOutcome::Executed { .. }, Some(p)) = (
                     &outcome,
                     setpoint_act::chosen_proposal(&decision, &input.proposals),

@@ -9,6 +9,34 @@
 //! One target's failure — a plugin trap, a policy error — is recorded for that target and the
 //! cycle carries on; only problems that make the whole loop meaningless (the state store cannot
 //! be opened, no plugin) end a cycle early.
+//!
+//! # Spans
+//!
+//! Each cycle is a root `tracing` span, so with an OpenTelemetry layer (the binary's
+//! `telemetry:` config) every cycle is a trace of its own. Under it: `discover`, one `observe`
+//! per metric (the fleet-wide stages, batched over all targets), and one `target` span per
+//! target with `features`, `classify`, `propose`, `decide` and `act` below it (a stage that is
+//! not reached, after a failure, has no span). These attribute names are stable:
+//!
+//! | span | attribute | value |
+//! |---|---|---|
+//! | `cycle` | `setpoint.loop_name` | the loop's name |
+//! | `cycle` | `setpoint.cycle` | the cycle number in the state store |
+//! | `cycle` | `setpoint.mode` | `dry-run` or `enforce` |
+//! | `cycle`, `target` | `setpoint.dry_run` | `true` when the loop is in dry-run mode |
+//! | `cycle`, `target` | `setpoint.policy_bundle` | `sha256:…` of the loop's policy bundle ([`setpoint_decide::PolicyBundle::hash`]) |
+//! | `cycle` | `setpoint.targets` | how many targets the cycle decides |
+//! | `target` | `setpoint.target` | the target's id |
+//! | `target` | `setpoint.loop_name` | the loop's name |
+//! | `target` | `setpoint.technology` | `postgres`, `redis`, … |
+//! | `target` | `setpoint.class` | `scale_down`, `remain` or `scale_up` |
+//! | `target` | `setpoint.confidence` | the classifier's confidence, 0..1 |
+//! | `target` | `setpoint.model`, `setpoint.model_version` | the classifier that decided the class |
+//! | `target` | `setpoint.verdict` | `act`, `review`, `hold` or `block` |
+//! | `target` | `setpoint.reason_codes` | the decision's reason codes, comma-separated |
+//! | `target` | `setpoint.proposal` | the chosen proposal's summary, when one is chosen |
+//! | `target` | `setpoint.executed` | whether the act stage ran operations |
+//! | `target` | `setpoint.error` | the stage error that ended this target's cycle, if any |
 
 pub mod config;
 mod cycle;
@@ -28,7 +56,7 @@ use setpoint_observe::{MetricSource, SimulatedFleet};
 use setpoint_plugin_host::{CompileCache, Plugin, PluginHost};
 use tokio::sync::Notify;
 
-pub use config::{Config, ConfigError, LoopConfig};
+pub use config::{Config, ConfigError, LoopConfig, OtlpConfig, OtlpProtocol, TelemetryConfig};
 
 /// Errors that stop a loop or the whole run.
 #[derive(Debug, thiserror::Error)]
@@ -215,6 +243,8 @@ pub struct LoopRuntime {
     source: Arc<dyn MetricSource>,
     classifier: training::LoopClassifier,
     policies: PolicyBundle,
+    /// [`PolicyBundle::hash`], computed once: every target span of every cycle carries it.
+    policy_hash: String,
     bounds: Bounds,
     actuators: setpoint_act::Actuators,
 }
@@ -489,12 +519,14 @@ fn resolve_loop(config: LoopConfig, cache: &Arc<CompileCache>) -> Result<LoopRun
     let classifier = training::LoopClassifier::new(&config.classifier);
     let bounds = config.bounds.resolve();
     let actuators = enforce::build_actuators(&loop_name, &config.actuators)?;
+    let policy_hash = policies.hash();
     Ok(LoopRuntime {
         config,
         plugin,
         source,
         classifier,
         policies,
+        policy_hash,
         bounds,
         actuators,
     })
