@@ -78,6 +78,62 @@ pub struct Config {
     /// and/or a Slack-compatible webhook (see the `setpoint-notify` crate for every setting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<setpoint_notify::NotifyConfig>,
+    /// `setpoint serve`: where it listens and how it tells viewers from approvers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serve: Option<ServeConfig>,
+}
+
+/// `setpoint serve`: the engine's metrics and the review web page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Address to listen on. Default: `127.0.0.1:9464`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// A file of access tokens, one per line: `user:role:token` with role `viewer` or
+    /// `approver` (`#` starts a comment). Relative to the config file. Tokens are secrets:
+    /// they are only ever read from this file, never logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_file: Option<PathBuf>,
+    /// Trust a reverse proxy in front of setpoint to authenticate users: it names the user and
+    /// the role in these request headers. Only set this when nothing but the proxy can reach
+    /// the listen address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyAuthConfig>,
+}
+
+/// The request headers a trusted reverse proxy sets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyAuthConfig {
+    /// The header naming the authenticated user.
+    #[serde(default = "default_user_header")]
+    pub user_header: String,
+    /// The header naming the user's role (`viewer` or `approver`).
+    #[serde(default = "default_role_header")]
+    pub role_header: String,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            tokens_file: None,
+            proxy: None,
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:9464".to_string()
+}
+
+fn default_user_header() -> String {
+    "X-Forwarded-User".to_string()
+}
+
+fn default_role_header() -> String {
+    "X-Forwarded-Role".to_string()
 }
 
 impl Config {
@@ -113,6 +169,7 @@ impl Default for Config {
             plugin_cache_dir: None,
             mlflow: None,
             notify: None,
+            serve: None,
         }
     }
 }
@@ -871,6 +928,11 @@ impl Config {
                     *file = base.join(&*file);
                 }
             }
+        }
+        if let Some(file) = config.serve.as_mut().and_then(|s| s.tokens_file.as_mut())
+            && file.is_relative()
+        {
+            *file = base.join(&*file);
         }
         for lp in &mut config.loops {
             if let PluginRef::File(p) = &mut lp.plugin
