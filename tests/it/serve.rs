@@ -327,6 +327,39 @@ async fn approving_needs_an_approver() {
         .unwrap();
     assert!(page.contains("bob · viewer"), "{page}");
     assert!(!page.contains("/approve"), "{page}");
+    // The kill switches show who turned them on.
+    let output = Command::new(setpoint_binary())
+        .args([
+            "kill-switch",
+            "on",
+            "--target",
+            "pg-reporting-01",
+            "--by",
+            "carol",
+        ])
+        .arg("--state-dir")
+        .arg(&server.state)
+        .env_remove("SETPOINT_CONFIG")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("target pg-reporting-01 (by carol at "),
+        "{output:?}"
+    );
+    let page = client
+        .get(format!("{}/", server.base))
+        .bearer_auth(VIEWER_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("target pg-reporting-01</td><td>carol</td>"),
+        "{page}"
+    );
     // Without credentials the page sends browsers to the sign-in form.
     let response = client
         .get(format!("{}/", server.base))
