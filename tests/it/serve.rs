@@ -44,6 +44,11 @@ struct Server {
 }
 
 async fn start_server(client: &reqwest::Client) -> Server {
+    start_server_with(client, "  tokens_file: tokens\n").await
+}
+
+/// [`start_server`] with this `serve:` section body.
+async fn start_server_with(client: &reqwest::Client, serve: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("tokens"),
@@ -53,14 +58,15 @@ async fn start_server(client: &reqwest::Client) -> Server {
     let config = dir.path().join("setpoint.yaml");
     std::fs::write(
         &config,
-        "state_dir: state\n\
+        format!(
+            "state_dir: state\n\
          loops:\n\
          \x20 - name: weekly-rightsizing\n\
          \x20   plugin: builtin:postgres\n\
-         \x20   source: { kind: simulated, seed: 42 }\n\
-         \x20   classifier: { kind: bootstrap }\n\
-         serve:\n\
-         \x20 tokens_file: tokens\n",
+         \x20   source: {{ kind: simulated, seed: 42 }}\n\
+         \x20   classifier: {{ kind: bootstrap }}\n\
+         serve:\n{serve}",
+        ),
     )
     .unwrap();
     let port = free_port();
@@ -659,4 +665,64 @@ async fn review_page_in_a_browser() {
         .unwrap();
     assert_eq!(approved.status, setpoint_core::ReviewStatus::Approved);
     assert_eq!(approved.decided_by.as_deref(), Some("alice"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trusted_proxy_names_the_user_and_role() {
+    let client = client();
+    let server = start_server_with(
+        &client,
+        "  proxy: { user_header: X-Auth-User, role_header: X-Auth-Role }\n",
+    )
+    .await;
+    let id = reviews(&server.state)[0].id;
+    let approve = format!("{}/reviews/{id}/approve", server.base);
+    let as_user = |user: &str, role: &str| {
+        client
+            .post(&approve)
+            .header("X-Auth-User", user)
+            .header("X-Auth-Role", role)
+    };
+    assert_eq!(client.post(&approve).send().await.unwrap().status(), 401);
+    let viewer = as_user("bob", "viewer").send().await.unwrap();
+    assert_eq!(viewer.status(), 403);
+    // A proxied form must come from the page, which carries the user's CSRF value.
+    let no_csrf = as_user("alice", "approver")
+        .form(&[("comment", "ok")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_csrf.status(), 403);
+    let page = client
+        .get(format!(
+            "{}/targets/{}",
+            server.base,
+            reviews(&server.state)[0].target
+        ))
+        .header("X-Auth-User", "alice")
+        .header("X-Auth-Role", "approver")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no CSRF value in {page}"))
+        .to_string();
+    let approved = as_user("alice", "approver")
+        .form(&[("comment", "ok"), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), 303);
+    let item = reviews(&server.state)
+        .into_iter()
+        .find(|r| r.id == id)
+        .unwrap();
+    assert_eq!(item.status, setpoint_core::ReviewStatus::Approved);
+    assert_eq!(item.decided_by.as_deref(), Some("alice"));
 }
