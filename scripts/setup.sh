@@ -25,6 +25,8 @@ if [ "${1:-}" = "--stack" ]; then
   for p in patroni etcd-server; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   # The MLflow end-to-end test makes a venv (scripts/mlflow-venv.sh); Debian ships venv apart.
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+  # The review page's browser test (tests/it/serve.rs) drives headless Chromium via chromedriver.
+  for p in chromium chromium-driver; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -69,9 +69,17 @@ mod tsdb_failures;
 /// The stack's own PostgreSQL under a pgbench load, seen through the whole pipeline.
 mod live_load;
 
+/// `setpoint serve`: the engine's metrics, approvals over HTTP with viewers and approvers,
+/// and the review page in headless Chromium (screenshots in target/screenshots/).
+mod serve;
+
 /// The binary built by the same `cargo test` run (the CLI package's integration tests make
 /// cargo build it), next to this test's executable.
+/// `SETPOINT_BIN` names another build of it (e.g. a release build) to test instead.
 pub(crate) fn setpoint_binary() -> std::path::PathBuf {
+    if let Some(binary) = std::env::var_os("SETPOINT_BIN") {
+        return binary.into();
+    }
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(std::path::Path::parent).unwrap();
     let binary = dir.join("setpoint");

@@ -10,6 +10,7 @@ mod notify;
 mod plugin;
 mod report;
 mod review;
+mod serve;
 mod telemetry;
 
 use std::path::{Path, PathBuf};
@@ -99,6 +100,9 @@ enum Command {
     /// The review queue: what waits for a human, and approving or rejecting it.
     #[command(subcommand)]
     Review(review::ReviewCommand),
+    /// Run the loops on their schedules (as `run` does) and serve the engine's metrics on
+    /// /metrics and the review web page, until SIGINT/SIGTERM.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -209,6 +213,9 @@ struct KillSwitchArgs {
     /// Only this target.
     #[arg(long, value_name = "ID")]
     target: Option<String>,
+    /// Who turns it on, recorded with the switch (default: $USER).
+    #[arg(long, env = "USER", default_value = "unknown")]
+    by: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -318,6 +325,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Evaluate(args)) => models::evaluate(&load_config(&cli)?, args),
         Some(Command::Models(command)) => models::models(&state_dir(&cli)?, command),
         Some(Command::Review(command)) => review::run(&load_config(&cli)?, command),
+        Some(Command::Serve(args)) => serve::serve(load_config(&cli)?, args),
         Some(Command::Config(ConfigCommand::Check)) => {
             let config = load_config(&cli)?;
             Runtime::new(config.clone())?;
@@ -471,7 +479,9 @@ fn kill_switch(dir: &Path, args: &KillSwitchArgs) -> Result<ExitCode> {
     };
     let switches = match args.state {
         Switch::Status => setpoint_state::read_kill_switches(dir)?,
-        Switch::On => setpoint_state::set_kill_switch(dir, &scope, true)?,
+        Switch::On => {
+            setpoint_state::set_kill_switch_by(dir, &scope, true, Some((&args.by, Utc::now())))?
+        }
         Switch::Off => setpoint_state::set_kill_switch(dir, &scope, false)?,
     };
     let mut on = Vec::new();
@@ -480,6 +490,20 @@ fn kill_switch(dir: &Path, args: &KillSwitchArgs) -> Result<ExitCode> {
     }
     on.extend(switches.loops.keys().map(|l| format!("loop {l}")));
     on.extend(switches.targets.keys().map(|t| format!("target {t}")));
+    // Who set each one, where that was recorded.
+    let keys = std::iter::once("global".to_string())
+        .filter(|_| switches.global)
+        .chain(switches.loops.keys().map(|l| format!("loop:{l}")))
+        .chain(switches.targets.keys().map(|t| format!("target:{t}")));
+    for (label, key) in on.iter_mut().zip(keys) {
+        if let Some(setter) = switches.set_by.get(&key) {
+            label.push_str(&format!(
+                " (by {} at {})",
+                setter.by,
+                setter.at.format("%Y-%m-%d %H:%M UTC")
+            ));
+        }
+    }
     if on.is_empty() {
         println!("kill switches: none on");
     } else {

@@ -10,7 +10,7 @@ use clap::Subcommand;
 use comfy_table::Table;
 use setpoint_act::{ActOutcome, OpStatus};
 use setpoint_core::{Mode, ReviewItem, ReviewStatus};
-use setpoint_runtime::{Config, Runtime, Shutdown};
+use setpoint_runtime::{Config, CycleReport, Runtime, Shutdown};
 use setpoint_state::Store;
 
 use crate::models::Format;
@@ -121,12 +121,7 @@ pub fn run(config: &Config, command: &ReviewCommand) -> Result<ExitCode> {
             by,
             defer,
         } => {
-            let item = store.decide_review(*id, true, by, comment.as_deref(), Utc::now())?;
-            let enforce = config
-                .loops
-                .iter()
-                .find(|l| l.name.as_str() == item.loop_name)
-                .is_some_and(|l| l.mode == Mode::Enforce);
+            let (item, enforce) = decide(config, &store, *id, true, by, comment.as_deref())?;
             if !enforce || *defer {
                 println!(
                     "review {}: {} on {} approved by {}; the next cycle of loop {} re-checks it on fresh data and acts if it still holds",
@@ -146,7 +141,7 @@ pub fn run(config: &Config, command: &ReviewCommand) -> Result<ExitCode> {
             if comment.trim().is_empty() {
                 bail!("a rejection needs a --comment saying why");
             }
-            let item = store.decide_review(*id, false, by, Some(comment), Utc::now())?;
+            let (item, _) = decide(config, &store, *id, false, by, Some(comment))?;
             println!(
                 "review {}: {} on {} rejected by {}; held until {}",
                 item.id,
@@ -160,37 +155,57 @@ pub fn run(config: &Config, command: &ReviewCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs the approved review's loop for its target only; prints what happened.
-fn apply_now(config: &Config, item: &ReviewItem) -> Result<ExitCode> {
-    let mut config = config.clone();
-    config.loops.retain(|l| l.name.as_str() == item.loop_name);
-    let runtime = Runtime::new(config)?;
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let report = tokio.block_on(runtime.run_target(
-        Utc::now(),
-        &item.loop_name,
-        &item.target,
-        &Shutdown::new(),
-    ))?;
+/// Records a human's decision on a review (`setpoint review` and the web page share this);
+/// returns the review and whether its loop is in enforce mode, where an approval is re-checked
+/// and carried out at once (see [`recheck`]).
+pub fn decide(
+    config: &Config,
+    store: &Store,
+    id: u64,
+    approve: bool,
+    by: &str,
+    comment: Option<&str>,
+) -> Result<(ReviewItem, bool)> {
+    let item = store.decide_review(id, approve, by, comment, Utc::now())?;
+    let enforce = config
+        .loops
+        .iter()
+        .find(|l| l.name.as_str() == item.loop_name)
+        .is_some_and(|l| l.mode == Mode::Enforce);
+    Ok((item, approve && enforce))
+}
+
+/// Runs the approved review's loop for its target only, on fresh data: the policy re-checks
+/// the approval and, if it still says act, the plan is executed.
+pub async fn recheck(runtime: &Runtime, item: &ReviewItem) -> Result<CycleReport> {
+    Ok(runtime
+        .run_target(Utc::now(), &item.loop_name, &item.target, &Shutdown::new())
+        .await?)
+}
+
+/// What a re-check did, in lines for a person; `true` when the target failed.
+pub fn recheck_summary(report: &CycleReport) -> (Vec<String>, bool) {
     let Some(row) = report.rows.first() else {
-        bail!("the cycle processed no target");
+        return (vec!["the cycle processed no target".to_string()], true);
     };
     if let Some(error) = &row.error {
-        println!("{}: not carried out: {error}", row.target);
-        println!("see: setpoint explain {}", row.target);
-        return Ok(ExitCode::from(crate::EXIT_TARGETS_FAILED));
+        return (
+            vec![
+                format!("{}: not carried out: {error}", row.target),
+                format!("see: setpoint explain {}", row.target),
+            ],
+            true,
+        );
     }
+    let mut lines = Vec::new();
     match &row.outcome {
         Some(ActOutcome::Executed { results, .. }) => {
-            println!(
+            lines.push(format!(
                 "{}: executed ({} operation(s), cycle {}):",
                 row.target,
                 results.len(),
                 report.cycle
-            );
+            ));
             for r in results {
                 let status = match &r.status {
                     OpStatus::Scheduled { at: Some(at) } => {
@@ -202,10 +217,10 @@ fn apply_now(config: &Config, item: &ReviewItem) -> Result<ExitCode> {
                         .and_then(|v| v["status"].as_str().map(str::to_string))
                         .unwrap_or_default(),
                 };
-                println!(
+                lines.push(format!(
                     "  {} · {} · {status} · {}",
                     r.operation, r.actuator, r.detail
-                );
+                ));
             }
         }
         _ => {
@@ -215,13 +230,34 @@ fn apply_now(config: &Config, item: &ReviewItem) -> Result<ExitCode> {
                 .as_ref()
                 .map(|r| format!("{}: {}", r.code, r.message))
                 .unwrap_or_default();
-            println!(
+            lines.push(format!(
                 "{}: the policy no longer says act on fresh data (verdict {verdict}; {reason}); nothing was executed",
                 row.target
-            );
+            ));
         }
     }
-    Ok(ExitCode::SUCCESS)
+    (lines, false)
+}
+
+/// Runs the approved review's loop for its target only; prints what happened.
+fn apply_now(config: &Config, item: &ReviewItem) -> Result<ExitCode> {
+    let mut config = config.clone();
+    config.loops.retain(|l| l.name.as_str() == item.loop_name);
+    let runtime = Runtime::new(config)?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = tokio.block_on(recheck(&runtime, item))?;
+    let (lines, failed) = recheck_summary(&report);
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(if failed {
+        ExitCode::from(crate::EXIT_TARGETS_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn show(item: &ReviewItem) -> String {

@@ -89,4 +89,17 @@ pub struct KillSwitches {
     /// Per target id.
     #[serde(default)]
     pub targets: BTreeMap<String, bool>,
+    /// Who turned each switch that is on on, and when, keyed `global`, `loop:<name>` or
+    /// `target:<id>` (files written before this was recorded have none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set_by: BTreeMap<String, SwitchSetter>,
+}
+
+/// Who turned a kill switch on, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchSetter {
+    /// The user (`$USER`, `--by`, or the web page's signed-in user).
+    pub by: String,
+    /// When.
+    pub at: DateTime<Utc>,
 }

@@ -627,7 +627,7 @@ pub mod plugin;
 pub mod review;
 
 pub use intent::{Intent, IntentStatus, OpStatus, OperationResult};
-pub use journal::{JournalEntry, KillSwitches, StageError, StageName};
+pub use journal::{JournalEntry, KillSwitches, StageError, StageName, SwitchSetter};
 pub use plugin::{
     Aggregation, FeatureSpec, MetricSeries, MetricSpec, PluginDescriptor, SimMetric, SimScenario,
     Window,

@@ -83,6 +83,9 @@ pub struct Config {
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` variables are set.
     #[serde(default, skip_serializing_if = "TelemetryConfig::is_default")]
     pub telemetry: TelemetryConfig,
+    /// `setpoint serve`: where it listens and how it tells viewers from approvers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serve: Option<ServeConfig>,
 }
 
 /// Where the traces of the cycles go (OpenTelemetry, OTLP).
@@ -142,6 +145,59 @@ pub enum OtlpProtocol {
     Grpc,
 }
 
+/// `setpoint serve`: the engine's metrics and the review web page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Address to listen on. Default: `127.0.0.1:9464`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// A file of access tokens, one per line: `user:role:token` with role `viewer` or
+    /// `approver` (`#` starts a comment). Relative to the config file. Tokens are secrets:
+    /// they are only ever read from this file, never logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_file: Option<PathBuf>,
+    /// Trust a reverse proxy in front of setpoint to authenticate users: it names the user and
+    /// the role in these request headers. Only set this when nothing but the proxy can reach
+    /// the listen address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyAuthConfig>,
+}
+
+/// The request headers a trusted reverse proxy sets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyAuthConfig {
+    /// The header naming the authenticated user.
+    #[serde(default = "default_user_header")]
+    pub user_header: String,
+    /// The header naming the user's role (`viewer` or `approver`).
+    #[serde(default = "default_role_header")]
+    pub role_header: String,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            tokens_file: None,
+            proxy: None,
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:9464".to_string()
+}
+
+fn default_user_header() -> String {
+    "X-Forwarded-User".to_string()
+}
+
+fn default_role_header() -> String {
+    "X-Forwarded-Role".to_string()
+}
+
 impl Config {
     /// The compiled-plugin cache directory, configured or default.
     pub fn plugin_cache_dir(&self) -> PathBuf {
@@ -176,6 +232,7 @@ impl Default for Config {
             mlflow: None,
             notify: None,
             telemetry: TelemetryConfig::default(),
+            serve: None,
         }
     }
 }
@@ -934,6 +991,11 @@ impl Config {
                     *file = base.join(&*file);
                 }
             }
+        }
+        if let Some(file) = config.serve.as_mut().and_then(|s| s.tokens_file.as_mut())
+            && file.is_relative()
+        {
+            *file = base.join(&*file);
         }
         for lp in &mut config.loops {
             if let PluginRef::File(p) = &mut lp.plugin

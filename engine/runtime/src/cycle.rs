@@ -49,6 +49,7 @@ pub(crate) async fn run(
     shutdown: &Shutdown,
 ) -> Result<CycleReport> {
     let loop_name = lp.config.name.to_string();
+    let started = std::time::Instant::now();
     // The store is opened per cycle so that `explain` and other commands can read it between
     // cycles of a long-running `setpoint run`.
     let store = Store::open_waiting(state_dir, STORE_WAIT)?;
@@ -317,6 +318,7 @@ pub(crate) async fn run(
         degraded,
         rows,
         interrupted,
+        duration_seconds: 0.0,
     };
     store.finish_cycle(&CycleRecord {
         loop_name,
@@ -331,7 +333,25 @@ pub(crate) async fn run(
         failed: report.failed(),
         queries,
     })?;
+    let mut report = report;
+    report.duration_seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Whether the sandbox stopped the plugin, rather than the plugin refusing or misbehaving.
+fn is_sandbox_trap(error: &setpoint_plugin_host::PluginError) -> bool {
+    use setpoint_plugin_host::Failure;
+    matches!(
+        error.failure(),
+        Some(
+            Failure::Trap { .. }
+                | Failure::Panic { .. }
+                | Failure::OutOfFuel { .. }
+                | Failure::Timeout { .. }
+                | Failure::MemoryLimit { .. }
+                | Failure::StackOverflow
+        )
+    )
 }
 
 /// Applies the configuration's targets to what discovery found: aliases fold the label values
@@ -549,11 +569,16 @@ impl TargetContext<'_> {
             outcome: None,
             error: None,
             observe_issues,
+            error_stage: None,
+            sandbox_trap: false,
+            policy_seconds: None,
+            policy_error: false,
         };
         let fail = |entry: &mut JournalEntry, row: &mut TargetRow, stage, message: String| {
             tracing::warn!(stage = ?stage, error = %message, "target failed");
             span.record("setpoint.error", message.as_str());
             row.error = Some(message.clone());
+            row.error_stage = Some(stage);
             entry.error = Some(StageError { stage, message });
         };
 
@@ -564,6 +589,7 @@ impl TargetContext<'_> {
         let features = match features {
             Ok(features) => features,
             Err(error) => {
+                row.sandbox_trap = is_sandbox_trap(&error);
                 fail(&mut entry, &mut row, StageName::Features, error.to_string());
                 return (entry, history, row);
             }
@@ -618,6 +644,7 @@ impl TargetContext<'_> {
         let proposals = match proposals {
             Ok(proposals) => proposals,
             Err(error) => {
+                row.sandbox_trap = is_sandbox_trap(&error);
                 fail(&mut entry, &mut row, StageName::Propose, error.to_string());
                 return (entry, history, row);
             }
@@ -627,10 +654,13 @@ impl TargetContext<'_> {
         let mut input = self.policy_input(&target, &features, &classification, &history, proposals);
         input.review = review;
         entry.policy_input = serde_json::to_value(&input).ok();
+        let policy_started = std::time::Instant::now();
         let evaluation = {
             let _s = info_span!("decide").entered();
             engine.decide(&input)
         };
+        row.policy_seconds = Some(policy_started.elapsed().as_secs_f64());
+        row.policy_error = evaluation.error.is_some();
         if let Some(error) = &evaluation.error {
             tracing::warn!(%error, "policy failed; holding");
         }

@@ -50,13 +50,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use setpoint_act::ActOutcome;
-use setpoint_core::{Bounds, Class, Mode, Reason, Verdict};
+use setpoint_core::{Bounds, Class, Mode, Reason, StageName, Verdict};
 use setpoint_decide::PolicyBundle;
 use setpoint_observe::{MetricSource, SimulatedFleet};
 use setpoint_plugin_host::{CompileCache, Plugin, PluginHost};
 use tokio::sync::Notify;
 
-pub use config::{Config, ConfigError, LoopConfig, OtlpConfig, OtlpProtocol, TelemetryConfig};
+pub use config::{
+    Config, ConfigError, LoopConfig, OtlpConfig, OtlpProtocol, ProxyAuthConfig, ServeConfig,
+    TelemetryConfig,
+};
 
 /// Errors that stop a loop or the whole run.
 #[derive(Debug, thiserror::Error)]
@@ -202,6 +205,19 @@ pub struct TargetRow {
     /// What was wrong with this target's data (a failed query, no series), one line each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub observe_issues: Vec<String>,
+    /// The stage that failed, with `error` (for the engine's metrics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_stage: Option<StageName>,
+    /// Whether the plugin sandbox stopped the plugin (a trap, a panic, an exhausted CPU, time,
+    /// memory or stack limit), as opposed to the plugin refusing or misbehaving.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sandbox_trap: bool,
+    /// How long the policy evaluation took, when the policy was reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_seconds: Option<f64>,
+    /// Whether the policy evaluation failed (the target then holds with `policy_error`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub policy_error: bool,
 }
 
 /// What one cycle of one loop did.
@@ -227,6 +243,9 @@ pub struct CycleReport {
     pub rows: Vec<TargetRow>,
     /// Whether the cycle stopped early on a shutdown request.
     pub interrupted: bool,
+    /// Wall-clock seconds the cycle took, from opening the store to recording its end.
+    #[serde(default)]
+    pub duration_seconds: f64,
 }
 
 impl CycleReport {

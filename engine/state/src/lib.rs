@@ -479,11 +479,41 @@ pub fn read_kill_switches(dir: &Path) -> Result<KillSwitches> {
 
 /// Turns a kill switch on or off in `dir` and returns the resulting set.
 pub fn set_kill_switch(dir: &Path, scope: &KillSwitchScope, on: bool) -> Result<KillSwitches> {
+    set_kill_switch_by(dir, scope, on, None)
+}
+
+/// [`set_kill_switch`], recording who turned it on and when (`by`: user and time).
+pub fn set_kill_switch_by(
+    dir: &Path,
+    scope: &KillSwitchScope,
+    on: bool,
+    by: Option<(&str, DateTime<Utc>)>,
+) -> Result<KillSwitches> {
     std::fs::create_dir_all(dir).map_err(|source| StateError::CreateDir {
         path: dir.to_path_buf(),
         source,
     })?;
     let mut switches = read_kill_switches(dir)?;
+    let key = match scope {
+        KillSwitchScope::Global => "global".to_string(),
+        KillSwitchScope::Loop(name) => format!("loop:{name}"),
+        KillSwitchScope::Target(id) => format!("target:{id}"),
+    };
+    match (on, by) {
+        (true, Some((by, at))) => {
+            switches.set_by.insert(
+                key,
+                setpoint_core::SwitchSetter {
+                    by: by.to_string(),
+                    at,
+                },
+            );
+        }
+        (true, None) => {}
+        (false, _) => {
+            switches.set_by.remove(&key);
+        }
+    }
     match scope {
         KillSwitchScope::Global => switches.global = on,
         KillSwitchScope::Loop(name) => {

@@ -1,0 +1,537 @@
+//! `setpoint serve`: the loops on their schedules, as `setpoint run` runs them, plus an HTTP
+//! server with the engine's own metrics (`/metrics`) and the review web page.
+//!
+//! The state store admits one process and one opener at a time and a cycle holds it while it
+//! runs, so every request opens it on a blocking thread, reads what it needs and drops it.
+
+mod auth;
+mod metrics;
+mod pages;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use clap::Args;
+use serde::Deserialize;
+use setpoint_runtime::{Config, Runtime, Shutdown};
+use setpoint_state::Store;
+
+use auth::{Auth, Role, User, Via};
+use metrics::EngineMetrics;
+
+/// `setpoint serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (overrides `serve.listen`; default 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Run one cycle of every loop at start, before waiting for their schedules.
+    #[arg(long)]
+    run_once_first: bool,
+    /// Do not run the loops at all: only serve what the store holds.
+    #[arg(long, conflicts_with = "run_once_first")]
+    no_loops: bool,
+}
+
+/// How long a request waits for the store while a cycle holds it.
+const STORE_WAIT: Duration = Duration::from_secs(20);
+
+/// A scrape waits less: Prometheus would rather have the last values than time out.
+const SCRAPE_STORE_WAIT: Duration = Duration::from_millis(500);
+
+/// What every request handler shares.
+struct AppState {
+    config: Config,
+    runtime: Arc<Runtime>,
+    auth: Auth,
+    metrics: Arc<EngineMetrics>,
+}
+
+type Shared = Arc<AppState>;
+
+/// Runs `setpoint serve` until SIGINT/SIGTERM.
+pub fn serve(config: Config, args: &ServeArgs) -> Result<ExitCode> {
+    let serve_config = config.serve.clone().unwrap_or_default();
+    let listen = args
+        .listen
+        .clone()
+        .unwrap_or_else(|| serve_config.listen.clone());
+    let auth = Auth::load(&serve_config)?;
+    if !auth.configured() {
+        eprintln!(
+            "setpoint serve: no serve.tokens_file or serve.proxy configured: everyone may view, nobody may approve"
+        );
+    }
+    let metrics = Arc::new(EngineMetrics::new());
+    metrics.declare_loops(
+        config
+            .loops
+            .iter()
+            .map(|l| (l.name.as_str(), l.mode == setpoint_core::Mode::DryRun)),
+    );
+    let runtime = Arc::new(Runtime::new(config.clone())?);
+    let state = Arc::new(AppState {
+        config,
+        runtime: runtime.clone(),
+        auth,
+        metrics: metrics.clone(),
+    });
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let shutdown = Shutdown::new();
+    tokio.block_on(async {
+        crate::spawn_signal_listener(shutdown.clone());
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("serve.listen: cannot listen on {listen}"))?;
+        let address = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or(listen);
+        refresh_reviews(&state, STORE_WAIT).await;
+        let app = router(state.clone());
+        let server_shutdown = shutdown.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { server_shutdown.wait().await })
+                .await
+        });
+        eprintln!("setpoint serve: listening on http://{address}");
+        if args.run_once_first && !args.no_loops {
+            match runtime.run_once(Utc::now(), None, &shutdown).await {
+                Ok(reports) => {
+                    for report in &reports {
+                        metrics.observe_cycle(report);
+                    }
+                    refresh_reviews(&state, STORE_WAIT).await;
+                }
+                Err(error) => eprintln!("setpoint serve: first cycle failed: {error}"),
+            }
+        }
+        if args.no_loops {
+            shutdown.wait().await;
+        } else {
+            eprintln!(
+                "setpoint serve: running {} loop(s) on their schedules; Ctrl-C to stop",
+                runtime.loops().len()
+            );
+            let after_cycle = state.clone();
+            runtime
+                .run_scheduled(shutdown.clone(), move |report| {
+                    after_cycle.metrics.observe_cycle(report);
+                    let state = after_cycle.clone();
+                    tokio::spawn(async move { refresh_reviews(&state, STORE_WAIT).await });
+                })
+                .await?;
+        }
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => eprintln!("setpoint serve: server error: {error}"),
+            Err(error) => eprintln!("setpoint serve: server task failed: {error}"),
+        }
+        eprintln!("setpoint serve: stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/", get(pages_index))
+        .route("/targets/{id}", get(pages_target))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", post(logout))
+        .route("/api/reviews", get(api_reviews))
+        .route("/reviews/{id}/approve", post(approve))
+        .route("/reviews/{id}/reject", post(reject))
+        .with_state(state)
+}
+
+/// Opens the store on a blocking thread, runs `f`, and drops the store.
+async fn with_store<T, F>(state: &Shared, wait: Duration, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&Store) -> Result<T> + Send + 'static,
+{
+    let dir = state.config.state_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        let store = Store::open_waiting(&dir, wait)?;
+        f(&store)
+    })
+    .await
+    .context("store task failed")?
+}
+
+async fn refresh_reviews(state: &Shared, wait: Duration) {
+    if !state
+        .config
+        .state_dir
+        .join(setpoint_state::DB_FILE)
+        .exists()
+    {
+        return;
+    }
+    match with_store(state, wait, |store| Ok(store.reviews()?)).await {
+        Ok(reviews) => state.metrics.observe_reviews(&reviews, Utc::now()),
+        Err(error) => tracing::debug!(error = %crate::describe(&error), "reviews not refreshed"),
+    }
+}
+
+async fn metrics_handler(State(state): State<Shared>) -> Response {
+    refresh_reviews(&state, SCRAPE_STORE_WAIT).await;
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// An error page or JSON error, as the client asked.
+fn failure(status: StatusCode, message: &str, json: bool) -> Response {
+    if json {
+        (status, Json(serde_json::json!({ "error": message }))).into_response()
+    } else {
+        (
+            status,
+            axum::response::Html(pages::message_page(status.as_u16(), message)),
+        )
+            .into_response()
+    }
+}
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"))
+}
+
+/// The request's user, or the response that refuses it: JSON clients get 401, browsers the
+/// sign-in page.
+fn viewer(state: &AppState, headers: &HeaderMap) -> Result<User, Box<Response>> {
+    state.auth.user(headers).ok_or_else(|| {
+        Box::new(
+            if wants_json(headers) || headers.contains_key(header::AUTHORIZATION) {
+                failure(StatusCode::UNAUTHORIZED, "authentication required", true)
+            } else {
+                Redirect::to("/login").into_response()
+            },
+        )
+    })
+}
+
+/// Filters of the index page.
+#[derive(Debug, Default, Deserialize)]
+pub struct Filters {
+    /// Only this technology.
+    #[serde(default)]
+    pub technology: String,
+    /// Only this class.
+    #[serde(default)]
+    pub class: String,
+    /// Only this verdict.
+    #[serde(default)]
+    pub verdict: String,
+}
+
+async fn pages_index(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(filters): Query<Filters>,
+) -> Response {
+    let user = match viewer(&state, &headers) {
+        Ok(user) => user,
+        Err(response) => return *response,
+    };
+    let dir = state.config.state_dir.clone();
+    let data = with_store(&state, STORE_WAIT, move |store| {
+        pages::IndexData::load(store, &dir)
+    })
+    .await;
+    match data {
+        Ok(data) => with_flash(&headers, |flash| {
+            pages::index(&data, &filters, &user, flash)
+        }),
+        Err(error) => failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &crate::describe(&error),
+            false,
+        ),
+    }
+}
+
+async fn pages_target(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> Response {
+    let user = match viewer(&state, &headers) {
+        Ok(user) => user,
+        Err(response) => return *response,
+    };
+    let target = id.clone();
+    let data = with_store(&state, STORE_WAIT, move |store| {
+        pages::TargetData::load(store, &target)
+    })
+    .await;
+    match data {
+        Ok(Some(data)) => with_flash(&headers, |flash| pages::target(&data, &user, flash)),
+        Ok(None) => failure(
+            StatusCode::NOT_FOUND,
+            &format!("no decision recorded for target {id:?}"),
+            false,
+        ),
+        Err(error) => failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &crate::describe(&error),
+            false,
+        ),
+    }
+}
+
+/// The cookie that carries the outcome of a decision to the page it redirects to.
+const FLASH_COOKIE: &str = "setpoint_flash";
+
+/// Renders a page with the pending flash message, if any, and clears it.
+fn with_flash(headers: &HeaderMap, render: impl FnOnce(Option<&str>) -> String) -> Response {
+    let flash = auth::cookie(headers, FLASH_COOKIE).map(pages::url_unescape);
+    let mut response = axum::response::Html(render(flash.as_deref())).into_response();
+    if flash.is_some() {
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            HeaderValue::from_static("setpoint_flash=; Path=/; SameSite=Strict; Max-Age=0"),
+        );
+    }
+    response
+}
+
+async fn api_reviews(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    if state.auth.user(&headers).is_none() {
+        return failure(StatusCode::UNAUTHORIZED, "authentication required", true);
+    }
+    match with_store(&state, STORE_WAIT, |store| Ok(store.reviews()?)).await {
+        Ok(reviews) => Json(reviews).into_response(),
+        Err(error) => failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &crate::describe(&error),
+            true,
+        ),
+    }
+}
+
+/// The approve and reject forms' fields.
+#[derive(Debug, Default, Deserialize)]
+pub struct DecisionForm {
+    /// Why.
+    #[serde(default)]
+    comment: String,
+    /// The user's CSRF value (forms posted with the cookie or through the proxy).
+    #[serde(default)]
+    csrf: Option<String>,
+}
+
+async fn approve(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<u64>,
+    form: Result<Form<DecisionForm>, FormRejection>,
+) -> Response {
+    decide(
+        state,
+        headers,
+        id,
+        true,
+        form.map(|f| f.0).unwrap_or_default(),
+    )
+    .await
+}
+
+async fn reject(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<u64>,
+    form: Result<Form<DecisionForm>, FormRejection>,
+) -> Response {
+    decide(
+        state,
+        headers,
+        id,
+        false,
+        form.map(|f| f.0).unwrap_or_default(),
+    )
+    .await
+}
+
+/// Approves or rejects review `id` for an approver; in an enforce loop an approval is
+/// re-checked and carried out at once, as `setpoint review approve` does.
+async fn decide(
+    state: Shared,
+    headers: HeaderMap,
+    id: u64,
+    approve: bool,
+    form: DecisionForm,
+) -> Response {
+    let json = wants_json(&headers) || headers.contains_key(header::AUTHORIZATION);
+    let Some(user) = state
+        .auth
+        .user(&headers)
+        .filter(|u| u.via != Via::Anonymous)
+    else {
+        return failure(
+            StatusCode::UNAUTHORIZED,
+            "authentication required: approving and rejecting need an approver's token",
+            json,
+        );
+    };
+    if user.role < Role::Approver {
+        return failure(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "{} is a viewer: only approvers may approve or reject",
+                user.name
+            ),
+            json,
+        );
+    }
+    if !auth::same_site(&headers, &user, form.csrf.as_deref()) {
+        return failure(
+            StatusCode::FORBIDDEN,
+            "refused: the request did not come from setpoint's own page (CSRF check)",
+            json,
+        );
+    }
+    let comment = form.comment.trim().to_string();
+    if !approve && comment.is_empty() {
+        return failure(
+            StatusCode::BAD_REQUEST,
+            "a rejection needs a comment saying why",
+            json,
+        );
+    }
+    let config = state.config.clone();
+    let by = user.name.clone();
+    let recorded = with_store(&state, STORE_WAIT, move |store| {
+        crate::review::decide(
+            &config,
+            store,
+            id,
+            approve,
+            &by,
+            Some(comment.as_str()).filter(|c| !c.is_empty()),
+        )
+    })
+    .await;
+    let (item, enforce) = match recorded {
+        Ok(recorded) => recorded,
+        Err(error) => {
+            let message = crate::describe(&error);
+            let status = if message.contains("no review") || message.contains("not pending") {
+                StatusCode::CONFLICT
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            return failure(status, &message, json);
+        }
+    };
+    let mut lines = vec![format!(
+        "review {}: {} on {} {} by {}",
+        item.id,
+        item.action,
+        item.target,
+        if approve { "approved" } else { "rejected" },
+        user.name
+    )];
+    if enforce {
+        match crate::review::recheck(&state.runtime, &item).await {
+            Ok(report) => {
+                lines.extend(crate::review::recheck_summary(&report).0);
+                state.metrics.observe_cycle(&report);
+            }
+            Err(error) => lines.push(format!("re-check failed: {}", crate::describe(&error))),
+        }
+    } else if approve {
+        lines.push(format!(
+            "the next cycle of loop {} re-checks it on fresh data and acts if it still holds",
+            item.loop_name
+        ));
+    }
+    refresh_reviews(&state, STORE_WAIT).await;
+    tracing::info!(review = item.id, user = %user.name, approve, "review decided on the web");
+    if json {
+        Json(serde_json::json!({
+            "review": item,
+            "messages": lines,
+        }))
+        .into_response()
+    } else {
+        let mut response =
+            Redirect::to(&format!("/targets/{}", pages::url_escape(&item.target))).into_response();
+        if let Ok(value) = HeaderValue::from_str(&format!(
+            "{FLASH_COOKIE}={}; Path=/; SameSite=Strict; Max-Age=30",
+            pages::url_escape(&lines.join("\n"))
+        )) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+        response
+    }
+}
+
+async fn login_form(State(state): State<Shared>) -> Response {
+    axum::response::Html(pages::login_page(state.auth.configured(), None)).into_response()
+}
+
+/// The sign-in form's field.
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    token: String,
+}
+
+async fn login(State(state): State<Shared>, Form(form): Form<LoginForm>) -> Response {
+    let token = form.token.trim();
+    if state.auth.by_token(token, Via::Cookie).is_none() {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::response::Html(pages::login_page(
+                state.auth.configured(),
+                Some("unknown token"),
+            )),
+        )
+            .into_response();
+    }
+    let mut response = Redirect::to("/").into_response();
+    // HttpOnly: scripts cannot read it; SameSite=Strict: other sites cannot send it.
+    match HeaderValue::from_str(&format!(
+        "{}={token}; Path=/; HttpOnly; SameSite=Strict",
+        auth::COOKIE
+    )) {
+        Ok(value) => {
+            response.headers_mut().insert(header::SET_COOKIE, value);
+            response
+        }
+        Err(_) => failure(StatusCode::BAD_REQUEST, "a token must be plain text", false),
+    }
+}
+
+async fn logout() -> Response {
+    let mut response = Redirect::to("/login").into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("setpoint_token=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    response
+}

@@ -1,0 +1,728 @@
+//! `setpoint serve` through the binary: the engine's metrics on `/metrics` after a cycle;
+//! approving and rejecting refused without credentials and to viewers, done by approvers; and
+//! the review page driven end to end by headless Chromium (through chromedriver's WebDriver),
+//! saving screenshots of the page and of one target's detail under `target/screenshots/`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::setpoint_binary;
+
+const APPROVER_TOKEN: &str = "alice-approver-token-0123456789";
+const VIEWER_TOKEN: &str = "bob-viewer-token-0123456789";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed by PID when the test ends, passed or failed.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A running `setpoint serve` over the simulated PostgreSQL fleet, with one approver and one
+/// viewer token, that ran its first cycle.
+struct Server {
+    _child: Killed,
+    base: String,
+    state: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_server(client: &reqwest::Client) -> Server {
+    start_server_with(client, "  tokens_file: tokens\n").await
+}
+
+/// [`start_server`] with this `serve:` section body.
+async fn start_server_with(client: &reqwest::Client, serve: &str) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tokens"),
+        format!("# user:role:token\nalice:approver:{APPROVER_TOKEN}\nbob:viewer:{VIEWER_TOKEN}\n"),
+    )
+    .unwrap();
+    let config = dir.path().join("setpoint.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir: state\n\
+         loops:\n\
+         \x20 - name: weekly-rightsizing\n\
+         \x20   plugin: builtin:postgres\n\
+         \x20   source: {{ kind: simulated, seed: 42 }}\n\
+         \x20   classifier: {{ kind: bootstrap }}\n\
+         serve:\n{serve}",
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let child = Command::new(setpoint_binary())
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--run-once-first", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .env_remove("RUST_LOG")
+        .env_remove("SETPOINT_CONFIG")
+        .env_remove("SETPOINT_STATE_DIR")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let server = Server {
+        _child: Killed(child),
+        base: format!("http://127.0.0.1:{port}"),
+        state: dir.path().join("state"),
+        _dir: dir,
+    };
+    // Ready when the first cycle is in the metrics.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        if let Ok(response) = client.get(format!("{}/metrics", server.base)).send().await
+            && let Ok(text) = response.text().await
+            && metric(
+                &text,
+                "setpoint_cycles_total{loop_name=\"weekly-rightsizing\"}",
+            ) >= 1.0
+        {
+            return server;
+        }
+        let log = std::fs::read_to_string(server._dir.path().join("serve.log")).unwrap_or_default();
+        assert!(
+            Instant::now() < deadline,
+            "setpoint serve did not complete a cycle in time:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The value of the sample named exactly `series` (name and labels as exposed).
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(-1.0)
+}
+
+/// The sum of every sample of a metric (any labels).
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+fn reviews(state: &Path) -> Vec<setpoint_core::ReviewItem> {
+    let store = setpoint_state::Store::open_waiting(state, Duration::from_secs(30)).unwrap();
+    store.reviews().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_show_the_engine_after_a_cycle() {
+    let client = client();
+    let server = start_server(&client).await;
+    let text = client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let l = "loop_name=\"weekly-rightsizing\"";
+    let plugin = "plugin=\"postgres";
+    // The quickstart fleet: 54 PostgreSQL targets, reviews for the clear scale-ups and -downs.
+    let targets = metric_sum(&text, "setpoint_targets");
+    assert!(targets >= 20.0, "targets {targets}\n{text}");
+    assert!(
+        metric(
+            &text,
+            &format!("setpoint_targets{{{l},verdict=\"review\",class=\"scale_down\"}}")
+        ) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            &format!("setpoint_targets{{{l},verdict=\"hold\",class=\"remain\"}}")
+        ) >= 1.0,
+        "{text}"
+    );
+    let duration = metric(
+        &text,
+        &format!("setpoint_cycle_duration_seconds_sum{{{l}}}"),
+    );
+    assert!(duration > 0.0 && duration < 600.0, "{text}");
+    // One policy evaluation per target, each well under a second.
+    let evaluations = metric(
+        &text,
+        &format!("setpoint_policy_evaluation_seconds_count{{{l}}}"),
+    );
+    assert_eq!(evaluations, targets, "{text}");
+    let policy_seconds = metric(
+        &text,
+        &format!("setpoint_policy_evaluation_seconds_sum{{{l}}}"),
+    );
+    assert!(
+        policy_seconds > 0.0 && policy_seconds < evaluations,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, &format!("setpoint_policy_errors_total{{{l}}}")),
+        0.0,
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with("setpoint_plugin_errors_total{")
+                && line.contains(plugin)
+                && line.contains("stage=\"features\"")
+                && line.ends_with(" 0")),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(
+            |line| line.starts_with("setpoint_plugin_sandbox_traps_total{") && line.ends_with(" 0")
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "setpoint_actuator_operations_total{{{l},actuator=\"dry-run\",result=\"would_execute\"}}"
+        )),
+        "{text}"
+    );
+    let queued = reviews(&server.state)
+        .iter()
+        .filter(|r| r.status == setpoint_core::ReviewStatus::Pending)
+        .count();
+    assert!(queued > 0);
+    assert_eq!(
+        metric(&text, &format!("setpoint_review_queue_depth{{{l}}}")),
+        queued as f64,
+        "{text}"
+    );
+
+    // One approval and one rejection: the queue shrinks by two, the bootstrap model's
+    // recommendations were agreed with half the time.
+    let pending: Vec<u64> = reviews(&server.state)
+        .iter()
+        .map(|r| r.id)
+        .take(2)
+        .collect();
+    for (id, verb) in pending.iter().zip(["approve", "reject"]) {
+        let response = client
+            .post(format!("{}/reviews/{id}/{verb}", server.base))
+            .bearer_auth(APPROVER_TOKEN)
+            .form(&[("comment", "checked with the team")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    }
+    let text = client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        metric(&text, &format!("setpoint_review_queue_depth{{{l}}}")),
+        (queued - 2) as f64,
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("setpoint_model_reviewer_agreement_ratio{{{l},model_version=\"1\"}}")
+        ),
+        0.5,
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("setpoint_model_reviews_decided{{{l},model_version=\"1\"}}")
+        ),
+        2.0,
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approving_needs_an_approver() {
+    let client = client();
+    let server = start_server(&client).await;
+    let id = reviews(&server.state)[0].id;
+    let approve = format!("{}/reviews/{id}/approve", server.base);
+
+    // Nobody: refused.
+    let response = client.post(&approve).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    let response = client
+        .post(&approve)
+        .bearer_auth("not-a-token-at-all-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    // A GET never approves.
+    let response = client.get(&approve).send().await.unwrap();
+    assert_eq!(response.status(), 405);
+    // A viewer: forbidden, by token and by the sign-in cookie.
+    let response = client
+        .post(&approve)
+        .bearer_auth(VIEWER_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let response = client
+        .post(&approve)
+        .header("Cookie", format!("setpoint_token={VIEWER_TOKEN}"))
+        .form(&[("comment", "looks fine")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    // An approver's cookie without the page's CSRF value: a cross-site form, refused.
+    let response = client
+        .post(&approve)
+        .header("Cookie", format!("setpoint_token={APPROVER_TOKEN}"))
+        .form(&[("comment", "looks fine")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(
+        reviews(&server.state)[0].status,
+        setpoint_core::ReviewStatus::Pending
+    );
+    // Viewers still read the page, without the approve buttons.
+    let page = client
+        .get(format!("{}/", server.base))
+        .bearer_auth(VIEWER_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("bob · viewer"), "{page}");
+    assert!(!page.contains("/approve"), "{page}");
+    // The kill switches show who turned them on.
+    let output = Command::new(setpoint_binary())
+        .args([
+            "kill-switch",
+            "on",
+            "--target",
+            "pg-reporting-01",
+            "--by",
+            "carol",
+        ])
+        .arg("--state-dir")
+        .arg(&server.state)
+        .env_remove("SETPOINT_CONFIG")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("target pg-reporting-01 (by carol at "),
+        "{output:?}"
+    );
+    let page = client
+        .get(format!("{}/", server.base))
+        .bearer_auth(VIEWER_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("target pg-reporting-01</td><td>carol</td>"),
+        "{page}"
+    );
+    // Without credentials the page sends browsers to the sign-in form.
+    let response = client
+        .get(format!("{}/", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+
+    // A rejection needs a comment.
+    let reject = format!("{}/reviews/{id}/reject", server.base);
+    let response = client
+        .post(&reject)
+        .bearer_auth(APPROVER_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    // The approver approves; the store records who and why.
+    let response = client
+        .post(&approve)
+        .bearer_auth(APPROVER_TOKEN)
+        .form(&[("comment", "idle for a month")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["review"]["status"], "approved", "{body}");
+    let item = reviews(&server.state)
+        .into_iter()
+        .find(|r| r.id == id)
+        .unwrap();
+    assert_eq!(item.status, setpoint_core::ReviewStatus::Approved);
+    assert_eq!(item.decided_by.as_deref(), Some("alice"));
+    assert_eq!(item.comment.as_deref(), Some("idle for a month"));
+    // Decided once: a second decision conflicts.
+    let response = client
+        .post(&reject)
+        .bearer_auth(APPROVER_TOKEN)
+        .form(&[("comment", "changed my mind")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 409);
+}
+
+/// A minimal WebDriver client: the handful of commands the browser test needs.
+struct Browser {
+    client: reqwest::Client,
+    session: String,
+    _driver: Killed,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let chromium = ["chromium", "chromium-browser"]
+            .iter()
+            .map(|b| format!("/usr/bin/{b}"))
+            .find(|p| Path::new(p).exists())
+            .expect("chromium is not installed: run scripts/setup.sh --stack");
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver is not installed: run scripts/setup.sh --stack");
+        let driver = Killed(driver);
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while client.get(format!("{base}/status")).send().await.is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let response: Value = client
+            .post(format!("{base}/session"))
+            .json(&json!({"capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": chromium,
+                    "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                             "--disable-dev-shm-usage", "--window-size=1400,1800"]
+                }
+            }}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session = response["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {response}"))
+            .to_string();
+        Browser {
+            client,
+            session: format!("{base}/session/{session}"),
+            _driver: driver,
+        }
+    }
+
+    async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.session));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response: Value = request.send().await.unwrap().json().await.unwrap();
+        if response["value"].get("error").is_some() {
+            panic!("WebDriver {path}: {response}");
+        }
+        response["value"].clone()
+    }
+
+    async fn go(&self, url: &str) {
+        self.command(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
+            .await;
+    }
+
+    async fn find_all(&self, css: &str) -> Vec<String> {
+        self.command(
+            reqwest::Method::POST,
+            "/elements",
+            Some(json!({"using": "css selector", "value": css})),
+        )
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            e.as_object()
+                .and_then(|o| o.values().next())
+                .and_then(Value::as_str)
+                .unwrap_or_else(|| panic!("not an element reference: {e}"))
+                .to_string()
+        })
+        .collect()
+    }
+
+    async fn find(&self, css: &str) -> String {
+        self.find_all(css)
+            .await
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("no element matches {css}"))
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self.find(css).await;
+        self.command(
+            reqwest::Method::POST,
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css).await;
+        self.command(
+            reqwest::Method::POST,
+            &format!("/element/{element}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await;
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let element = self.find(css).await;
+        self.command(
+            reqwest::Method::GET,
+            &format!("/element/{element}/text"),
+            None,
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .to_string()
+    }
+
+    async fn attribute(&self, css: &str, name: &str) -> String {
+        let element = self.find(css).await;
+        self.command(
+            reqwest::Method::GET,
+            &format!("/element/{element}/attribute/{name}"),
+            None,
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+    }
+
+    async fn screenshot(&self, path: &Path) {
+        let png = self
+            .command(reqwest::Method::GET, "/screenshot", None)
+            .await;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        std::fs::write(path, bytes).unwrap();
+        println!("screenshot: {}", path.display());
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // Closing the session ends Chromium; chromedriver itself is killed by PID next.
+        let session = self.session.clone();
+        let _ = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                runtime.block_on(async {
+                    let _ = reqwest::Client::new().delete(session).send().await;
+                });
+            }
+        })
+        .join();
+    }
+}
+
+/// Where the test run leaves its screenshots: `<target dir>/screenshots`.
+fn screenshots_dir() -> PathBuf {
+    // The test executable is <target dir>/<profile>/deps/it-<hash>.
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.ancestors().nth(3).unwrap();
+    let dir = target.join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn count(text: &str) -> usize {
+    text.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn review_page_in_a_browser() {
+    let client = client();
+    let server = start_server(&client).await;
+    let browser = Browser::start().await;
+    let shots = screenshots_dir();
+
+    // Unauthenticated: the sign-in form; the approver signs in with a token.
+    browser.go(&format!("{}/", server.base)).await;
+    browser.type_into("#token", APPROVER_TOKEN).await;
+    browser.click("#sign-in").await;
+    assert_eq!(browser.text("#user").await, "alice · approver");
+    let all = count(&browser.text("#shown").await);
+    assert!(all >= 20, "{all} targets");
+    let depth: usize = browser.text("#queue-depth").await.parse().unwrap();
+    assert!(depth > 0);
+
+    // Filter: scale-downs awaiting review.
+    browser
+        .click("#filter-class option[value=\"scale_down\"]")
+        .await;
+    browser
+        .click("#filter-verdict option[value=\"review\"]")
+        .await;
+    browser.click("#apply-filters").await;
+    let shown = count(&browser.text("#shown").await);
+    assert!(shown > 0 && shown < all, "{shown} of {all}");
+    assert_eq!(browser.find_all("tr.target").await.len(), shown);
+    browser.screenshot(&shots.join("review-page.png")).await;
+
+    // Open the first one: its chart, the classifier's view, the diff, the trace.
+    let target = browser.attribute("tr.target", "data-target").await;
+    browser.click("tr.target a").await;
+    assert_eq!(browser.text("#target-id").await, target);
+    assert!(browser.text("#classification").await.contains("scale_down"));
+    assert!(!browser.find_all(".diff td.changed").await.is_empty());
+    assert!(browser.text("#trace").await.contains(&target));
+    assert!(!browser.find_all("svg").await.is_empty());
+    browser.screenshot(&shots.join("target-detail.png")).await;
+
+    // Approve it with a comment: the page says so, and the queue is one shorter.
+    browser
+        .type_into("textarea[id^=\"comment-\"]", "idle for a month, checked")
+        .await;
+    browser.click("button[id^=\"approve-\"]").await;
+    let flash = browser.text("#flash").await;
+    assert!(flash.contains("approved by alice"), "{flash}");
+    assert!(browser.text("#decided .status").await.contains("approved"));
+    browser.go(&format!("{}/", server.base)).await;
+    let after: usize = browser.text("#queue-depth").await.parse().unwrap();
+    assert_eq!(after, depth - 1);
+    let approved = reviews(&server.state)
+        .into_iter()
+        .find(|r| r.target == target)
+        .unwrap();
+    assert_eq!(approved.status, setpoint_core::ReviewStatus::Approved);
+    assert_eq!(approved.decided_by.as_deref(), Some("alice"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trusted_proxy_names_the_user_and_role() {
+    let client = client();
+    let server = start_server_with(
+        &client,
+        "  proxy: { user_header: X-Auth-User, role_header: X-Auth-Role }\n",
+    )
+    .await;
+    let id = reviews(&server.state)[0].id;
+    let approve = format!("{}/reviews/{id}/approve", server.base);
+    let as_user = |user: &str, role: &str| {
+        client
+            .post(&approve)
+            .header("X-Auth-User", user)
+            .header("X-Auth-Role", role)
+    };
+    assert_eq!(client.post(&approve).send().await.unwrap().status(), 401);
+    let viewer = as_user("bob", "viewer").send().await.unwrap();
+    assert_eq!(viewer.status(), 403);
+    // A proxied form must come from the page, which carries the user's CSRF value.
+    let no_csrf = as_user("alice", "approver")
+        .form(&[("comment", "ok")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_csrf.status(), 403);
+    let page = client
+        .get(format!(
+            "{}/targets/{}",
+            server.base,
+            reviews(&server.state)[0].target
+        ))
+        .header("X-Auth-User", "alice")
+        .header("X-Auth-Role", "approver")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no CSRF value in {page}"))
+        .to_string();
+    let approved = as_user("alice", "approver")
+        .form(&[("comment", "ok"), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), 303);
+    let item = reviews(&server.state)
+        .into_iter()
+        .find(|r| r.id == id)
+        .unwrap();
+    assert_eq!(item.status, setpoint_core::ReviewStatus::Approved);
+    assert_eq!(item.decided_by.as_deref(), Some("alice"));
+}
