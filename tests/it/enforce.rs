@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use setpoint_core::IntentStatus;
 
 use crate::http_fake::FakeKube;
-use crate::setpoint_binary;
+use crate::{ok, setpoint_binary};
 
 const REPORTING_01: &str = "/apis/postgresql.cnpg.io/v1/namespaces/db/clusters/pg-reporting-01";
 const REPORTING_02: &str = "/apis/postgresql.cnpg.io/v1/namespaces/db/clusters/pg-reporting-02";
@@ -141,16 +141,6 @@ impl Setup {
         assert_eq!(intents.len(), 1, "{intents:?}");
         intents.remove(0)
     }
-}
-
-fn ok(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).to_string()
 }
 
 fn sigkill(child: &mut Child) {

@@ -15,7 +15,7 @@ use setpoint_core::{IntentStatus, Operation};
 
 use crate::http_fake::HttpFake;
 use crate::patroni_stack::{Stack, USER, get, wait_for};
-use crate::setpoint_binary;
+use crate::{ok, setpoint_binary};
 
 fn setpoint(config: &Path, args: &[&str]) -> Output {
     std::process::Command::new(setpoint_binary())
@@ -28,34 +28,10 @@ fn setpoint(config: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn ok(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).to_string()
-}
-
 #[tokio::test]
 async fn a_reviewed_work_mem_change_reaches_postgresql_and_the_restart_is_scheduled() {
     let started = Instant::now();
-    let stack = Stack::start();
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    wait_for("Patroni", &stack, Duration::from_secs(90), async || {
-        get(&client, &format!("{}/patroni", stack.rest))
-            .await
-            .is_some_and(|s| {
-                s["state"] == "running"
-                    && matches!(s["role"].as_str(), Some("master" | "primary" | "leader"))
-            })
-    })
-    .await;
+    let (stack, client) = Stack::start_ready().await;
     assert_eq!(stack.sql("SHOW work_mem"), "4MB");
 
     let hooks = HttpFake::start(|_| (200, json!({"accepted": true})));

@@ -90,3 +90,14 @@ pub(crate) fn setpoint_binary() -> std::path::PathBuf {
     );
     binary
 }
+
+/// The standard output of a command that must have succeeded (else both outputs, in the panic).
+pub(crate) fn ok(output: std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).to_string()
+}

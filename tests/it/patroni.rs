@@ -79,21 +79,7 @@ fn set(name: &str, value: &str, requires_restart: bool) -> Operation {
 #[tokio::test]
 async fn parameters_reach_postgresql_and_restarts_are_scheduled_in_the_window() {
     let started = Instant::now();
-    let stack = Stack::start();
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    wait_for("Patroni", &stack, Duration::from_secs(90), async || {
-        get(&client, &format!("{}/patroni", stack.rest))
-            .await
-            .is_some_and(|s| {
-                s["state"] == "running"
-                    && matches!(s["role"].as_str(), Some("master" | "primary" | "leader"))
-            })
-    })
-    .await;
+    let (stack, client) = Stack::start_ready().await;
     let ready = started.elapsed();
     assert_eq!(stack.sql("SHOW work_mem"), "4MB");
 

@@ -201,6 +201,27 @@ postgresql:
         stack
     }
 
+    /// Starts the stack and waits (up to 90 s) until Patroni runs PostgreSQL as the leader;
+    /// returns it with a client for its REST API.
+    pub async fn start_ready() -> (Stack, reqwest::Client) {
+        let stack = Stack::start();
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        wait_for("Patroni", &stack, Duration::from_secs(90), async || {
+            get(&client, &format!("{}/patroni", stack.rest))
+                .await
+                .is_some_and(|s| {
+                    s["state"] == "running"
+                        && matches!(s["role"].as_str(), Some("master" | "primary" | "leader"))
+                })
+        })
+        .await;
+        (stack, client)
+    }
+
     pub fn sql(&self, query: &str) -> String {
         let out = Command::new(pg_bin().join("psql"))
             .arg("-h")

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use crate::setpoint_binary;
+use crate::{ok, setpoint_binary};
 
 fn setpoint(state: &Path, args: &[&str]) -> Output {
     std::process::Command::new(setpoint_binary())
@@ -16,16 +16,6 @@ fn setpoint(state: &Path, args: &[&str]) -> Output {
         .env_remove("SETPOINT_CONFIG")
         .output()
         .unwrap()
-}
-
-fn ok(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).to_string()
 }
 
 fn cycle(state: &Path, now: &str) {
