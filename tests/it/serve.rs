@@ -539,16 +539,28 @@ impl Browser {
     }
 
     async fn text(&self, css: &str) -> String {
-        let element = self.find(css).await;
-        self.command(
-            reqwest::Method::GET,
-            &format!("/element/{element}/text"),
-            None,
-        )
-        .await
-        .as_str()
-        .unwrap()
-        .to_string()
+        // After a click that navigates, the element found may belong to the page being left:
+        // find it again until it is the new page's.
+        for _ in 0..100 {
+            let element = self.find(css).await;
+            let response: Value = self
+                .client
+                .get(format!("{}/element/{element}/text", self.session))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            match response["value"].get("error").and_then(Value::as_str) {
+                None => return response["value"].as_str().unwrap().to_string(),
+                Some("stale element reference") => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Some(_) => panic!("WebDriver text of {css}: {response}"),
+            }
+        }
+        panic!("{css} stayed stale for 10 s");
     }
 
     async fn attribute(&self, css: &str, name: &str) -> String {
@@ -633,7 +645,15 @@ async fn review_page_in_a_browser() {
         .click("#filter-verdict option[value=\"review\"]")
         .await;
     browser.click("#apply-filters").await;
-    let shown = count(&browser.text("#shown").await);
+    // Wait for the filtered page (the old one may still answer for a moment).
+    let mut shown = count(&browser.text("#shown").await);
+    for _ in 0..100 {
+        if shown < all {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        shown = count(&browser.text("#shown").await);
+    }
     assert!(shown > 0 && shown < all, "{shown} of {all}");
     assert_eq!(browser.find_all("tr.target").await.len(), shown);
     browser.screenshot(&shots.join("review-page.png")).await;
