@@ -232,9 +232,23 @@ import() { # OpenMetrics file (timestamps in seconds, ending in # EOF) into Prom
   # Blocks are written offline and picked up at start (retention counts from the newest block).
   # promtool reads the whole file once per block: for a fleet of thousands, BLOCK_DURATION=1458h
   # (its largest block size) makes that one or two passes instead of six.
+  # The blocks go to an empty directory of their own first: promtool then never reads the data
+  # directory of a Prometheus that has just stopped, and a failed run leaves that directory as it was.
+  local blocks="$dir/blocks.new"
+  rm -rf "$blocks" && mkdir -p "$blocks"
+  if ! promtool tsdb create-blocks-from openmetrics --max-block-duration="${BLOCK_DURATION:-168h}" \
+    "$file" "$blocks" > "$dir/logs/promtool.log" 2>&1; then
+    tail -n 20 "$dir/logs/promtool.log" >&2
+    df -h "$dir" >&2
+    die "promtool failed; see $dir/logs/promtool.log"
+  fi
   stop_one prometheus
-  promtool tsdb create-blocks-from openmetrics --max-block-duration="${BLOCK_DURATION:-168h}" "$file" \
-    "$dir/prometheus" > "$dir/logs/promtool.log" 2>&1 || die "promtool failed; see $dir/logs/promtool.log"
+  mkdir -p "$dir/prometheus"
+  for block in "$blocks"/*/; do
+    [ -d "$block" ] || continue
+    mv "$block" "$dir/prometheus/" || die "could not move $block into $dir/prometheus"
+  done
+  rm -rf "$blocks"
   start_prometheus
 }
 
@@ -246,7 +260,8 @@ stop_pid() { # pid, signal
   local pid=$1 signal=$2
   alive "$pid" || return 0
   kill "-$signal" "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do alive "$pid" || return 0; sleep 0.1; done
+  # Prometheus flushes its head on TERM: on a loaded machine that takes a few seconds.
+  for _ in $(seq 1 200); do alive "$pid" || return 0; sleep 0.1; done
   kill -KILL "$pid" 2>/dev/null || true
 }
 
