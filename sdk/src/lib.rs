@@ -41,6 +41,7 @@ pub mod bindings {
     });
 }
 
+pub mod arena;
 pub mod fingerprint;
 pub mod proposal;
 pub mod scenario;
@@ -97,12 +98,14 @@ pub const PANIC_PREFIX: &str = "panic: ";
 pub fn install_panic_hook() {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
-        std::panic::set_hook(Box::new(|info| {
-            log(
-                bindings::setpoint::plugin::host::Level::Error,
-                &format!("{PANIC_PREFIX}{info}"),
-            );
-        }));
+        arena::persistent(|| {
+            std::panic::set_hook(Box::new(|info| {
+                log(
+                    bindings::setpoint::plugin::host::Level::Error,
+                    &format!("{PANIC_PREFIX}{info}"),
+                );
+            }));
+        });
     });
 }
 

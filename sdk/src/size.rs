@@ -263,11 +263,12 @@ impl SizeLadder {
     /// Powers of two: 0.25 to 256 vCPU and 256 MiB to 4 TiB, so that a step halves or doubles
     /// both and keeps the node's memory per vCPU. Built once per plugin instance.
     pub fn standard() -> &'static Self {
-        static STANDARD: std::sync::LazyLock<SizeLadder> =
-            std::sync::LazyLock::new(|| SizeLadder {
+        static STANDARD: std::sync::LazyLock<SizeLadder> = std::sync::LazyLock::new(|| {
+            crate::arena::persistent(|| SizeLadder {
                 cpu: Ladder::doubling(250, 256_000),
                 memory: Ladder::doubling(256 * MIB, 4096 * GIB),
-            });
+            })
+        });
         &STANDARD
     }
 

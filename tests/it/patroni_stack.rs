@@ -219,6 +219,24 @@ postgresql:
                 })
         })
         .await;
+        // Leading comes before the bootstrap has stored the dynamic configuration in etcd:
+        // until it has, `GET /config` answers 502.
+        wait_for(
+            "Patroni's configuration",
+            &stack,
+            Duration::from_secs(60),
+            async || {
+                let url = format!("{}/config", stack.rest);
+                match client.get(&url).send().await {
+                    Ok(response) if response.status().is_success() => response
+                        .json::<Value>()
+                        .await
+                        .is_ok_and(|config| config.is_object()),
+                    _ => false,
+                }
+            },
+        )
+        .await;
         (stack, client)
     }
 

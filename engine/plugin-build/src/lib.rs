@@ -98,6 +98,9 @@ pub fn build_component(
         workspace_root.join("sdk/src"),
         workspace_root.join("sdk/wit"),
         workspace_root.join("sdk/Cargo.toml"),
+        // The plugin profile and the locked dependency versions.
+        workspace_root.join("Cargo.toml"),
+        workspace_root.join("Cargo.lock"),
     ] {
         println!("cargo:rerun-if-changed={}", dir.display());
     }

@@ -7,13 +7,14 @@
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
 use setpoint_core::{
     Bounds, Class, Classification, Explanation, MetricSeries, Resources, Target, Window,
 };
-use setpoint_plugin_host::{Limits, PluginHost};
+use setpoint_plugin_host::{CallUsage, Limits, PluginHost};
 use setpoint_plugin_postgres::Postgres;
 use setpoint_sdk::Adapter;
 use setpoint_sdk::types as sdk;
@@ -117,6 +118,32 @@ fn native_inputs() -> (sdk::Target, sdk::Window, Vec<sdk::Series>, sdk::Bounds) 
     (target, window, series, bounds)
 }
 
+/// Fuel (about one unit per WASM instruction) of each call: unlike time, it does not depend on
+/// what else the machine is doing, so it shows what a change to a plugin or the SDK saved.
+fn print_fuel(
+    target: &Target,
+    window: &Window,
+    series: &[MetricSeries],
+    class: &Classification,
+    bounds: &Bounds,
+) {
+    let used = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&used);
+    let host = PluginHost::new(Limits::default())
+        .unwrap()
+        .with_meter(Arc::new(move |usage: &CallUsage| {
+            sink.lock().unwrap().push((usage.call, usage.fuel));
+        }));
+    let plugin = host
+        .load("builtin:postgres", setpoint_plugins_bundled::postgres())
+        .unwrap();
+    let features = plugin.features(target, window, series).unwrap();
+    plugin.propose(target, class, &features, bounds).unwrap();
+    for (call, fuel) in used.lock().unwrap().iter() {
+        println!("fuel: {call:?} {fuel}");
+    }
+}
+
 fn per_target(c: &mut Criterion) {
     let host = PluginHost::new(Limits::default()).unwrap();
     let plugin = host
@@ -130,6 +157,7 @@ fn per_target(c: &mut Criterion) {
         max_memory_bytes: 512 * GIB,
     };
     let class = classification();
+    print_fuel(&target, &window, &series, &class, &bounds);
     let mut group = c.benchmark_group("postgres features+propose per target");
     group.bench_function("sandbox", |b| {
         b.iter(|| {
