@@ -4,8 +4,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
-
 /// TLS material for one client, already read from files.
 #[derive(Default)]
 pub(crate) struct Tls {
@@ -77,11 +75,26 @@ pub(crate) fn excerpt(body: &str) -> String {
     }
 }
 
-/// Deserialises a duration written like `10s` or `5m`.
-pub(crate) fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    humantime::parse_duration(&text)
-        .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
+/// A duration written like `10s` or `5m`, both ways, so a printed configuration reads back.
+pub(crate) mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
+    }
+
+    pub(crate) fn serialize<S: Serializer>(
+        value: &Duration,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&humantime::format_duration(*value).to_string())
+    }
 }
 
 /// Checks that a base URL is absolute http(s) and returns it without a trailing slash.

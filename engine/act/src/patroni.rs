@@ -74,19 +74,16 @@ pub struct PatroniConfig {
     #[serde(default)]
     pub client_key: Option<PathBuf>,
     /// Timeout of one request.
-    #[serde(default = "default_timeout", deserialize_with = "http::duration")]
+    #[serde(default = "default_timeout", with = "http::duration")]
     pub timeout: Duration,
     /// How long reading back waits for Patroni to show a change.
-    #[serde(
-        default = "default_verify_timeout",
-        deserialize_with = "http::duration"
-    )]
+    #[serde(default = "default_verify_timeout", with = "http::duration")]
     pub verify_timeout: Duration,
     /// When restarts may happen.
     #[serde(default)]
     pub maintenance_window: MaintenanceWindow,
     /// Time between the restarts of the members of one cluster (first group, then the other).
-    #[serde(default = "default_stagger", deserialize_with = "http::duration")]
+    #[serde(default = "default_stagger", with = "http::duration")]
     pub restart_stagger: Duration,
 }
 
@@ -133,10 +130,10 @@ pub struct MaintenanceWindow {
     #[serde(default = "default_start")]
     pub start: String,
     /// How long it stays open.
-    #[serde(default = "default_length", deserialize_with = "http::duration")]
+    #[serde(default = "default_length", with = "http::duration")]
     pub duration: Duration,
     /// The soonest a restart is scheduled after the decision (Patroni refuses a past time).
-    #[serde(default = "default_lead", deserialize_with = "http::duration")]
+    #[serde(default = "default_lead", with = "http::duration")]
     pub min_lead: Duration,
 }
 
@@ -849,5 +846,20 @@ mod tests {
         );
         assert_eq!(config.url_label, "patroni_url");
         assert!(serde_json::from_value::<PatroniConfig>(json!({"urls": "x"})).is_err());
+    }
+
+    #[test]
+    fn a_printed_config_shows_durations_as_written_and_reads_back() {
+        let config: PatroniConfig = serde_json::from_value(json!({
+            "url": "http://127.0.0.1:8008",
+            "timeout": "15s",
+            "maintenance_window": {"days": ["sun"], "start": "03:30", "duration": "90m"}
+        }))
+        .unwrap();
+        let printed = serde_json::to_value(&config).unwrap();
+        assert_eq!(printed["timeout"], "15s");
+        assert_eq!(printed["maintenance_window"]["duration"], "1h 30m");
+        let again: PatroniConfig = serde_json::from_value(printed).unwrap();
+        assert_eq!(again, config);
     }
 }

@@ -59,16 +59,16 @@ pub struct WebhookConfig {
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// Timeout of one request.
-    #[serde(default = "default_timeout", deserialize_with = "http::duration")]
+    #[serde(default = "default_timeout", with = "http::duration")]
     pub timeout: Duration,
     /// Retries after a transport error, 429 or 5xx.
     #[serde(default = "default_retries")]
     pub retries: u32,
     /// The first backoff; it doubles on each retry, up to `max_backoff`.
-    #[serde(default = "default_backoff", deserialize_with = "http::duration")]
+    #[serde(default = "default_backoff", with = "http::duration")]
     pub backoff: Duration,
     /// The longest backoff.
-    #[serde(default = "default_max_backoff", deserialize_with = "http::duration")]
+    #[serde(default = "default_max_backoff", with = "http::duration")]
     pub max_backoff: Duration,
 }
 

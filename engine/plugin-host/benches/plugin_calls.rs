@@ -168,6 +168,21 @@ fn per_target(c: &mut Criterion) {
             black_box(proposals)
         })
     });
+    group.bench_function("sandbox features", |b| {
+        b.iter(|| {
+            plugin
+                .features(black_box(&target), &window, black_box(&series))
+                .unwrap()
+        })
+    });
+    let features = plugin.features(&target, &window, &series).unwrap();
+    group.bench_function("sandbox propose", |b| {
+        b.iter(|| {
+            plugin
+                .propose(&target, &class, black_box(&features), &bounds)
+                .unwrap()
+        })
+    });
     let (n_target, n_window, n_series, n_bounds) = native_inputs();
     group.bench_function("native", |b| {
         b.iter(|| {

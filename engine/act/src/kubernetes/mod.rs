@@ -220,7 +220,7 @@ pub struct KubernetesConfig {
     #[serde(default = "default_retries")]
     pub conflict_retries: u32,
     /// Timeout of one request.
-    #[serde(default = "default_timeout", deserialize_with = "http::duration")]
+    #[serde(default = "default_timeout", with = "http::duration")]
     pub timeout: Duration,
 }
 
