@@ -123,6 +123,16 @@ pub enum ActError {
         /// What went wrong.
         message: String,
     },
+    /// The target or an answer cannot be worked with — a label the actuator needs is missing,
+    /// the API answered something that is not what it returns, the plan does not fit the
+    /// object, a maintenance window never opens — so trying again would fail the same way.
+    #[error("{site}: {message}")]
+    Unusable {
+        /// Where.
+        site: Box<Site>,
+        /// What cannot be worked with.
+        message: String,
+    },
     /// The system answered with a client error (HTTP 4xx other than a conflict): the request
     /// is wrong or not allowed, and sending it again would get the same answer.
     #[error("{site}: {message}")]
@@ -183,7 +193,8 @@ pub enum ActError {
 impl ActError {
     /// Whether trying again later could succeed: the request failed on the way (transport) or
     /// the system had a passing problem (5xx, 429). A refusal, a conflict, a failed
-    /// verification or a configuration problem would fail the same way again.
+    /// verification, something unusable or a configuration problem would fail the same way
+    /// again.
     pub fn is_transient(&self) -> bool {
         matches!(self, ActError::Failed { .. })
     }
@@ -207,6 +218,7 @@ impl ActError {
         match self {
             ActError::Unsupported { site, .. }
             | ActError::Failed { site, .. }
+            | ActError::Unusable { site, .. }
             | ActError::Refused { site, .. }
             | ActError::NotVerified { site, .. }
             | ActError::Conflict { site, .. }

@@ -316,6 +316,14 @@ impl Ctx<'_> {
         }
     }
 
+    /// An error retrying would not cure (see [`ActError::Unusable`]).
+    fn unusable(&self, object: &str, message: impl Into<String>) -> ActError {
+        ActError::Unusable {
+            site: self.site(object),
+            message: message.into(),
+        }
+    }
+
     fn site(&self, object: &str) -> Box<Site> {
         Site::new(NAME, self.target, object, self.operation.clone())
     }
@@ -376,7 +384,7 @@ impl Patroni {
             ));
         }
         serde_json::from_str(&body).map_err(|e| {
-            ctx.failed(
+            ctx.unusable(
                 url,
                 format!("GET: the answer is not JSON ({e}): {}", excerpt(&body)),
             )
@@ -529,7 +537,7 @@ impl Patroni {
         }
         let base = self
             .base_url(target)
-            .map_err(|e| ctx.failed("(no Patroni URL)", e))?;
+            .map_err(|e| ctx.unusable("(no Patroni URL)", e))?;
         let config_url = format!("{base}/config");
         let status_url = format!("{base}/patroni");
 
@@ -571,7 +579,7 @@ impl Patroni {
             self.config
                 .maintenance_window
                 .next_slot(execution.now)
-                .map_err(|e| ctx.failed(&status_url, e))
+                .map_err(|e| ctx.unusable(&status_url, e))
         };
 
         if execution.dry_run {
@@ -663,7 +671,7 @@ impl Patroni {
         if restart_due {
             let slot = window_slot()?;
             let stagger = TimeDelta::from_std(self.config.restart_stagger)
-                .map_err(|e| ctx.failed(&status_url, format!("restart_stagger: {e}")))?;
+                .map_err(|e| ctx.unusable(&status_url, format!("restart_stagger: {e}")))?;
             let pairs: Vec<(&str, &str)> = wanted.iter().map(|(n, v, _)| (*n, *v)).collect();
             let primary_first = lowers_hot_standby_parameter(&current, &pairs);
             let members = self.members(&ctx, &base).await?;

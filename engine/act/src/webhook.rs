@@ -218,14 +218,12 @@ impl Webhook {
             site: Site::new(NAME, &target.id, url, operation.clone()),
             message,
         };
-        let url = self.url(target).ok_or_else(|| {
-            failed(
-                "(no URL)",
-                format!(
-                    "the target has no {:?} label and no url is configured",
-                    self.config.url_label
-                ),
-            )
+        let url = self.url(target).ok_or_else(|| ActError::Unusable {
+            site: Site::new(NAME, &target.id, "(no URL)", operation.clone()),
+            message: format!(
+                "the target has no {:?} label and no url is configured",
+                self.config.url_label
+            ),
         })?;
         if !allowed(&url, &self.config.allow) {
             return Err(ActError::NotAllowed {

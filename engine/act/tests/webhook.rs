@@ -240,3 +240,22 @@ async fn a_url_outside_the_allow_list_is_refused_before_any_request() {
     run(&actuator, &labelled, false).await.unwrap();
     assert_eq!(allowed.requests()[0].path(), "/hooks/pg");
 }
+
+#[tokio::test]
+async fn a_target_without_a_url_is_unusable_and_not_worth_retrying() {
+    let receiver = serve(|_| Response::json(200, &json!({}))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let actuator = Webhook::new(WebhookConfig {
+        url: None,
+        ..config(&receiver.url, &dir)
+    })
+    .unwrap();
+    let error = run(&actuator, &target(&[]), false).await.unwrap_err();
+    let ActError::Unusable { site, message } = &error else {
+        panic!("not unusable: {error}");
+    };
+    assert_eq!(site.object, "(no URL)");
+    assert!(message.contains("webhook_url"), "{message}");
+    assert!(!error.is_transient(), "retrying cannot give it a URL");
+    assert!(receiver.requests().is_empty());
+}

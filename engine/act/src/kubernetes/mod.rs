@@ -863,6 +863,14 @@ impl Ctx<'_> {
         }
     }
 
+    /// An error retrying would not cure (see [`ActError::Unusable`]).
+    fn unusable(&self, message: impl Into<String>) -> ActError {
+        ActError::Unusable {
+            site: self.site(),
+            message: message.into(),
+        }
+    }
+
     fn site(&self) -> Box<Site> {
         Site::new(
             NAME,
@@ -927,7 +935,7 @@ impl Kubernetes {
             ));
         }
         serde_json::from_str(&body)
-            .map_err(|e| ctx.failed(format!("GET: the answer is not JSON: {e}")))
+            .map_err(|e| ctx.unusable(format!("GET: the answer is not JSON: {e}")))
     }
 
     fn verify(ctx: &Ctx<'_>, changes: &[Change], object: &Value, source: &str) -> Result<()> {
@@ -957,7 +965,7 @@ impl Kubernetes {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ");
-        let object = self.object(target).map_err(|why| ActError::Failed {
+        let object = self.object(target).map_err(|why| ActError::Unusable {
             site: Site::new(NAME, &target.id, "(no object)", operation.clone()),
             message: why,
         })?;
@@ -982,7 +990,7 @@ impl Kubernetes {
 
         let first = self.get(&ctx, &url).await?;
         let first_plan =
-            plan(&object, &first, operations, &self.config).map_err(|e| ctx.failed(e))?;
+            plan(&object, &first, operations, &self.config).map_err(|e| ctx.unusable(e))?;
         // The values the plan was made against, by field: what "someone else changed it" means.
         let seen: BTreeMap<String, Option<Value>> = first_plan
             .changes
@@ -1009,14 +1017,14 @@ impl Kubernetes {
             roots.dedup();
             for root in &roots {
                 let value = planned.object.pointer(root).cloned().unwrap_or(Value::Null);
-                set(&mut patch, root, value).map_err(|e| ctx.failed(e))?;
+                set(&mut patch, root, value).map_err(|e| ctx.unusable(e))?;
             }
             let version = live
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
-                .ok_or_else(|| ctx.failed("the object has no metadata.resourceVersion"))?;
+                .ok_or_else(|| ctx.unusable("the object has no metadata.resourceVersion"))?;
             set(&mut patch, "/metadata/resourceVersion", json!(version))
-                .map_err(|e| ctx.failed(e))?;
+                .map_err(|e| ctx.unusable(e))?;
 
             let (status, body) = self
                 .send(&ctx, Method::PATCH, &patch_url, Some(&patch))
@@ -1033,7 +1041,7 @@ impl Kubernetes {
                 // Re-read and decide again on what is there now.
                 live = self.get(&ctx, &url).await?;
                 planned =
-                    plan(&object, &live, operations, &self.config).map_err(|e| ctx.failed(e))?;
+                    plan(&object, &live, operations, &self.config).map_err(|e| ctx.unusable(e))?;
                 for change in &planned.changes {
                     let now = live.pointer(&change.pointer);
                     let was = seen.get(&change.field).cloned().flatten();
@@ -1062,7 +1070,7 @@ impl Kubernetes {
                 ));
             }
             let answer: Value = serde_json::from_str(&body)
-                .map_err(|e| ctx.failed(format!("PATCH: the answer is not JSON: {e}")))?;
+                .map_err(|e| ctx.unusable(format!("PATCH: the answer is not JSON: {e}")))?;
             Self::verify(&ctx, &planned.changes, &answer, "PATCH answer")?;
             if !dry_run {
                 let stored = self.get(&ctx, &url).await?;
