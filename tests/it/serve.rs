@@ -1,5 +1,6 @@
 //! `setpoint serve` through the binary: the engine's metrics on `/metrics` after a cycle;
-//! approving and rejecting refused without credentials and to viewers, done by approvers; and
+//! approving, rejecting and kill switches refused without credentials and to viewers, done by
+//! approvers; and
 //! the review page driven end to end by headless Chromium (through chromedriver's WebDriver),
 //! saving screenshots of the page and of one target's detail under `target/screenshots/`.
 
@@ -410,6 +411,130 @@ async fn approving_needs_an_approver() {
         .await
         .unwrap();
     assert_eq!(response.status(), 409);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_switches_are_turned_on_and_off_from_the_page_by_approvers() {
+    let client = client();
+    let server = start_server(&client).await;
+    let url = format!("{}/kill-switches", server.base);
+    let switches = || setpoint_state::read_kill_switches(&server.state).unwrap();
+    let page = async |token: &str| {
+        client
+            .get(format!("{}/", server.base))
+            .header("Cookie", format!("setpoint_token={token}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+
+    // A viewer sees the switches but no form, and is refused.
+    assert!(
+        !page(VIEWER_TOKEN)
+            .await
+            .contains("action=\"/kill-switches\"")
+    );
+    let response = client
+        .post(&url)
+        .bearer_auth(VIEWER_TOKEN)
+        .form(&[("switch", "global"), ("state", "on")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    // An approver's cookie without the page's CSRF value: refused.
+    let response = client
+        .post(&url)
+        .header("Cookie", format!("setpoint_token={APPROVER_TOKEN}"))
+        .form(&[("switch", "global"), ("state", "on")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert!(!switches().global);
+
+    // The approver's page has the form; posting it turns the switch on and records who.
+    let index = page(APPROVER_TOKEN).await;
+    assert!(index.contains("id=\"kill-switch-on\""), "{index}");
+    let csrf = index
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let response = client
+        .post(&url)
+        .header("Cookie", format!("setpoint_token={APPROVER_TOKEN}"))
+        .form(&[
+            ("switch", "global"),
+            ("state", "on"),
+            ("csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let on = switches();
+    assert!(on.global);
+    assert_eq!(on.set_by["global"].by, "alice");
+    let index = page(APPROVER_TOKEN).await;
+    assert!(index.contains("global</td><td>alice</td>"), "{index}");
+    assert!(index.contains("turn off"), "{index}");
+
+    // Unknown names are refused, naming what exists; nothing changes.
+    let response = client
+        .post(&url)
+        .bearer_auth(APPROVER_TOKEN)
+        .form(&[("switch", "loop:nightly"), ("state", "on")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(body.to_string().contains("weekly-rightsizing"), "{body}");
+    let response = client
+        .post(&url)
+        .bearer_auth(APPROVER_TOKEN)
+        .form(&[("switch", "global"), ("state", "maybe")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(switches().loops.is_empty());
+
+    // A loop and a target by token; then off again.
+    for name in ["loop:weekly-rightsizing", "target:pg-reporting-01"] {
+        let response = client
+            .post(&url)
+            .bearer_auth(APPROVER_TOKEN)
+            .form(&[("switch", name), ("state", "on")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{name}");
+    }
+    let on = switches();
+    assert!(on.loops["weekly-rightsizing"] && on.targets["pg-reporting-01"]);
+    for name in [
+        "global",
+        "loop:weekly-rightsizing",
+        "target:pg-reporting-01",
+    ] {
+        let response = client
+            .post(&url)
+            .bearer_auth(APPROVER_TOKEN)
+            .form(&[("switch", name), ("state", "off")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{name}");
+    }
+    let off = switches();
+    assert!(!off.global && !off.loops.values().any(|v| *v) && !off.targets.values().any(|v| *v));
+    assert!(page(APPROVER_TOKEN).await.contains("no kill switch is on"));
 }
 
 /// A minimal WebDriver client: the handful of commands the browser test needs.

@@ -23,7 +23,7 @@ use chrono::Utc;
 use clap::Args;
 use serde::Deserialize;
 use setpoint_runtime::{Config, Runtime, Shutdown};
-use setpoint_state::Store;
+use setpoint_state::{KillSwitchScope, Store};
 
 use auth::{Auth, Role, User, Via};
 use metrics::EngineMetrics;
@@ -156,6 +156,7 @@ fn router(state: Shared) -> Router {
         .route("/api/reviews", get(api_reviews))
         .route("/reviews/{id}/approve", post(approve))
         .route("/reviews/{id}/reject", post(reject))
+        .route("/kill-switches", post(kill_switch))
         .with_state(state)
 }
 
@@ -387,34 +388,16 @@ async fn decide(
     form: DecisionForm,
 ) -> Response {
     let json = wants_json(&headers) || headers.contains_key(header::AUTHORIZATION);
-    let Some(user) = state
-        .auth
-        .user(&headers)
-        .filter(|u| u.via != Via::Anonymous)
-    else {
-        return failure(
-            StatusCode::UNAUTHORIZED,
-            "authentication required: approving and rejecting need an approver's token",
-            json,
-        );
+    let user = match approver(
+        &state,
+        &headers,
+        form.csrf.as_deref(),
+        "approve or reject",
+        json,
+    ) {
+        Ok(user) => user,
+        Err(response) => return *response,
     };
-    if user.role < Role::Approver {
-        return failure(
-            StatusCode::FORBIDDEN,
-            &format!(
-                "{} is a viewer: only approvers may approve or reject",
-                user.name
-            ),
-            json,
-        );
-    }
-    if !auth::same_site(&headers, &user, form.csrf.as_deref()) {
-        return failure(
-            StatusCode::FORBIDDEN,
-            "refused: the request did not come from setpoint's own page (CSRF check)",
-            json,
-        );
-    }
     let comment = form.comment.trim().to_string();
     if !approve && comment.is_empty() {
         return failure(
@@ -479,16 +462,174 @@ async fn decide(
         }))
         .into_response()
     } else {
-        let mut response =
-            Redirect::to(&format!("/targets/{}", pages::url_escape(&item.target))).into_response();
-        if let Ok(value) = HeaderValue::from_str(&format!(
-            "{FLASH_COOKIE}={}; Path=/; SameSite=Strict; Max-Age=30",
-            pages::url_escape(&lines.join("\n"))
-        )) {
-            response.headers_mut().append(header::SET_COOKIE, value);
-        }
-        response
+        redirect_with_flash(
+            &format!("/targets/{}", pages::url_escape(&item.target)),
+            &lines.join("\n"),
+        )
     }
+}
+
+/// The signed-in approver behind a state-changing request from setpoint's own page (or with a
+/// bearer token), or the response refusing it: 401 without a sign-in, 403 for a viewer or a
+/// request from another site.
+fn approver(
+    state: &Shared,
+    headers: &HeaderMap,
+    csrf: Option<&str>,
+    what: &str,
+    json: bool,
+) -> std::result::Result<User, Box<Response>> {
+    let Some(user) = state.auth.user(headers).filter(|u| u.via != Via::Anonymous) else {
+        return Err(Box::new(failure(
+            StatusCode::UNAUTHORIZED,
+            &format!("authentication required: only an approver may {what}"),
+            json,
+        )));
+    };
+    if user.role < Role::Approver {
+        return Err(Box::new(failure(
+            StatusCode::FORBIDDEN,
+            &format!("{} is a viewer: only approvers may {what}", user.name),
+            json,
+        )));
+    }
+    if !auth::same_site(headers, &user, csrf) {
+        return Err(Box::new(failure(
+            StatusCode::FORBIDDEN,
+            "refused: the request did not come from setpoint's own page (CSRF check)",
+            json,
+        )));
+    }
+    Ok(user)
+}
+
+/// The kill-switch form.
+#[derive(Debug, Default, Deserialize)]
+pub struct KillSwitchForm {
+    /// `global`, `loop:<name>` or `target:<id>`.
+    #[serde(default)]
+    switch: String,
+    /// `on` or `off`.
+    #[serde(default)]
+    state: String,
+    /// The user's CSRF value (forms posted with the cookie or through the proxy).
+    #[serde(default)]
+    csrf: Option<String>,
+}
+
+/// Which switch a form names, checked against the configured loops.
+fn kill_switch_scope(config: &Config, name: &str) -> std::result::Result<KillSwitchScope, String> {
+    let name = name.trim();
+    if name == "global" {
+        return Ok(KillSwitchScope::Global);
+    }
+    if let Some(loop_name) = name.strip_prefix("loop:") {
+        if config.loops.iter().any(|l| l.name.as_str() == loop_name) {
+            return Ok(KillSwitchScope::Loop(loop_name.to_string()));
+        }
+        let known: Vec<&str> = config.loops.iter().map(|l| l.name.as_str()).collect();
+        return Err(format!(
+            "no loop named {loop_name:?}; the loops are {}",
+            known.join(", ")
+        ));
+    }
+    if let Some(target) = name
+        .strip_prefix("target:")
+        .filter(|t| !t.trim().is_empty())
+    {
+        return Ok(KillSwitchScope::Target(target.trim().to_string()));
+    }
+    Err(format!(
+        "unknown kill switch {name:?}: say global, loop:NAME or target:ID"
+    ))
+}
+
+/// Turns a kill switch on or off for an approver, recording who turned it on, as
+/// `setpoint kill-switch` does. A cycle re-reads the switches before each actuator's share of
+/// a plan, so turning one on stops what has not started yet.
+async fn kill_switch(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    form: Result<Form<KillSwitchForm>, FormRejection>,
+) -> Response {
+    let json = wants_json(&headers) || headers.contains_key(header::AUTHORIZATION);
+    let form = form.map(|f| f.0).unwrap_or_default();
+    let user = match approver(
+        &state,
+        &headers,
+        form.csrf.as_deref(),
+        "turn kill switches on or off",
+        json,
+    ) {
+        Ok(user) => user,
+        Err(response) => return *response,
+    };
+    let on = match form.state.as_str() {
+        "on" => true,
+        "off" => false,
+        other => {
+            return failure(
+                StatusCode::BAD_REQUEST,
+                &format!("state must be on or off, not {other:?}"),
+                json,
+            );
+        }
+    };
+    let scope = match kill_switch_scope(&state.config, &form.switch) {
+        Ok(scope) => scope,
+        Err(message) => return failure(StatusCode::BAD_REQUEST, &message, json),
+    };
+    let dir = state.config.state_dir.clone();
+    let by = user.name.clone();
+    let what = match &scope {
+        KillSwitchScope::Global => "global".to_string(),
+        KillSwitchScope::Loop(name) => format!("loop {name}"),
+        KillSwitchScope::Target(id) => format!("target {id}"),
+    };
+    let written = tokio::task::spawn_blocking(move || {
+        if on {
+            setpoint_state::set_kill_switch_by(&dir, &scope, true, Some((&by, Utc::now())))
+        } else {
+            setpoint_state::set_kill_switch(&dir, &scope, false)
+        }
+    })
+    .await;
+    let switches = match written {
+        Ok(Ok(switches)) => switches,
+        Ok(Err(error)) => {
+            return failure(StatusCode::SERVICE_UNAVAILABLE, &error.to_string(), json);
+        }
+        Err(error) => {
+            return failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("kill switch task failed: {error}"),
+                json,
+            );
+        }
+    };
+    let line = format!(
+        "kill switch {what} turned {} by {}",
+        if on { "on" } else { "off" },
+        user.name
+    );
+    tracing::warn!(switch = %what, on, user = %user.name, "kill switch set on the web");
+    if json {
+        return Json(serde_json::json!({"kill_switches": switches, "messages": [line]}))
+            .into_response();
+    }
+    redirect_with_flash("/", &line)
+}
+
+/// A redirect after a form, carrying what happened to the next page (shown once).
+fn redirect_with_flash(to: &str, message: &str) -> Response {
+    let mut response = Redirect::to(to).into_response();
+    if let Ok(value) = HeaderValue::from_str(&format!(
+        "{FLASH_COOKIE}={}; Path=/; SameSite=Strict; Max-Age=30",
+        pages::url_escape(message)
+    )) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
 }
 
 async fn login_form(State(state): State<Shared>) -> Response {

@@ -1,5 +1,6 @@
 //! The review web page: this cycle's recommendations, one target's detail, the queue, the
-//! kill switches. Server-rendered HTML with no scripts; every value from the store is escaped.
+//! kill switches with forms to turn them on and off. Server-rendered HTML with no scripts; every
+//! value from the store is escaped.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -253,7 +254,9 @@ fn queue_table(reviews: &[&ReviewItem], user: &User, with_target: bool) -> Strin
     out
 }
 
-fn switches_html(switches: &KillSwitches) -> String {
+/// The kill switches that are on, each with a form to turn it off, and a form to turn one on
+/// (approvers only; the CLI's `setpoint kill-switch` does the same).
+fn switches_html(switches: &KillSwitches, user: &User) -> String {
     let mut on: Vec<(String, String)> = Vec::new();
     if switches.global {
         on.push(("global".into(), "global".into()));
@@ -272,11 +275,22 @@ fn switches_html(switches: &KillSwitches) -> String {
             .filter(|(_, v)| **v)
             .map(|(t, _)| (format!("target {t}"), format!("target:{t}"))),
     );
+    let approver = user.role >= Role::Approver;
+    let csrf = escape(&user.csrf);
+    let turn_on = if approver {
+        format!(
+            "<form id=\"kill-switch-on\" class=\"inline\" method=\"post\" action=\"/kill-switches\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"state\" value=\"on\"><input name=\"switch\" id=\"kill-switch-name\" value=\"global\" title=\"global, loop:NAME or target:ID\"><button id=\"kill-switch-on-button\">turn on</button></form>"
+        )
+    } else {
+        String::new()
+    };
     if on.is_empty() {
-        return "<p id=\"kill-switches\" class=\"muted\">no kill switch is on</p>".to_string();
+        return format!(
+            "<p id=\"kill-switches\" class=\"muted\">no kill switch is on</p>{turn_on}"
+        );
     }
     let mut out = String::from(
-        "<table id=\"kill-switches\"><thead><tr><th>switch</th><th>set by</th><th>at</th></tr></thead><tbody>",
+        "<table id=\"kill-switches\"><thead><tr><th>switch</th><th>set by</th><th>at</th><th></th></tr></thead><tbody>",
     );
     for (label, key) in on {
         let (by, at) = switches
@@ -289,13 +303,22 @@ fn switches_html(switches: &KillSwitches) -> String {
                     String::new(),
                 )
             });
+        let turn_off = if approver {
+            format!(
+                "<form class=\"inline\" method=\"post\" action=\"/kill-switches\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"state\" value=\"off\"><input type=\"hidden\" name=\"switch\" value=\"{key}\"><button>turn off</button></form>",
+                key = escape(&key)
+            )
+        } else {
+            String::new()
+        };
         let _ = write!(
             out,
-            "<tr><td class=\"verdict-block\">{}</td><td>{by}</td><td>{at}</td></tr>",
+            "<tr><td class=\"verdict-block\">{}</td><td>{by}</td><td>{at}</td><td>{turn_off}</td></tr>",
             escape(&label)
         );
     }
     out.push_str("</tbody></table>");
+    out.push_str(&turn_on);
     out
 }
 
@@ -374,7 +397,7 @@ pub fn index(data: &IndexData, filters: &Filters, user: &User, flash: Option<&st
     );
     body.push_str(&queue_table(&pending, user, true));
     body.push_str("<h2>Kill switches</h2>");
-    body.push_str(&switches_html(&data.switches));
+    body.push_str(&switches_html(&data.switches, user));
     shell("setpoint review", Some(user), &body)
 }
 
