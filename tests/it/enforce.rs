@@ -15,11 +15,12 @@ use setpoint_core::IntentStatus;
 use crate::http_fake::FakeKube;
 use crate::{ok, setpoint_binary};
 
-const REPORTING_01: &str = "/apis/postgresql.cnpg.io/v1/namespaces/db/clusters/pg-reporting-01";
+pub(crate) const REPORTING_01: &str =
+    "/apis/postgresql.cnpg.io/v1/namespaces/db/clusters/pg-reporting-01";
 const REPORTING_02: &str = "/apis/postgresql.cnpg.io/v1/namespaces/db/clusters/pg-reporting-02";
 
 /// A CloudNativePG cluster sized as the simulated fleet has it.
-fn cluster(name: &str, cpu: &str, memory: &str, shared_buffers: &str) -> Value {
+pub(crate) fn cluster(name: &str, cpu: &str, memory: &str, shared_buffers: &str) -> Value {
     json!({
         "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
         "metadata": {"name": name, "namespace": "db", "resourceVersion": "1"},

@@ -1,4 +1,6 @@
-//! `setpoint serve` through the binary: the engine's metrics on `/metrics` after a cycle;
+//! `setpoint serve` through the binary: the engine's metrics on `/metrics` after a cycle,
+//! plugin errors and sandbox traps counted per loop, an approval executed through a fake
+//! Kubernetes API and its operations counted by actuator and result;
 //! approving, rejecting and kill switches refused without credentials and to viewers, done by
 //! approvers; and
 //! the review page driven end to end by headless Chromium (through chromedriver's WebDriver),
@@ -50,6 +52,11 @@ async fn start_server(client: &reqwest::Client) -> Server {
 
 /// [`start_server`] with this `serve:` section body.
 async fn start_server_with(client: &reqwest::Client, serve: &str) -> Server {
+    start_server_loops(client, "", serve).await
+}
+
+/// [`start_server_with`] with more loops (YAML list items) after `weekly-rightsizing`.
+async fn start_server_loops(client: &reqwest::Client, more_loops: &str, serve: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("tokens"),
@@ -66,6 +73,7 @@ async fn start_server_with(client: &reqwest::Client, serve: &str) -> Server {
          \x20   plugin: builtin:postgres\n\
          \x20   source: {{ kind: simulated, seed: 42 }}\n\
          \x20   classifier: {{ kind: bootstrap }}\n\
+         {more_loops}\
          serve:\n{serve}",
         ),
     )
@@ -122,6 +130,14 @@ fn metric(text: &str, series: &str) -> f64 {
 fn metric_sum(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The sum of every sample of a metric whose labels contain `labels`.
+fn metric_sum_where(text: &str, name: &str, labels: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -270,6 +286,161 @@ async fn metrics_show_the_engine_after_a_cycle() {
         ),
         2.0,
         "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plugin_failures_and_sandbox_traps_are_counted_per_loop() {
+    let client = client();
+    let loop_yaml = |name: &str| {
+        format!(
+            "\x20 - name: {name}\n\
+             \x20   plugin: {}\n\
+             \x20   source: {{ kind: simulated, seed: 42 }}\n\
+             \x20   classifier: {{ kind: bootstrap }}\n",
+            crate::hostile::guest_path(name)
+        )
+    };
+    let loops = format!("{}{}", loop_yaml("recurse"), loop_yaml("flood"));
+    let server = start_server_loops(&client, &loops, "  tokens_file: tokens\n").await;
+    let text = client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sum = |name: &str, loop_name: &str| {
+        metric_sum_where(&text, name, &format!("loop_name=\"{loop_name}\""))
+    };
+    // Every target of the recursing plugin overflowed its stack: a trap, hence a plugin error.
+    let recurse_targets = sum("setpoint_targets", "recurse");
+    assert!(recurse_targets > 0.0, "{text}");
+    assert_eq!(
+        sum("setpoint_plugin_errors_total", "recurse"),
+        recurse_targets,
+        "{text}"
+    );
+    assert_eq!(
+        sum("setpoint_plugin_sandbox_traps_total", "recurse"),
+        recurse_targets,
+        "{text}"
+    );
+    // The flooding plugin's answers are refused by the host's output bound: errors, no trap.
+    let flood_targets = sum("setpoint_targets", "flood");
+    assert!(flood_targets > 0.0, "{text}");
+    assert_eq!(
+        sum("setpoint_plugin_errors_total", "flood"),
+        flood_targets,
+        "{text}"
+    );
+    assert_eq!(
+        sum("setpoint_plugin_sandbox_traps_total", "flood"),
+        0.0,
+        "{text}"
+    );
+    // The well-behaved loop beside them: none of either.
+    assert_eq!(
+        sum("setpoint_plugin_errors_total", "weekly-rightsizing"),
+        0.0,
+        "{text}"
+    );
+    assert_eq!(
+        sum("setpoint_plugin_sandbox_traps_total", "weekly-rightsizing"),
+        0.0,
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approval_on_the_page_executes_and_the_operations_are_counted() {
+    use crate::enforce::{REPORTING_01, cluster};
+    let client = client();
+    let api = crate::http_fake::FakeKube::start(&[(
+        REPORTING_01,
+        cluster("pg-reporting-01", "8", "32Gi", "8GB"),
+    )]);
+    let kube = tempfile::tempdir().unwrap();
+    let kubeconfig = kube.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig);
+    let enforced = format!(
+        "\x20 - name: enforced\n\
+         \x20   plugin: builtin:postgres\n\
+         \x20   source: {{ kind: simulated, seed: 42 }}\n\
+         \x20   classifier: {{ kind: bootstrap }}\n\
+         \x20   mode: enforce\n\
+         \x20   actuators:\n\
+         \x20     - kubernetes: {{ auth: {{ mode: kubeconfig, path: {} }}, timeout: 5s }}\n\
+         \x20   act: {{ retries: 1, backoff: 100ms }}\n\
+         \x20   targets:\n\
+         \x20     - id: pg-reporting-01\n\
+         \x20       labels: {{ k8s_kind: Cluster, k8s_namespace: db, k8s_name: pg-reporting-01 }}\n",
+        kubeconfig.display()
+    );
+    let server = start_server_loops(&client, &enforced, "  tokens_file: tokens\n").await;
+    let metrics = async || {
+        client
+            .get(format!("{}/metrics", server.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let kubernetes = "loop_name=\"enforced\",actuator=\"kubernetes\"";
+    // The first cycle only queued the plan for review: nothing was sent.
+    let before = metrics().await;
+    assert_eq!(
+        metric_sum_where(&before, "setpoint_actuator_operations_total", kubernetes),
+        0.0,
+        "{before}"
+    );
+    assert_eq!(api.changes(REPORTING_01), 0);
+
+    let id = reviews(&server.state)
+        .into_iter()
+        .find(|r| r.loop_name == "enforced" && r.target == "pg-reporting-01")
+        .expect("the enforced loop queued pg-reporting-01 for review")
+        .id;
+    let response = client
+        .post(format!("{}/reviews/{id}/approve", server.base))
+        .bearer_auth(APPROVER_TOKEN)
+        .form(&[("comment", "idle for a month")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["messages"].to_string().contains("executed"), "{body}");
+    assert_eq!(api.changes(REPORTING_01), 1);
+    assert_eq!(
+        api.object(REPORTING_01)["spec"]["resources"]["requests"]["cpu"],
+        "4"
+    );
+    // Every operation of the plan is counted under the actuator that carried it out.
+    let after = metrics().await;
+    assert_eq!(
+        metric_sum_where(&after, "setpoint_actuator_operations_total", kubernetes),
+        4.0,
+        "{after}"
+    );
+    assert!(
+        metric(
+            &after,
+            "setpoint_actuator_operations_total{loop_name=\"enforced\",actuator=\"kubernetes\",result=\"applied\"}"
+        ) >= 1.0,
+        "{after}"
+    );
+    assert_eq!(
+        metric_sum_where(
+            &after,
+            "setpoint_actuator_operations_total",
+            "result=\"failed\""
+        ),
+        0.0,
+        "{after}"
     );
 }
 
