@@ -20,13 +20,7 @@ fn setpoint(state: &Path, args: &[&str]) -> Output {
 }
 
 fn json(output: &Output) -> serde_json::Value {
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    serde_json::from_str(&crate::ok(output.clone())).unwrap()
 }
 
 /// A small history: enough to learn from, quick in a debug build.

@@ -590,6 +590,16 @@ async fn kill_switches_are_turned_on_and_off_from_the_page_by_approvers() {
     let server = start_server(&client).await;
     let url = format!("{}/kill-switches", server.base);
     let switches = || setpoint_state::read_kill_switches(&server.state).unwrap();
+    // A kill-switch form posted with a bearer token.
+    let set = async |token: &str, switch: &str, state: &str| {
+        client
+            .post(&url)
+            .bearer_auth(token)
+            .form(&[("switch", switch), ("state", state)])
+            .send()
+            .await
+            .unwrap()
+    };
     let page = async |token: &str| {
         client
             .get(format!("{}/", server.base))
@@ -608,13 +618,7 @@ async fn kill_switches_are_turned_on_and_off_from_the_page_by_approvers() {
             .await
             .contains("action=\"/kill-switches\"")
     );
-    let response = client
-        .post(&url)
-        .bearer_auth(VIEWER_TOKEN)
-        .form(&[("switch", "global"), ("state", "on")])
-        .send()
-        .await
-        .unwrap();
+    let response = set(VIEWER_TOKEN, "global", "on").await;
     assert_eq!(response.status(), 403);
     // An approver's cookie without the page's CSRF value: refused.
     let response = client
@@ -656,35 +660,17 @@ async fn kill_switches_are_turned_on_and_off_from_the_page_by_approvers() {
     assert!(index.contains("turn off"), "{index}");
 
     // Unknown names are refused, naming what exists; nothing changes.
-    let response = client
-        .post(&url)
-        .bearer_auth(APPROVER_TOKEN)
-        .form(&[("switch", "loop:nightly"), ("state", "on")])
-        .send()
-        .await
-        .unwrap();
+    let response = set(APPROVER_TOKEN, "loop:nightly", "on").await;
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
     assert!(body.to_string().contains("weekly-rightsizing"), "{body}");
-    let response = client
-        .post(&url)
-        .bearer_auth(APPROVER_TOKEN)
-        .form(&[("switch", "global"), ("state", "maybe")])
-        .send()
-        .await
-        .unwrap();
+    let response = set(APPROVER_TOKEN, "global", "maybe").await;
     assert_eq!(response.status(), 400);
     assert!(switches().loops.is_empty());
 
     // A loop and a target by token; then off again.
     for name in ["loop:weekly-rightsizing", "target:pg-reporting-01"] {
-        let response = client
-            .post(&url)
-            .bearer_auth(APPROVER_TOKEN)
-            .form(&[("switch", name), ("state", "on")])
-            .send()
-            .await
-            .unwrap();
+        let response = set(APPROVER_TOKEN, name, "on").await;
         assert_eq!(response.status(), 200, "{name}");
     }
     let on = switches();
@@ -694,13 +680,7 @@ async fn kill_switches_are_turned_on_and_off_from_the_page_by_approvers() {
         "loop:weekly-rightsizing",
         "target:pg-reporting-01",
     ] {
-        let response = client
-            .post(&url)
-            .bearer_auth(APPROVER_TOKEN)
-            .form(&[("switch", name), ("state", "off")])
-            .send()
-            .await
-            .unwrap();
+        let response = set(APPROVER_TOKEN, name, "off").await;
         assert_eq!(response.status(), 200, "{name}");
     }
     let off = switches();
