@@ -38,10 +38,14 @@ pub mod bindings {
         export_macro_name: "export_bindings",
         default_bindings_module: "setpoint_sdk::bindings",
         runtime_path: "setpoint_sdk::wit_bindgen::rt",
+        // The per-target shapes a batch is decoded into (target, series, propose-request)
+        // cross no boundary but are what a plugin implements against.
+        generate_unused_types: true,
     });
 }
 
 pub mod arena;
+pub mod batch;
 pub mod fingerprint;
 pub mod proposal;
 pub mod scenario;
@@ -58,13 +62,15 @@ pub mod types {
 
 /// The contract version this SDK builds plugins for: the WIT package version. The host accepts
 /// a plugin of the same major version (for 0.x, the same minor) no newer than its own.
-pub const ABI_VERSION: &str = "0.3.0";
+pub const ABI_VERSION: &str = "0.4.0";
 
 use types::{
     Descriptor, FeatureVector, PluginError, Proposal, ProposeRequest, Series, Target, Window,
 };
 
-/// What a plugin implements. Every method is pure: the plugin has no I/O of any kind.
+/// What a plugin implements, one target at a time (the host's batches are decoded by
+/// [`batch`] and fed to these once per target). Every method is pure: the plugin has no I/O of
+/// any kind, and a target's answer depends on that target's inputs alone.
 pub trait Adapter {
     /// Describes the plugin: name, version, technology, metrics, feature schema, action kinds.
     fn describe() -> Descriptor;
@@ -117,8 +123,9 @@ pub fn error(code: &str, message: impl Into<String>) -> PluginError {
     }
 }
 
-/// Exports a type implementing [`Adapter`] as the plugin's component exports, with the panic
-/// hook installed before every call.
+/// Exports a type implementing [`Adapter`] as the plugin's component exports: the batch calls
+/// of the contract, decoded into one [`Adapter`] call per target, with the panic hook installed
+/// before every call.
 #[macro_export]
 macro_rules! export_adapter {
     ($adapter:ty) => {
@@ -131,23 +138,24 @@ macro_rules! export_adapter {
             }
 
             fn features(
-                target: $crate::types::Target,
-                window: $crate::types::Window,
-                series: ::std::vec::Vec<$crate::types::Series>,
-            ) -> ::core::result::Result<$crate::types::FeatureVector, $crate::types::PluginError>
-            {
+                batch: $crate::types::FeaturesBatch,
+            ) -> ::std::vec::Vec<
+                ::core::result::Result<$crate::types::FeatureVector, $crate::types::PluginError>,
+            > {
                 $crate::install_panic_hook();
-                <$adapter as $crate::Adapter>::features(target, window, series)
+                $crate::batch::features::<$adapter>(batch)
             }
 
             fn propose(
-                request: $crate::types::ProposeRequest,
-            ) -> ::core::result::Result<
-                ::std::vec::Vec<$crate::types::Proposal>,
-                $crate::types::PluginError,
+                batch: $crate::types::ProposeBatch,
+            ) -> ::std::vec::Vec<
+                ::core::result::Result<
+                    ::std::vec::Vec<$crate::types::Proposal>,
+                    $crate::types::PluginError,
+                >,
             > {
                 $crate::install_panic_hook();
-                <$adapter as $crate::Adapter>::propose(request)
+                $crate::batch::propose::<$adapter>(batch)
             }
         }
 

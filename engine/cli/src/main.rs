@@ -236,6 +236,12 @@ enum ConfigCommand {
     Check,
 }
 
+/// mimalloc rather than the system allocator: a plugin call's answers are many small strings
+/// and lists lifted into host memory, on which glibc's malloc spent a fifth of the time of a
+/// batch (`docs/benchmarks.md`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let telemetry = match init_tracing(&cli) {

@@ -423,7 +423,7 @@ pub(crate) mod tests {
                 .collect(),
             features: Vec::new(),
             actions: Vec::new(),
-            abi_version: "0.3.0".into(),
+            abi_version: "0.4.0".into(),
             scenarios: vec![
                 SimScenario {
                     name: "reporting".into(),

@@ -1,5 +1,6 @@
 //! Per-target cost of `features` + `propose` on the PostgreSQL plugin fed weekly aggregates (what
-//! a TSDB that summarises per week sends): through the sandbox, and the same plugin code called
+//! a TSDB that summarises per week sends): through the sandbox as the engine calls it (a fleet's
+//! targets in batches), through the sandbox one target per call, and the same plugin code called
 //! natively. Also the cold load of the component (compile + describe).
 //!
 //!     cargo bench -p setpoint-plugin-host --bench plugin_calls
@@ -14,14 +15,20 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use setpoint_core::{
     Bounds, Class, Classification, Explanation, MetricSeries, Resources, Target, Window,
 };
-use setpoint_plugin_host::{CallUsage, Limits, PluginHost};
+use setpoint_plugin_host::{CallUsage, FeaturesInput, Limits, PluginHost, ProposeInput};
 use setpoint_plugin_postgres::Postgres;
 use setpoint_sdk::Adapter;
 use setpoint_sdk::types as sdk;
 
+/// The allocator the `setpoint` binary runs with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const WEEK_MS: i64 = 7 * 24 * 3600 * 1000;
 const END_MS: i64 = 1_795_413_600_000; // 2026-11-23T06:00:00Z
 const GIB: u64 = 1 << 30;
+/// Targets of the fleet a cycle hands the plugin: one loop's worth.
+const FLEET: usize = 64;
 const METRICS: [(&str, [f64; 4]); 4] = [
     ("cpu", [0.11, 0.09, 0.13, 0.10]),
     ("memory", [0.58, 0.61, 0.55, 0.57]),
@@ -159,7 +166,47 @@ fn per_target(c: &mut Criterion) {
     let class = classification();
     print_fuel(&target, &window, &series, &class, &bounds);
     let mut group = c.benchmark_group("postgres features+propose per target");
-    group.bench_function("sandbox", |b| {
+    // The fleet as a cycle has it: distinct targets, each with its own series.
+    let fleet: Vec<Target> = (0..FLEET)
+        .map(|i| Target {
+            id: format!("pg-{i:04}"),
+            ..target.clone()
+        })
+        .collect();
+    let fleet_series = vec![series.clone(); FLEET];
+    // Reported per target: each iteration runs the whole fleet, and its time is divided by
+    // the fleet's size.
+    group.bench_function("sandbox batched", |b| {
+        b.iter_custom(|iters| {
+            let started = std::time::Instant::now();
+            for _ in 0..iters {
+                let inputs: Vec<FeaturesInput<'_>> = fleet
+                    .iter()
+                    .zip(&fleet_series)
+                    .map(|(target, series)| FeaturesInput { target, series })
+                    .collect();
+                let features: Vec<_> = plugin
+                    .features_batch(&window, black_box(&inputs))
+                    .into_iter()
+                    .map(Result::unwrap)
+                    .collect();
+                let requests: Vec<ProposeInput<'_>> = fleet
+                    .iter()
+                    .zip(&features)
+                    .map(|(target, features)| ProposeInput {
+                        target,
+                        classification: &class,
+                        features,
+                    })
+                    .collect();
+                let proposals = plugin.propose_batch(&requests, &bounds);
+                assert!(proposals.iter().all(Result::is_ok));
+                black_box(proposals);
+            }
+            started.elapsed() / FLEET as u32
+        })
+    });
+    group.bench_function("sandbox one per call", |b| {
         b.iter(|| {
             let features = plugin
                 .features(black_box(&target), &window, black_box(&series))
@@ -203,6 +250,43 @@ fn per_target(c: &mut Criterion) {
             })
             .unwrap();
             black_box(proposals)
+        })
+    });
+    // The plugin's code behind the SDK's batch decoding, natively: what the guest runs.
+    let n_fleet: Vec<sdk::Target> = (0..FLEET)
+        .map(|i| sdk::Target {
+            id: format!("pg-{i:04}"),
+            ..n_target.clone()
+        })
+        .collect();
+    let n_series_columns = setpoint_sdk::batch::metric_columns(&vec![n_series.clone(); FLEET]);
+    group.bench_function("native batched", |b| {
+        b.iter_custom(|iters| {
+            let started = std::time::Instant::now();
+            for _ in 0..iters {
+                let features = setpoint_sdk::batch::features::<Postgres>(sdk::FeaturesBatch {
+                    window: n_window,
+                    targets: setpoint_sdk::batch::target_columns(&n_fleet),
+                    series: n_series_columns.clone(),
+                });
+                let mut values = Vec::new();
+                let mut coverage = Vec::new();
+                for f in features {
+                    let f = f.unwrap();
+                    values.extend(f.values);
+                    coverage.extend(f.coverage);
+                }
+                let proposals = setpoint_sdk::batch::propose::<Postgres>(sdk::ProposeBatch {
+                    targets: setpoint_sdk::batch::target_columns(&n_fleet),
+                    classes: vec![sdk::Class::ScaleDown; FLEET],
+                    confidences: vec![0.83; FLEET],
+                    feature_values: values,
+                    feature_coverage: coverage,
+                    bounds: n_bounds,
+                });
+                black_box(proposals);
+            }
+            started.elapsed() / FLEET as u32
         })
     });
     group.finish();

@@ -8,25 +8,54 @@ use setpoint_core as core;
 
 use crate::bindings::setpoint::plugin::types as wit;
 
-fn pairs(map: &std::collections::BTreeMap<String, String>) -> Vec<(String, String)> {
-    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
-pub(crate) fn resources(r: &core::Resources) -> wit::Resources {
-    wit::Resources {
-        cpu_millicores: r.cpu_millicores,
-        memory_bytes: r.memory_bytes,
-        replicas: r.replicas,
-        parameters: pairs(&r.parameters),
+/// Strings packed end to end, as [`wit::PackedStrings`] carries them.
+fn pack<'a>(items: impl IntoIterator<Item = &'a str>) -> wit::PackedStrings {
+    let mut packed = wit::PackedStrings {
+        text: String::new(),
+        ends: Vec::new(),
+    };
+    for item in items {
+        packed.text.push_str(item);
+        packed.ends.push(offset(packed.text.len()));
     }
+    packed
 }
 
-pub(crate) fn target(t: &core::Target) -> wit::Target {
-    wit::Target {
-        id: t.id.clone(),
-        technology: t.technology.clone(),
-        labels: pairs(&t.labels),
-        resources: resources(&t.resources),
+/// A position in a batch's column. Batches are cut far below 4 Gi entries
+/// ([`crate::MAX_BATCH_POINTS`], [`crate::MAX_BATCH_TARGETS`]); a string column cannot reach
+/// it either, as the plugin's whole memory is smaller.
+fn offset(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Running ends of per-target counts.
+fn ends<'a, T: 'a>(targets: &[&'a T], count: impl Fn(&'a T) -> usize) -> Vec<u32> {
+    let mut end = 0usize;
+    targets
+        .iter()
+        .map(|t| {
+            end += count(t);
+            offset(end)
+        })
+        .collect()
+}
+
+/// The targets of a batch as the columns a plugin reads.
+pub(crate) fn target_columns(targets: &[&core::Target]) -> wit::TargetColumns {
+    let labels = || targets.iter().flat_map(|t| &t.labels);
+    let parameters = || targets.iter().flat_map(|t| &t.resources.parameters);
+    wit::TargetColumns {
+        ids: pack(targets.iter().map(|t| t.id.as_str())),
+        technologies: pack(targets.iter().map(|t| t.technology.as_str())),
+        label_ends: ends(targets, |t| t.labels.len()),
+        label_names: pack(labels().map(|(k, _)| k.as_str())),
+        label_values: pack(labels().map(|(_, v)| v.as_str())),
+        cpu_millicores: targets.iter().map(|t| t.resources.cpu_millicores).collect(),
+        memory_bytes: targets.iter().map(|t| t.resources.memory_bytes).collect(),
+        replicas: targets.iter().map(|t| t.resources.replicas).collect(),
+        parameter_ends: ends(targets, |t| t.resources.parameters.len()),
+        parameter_names: pack(parameters().map(|(k, _)| k.as_str())),
+        parameter_values: pack(parameters().map(|(_, v)| v.as_str())),
     }
 }
 
@@ -39,63 +68,114 @@ pub(crate) fn window(w: &core::Window) -> wit::Window {
     }
 }
 
-pub(crate) fn series(s: &core::MetricSeries) -> wit::Series {
-    wit::Series {
-        metric: s.metric.clone(),
-        timestamps_ms: s.timestamps_ms.clone(),
-        values: s.values.clone(),
-        sample_counts: s.sample_counts.clone(),
+/// Every target's series as one entry per metric and shape (summarised per week or raw), in
+/// order of first appearance; a target without a metric has an empty range in its entry.
+pub(crate) fn metric_columns(series: &[&[core::MetricSeries]]) -> Vec<wit::MetricColumns> {
+    let mut columns: Vec<wit::MetricColumns> = Vec::new();
+    for (i, target) in series.iter().enumerate() {
+        for s in target.iter() {
+            let summarised = s.sample_counts.is_some();
+            let k = match columns
+                .iter()
+                .position(|c| c.metric == s.metric && c.sample_counts.is_some() == summarised)
+            {
+                Some(k) => k,
+                None => {
+                    columns.push(wit::MetricColumns {
+                        metric: s.metric.clone(),
+                        point_ends: vec![0; i],
+                        timestamps_ms: Vec::new(),
+                        values: Vec::new(),
+                        sample_counts: summarised.then(Vec::new),
+                    });
+                    columns.len() - 1
+                }
+            };
+            let c = &mut columns[k];
+            // A target that sent one metric twice in one shape: keep the first, as the
+            // engine does for two series of one target.
+            if c.point_ends.len() > i {
+                continue;
+            }
+            c.point_ends.resize(i, offset(c.timestamps_ms.len()));
+            // Both columns of a series have the same length by construction; a series that
+            // does not is cut to the shorter, never sent misaligned.
+            let n = s.timestamps_ms.len().min(s.values.len());
+            c.timestamps_ms.extend_from_slice(&s.timestamps_ms[..n]);
+            c.values.extend_from_slice(&s.values[..n]);
+            if let (Some(counts), Some(more)) = (&mut c.sample_counts, &s.sample_counts) {
+                counts.extend((0..n).map(|k| more.get(k).copied().unwrap_or(0)));
+            }
+            c.point_ends.push(offset(c.timestamps_ms.len()));
+        }
     }
+    for c in &mut columns {
+        c.point_ends
+            .resize(series.len(), offset(c.timestamps_ms.len()));
+    }
+    columns
 }
 
 /// The engine's named features as the columns a plugin reads, in the schema's order: by
 /// position when the names line up (the vector came from this plugin), else by name, with a
 /// feature the vector lacks sent as missing.
-fn feature_columns(
+fn push_feature_row(
     features: &core::FeatureVector,
     schema: &[core::FeatureSpec],
-) -> wit::FeatureVector {
+    values: &mut Vec<f64>,
+    coverage: &mut Vec<f64>,
+) {
     let in_order = features.features.len() == schema.len()
         && features
             .features
             .iter()
             .zip(schema)
             .all(|(f, spec)| f.name == spec.name);
-    let mut out = wit::FeatureVector {
-        values: Vec::with_capacity(schema.len()),
-        coverage: Vec::with_capacity(schema.len()),
-    };
     for (i, spec) in schema.iter().enumerate() {
         let feature = if in_order {
             features.features.get(i)
         } else {
             features.get(&spec.name)
         };
-        out.values
-            .push(feature.and_then(|f| f.value).unwrap_or(f64::NAN));
-        out.coverage.push(feature.map_or(0.0, |f| f.coverage));
+        values.push(feature.and_then(|f| f.value).unwrap_or(f64::NAN));
+        coverage.push(feature.map_or(0.0, |f| f.coverage));
     }
-    out
 }
 
-pub(crate) fn propose_request(
-    t: &core::Target,
-    c: &core::Classification,
-    features: &core::FeatureVector,
+fn class(c: core::Class) -> wit::Class {
+    match c {
+        core::Class::ScaleDown => wit::Class::ScaleDown,
+        core::Class::Remain => wit::Class::Remain,
+        core::Class::ScaleUp => wit::Class::ScaleUp,
+    }
+}
+
+/// A batch of proposal requests as columns.
+pub(crate) fn propose_batch(
+    inputs: &[crate::ProposeInput<'_>],
     schema: &[core::FeatureSpec],
     bounds: &core::Bounds,
-) -> wit::ProposeRequest {
-    wit::ProposeRequest {
-        target: target(t),
-        classification: wit::Classification {
-            class: match c.class {
-                core::Class::ScaleDown => wit::Class::ScaleDown,
-                core::Class::Remain => wit::Class::Remain,
-                core::Class::ScaleUp => wit::Class::ScaleUp,
-            },
-            confidence: c.confidence,
-        },
-        features: feature_columns(features, schema),
+) -> wit::ProposeBatch {
+    let targets: Vec<&core::Target> = inputs.iter().map(|i| i.target).collect();
+    let mut feature_values = Vec::with_capacity(inputs.len() * schema.len());
+    let mut feature_coverage = Vec::with_capacity(inputs.len() * schema.len());
+    for input in inputs {
+        push_feature_row(
+            input.features,
+            schema,
+            &mut feature_values,
+            &mut feature_coverage,
+        );
+    }
+    wit::ProposeBatch {
+        targets: target_columns(&targets),
+        classes: inputs
+            .iter()
+            .map(|i| class(i.classification.class))
+            .collect(),
+        confidences: inputs.iter().map(|i| i.classification.confidence).collect(),
+        feature_values,
+        feature_coverage,
         bounds: wit::Bounds {
             min_cpu_millicores: bounds.min_cpu_millicores,
             max_cpu_millicores: bounds.max_cpu_millicores,

@@ -48,10 +48,46 @@ mod bindings {
 }
 
 use bindings::setpoint::plugin::host::Level;
+use bindings::setpoint::plugin::types::PluginError as WitPluginError;
+
+/// One target's input to [`Plugin::features_batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct FeaturesInput<'a> {
+    /// The target.
+    pub target: &'a Target,
+    /// Its samples, one entry per metric.
+    pub series: &'a [MetricSeries],
+}
+
+/// One target's input to [`Plugin::propose_batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct ProposeInput<'a> {
+    /// The target.
+    pub target: &'a Target,
+    /// Its class.
+    pub classification: &'a Classification,
+    /// Its feature vector.
+    pub features: &'a FeatureVector,
+}
+
+/// How many of `inputs`, from the first, go in the next batch: at most [`MAX_BATCH_TARGETS`]
+/// and [`MAX_BATCH_POINTS`] points, and at least one.
+fn batch_size<I>(inputs: &[I], points: impl Fn(&I) -> usize) -> usize {
+    let mut total = 0usize;
+    let mut n = 0;
+    for input in inputs.iter().take(MAX_BATCH_TARGETS) {
+        total = total.saturating_add(points(input));
+        if n > 0 && total > MAX_BATCH_POINTS {
+            break;
+        }
+        n += 1;
+    }
+    n.max(1).min(inputs.len())
+}
 
 /// The contract version this host speaks: the WIT package version of `sdk/wit/setpoint.wit`.
 /// Plugins declare theirs in `describe()` and in the names of their imports.
-pub const ABI_VERSION: &str = "0.3.0";
+pub const ABI_VERSION: &str = "0.4.0";
 
 /// Whether a plugin built for `plugin` can run on a host speaking `host`: the same major
 /// version (for 0.x, the same minor — before 1.0 a minor release may break), no newer than the
@@ -88,6 +124,15 @@ fn import_abi(name: &str) -> Option<&str> {
         .map(|(_, version)| version)
 }
 
+/// Targets in one batch call at most. Beyond a few dozen the fixed cost per call is already
+/// amortised; the cap bounds what one failed batch costs to redo target by target.
+pub const MAX_BATCH_TARGETS: usize = 128;
+
+/// Points (samples or weekly aggregates, all metrics) in one `features` batch at most, so a
+/// batch of raw samples stays well inside one call's fuel and memory. A single target with
+/// more is still sent, alone.
+pub const MAX_BATCH_POINTS: usize = 1 << 18;
+
 /// Instances that may be alive at once (one per call in flight).
 const POOL_SLOTS: u32 = 64;
 
@@ -114,11 +159,12 @@ const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exh
 /// Per-call sandbox limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// CPU budget per call in fuel units (about one per WASM instruction).
+    /// CPU budget per call in fuel units (about one per WASM instruction). A batch shares one
+    /// budget; one that runs out is retried target by target, each with a budget of its own.
     pub fuel_per_call: u64,
     /// Largest linear memory a plugin instance may have, in bytes.
     pub memory_bytes: usize,
-    /// Wall-clock backstop per call.
+    /// Wall-clock backstop per call (a batch shares one, as it shares the fuel).
     pub wall_clock: Duration,
 }
 
@@ -549,6 +595,7 @@ impl PluginHost {
             source,
             "",
             Call::Describe,
+            1,
             None,
             |adapter, store| adapter.call_describe(store),
         );
@@ -629,32 +676,65 @@ impl Plugin {
         &self.inner.descriptor
     }
 
-    /// Computes a target's features from its samples.
+    /// Computes a target's features from its samples (a batch of one).
     pub fn features(
         &self,
         target: &Target,
         window: &Window,
         series: &[MetricSeries],
     ) -> Result<FeatureVector, PluginError> {
-        let wit_target = convert::target(target);
-        let wit_window = convert::window(window);
-        let wit_series: Vec<_> = series.iter().map(convert::series).collect();
-        let raw = self.call(&target.id, Call::Features, |adapter, store| {
-            adapter.call_features(store, &wit_target, wit_window, &wit_series)
-        })?;
-        let raw = self.bounded(&target.id, Call::Features, raw, |output, features| {
-            output.features(features)
-        })?;
-        convert::features(raw, &self.inner.descriptor).map_err(|message| {
-            self.failure(
+        let mut results = self.features_batch(window, &[FeaturesInput { target, series }]);
+        results.pop().unwrap_or_else(|| {
+            Err(self.failure(
                 &target.id,
                 Call::Features,
-                Failure::InvalidOutput { message },
-            )
+                Failure::InvalidOutput {
+                    message: "no result".to_string(),
+                },
+            ))
         })
     }
 
-    /// Asks the plugin for one plan per feasible action kind.
+    /// Computes every target's features from its samples over `window`: one result per input,
+    /// in order. The targets cross in batches of up to [`MAX_BATCH_TARGETS`] targets and
+    /// [`MAX_BATCH_POINTS`] points.
+    pub fn features_batch(
+        &self,
+        window: &Window,
+        inputs: &[FeaturesInput<'_>],
+    ) -> Vec<Result<FeatureVector, PluginError>> {
+        let wit_window = convert::window(window);
+        let points = |input: &FeaturesInput<'_>| -> usize {
+            input.series.iter().map(|s| s.values.len()).sum()
+        };
+        self.batched(
+            Call::Features,
+            inputs,
+            |input| &input.target.id,
+            points,
+            |adapter, store, chunk| {
+                let targets: Vec<&Target> = chunk.iter().map(|i| i.target).collect();
+                let series: Vec<&[MetricSeries]> = chunk.iter().map(|i| i.series).collect();
+                let batch = bindings::setpoint::plugin::types::FeaturesBatch {
+                    window: wit_window,
+                    targets: convert::target_columns(&targets),
+                    series: convert::metric_columns(&series),
+                };
+                adapter.call_features(store, &batch)
+            },
+            |input, raw| {
+                let id = &input.target.id;
+                let raw = self.bounded(id, Call::Features, raw, |output, features| {
+                    output.features(features)
+                })?;
+                convert::features(raw, &self.inner.descriptor).map_err(|message| {
+                    self.failure(id, Call::Features, Failure::InvalidOutput { message })
+                })
+            },
+        )
+    }
+
+    /// Asks the plugin for one plan per feasible action kind (a batch of one).
     pub fn propose(
         &self,
         target: &Target,
@@ -662,28 +742,125 @@ impl Plugin {
         features: &FeatureVector,
         bounds: &Bounds,
     ) -> Result<Vec<Proposal>, PluginError> {
-        let request = convert::propose_request(
+        let input = ProposeInput {
             target,
             classification,
             features,
-            &self.inner.descriptor.features,
-            bounds,
-        );
-        let raw = self.call(&target.id, Call::Propose, |adapter, store| {
-            adapter.call_propose(store, &request)
-        })?;
-        let raw = self.bounded(&target.id, Call::Propose, raw, |output, proposals| {
-            output.proposals(proposals)
-        })?;
-        convert::proposals(raw, &self.inner.descriptor, &target.resources, bounds).map_err(
-            |message| {
-                self.failure(
-                    &target.id,
-                    Call::Propose,
-                    Failure::InvalidOutput { message },
+        };
+        let mut results = self.propose_batch(&[input], bounds);
+        results.pop().unwrap_or_else(|| {
+            Err(self.failure(
+                &target.id,
+                Call::Propose,
+                Failure::InvalidOutput {
+                    message: "no result".to_string(),
+                },
+            ))
+        })
+    }
+
+    /// Asks the plugin for every target's plans, within `bounds`: one result per input, in
+    /// order, in batches of up to [`MAX_BATCH_TARGETS`] targets.
+    pub fn propose_batch(
+        &self,
+        inputs: &[ProposeInput<'_>],
+        bounds: &Bounds,
+    ) -> Vec<Result<Vec<Proposal>, PluginError>> {
+        let descriptor = &self.inner.descriptor;
+        self.batched(
+            Call::Propose,
+            inputs,
+            |input| &input.target.id,
+            |_| 0,
+            |adapter, store, chunk| {
+                let batch = convert::propose_batch(chunk, &descriptor.features, bounds);
+                adapter.call_propose(store, &batch)
+            },
+            |input, raw| {
+                let id = &input.target.id;
+                let raw = self.bounded(id, Call::Propose, raw, |output, proposals| {
+                    output.proposals(proposals)
+                })?;
+                convert::proposals(raw, descriptor, &input.target.resources, bounds).map_err(
+                    |message| self.failure(id, Call::Propose, Failure::InvalidOutput { message }),
                 )
             },
         )
+    }
+
+    /// Runs `inputs` through the plugin in batches and checks each target's answer with
+    /// `accept`. A batch that fails as a whole is run again one target per call; a metered host
+    /// runs every target alone, so that each usage figure is one target's.
+    #[allow(clippy::too_many_arguments)]
+    fn batched<I, R, T>(
+        &self,
+        call: Call,
+        inputs: &[I],
+        id: impl Fn(&I) -> &str,
+        points: impl Fn(&I) -> usize,
+        invoke: impl Fn(
+            &bindings::Adapter,
+            &mut Store<CallState>,
+            &[I],
+        ) -> wasmtime::Result<Vec<Result<R, WitPluginError>>>,
+        accept: impl Fn(&I, Result<R, WitPluginError>) -> Result<T, PluginError>,
+    ) -> Vec<Result<T, PluginError>> {
+        let one = |input: &I| -> Result<T, PluginError> {
+            let rows = self.call(id(input), call, 1, |adapter, store| {
+                invoke(adapter, store, std::slice::from_ref(input))
+            })?;
+            let n = rows.len();
+            match <[_; 1]>::try_from(rows) {
+                Ok([row]) => accept(input, row),
+                Err(_) => Err(self.failure(
+                    id(input),
+                    call,
+                    Failure::InvalidOutput {
+                        message: format!("{n} results for one target"),
+                    },
+                )),
+            }
+        };
+        let mut results = Vec::with_capacity(inputs.len());
+        let alone = self.inner.host.meter.is_some();
+        let mut rest = inputs;
+        while !rest.is_empty() {
+            let size = if alone { 1 } else { batch_size(rest, &points) };
+            let (chunk, next) = rest.split_at(size);
+            rest = next;
+            if let [input] = chunk {
+                results.push(one(input));
+                continue;
+            }
+            let label = format!("a batch of {} targets", chunk.len());
+            match self.call(&label, call, chunk.len(), |adapter, store| {
+                invoke(adapter, store, chunk)
+            }) {
+                Ok(rows) if rows.len() == chunk.len() => {
+                    results.extend(
+                        chunk
+                            .iter()
+                            .zip(rows)
+                            .map(|(input, row)| accept(input, row)),
+                    );
+                }
+                outcome => {
+                    let why = match &outcome {
+                        Ok(rows) => format!("{} results", rows.len()),
+                        Err(error) => error.to_string(),
+                    };
+                    tracing::debug!(
+                        plugin = %self.inner.descriptor.name,
+                        %call,
+                        targets = chunk.len(),
+                        %why,
+                        "batch failed; running its targets one by one"
+                    );
+                    results.extend(chunk.iter().map(&one));
+                }
+            }
+        }
+        results
     }
 
     /// Applies the output bounds to a call's result, then turns a refusal into its failure.
@@ -691,7 +868,7 @@ impl Plugin {
         &self,
         target: &str,
         call: Call,
-        raw: Result<T, bindings::setpoint::plugin::types::PluginError>,
+        raw: Result<T, WitPluginError>,
         check: impl FnOnce(&OutputLimits, &T) -> Result<(), output::TooLarge>,
     ) -> Result<T, PluginError> {
         let output = &self.inner.host.output;
@@ -716,6 +893,7 @@ impl Plugin {
         &self,
         target: &str,
         call: Call,
+        targets: usize,
         f: impl FnOnce(&bindings::Adapter, &mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         let inner = &*self.inner;
@@ -731,6 +909,7 @@ impl Plugin {
             &inner.descriptor.name,
             target,
             call,
+            targets,
             idle,
             f,
         );
@@ -744,14 +923,17 @@ impl Plugin {
     }
 }
 
-/// Runs one call with fresh bounds, in `instance` or else a new one. Gives the instance back
-/// when the call ended cleanly (a plugin's own refusal included), never after a trap.
+/// Runs one call for `targets` targets with fresh bounds, in `instance` or else a new one.
+/// Gives the instance back when the call ended cleanly (a plugin's own refusal included),
+/// never after a trap.
+#[allow(clippy::too_many_arguments)]
 fn run_call<R>(
     host: &PluginHost,
     pre: &bindings::AdapterPre<CallState>,
     plugin: &str,
     target: &str,
     call: Call,
+    targets: usize,
     instance: Option<Instance>,
     f: impl FnOnce(&bindings::Adapter, &mut Store<CallState>) -> wasmtime::Result<R>,
 ) -> (Result<R, PluginError>, Option<Instance>) {
@@ -791,7 +973,14 @@ fn run_call<R>(
     state.memory_refused = false;
     state.panic = None;
     state.log_lines = 0;
-    store.set_hostcall_fuel(host.output.bytes_per_call);
+    // The answer of a batch may be as large as its targets' answers together, but never
+    // larger than the plugin's memory, where it has to be built first.
+    let bytes = host.output.bytes_per_call;
+    store.set_hostcall_fuel(
+        bytes
+            .saturating_mul(targets.max(1))
+            .min(bytes.max(limits.memory_bytes)),
+    );
     if let Err(e) = store.set_fuel(limits.fuel_per_call) {
         return (
             Err(fail(Failure::Trap {
@@ -849,7 +1038,7 @@ fn truncate(text: &str, max: usize) -> String {
     format!("{}… ({} bytes in all)", &text[..end], text.len())
 }
 
-fn rejected(e: bindings::setpoint::plugin::types::PluginError) -> Failure {
+fn rejected(e: WitPluginError) -> Failure {
     Failure::Rejected {
         code: e.code,
         message: e.message,

@@ -12,6 +12,7 @@ use setpoint_core::{
 };
 use setpoint_decide::PolicyEngine;
 use setpoint_observe::{RangeQuery, WeeklySummary};
+use setpoint_plugin_host::{FeaturesInput, PluginError, ProposeInput};
 use setpoint_state::{CycleRecord, CycleStatus, Store};
 use tracing::{Instrument, info_span};
 
@@ -232,18 +233,32 @@ pub(crate) async fn run(
         let _entered = span_for_targets.enter();
         targets.sort_by(|a, b| a.id.cmp(&b.id));
         let mut series_by_target = series_by_target;
-        let mut rows = Vec::with_capacity(targets.len());
-        for target in targets {
+        let observed: Vec<Observed> = targets
+            .into_iter()
+            .map(|target| {
+                let series = series_by_target.remove(&target.id).unwrap_or_default();
+                let issues = observation.issues_of(&target.id, &descriptor.metrics, &series);
+                Observed {
+                    target,
+                    series,
+                    issues,
+                }
+            })
+            .collect();
+        // The plugin stages run for the whole fleet at once (a batch call crosses the sandbox
+        // boundary once); the per-target stages follow, one target at a time.
+        let staged = context.stage(observed);
+        let mut rows = Vec::with_capacity(staged.len());
+        for staged in staged {
             if shutdown.is_requested() {
                 return Ok::<_, RuntimeError>((rows, true));
             }
-            let series = series_by_target.remove(&target.id).unwrap_or_default();
-            let issues = observation.issues_of(&target.id, &descriptor.metrics, &series);
-            let history = store.history(&context.lp.config.name.0, &target.id)?;
-            let review = store.review_feedback(&context.lp.config.name.0, &target.id, now)?;
+            let target_id = staged.target.id.clone();
+            let history = store.history(&context.lp.config.name.0, &target_id)?;
+            let review = store.review_feedback(&context.lp.config.name.0, &target_id, now)?;
             let scheduled = history.clone();
             let (entry, mut history, mut row) =
-                context.process(&mut engine, target, series, issues, history, review.clone());
+                context.process(&mut engine, staged, history, review.clone());
             if context.targeted {
                 // The policy saw this cycle's class; the stored history keeps only scheduled
                 // cycles', so an approval re-check does not count towards hysteresis.
@@ -505,19 +520,31 @@ struct TargetContext<'a> {
     targeted: bool,
 }
 
+/// A target as observed, before the plugin stages.
+struct Observed {
+    target: Target,
+    series: Vec<MetricSeries>,
+    issues: Vec<String>,
+}
+
+/// A target after the fleet-wide stages (features, classify, propose), ready for its own.
+struct Staged {
+    target: Target,
+    observe_issues: Vec<String>,
+    /// The target's span; the stages so far are its children.
+    span: tracing::Span,
+    features: Result<FeatureVector, PluginError>,
+    /// Present when the features were.
+    classification: Option<Classification>,
+    /// Present when the plugin was asked: features computed and the size known.
+    proposals: Option<Result<Vec<Proposal>, PluginError>>,
+}
+
 impl TargetContext<'_> {
-    fn process(
-        &self,
-        engine: &mut PolicyEngine,
-        target: Target,
-        series: Vec<MetricSeries>,
-        observe_issues: Vec<String>,
-        history: Option<TargetHistory>,
-        review: Option<ReviewFeedback>,
-    ) -> (JournalEntry, TargetHistory, TargetRow) {
+    fn target_span(&self, target: &Target) -> tracing::Span {
         // The attributes a person filters traces on (documented in the crate docs); those not
         // known yet are recorded as the stages produce them.
-        let span = info_span!(
+        info_span!(
             "target",
             target = %target.id,
             setpoint.target = %target.id,
@@ -534,7 +561,110 @@ impl TargetContext<'_> {
             setpoint.proposal = tracing::field::Empty,
             setpoint.executed = tracing::field::Empty,
             setpoint.error = tracing::field::Empty,
-        );
+        )
+    }
+
+    /// Runs the plugin and classifier stages for every target: `features` as one batch, the
+    /// classifier per target, `propose` as one batch of the targets it applies to. Each
+    /// target's `features` and `propose` spans cover the batch call its answer came from.
+    fn stage(&self, observed: Vec<Observed>) -> Vec<Staged> {
+        let plugin = &self.lp.plugin;
+        let spans: Vec<tracing::Span> = observed
+            .iter()
+            .map(|o| self.target_span(&o.target))
+            .collect();
+        let features = {
+            let inputs: Vec<FeaturesInput<'_>> = observed
+                .iter()
+                .map(|o| FeaturesInput {
+                    target: &o.target,
+                    series: &o.series,
+                })
+                .collect();
+            let _stage: Vec<tracing::Span> = spans
+                .iter()
+                .map(|span| info_span!(parent: span, "features", setpoint.batch_targets = inputs.len()))
+                .collect();
+            plugin.features_batch(&self.window, &inputs)
+        };
+        let mut staged: Vec<Staged> = observed
+            .into_iter()
+            .zip(spans)
+            .zip(features)
+            .map(|((o, span), features)| {
+                let classification = features.as_ref().ok().map(|features| {
+                    let _s = info_span!(parent: &span, "classify").entered();
+                    let mut classification = self.classifier.classifier.classify(features);
+                    if let Some(note) = &self.classifier.fallback {
+                        let rule = &mut classification.explanation.rule;
+                        if !rule.is_empty() {
+                            rule.push_str("; ");
+                        }
+                        rule.push_str(note);
+                    }
+                    classification
+                });
+                Staged {
+                    target: o.target,
+                    observe_issues: o.issues,
+                    span,
+                    features,
+                    classification,
+                    proposals: None,
+                }
+            })
+            .collect();
+        let asked: Vec<usize> = staged
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.classification.is_some()
+                    && s.target.resources.cpu_millicores != 0
+                    && s.target.resources.memory_bytes != 0
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let proposals = {
+            let inputs: Vec<ProposeInput<'_>> = asked
+                .iter()
+                .filter_map(|&i| {
+                    let s = &staged[i];
+                    Some(ProposeInput {
+                        target: &s.target,
+                        classification: s.classification.as_ref()?,
+                        features: s.features.as_ref().ok()?,
+                    })
+                })
+                .collect();
+            let _stage: Vec<tracing::Span> = asked
+                .iter()
+                .map(|&i| {
+                    info_span!(parent: &staged[i].span, "propose", setpoint.batch_targets = inputs.len())
+                })
+                .collect();
+            plugin.propose_batch(&inputs, &self.lp.bounds)
+        };
+        for (i, proposals) in asked.into_iter().zip(proposals) {
+            staged[i].proposals = Some(proposals);
+        }
+        staged
+    }
+
+    fn process(
+        &self,
+        engine: &mut PolicyEngine,
+        staged: Staged,
+        history: Option<TargetHistory>,
+        review: Option<ReviewFeedback>,
+    ) -> (JournalEntry, TargetHistory, TargetRow) {
+        let Staged {
+            target,
+            observe_issues,
+            span,
+            features,
+            classification,
+            proposals,
+        } = staged;
         let _entered = span.enter();
         let mut history = history.unwrap_or_else(|| TargetHistory::new(self.now));
         let mut entry = JournalEntry {
@@ -582,32 +712,25 @@ impl TargetContext<'_> {
             entry.error = Some(StageError { stage, message });
         };
 
-        let features = {
-            let _s = info_span!("features").entered();
-            self.lp.plugin.features(&target, &self.window, &series)
-        };
-        let features = match features {
-            Ok(features) => features,
-            Err(error) => {
+        let (features, classification) = match (features, classification) {
+            (Ok(features), Some(classification)) => (features, classification),
+            (Err(error), _) => {
                 row.sandbox_trap = is_sandbox_trap(&error);
                 fail(&mut entry, &mut row, StageName::Features, error.to_string());
+                return (entry, history, row);
+            }
+            (Ok(_), None) => {
+                fail(
+                    &mut entry,
+                    &mut row,
+                    StageName::Features,
+                    "no classification for computed features".to_string(),
+                );
                 return (entry, history, row);
             }
         };
         entry.features = features.clone();
 
-        let classification = {
-            let _s = info_span!("classify").entered();
-            let mut classification = self.classifier.classifier.classify(&features);
-            if let Some(note) = &self.classifier.fallback {
-                let rule = &mut classification.explanation.rule;
-                if !rule.is_empty() {
-                    rule.push_str("; ");
-                }
-                rule.push_str(note);
-            }
-            classification
-        };
         history.record_class(self.now, classification.class);
         entry.classification = Some(classification.clone());
         entry.stable_cycles = history.stable_cycles;
@@ -635,17 +758,23 @@ impl TargetContext<'_> {
             );
             return (entry, history, row);
         }
-        let proposals = {
-            let _s = info_span!("propose").entered();
-            self.lp
-                .plugin
-                .propose(&target, &classification, &features, &self.lp.bounds)
-        };
         let proposals = match proposals {
-            Ok(proposals) => proposals,
-            Err(error) => {
+            Some(Ok(proposals)) => proposals,
+            Some(Err(error)) => {
                 row.sandbox_trap = is_sandbox_trap(&error);
                 fail(&mut entry, &mut row, StageName::Propose, error.to_string());
+                return (entry, history, row);
+            }
+            None => {
+                fail(
+                    &mut entry,
+                    &mut row,
+                    StageName::Propose,
+                    format!(
+                        "the plugin was not asked to propose for target {:?}",
+                        target.id
+                    ),
+                );
                 return (entry, history, row);
             }
         };
