@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use setpoint_core::{Bounds, Class, Classification, Explanation, FeatureVector, Target};
-use setpoint_plugin_host::{Failure, Limits, OutputLimits, Plugin, PluginError, PluginHost};
+use setpoint_plugin_host::{
+    Failure, FeaturesInput, Limits, OutputLimits, Plugin, PluginError, PluginHost, ProposeInput,
+};
 use setpoint_runtime::{Config, Runtime, Shutdown};
 
 fn guest(name: &str) -> Vec<u8> {
@@ -404,4 +406,72 @@ async fn hostile_plugins_in_a_cycle_fail_only_their_own_targets() {
         error.to_string().contains("wasi:filesystem/preopens@0.2.6"),
         "{error}"
     );
+}
+
+/// Targets of one batch call: a trap, a refusal or an oversized answer of one of them fails
+/// that target alone, naming it, and its neighbours get their answers.
+#[test]
+fn in_a_batch_a_misbehaving_target_fails_alone() {
+    let ids = |ids: &[&str]| ids.iter().map(|id| target(id)).collect::<Vec<_>>();
+    fn inputs(targets: &[Target]) -> Vec<FeaturesInput<'_>> {
+        targets
+            .iter()
+            .map(|target| FeaturesInput {
+                target,
+                series: &[],
+            })
+            .collect()
+    }
+
+    // A panic traps the whole batch call; the targets are then run one by one.
+    let plugin = load("panic");
+    let targets = ids(&["pg-1", "panic-in-features", "pg-2"]);
+    let results = plugin.features_batch(&window(), &inputs(&targets));
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    let error = results[1].as_ref().unwrap_err();
+    assert!(matches!(failure(error), Failure::Panic { .. }), "{error}");
+    assert_names(error, "panic", "panic-in-features", "features()");
+
+    // A contract breach is that target's answer; the batch itself is fine.
+    let plugin = load("liar");
+    let targets = ids(&["pg-1", "infinite-value", "pg-2", "nan-coverage"]);
+    let results = plugin.features_batch(&window(), &inputs(&targets));
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    for i in [1, 3] {
+        let error = results[i].as_ref().unwrap_err();
+        assert!(
+            matches!(failure(error), Failure::InvalidOutput { .. }),
+            "{error}"
+        );
+        assert_names(error, "liar", &targets[i].id, "features()");
+    }
+
+    // An answer too large to copy out fails the batch call; alone, only its target fails.
+    let plugin = load("flood");
+    let targets = ids(&["fine", "aliased", "fine"]);
+    let features = FeatureVector {
+        features: vec![setpoint_core::Feature {
+            name: "cpu_w1".into(),
+            value: Some(0.1),
+            coverage: 1.0,
+        }],
+    };
+    let class = scale_down();
+    let requests: Vec<ProposeInput<'_>> = targets
+        .iter()
+        .map(|target| ProposeInput {
+            target,
+            classification: &class,
+            features: &features,
+        })
+        .collect();
+    let results = plugin.propose_batch(&requests, &Bounds::default());
+    assert_eq!(results.len(), 3);
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    let error = results[1].as_ref().unwrap_err();
+    assert!(
+        matches!(failure(error), Failure::OutputTooLarge { .. }),
+        "{error}"
+    );
+    assert_names(error, "flood", "aliased", "propose()");
 }

@@ -3,7 +3,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use setpoint_core::{Bounds, Class, MetricSeries, Target};
 use setpoint_observe::{MetricSource, RangeQuery};
-use setpoint_plugin_host::{Failure, Limits, PluginError, PluginHost};
+use setpoint_plugin_host::{Failure, FeaturesInput, Limits, PluginError, PluginHost, ProposeInput};
 
 fn guest(name: &str) -> Vec<u8> {
     let path = match name {
@@ -209,4 +209,89 @@ fn bytes_that_are_not_a_component_are_refused_at_load() {
     let error = host.load("junk.wasm", b"\0asm not really").unwrap_err();
     assert!(matches!(error, PluginError::Load { .. }), "{error}");
     assert!(error.to_string().contains("junk.wasm"), "{error}");
+}
+
+/// Every target of the simulated PostgreSQL fleet, half with raw samples and half with weekly
+/// aggregates, answered in one batch exactly as when asked alone.
+#[tokio::test]
+async fn a_batch_answers_each_target_as_a_call_of_its_own_would() {
+    use setpoint_observe::WeeklySummary;
+    let host = PluginHost::new(Limits::default()).unwrap();
+    let plugin = host
+        .load("builtin:postgres", setpoint_plugins_bundled::postgres())
+        .unwrap();
+    let fleet = setpoint_runtime::builtin_fleet(42, "postgres").unwrap();
+    let targets: Vec<Target> = fleet.targets().to_vec();
+    assert!(targets.len() > 10, "{}", targets.len());
+    let mut series: Vec<Vec<MetricSeries>> = vec![Vec::new(); targets.len()];
+    for metric in &plugin.descriptor().metrics {
+        for weekly in [false, true] {
+            let query = RangeQuery {
+                metric: metric.name.clone(),
+                promql: String::new(),
+                technology: "postgres".into(),
+                start: window().start,
+                end: window().end,
+                step_seconds: 300,
+                target_label: "instance".into(),
+                weekly: weekly.then_some(WeeklySummary {
+                    aggregation: metric.aggregation,
+                    weeks: 4,
+                }),
+            };
+            for (id, s) in fleet.query_range(&query).await.unwrap().series {
+                let i = targets.iter().position(|t| t.id == id).unwrap();
+                // Alternate shapes by target, and leave one metric out of one target.
+                if (i % 2 == 1) == weekly && !(i == 3 && metric.name == "iops") {
+                    series[i].push(s);
+                }
+            }
+        }
+    }
+    let inputs: Vec<FeaturesInput<'_>> = targets
+        .iter()
+        .zip(&series)
+        .map(|(target, series)| FeaturesInput { target, series })
+        .collect();
+    let batched = plugin.features_batch(&window(), &inputs);
+    assert_eq!(batched.len(), targets.len());
+    let features: Vec<_> = batched.into_iter().map(Result::unwrap).collect();
+    for (i, target) in targets.iter().enumerate() {
+        let alone = plugin.features(target, &window(), &series[i]).unwrap();
+        assert_eq!(
+            format!("{:?}", features[i]),
+            format!("{alone:?}"),
+            "{}",
+            target.id
+        );
+    }
+    assert!(
+        features[3].value("iops_w1").is_none(),
+        "the metric left out stays missing"
+    );
+    assert!(features[2].value("iops_w1").is_some());
+
+    let classes: Vec<_> = features.iter().map(setpoint_classify_free).collect();
+    let inputs: Vec<ProposeInput<'_>> = targets
+        .iter()
+        .zip(&features)
+        .zip(&classes)
+        .map(|((target, features), classification)| ProposeInput {
+            target,
+            classification,
+            features,
+        })
+        .collect();
+    let batched = plugin.propose_batch(&inputs, &Bounds::default());
+    assert_eq!(batched.len(), targets.len());
+    let mut planned = 0;
+    for (i, proposals) in batched.into_iter().enumerate() {
+        let proposals = proposals.unwrap();
+        let alone = plugin
+            .propose(&targets[i], &classes[i], &features[i], &Bounds::default())
+            .unwrap();
+        assert_eq!(proposals, alone, "{}", targets[i].id);
+        planned += usize::from(!proposals.is_empty());
+    }
+    assert!(planned > 0);
 }

@@ -1096,6 +1096,43 @@ mod tests {
     }
 
     #[test]
+    fn batches_are_cut_by_targets_and_points_and_never_empty() {
+        let points = |n: &usize| *n;
+        assert_eq!(batch_size::<usize>(&[], points), 0);
+        assert_eq!(batch_size(&[16; 500], points), MAX_BATCH_TARGETS);
+        assert_eq!(batch_size(&[16; 5], points), 5);
+        let raw = MAX_BATCH_POINTS / 4;
+        assert_eq!(batch_size(&[raw; 10], points), 4);
+        // One target above the bound still goes, alone.
+        assert_eq!(batch_size(&[MAX_BATCH_POINTS * 2, 1], points), 1);
+    }
+
+    #[test]
+    fn series_cross_as_one_entry_per_metric_and_shape() {
+        let series = |metric: &str, n: usize, weekly: bool| setpoint_core::MetricSeries {
+            metric: metric.to_string(),
+            timestamps_ms: (0..n as i64).collect(),
+            values: vec![0.5; n],
+            sample_counts: weekly.then(|| vec![7; n]),
+        };
+        let a = vec![series("cpu", 4, true), series("cpu", 9, true)];
+        let b: Vec<setpoint_core::MetricSeries> = vec![];
+        let c = vec![series("mem", 3, false), series("cpu", 2, true)];
+        let columns = convert::metric_columns(&[&a, &b, &c]);
+        assert_eq!(columns.len(), 2);
+        assert_eq!(columns[0].metric, "cpu");
+        assert_eq!(
+            columns[0].point_ends,
+            vec![4, 4, 6],
+            "a second cpu of a is dropped"
+        );
+        assert_eq!(columns[0].sample_counts.as_ref().map(Vec::len), Some(6));
+        assert_eq!(columns[1].metric, "mem");
+        assert_eq!(columns[1].point_ends, vec![0, 0, 3]);
+        assert!(columns[1].sample_counts.is_none());
+    }
+
+    #[test]
     fn compatibility_follows_semver_with_0x_minors_breaking() {
         assert!(abi_compatible("0.2.0", "0.2.3").is_ok());
         assert!(abi_compatible("0.2.3", "0.2.3").is_ok());

@@ -1,5 +1,5 @@
-//! A plugin that computes features but panics in `propose()`: with a short message naming the
-//! target; for a target named `long`, with a message of 256 KiB, which the host must cut before
+//! A plugin that computes features (except for a target named `panic-in-features`) but panics
+//! in `propose()`: with a short message naming the target; for a target named `long`, with a message of 256 KiB, which the host must cut before
 //! it reaches a report; for `huge`, with one of 2 MiB, more than the host copies out of a call.
 
 use setpoint_guest_common as common;
@@ -17,7 +17,10 @@ impl Adapter for Panic {
         common::descriptor("panic", vec![ActionKind::ScaleDown])
     }
 
-    fn features(_: Target, _: Window, _: Vec<Series>) -> Result<FeatureVector, PluginError> {
+    fn features(target: Target, _: Window, _: Vec<Series>) -> Result<FeatureVector, PluginError> {
+        if target.id == "panic-in-features" {
+            panic!("deliberate panic in features for {}", target.id);
+        }
         Ok(common::features())
     }
 
