@@ -97,7 +97,8 @@ fn validate_passes_on_the_bundled_postgres_plugin() {
         "pass  proposals within bounds",
         "pass  deterministic",
         "pass  within the sandbox limits",
-        "8 passed, 0 failed",
+        "pass  a batch answers each target as a call of its own: features() and propose() of 3 targets in one batch match 3 single calls",
+        "9 passed, 0 failed",
     ] {
         assert!(text.contains(check), "{check:?} missing:\n{text}");
     }

@@ -20,7 +20,9 @@ use setpoint_core::{
     Aggregation, Bounds, Class, Classification, Explanation, FeatureVector, MetricSeries,
     PluginDescriptor, Resources, Target, Window,
 };
-use setpoint_plugin_host::{CallUsage, Failure, Limits, Plugin, PluginError, PluginHost};
+use setpoint_plugin_host::{
+    CallUsage, Failure, FeaturesInput, Limits, Plugin, PluginError, PluginHost, ProposeInput,
+};
 
 use crate::Output;
 
@@ -253,11 +255,25 @@ fn validate(args: &ValidateArgs) -> Result<ExitCode> {
     ));
     let name = loaded.as_ref().ok().map(|p| p.name().to_string());
     if let Ok(plugin) = &loaded {
-        checks.extend(Validator::new(plugin).run());
+        let validator = Validator::new(plugin);
+        checks.extend(validator.run());
         checks.push(limits_check(
             limits,
             &usage.lock().map(|u| u.clone()).unwrap_or_default(),
         ));
+        // A metered host calls one target at a time (its figures are per target); the engine
+        // sends batches, so they are checked on a host of their own — once the single calls
+        // pass, since a batch of a plugin that traps or spins only repeats what they showed.
+        if checks.iter().all(|c| c.passed) {
+            let batching = PluginHost::new(limits)?
+                .load(&args.plugin, &bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|plugin| validator.batched(&plugin));
+            checks.push(Check::new(
+                "a batch answers each target as a call of its own",
+                batching,
+            ));
+        }
     }
 
     let passed = checks.iter().all(|c| c.passed);
@@ -484,6 +500,68 @@ impl<'a> Validator<'a> {
             "{count} proposals for 3 classes × {} sets of bounds, all within them",
             bounds_sets.len()
         ))
+    }
+
+    /// Three targets in one batch (raw samples, weekly summaries, no samples; then one
+    /// proposal request per class) get what each gets alone: a plugin whose answer for a target
+    /// depends on the others in its batch would decide differently depending on fleet size.
+    fn batched(&self, batching: &Plugin) -> Result<String, String> {
+        let raw = self.raw_series();
+        let weekly = self.weekly_series(&raw);
+        let targets: Vec<Target> = (1..=3)
+            .map(|i| Target {
+                id: format!("synthetic-{i}"),
+                ..self.target.clone()
+            })
+            .collect();
+        let series: [&[MetricSeries]; 3] = [&raw, &weekly, &[]];
+        let inputs: Vec<FeaturesInput<'_>> = targets
+            .iter()
+            .zip(series)
+            .map(|(target, series)| FeaturesInput { target, series })
+            .collect();
+        let batch = batching.features_batch(&self.window, &inputs);
+        let mut features = Vec::new();
+        for (input, answer) in inputs.iter().zip(&batch) {
+            let alone = batching.features(input.target, &self.window, input.series);
+            if format!("{answer:?}") != format!("{alone:?}") {
+                return Err(format!(
+                    "features() for {} differs in a batch from alone",
+                    input.target.id
+                ));
+            }
+            features.push(answer.as_ref().ok().cloned().unwrap_or_default());
+        }
+        let classes: Vec<Classification> = [Class::ScaleDown, Class::Remain, Class::ScaleUp]
+            .into_iter()
+            .map(classification)
+            .collect();
+        let inputs: Vec<ProposeInput<'_>> = targets
+            .iter()
+            .zip(&classes)
+            .zip(&features)
+            .map(|((target, classification), features)| ProposeInput {
+                target,
+                classification,
+                features,
+            })
+            .collect();
+        let batch = batching.propose_batch(&inputs, &Bounds::default());
+        for (input, answer) in inputs.iter().zip(&batch) {
+            let alone = batching.propose(
+                input.target,
+                input.classification,
+                input.features,
+                &Bounds::default(),
+            );
+            if format!("{answer:?}") != format!("{alone:?}") {
+                return Err(format!(
+                    "propose() for {} differs in a batch from alone",
+                    input.target.id
+                ));
+            }
+        }
+        Ok("features() and propose() of 3 targets in one batch match 3 single calls".to_string())
     }
 
     fn deterministic(
