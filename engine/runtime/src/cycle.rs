@@ -566,7 +566,7 @@ impl TargetContext<'_> {
 
     /// Runs the plugin and classifier stages for every target: `features` as one batch, the
     /// classifier per target, `propose` as one batch of the targets it applies to. Each
-    /// target's `features` and `propose` spans cover the batch call its answer came from.
+    /// target's `features` and `propose` spans cover the stage's batch calls.
     fn stage(&self, observed: Vec<Observed>) -> Vec<Staged> {
         let plugin = &self.lp.plugin;
         let spans: Vec<tracing::Span> = observed

@@ -3,7 +3,9 @@
 //! A cycle of a loop runs, for every target the metric source knows of the plugin's technology:
 //! observe (one range query per metric for the whole fleet) → features (plugin) → classify →
 //! propose (plugin) → decide (Rego) → act (dry-run or actuator), and journals each target's
-//! trace with its updated history in one transaction. The runtime talks to each stage only
+//! trace with its updated history in one transaction. The plugin stages run for the whole
+//! fleet in batch calls (crossing the sandbox once per batch, not per target); the stages
+//! after them run target by target. The runtime talks to each stage only
 //! through its crate's small API, so a stage can change without the others noticing.
 //!
 //! One target's failure — a plugin trap, a policy error — is recorded for that target and the
@@ -16,7 +18,9 @@
 //! `telemetry:` config) every cycle is a trace of its own. Under it: `discover`, one `observe`
 //! per metric (the fleet-wide stages, batched over all targets), and one `target` span per
 //! target with `features`, `classify`, `propose`, `decide` and `act` below it (a stage that is
-//! not reached, after a failure, has no span). These attribute names are stable:
+//! not reached, after a failure, has no span; `features` and `propose` cover the stage's batch
+//! calls for all the loop's targets, so they show the same interval). These attribute
+//! names are stable:
 //!
 //! | span | attribute | value |
 //! |---|---|---|
@@ -37,6 +41,7 @@
 //! | `target` | `setpoint.proposal` | the chosen proposal's summary, when one is chosen |
 //! | `target` | `setpoint.executed` | whether the act stage ran operations |
 //! | `target` | `setpoint.error` | the stage error that ended this target's cycle, if any |
+//! | `features`, `propose` | `setpoint.batch_targets` | the targets the stage's batch calls carried |
 
 pub mod config;
 mod cycle;
