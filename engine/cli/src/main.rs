@@ -499,8 +499,18 @@ fn kill_switch(dir: &Path, args: &KillSwitchArgs) -> Result<ExitCode> {
     // Who set each one, where that was recorded.
     let keys = std::iter::once("global".to_string())
         .filter(|_| switches.global)
-        .chain(switches.loops.keys().map(|l| format!("loop:{l}")))
-        .chain(switches.targets.keys().map(|t| format!("target:{t}")));
+        .chain(
+            switches
+                .loops
+                .keys()
+                .map(|l| KillSwitchScope::Loop(l.clone()).key()),
+        )
+        .chain(
+            switches
+                .targets
+                .keys()
+                .map(|t| KillSwitchScope::Target(t.clone()).key()),
+        );
     for (label, key) in on.iter_mut().zip(keys) {
         if let Some(setter) = switches.set_by.get(&key) {
             label.push_str(&format!(

@@ -184,6 +184,44 @@ pub enum KillSwitchScope {
     Target(String),
 }
 
+impl KillSwitchScope {
+    /// The switch's key, as `kill_switches.json` records who set it: `global`, `loop:NAME` or
+    /// `target:ID` — the form [`str::parse`] reads back.
+    pub fn key(&self) -> String {
+        match self {
+            KillSwitchScope::Global => "global".to_string(),
+            KillSwitchScope::Loop(name) => format!("loop:{name}"),
+            KillSwitchScope::Target(id) => format!("target:{id}"),
+        }
+    }
+}
+
+impl std::str::FromStr for KillSwitchScope {
+    type Err = String;
+
+    /// Reads `global`, `loop:NAME` or `target:ID` (surrounding blanks ignored).
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        let text = text.trim();
+        if text == "global" {
+            return Ok(KillSwitchScope::Global);
+        }
+        let named = |rest: &str| {
+            Some(rest.trim())
+                .filter(|r| !r.is_empty())
+                .map(str::to_string)
+        };
+        if let Some(name) = text.strip_prefix("loop:").and_then(named) {
+            return Ok(KillSwitchScope::Loop(name));
+        }
+        if let Some(id) = text.strip_prefix("target:").and_then(named) {
+            return Ok(KillSwitchScope::Target(id));
+        }
+        Err(format!(
+            "unknown kill switch {text:?}: say global, loop:NAME or target:ID"
+        ))
+    }
+}
+
 /// The store. Cheap to share by reference; redb serialises writers itself.
 pub struct Store {
     db: Database,
@@ -494,11 +532,7 @@ pub fn set_kill_switch_by(
         source,
     })?;
     let mut switches = read_kill_switches(dir)?;
-    let key = match scope {
-        KillSwitchScope::Global => "global".to_string(),
-        KillSwitchScope::Loop(name) => format!("loop:{name}"),
-        KillSwitchScope::Target(id) => format!("target:{id}"),
-    };
+    let key = scope.key();
     match (on, by) {
         (true, Some((by, at))) => {
             switches.set_by.insert(
@@ -560,6 +594,28 @@ mod tests {
 
     use super::*;
     use setpoint_core::{Class, FeatureVector, Resources, Target};
+
+    #[test]
+    fn kill_switch_keys_read_back_as_their_scope() {
+        for scope in [
+            KillSwitchScope::Global,
+            KillSwitchScope::Loop("weekly".into()),
+            KillSwitchScope::Target("pg-reporting-01".into()),
+        ] {
+            assert_eq!(scope.key().parse::<KillSwitchScope>(), Ok(scope));
+        }
+        assert_eq!(
+            " loop: weekly ".parse::<KillSwitchScope>(),
+            Ok(KillSwitchScope::Loop("weekly".into()))
+        );
+        for bad in ["", "loop:", "target: ", "everything", "Global"] {
+            let error = bad.parse::<KillSwitchScope>().unwrap_err();
+            assert!(
+                error.contains("say global, loop:NAME or target:ID"),
+                "{error}"
+            );
+        }
+    }
 
     pub(crate) fn entry(target: &str, cycle: u64, at: DateTime<Utc>) -> JournalEntry {
         JournalEntry {

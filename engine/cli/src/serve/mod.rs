@@ -519,29 +519,17 @@ pub struct KillSwitchForm {
 
 /// Which switch a form names, checked against the configured loops.
 fn kill_switch_scope(config: &Config, name: &str) -> std::result::Result<KillSwitchScope, String> {
-    let name = name.trim();
-    if name == "global" {
-        return Ok(KillSwitchScope::Global);
-    }
-    if let Some(loop_name) = name.strip_prefix("loop:") {
-        if config.loops.iter().any(|l| l.name.as_str() == loop_name) {
-            return Ok(KillSwitchScope::Loop(loop_name.to_string()));
-        }
+    let scope: KillSwitchScope = name.parse()?;
+    if let KillSwitchScope::Loop(loop_name) = &scope
+        && !config.loops.iter().any(|l| l.name.as_str() == loop_name)
+    {
         let known: Vec<&str> = config.loops.iter().map(|l| l.name.as_str()).collect();
         return Err(format!(
             "no loop named {loop_name:?}; the loops are {}",
             known.join(", ")
         ));
     }
-    if let Some(target) = name
-        .strip_prefix("target:")
-        .filter(|t| !t.trim().is_empty())
-    {
-        return Ok(KillSwitchScope::Target(target.trim().to_string()));
-    }
-    Err(format!(
-        "unknown kill switch {name:?}: say global, loop:NAME or target:ID"
-    ))
+    Ok(scope)
 }
 
 /// Turns a kill switch on or off for an approver, recording who turned it on, as

@@ -11,7 +11,7 @@ use chrono::Utc;
 use setpoint_core::{
     JournalEntry, KillSwitches, Resources, ReviewItem, ReviewStatus, format_bytes, format_cpu,
 };
-use setpoint_state::Store;
+use setpoint_state::{KillSwitchScope, Store};
 
 use super::Filters;
 use super::auth::{Role, User, Via};
@@ -266,15 +266,14 @@ fn switches_html(switches: &KillSwitches, user: &User) -> String {
             .loops
             .iter()
             .filter(|(_, v)| **v)
-            .map(|(l, _)| (format!("loop {l}"), format!("loop:{l}"))),
+            .map(|(l, _)| (format!("loop {l}"), KillSwitchScope::Loop(l.clone()).key())),
     );
-    on.extend(
-        switches
-            .targets
-            .iter()
-            .filter(|(_, v)| **v)
-            .map(|(t, _)| (format!("target {t}"), format!("target:{t}"))),
-    );
+    on.extend(switches.targets.iter().filter(|(_, v)| **v).map(|(t, _)| {
+        (
+            format!("target {t}"),
+            KillSwitchScope::Target(t.clone()).key(),
+        )
+    }));
     let approver = user.role >= Role::Approver;
     let csrf = escape(&user.csrf);
     let turn_on = if approver {
