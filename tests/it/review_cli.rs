@@ -7,11 +7,16 @@ use std::process::Output;
 
 use crate::{ok, setpoint_binary};
 
+/// Every command of this test reads the time from here (a cycle passes its own `--now`), an
+/// hour after the first cycle: nothing depends on the day the test runs.
+const NOW: &str = "2026-11-23T07:00:00Z";
+
 fn setpoint(state: &Path, args: &[&str]) -> Output {
     std::process::Command::new(setpoint_binary())
         .args(args)
         .arg("--state-dir")
         .arg(state)
+        .env("SETPOINT_NOW", NOW)
         .env_remove("RUST_LOG")
         .env_remove("SETPOINT_CONFIG")
         .output()

@@ -19,6 +19,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use setpoint_core::SharedClock;
 use setpoint_runtime::{Config, Runtime, Shutdown};
 use setpoint_state::KillSwitchScope;
 
@@ -60,6 +61,11 @@ struct Cli {
     /// More log output on stderr (-v info, -vv debug with per-stage spans). RUST_LOG overrides.
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// The current time (RFC 3339) for every command: replays a cycle at that instant
+    /// (`run --once`), lists and decides reviews as of then, dates kill switches, ends a
+    /// simulated export there. Default: the wall clock. Not for the scheduled `run` or `serve`.
+    #[arg(long, global = true, env = "SETPOINT_NOW", value_name = "TIME")]
+    now: Option<DateTime<Utc>>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -133,9 +139,6 @@ struct SimExportArgs {
     /// Simulation seed (the quickstart's is 42).
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// End of the history (RFC 3339); default: now, rounded down to the step.
-    #[arg(long, value_name = "TIME")]
-    now: Option<DateTime<Utc>>,
     /// Weeks of history.
     #[arg(long, default_value_t = 5)]
     weeks: u32,
@@ -171,9 +174,6 @@ struct RunArgs {
     /// Output format of the report.
     #[arg(long, short, value_enum, default_value_t)]
     output: Output,
-    /// The cycle's time (RFC 3339), to replay a decision exactly; default: now. Only with --once.
-    #[arg(long, value_name = "TIME")]
-    now: Option<DateTime<Utc>>,
     /// Do not send the report to the configured `notify:` channels.
     #[arg(long)]
     no_notify: bool,
@@ -302,11 +302,20 @@ fn load_config(cli: &Cli) -> Result<Config> {
     Ok(config)
 }
 
+/// The one clock every command reads the time from: `--now`, else the wall clock.
+fn clock(cli: &Cli) -> SharedClock {
+    match cli.now {
+        Some(at) => setpoint_core::fixed_clock(at),
+        None => setpoint_core::system_clock(),
+    }
+}
+
 fn state_dir(cli: &Cli) -> Result<PathBuf> {
     Ok(load_config(cli)?.state_dir)
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    let clock = clock(&cli);
     match &cli.command {
         None => run_loops(
             &cli,
@@ -321,17 +330,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
             explain::explain(&dir, &args.target, matches!(args.output, Output::Json))?;
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::KillSwitch(args)) => kill_switch(&state_dir(&cli)?, args),
+        Some(Command::KillSwitch(args)) => kill_switch(&state_dir(&cli)?, args, &clock),
         Some(Command::Policy(PolicyCommand::Test { dir, golden })) => {
             policy_test(dir.as_deref(), golden.as_deref())
         }
-        Some(Command::Sim(SimCommand::Export(args))) => sim_export(args),
+        Some(Command::Sim(SimCommand::Export(args))) => sim_export(args, &clock),
         Some(Command::Plugin(command)) => plugin::run(command),
-        Some(Command::Train(args)) => models::train(&load_config(&cli)?, args),
+        Some(Command::Train(args)) => models::train(&load_config(&cli)?, args, &clock),
         Some(Command::Evaluate(args)) => models::evaluate(&load_config(&cli)?, args),
-        Some(Command::Models(command)) => models::models(&state_dir(&cli)?, command),
-        Some(Command::Review(command)) => review::run(&load_config(&cli)?, command),
-        Some(Command::Serve(args)) => serve::serve(load_config(&cli)?, args),
+        Some(Command::Models(command)) => models::models(&state_dir(&cli)?, command, &clock),
+        Some(Command::Review(command)) => review::run(&load_config(&cli)?, command, clock),
+        Some(Command::Serve(args)) => {
+            if cli.now.is_some() {
+                bail!("--now replays one instant; `serve` follows the wall clock");
+            }
+            serve::serve(load_config(&cli)?, args, clock)
+        }
         Some(Command::Config(ConfigCommand::Check)) => {
             let config = load_config(&cli)?;
             Runtime::new(config.clone())?;
@@ -343,9 +357,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn run_loops(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
-    if args.now.is_some() && !args.once {
-        bail!("--now only makes sense with --once");
+    if cli.now.is_some() && !args.once {
+        bail!("--now only makes sense with --once: the scheduled loops follow the wall clock");
     }
+    let clock = clock(cli);
     if args.html.is_some() && !args.once {
         bail!("--html only makes sense with --once");
     }
@@ -362,7 +377,7 @@ fn run_loops(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
         notify::notifier(&config)?
     };
     let state_dir = config.state_dir.clone();
-    let runtime = Runtime::new(config)?;
+    let runtime = Runtime::new(config)?.with_clock(clock.clone());
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -371,7 +386,7 @@ fn run_loops(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
     tokio.block_on(async {
         spawn_signal_listener(shutdown.clone());
         if args.once {
-            let now = args.now.unwrap_or_else(Utc::now);
+            let now = clock.now();
             let reports = runtime
                 .run_once(now, args.loop_name.as_deref(), &shutdown)
                 .await?;
@@ -384,7 +399,7 @@ fn run_loops(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
             }
             if let Some(path) = &args.html {
-                let context = notify::report_context(&state_dir, &reports);
+                let context = notify::report_context(&state_dir, &reports, now);
                 let document = html::report(&reports, &context.features, &context.pending);
                 std::fs::write(path, document).with_context(|| {
                     format!("cannot write the HTML report to {}", path.display())
@@ -392,7 +407,7 @@ fn run_loops(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
                 eprintln!("HTML report written to {}", path.display());
             }
             if let Some(notifier) = &notifier {
-                notify::send(notifier, &state_dir, &reports).await;
+                notify::send(notifier, &state_dir, &reports, now).await;
             }
             let failed: usize = reports.iter().map(|r| r.failed()).sum();
             if reports.iter().any(|r| r.interrupted) {
@@ -430,8 +445,9 @@ fn run_loops(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
                     }
                     if let Some(notifier) = notifier.clone() {
                         let (state_dir, report) = (state_dir.clone(), r.clone());
+                        let now = clock.now();
                         tokio::spawn(async move {
-                            notify::send(&notifier, &state_dir, &[report]).await;
+                            notify::send(&notifier, &state_dir, &[report], now).await;
                         });
                     }
                 })
@@ -477,7 +493,7 @@ async fn wait_for_signal() -> &'static str {
     }
 }
 
-fn kill_switch(dir: &Path, args: &KillSwitchArgs) -> Result<ExitCode> {
+fn kill_switch(dir: &Path, args: &KillSwitchArgs, clock: &SharedClock) -> Result<ExitCode> {
     let scope = match (&args.loop_name, &args.target) {
         (Some(name), _) => KillSwitchScope::Loop(name.clone()),
         (None, Some(id)) => KillSwitchScope::Target(id.clone()),
@@ -486,7 +502,7 @@ fn kill_switch(dir: &Path, args: &KillSwitchArgs) -> Result<ExitCode> {
     let switches = match args.state {
         Switch::Status => setpoint_state::read_kill_switches(dir)?,
         Switch::On => {
-            setpoint_state::set_kill_switch_by(dir, &scope, true, Some((&args.by, Utc::now())))?
+            setpoint_state::set_kill_switch_by(dir, &scope, true, Some((&args.by, clock.now())))?
         }
         Switch::Off => setpoint_state::set_kill_switch(dir, &scope, false)?,
     };
@@ -565,7 +581,7 @@ fn policy_test(dir: Option<&Path>, golden: Option<&Path>) -> Result<ExitCode> {
     })
 }
 
-fn sim_export(args: &SimExportArgs) -> Result<ExitCode> {
+fn sim_export(args: &SimExportArgs, clock: &SharedClock) -> Result<ExitCode> {
     use setpoint_observe::export::{ExportFormat, ExportOptions, export};
     if !(1..=52).contains(&args.weeks) {
         bail!("--weeks must be between 1 and 52, got {}", args.weeks);
@@ -577,7 +593,7 @@ fn sim_export(args: &SimExportArgs) -> Result<ExitCode> {
         );
     }
     let step = args.step as i64;
-    let now = args.now.unwrap_or_else(Utc::now);
+    let now = clock.now();
     let end = DateTime::from_timestamp(now.timestamp().div_euclid(step) * step, 0).unwrap_or(now);
     let options = ExportOptions {
         end,

@@ -7,10 +7,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use comfy_table::Table;
 use indicatif::{ProgressBar, ProgressStyle};
+use setpoint_core::SharedClock;
 use setpoint_learn::{CLASSES, ClassMetrics, HeldOut, OutcomeReport, Stage, TrainedModel};
 use setpoint_runtime::training::{self, LabelSource, TrainOptions};
 use setpoint_runtime::{Config, LoopRuntime, Runtime};
@@ -207,7 +208,7 @@ fn stage_name(stage: Stage) -> &'static str {
 }
 
 /// Trains, reports, logs to MLflow when configured, and registers.
-pub fn train(config: &Config, args: &TrainArgs) -> Result<ExitCode> {
+pub fn train(config: &Config, args: &TrainArgs, clock: &SharedClock) -> Result<ExitCode> {
     let runtime = Runtime::new(config.clone())?;
     let loops = chosen_loops(&runtime, args.loop_name.as_deref())?;
     let options = args.options();
@@ -222,7 +223,7 @@ pub fn train(config: &Config, args: &TrainArgs) -> Result<ExitCode> {
             training::feedback(&store, &loop_name)?
         };
         let bar = progress_bar(&loop_name);
-        let trained = training::train(lp, &options, Utc::now(), &mut |stage, done, total| {
+        let trained = training::train(lp, &options, clock.now(), &mut |stage, done, total| {
             bar.set_message(stage_name(stage));
             bar.set_length(total as u64);
             bar.set_position(done as u64);
@@ -231,7 +232,13 @@ pub fn train(config: &Config, args: &TrainArgs) -> Result<ExitCode> {
         let mut trained = trained?;
         let mut mlflow_error = None;
         if let (Some(mlflow), false) = (&config.mlflow, args.no_mlflow) {
-            match log_to_mlflow(mlflow, &loop_name, &trained.model, &trained.record) {
+            match log_to_mlflow(
+                mlflow,
+                &loop_name,
+                &trained.model,
+                &trained.record,
+                clock.now(),
+            ) {
                 Ok(tags) => trained.record.tags.extend(tags),
                 Err(error) => mlflow_error = Some(format!("{error:#}")),
             }
@@ -245,7 +252,7 @@ pub fn train(config: &Config, args: &TrainArgs) -> Result<ExitCode> {
                 &trained.record.version,
                 &std::env::var("USER").unwrap_or_else(|_| "unknown".to_string()),
                 Some("setpoint train --promote"),
-                Utc::now(),
+                clock.now(),
             )?)
         } else {
             None
@@ -422,6 +429,7 @@ fn log_to_mlflow(
     loop_name: &str,
     model: &TrainedModel,
     record: &ModelRecord,
+    now: DateTime<Utc>,
 ) -> Result<Vec<(String, String)>> {
     let mut run = setpoint_mlflow::TrainingRun {
         run_name: Some(format!("{loop_name}-{}", model.short_version())),
@@ -448,7 +456,7 @@ fn log_to_mlflow(
             run.metrics.push(setpoint_mlflow::Metric {
                 key: "cv_fold_macro_f1".to_string(),
                 value: *f1,
-                timestamp: Utc::now().timestamp_millis(),
+                timestamp: now.timestamp_millis(),
                 step: fold as i64,
             });
         }
@@ -577,7 +585,7 @@ pub fn evaluate(config: &Config, args: &EvaluateArgs) -> Result<ExitCode> {
 }
 
 /// `setpoint models …`.
-pub fn models(state_dir: &Path, command: &ModelsCommand) -> Result<ExitCode> {
+pub fn models(state_dir: &Path, command: &ModelsCommand, clock: &SharedClock) -> Result<ExitCode> {
     let store = Store::open_waiting(state_dir, STORE_WAIT)?;
     match command {
         ModelsCommand::List { loop_name, output } => {
@@ -708,7 +716,7 @@ pub fn models(state_dir: &Path, command: &ModelsCommand) -> Result<ExitCode> {
             by,
         } => {
             let promotion =
-                store.promote_model(loop_name, version, by, reason.as_deref(), Utc::now())?;
+                store.promote_model(loop_name, version, by, reason.as_deref(), clock.now())?;
             println!(
                 "loop {loop_name}: promoted {}{} (by {}); the next cycle classifies with it",
                 promotion.version,
@@ -724,7 +732,7 @@ pub fn models(state_dir: &Path, command: &ModelsCommand) -> Result<ExitCode> {
             reason,
             by,
         } => {
-            let promotion = store.rollback_model(loop_name, by, reason.as_deref(), Utc::now())?;
+            let promotion = store.rollback_model(loop_name, by, reason.as_deref(), clock.now())?;
             println!(
                 "loop {loop_name}: rolled back to {}{} (by {})",
                 promotion.version,

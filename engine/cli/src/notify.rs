@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use setpoint_act::ActOutcome;
-use setpoint_core::{FeatureVector, ReviewItem, ReviewStatus};
+use setpoint_core::{FeatureVector, ReviewItem};
 use setpoint_notify::{Message, Notifier};
 use setpoint_runtime::{Config, CycleReport};
 
@@ -37,14 +37,17 @@ pub struct ReportContext {
 
 /// Reads the [`ReportContext`]; an unreadable store gives an empty one (the report still goes
 /// out, without the queue and charts, and the log says why).
-pub fn report_context(state_dir: &Path, reports: &[CycleReport]) -> ReportContext {
-    let now = Utc::now();
+pub fn report_context(
+    state_dir: &Path,
+    reports: &[CycleReport],
+    now: DateTime<Utc>,
+) -> ReportContext {
     let read = || -> Result<ReportContext, setpoint_state::StateError> {
         let store = setpoint_state::Store::open_waiting(state_dir, Duration::from_secs(30))?;
         let pending = store
             .reviews()?
             .into_iter()
-            .filter(|r| r.status == ReviewStatus::Pending && r.expires_at >= now)
+            .filter(|r| r.awaits_decision(now))
             .collect();
         let mut features = BTreeMap::new();
         for row in reports.iter().flat_map(|r| &r.rows) {
@@ -116,13 +119,18 @@ pub fn message(reports: &[CycleReport], context: &ReportContext) -> Message {
 
 /// Sends the report of `reports`; each channel's outcome goes to the log (a failed delivery
 /// never fails the cycle: the report stays in the journal).
-pub async fn send(notifier: &Notifier, state_dir: &Path, reports: &[CycleReport]) {
+pub async fn send(
+    notifier: &Notifier,
+    state_dir: &Path,
+    reports: &[CycleReport],
+    now: DateTime<Utc>,
+) {
     if reports.is_empty() {
         return;
     }
     let (state_dir, owned) = (state_dir.to_path_buf(), reports.to_vec());
     let context =
-        match tokio::task::spawn_blocking(move || report_context(&state_dir, &owned)).await {
+        match tokio::task::spawn_blocking(move || report_context(&state_dir, &owned, now)).await {
             Ok(context) => context,
             Err(_) => ReportContext {
                 pending: Vec::new(),

@@ -5,11 +5,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use comfy_table::Table;
 use setpoint_act::{ActOutcome, OpStatus};
-use setpoint_core::{Mode, ReviewItem, ReviewStatus};
+use setpoint_core::SharedClock;
+use setpoint_core::{Mode, ReviewItem};
 use setpoint_runtime::{Config, CycleReport, Runtime, Shutdown};
 use setpoint_state::Store;
 
@@ -70,15 +71,15 @@ pub enum ReviewCommand {
 const STORE_WAIT: Duration = Duration::from_secs(30);
 
 /// Runs a review command.
-pub fn run(config: &Config, command: &ReviewCommand) -> Result<ExitCode> {
+pub fn run(config: &Config, command: &ReviewCommand, clock: SharedClock) -> Result<ExitCode> {
     let store = Store::open_waiting(&config.state_dir, STORE_WAIT)?;
     match command {
         ReviewCommand::List { all, output } => {
-            let now = Utc::now();
+            let now = clock.now();
             let items: Vec<ReviewItem> = store
                 .reviews()?
                 .into_iter()
-                .filter(|r| *all || (r.status == ReviewStatus::Pending && r.expires_at >= now))
+                .filter(|r| *all || r.awaits_decision(now))
                 .collect();
             match output {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&items)?),
@@ -121,7 +122,15 @@ pub fn run(config: &Config, command: &ReviewCommand) -> Result<ExitCode> {
             by,
             defer,
         } => {
-            let (item, enforce) = decide(config, &store, *id, true, by, comment.as_deref())?;
+            let (item, enforce) = decide(
+                config,
+                &store,
+                *id,
+                true,
+                by,
+                comment.as_deref(),
+                clock.now(),
+            )?;
             if !enforce || *defer {
                 println!(
                     "review {}: {} on {} approved by {}; the next cycle of loop {} re-checks it on fresh data and acts if it still holds",
@@ -135,13 +144,13 @@ pub fn run(config: &Config, command: &ReviewCommand) -> Result<ExitCode> {
             );
             // The cycle opens the store itself.
             drop(store);
-            return apply_now(config, &item);
+            return apply_now(config, &item, clock);
         }
         ReviewCommand::Reject { id, comment, by } => {
             if comment.trim().is_empty() {
                 bail!("a rejection needs a --comment saying why");
             }
-            let (item, _) = decide(config, &store, *id, false, by, Some(comment))?;
+            let (item, _) = decide(config, &store, *id, false, by, Some(comment), clock.now())?;
             println!(
                 "review {}: {} on {} rejected by {}; held until {}",
                 item.id,
@@ -165,8 +174,9 @@ pub fn decide(
     approve: bool,
     by: &str,
     comment: Option<&str>,
+    now: DateTime<Utc>,
 ) -> Result<(ReviewItem, bool)> {
-    let item = store.decide_review(id, approve, by, comment, Utc::now())?;
+    let item = store.decide_review(id, approve, by, comment, now)?;
     let enforce = config
         .loops
         .iter()
@@ -177,9 +187,13 @@ pub fn decide(
 
 /// Runs the approved review's loop for its target only, on fresh data: the policy re-checks
 /// the approval and, if it still says act, the plan is executed.
-pub async fn recheck(runtime: &Runtime, item: &ReviewItem) -> Result<CycleReport> {
+pub async fn recheck(
+    runtime: &Runtime,
+    item: &ReviewItem,
+    now: DateTime<Utc>,
+) -> Result<CycleReport> {
     Ok(runtime
-        .run_target(Utc::now(), &item.loop_name, &item.target, &Shutdown::new())
+        .run_target(now, &item.loop_name, &item.target, &Shutdown::new())
         .await?)
 }
 
@@ -240,15 +254,16 @@ pub fn recheck_summary(report: &CycleReport) -> (Vec<String>, bool) {
 }
 
 /// Runs the approved review's loop for its target only; prints what happened.
-fn apply_now(config: &Config, item: &ReviewItem) -> Result<ExitCode> {
+fn apply_now(config: &Config, item: &ReviewItem, clock: SharedClock) -> Result<ExitCode> {
     let mut config = config.clone();
     config.loops.retain(|l| l.name.as_str() == item.loop_name);
-    let runtime = Runtime::new(config)?;
+    let now = clock.now();
+    let runtime = Runtime::new(config)?.with_clock(clock);
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let report = tokio.block_on(recheck(&runtime, item))?;
+    let report = tokio.block_on(recheck(&runtime, item, now))?;
     let (lines, failed) = recheck_summary(&report);
     for line in lines {
         println!("{line}");

@@ -12,6 +12,7 @@ fn setpoint(state: &Path, args: &[&str]) -> Output {
         .args(args)
         .env_remove("RUST_LOG")
         .env_remove("SETPOINT_CONFIG")
+        .env_remove("SETPOINT_NOW")
         .output()
         .unwrap()
 }
@@ -101,6 +102,65 @@ fn quickstart_report_then_explain_then_json() {
     let out = setpoint(dir.path(), &["explain", "pg-nope"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no decision recorded for target \"pg-nope\""));
+}
+
+/// One clock for every command: a replayed cycle's reviews wait relative to the replayed time,
+/// and `--now` (or `SETPOINT_NOW`) tells every command which time it is — whatever the day the
+/// test runs.
+#[test]
+fn every_command_reads_the_time_from_one_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = setpoint(
+        dir.path(),
+        &[
+            "run",
+            "--once",
+            "--loop",
+            "weekly-rightsizing",
+            "--now",
+            NOW,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let waiting = |now: &str| -> usize {
+        let out = setpoint(
+            dir.path(),
+            &["review", "list", "--output", "json", "--now", now],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let items: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        items.as_array().unwrap().len()
+    };
+    // An hour later the cycle's reviews wait; eight days later they have expired.
+    assert!(waiting("2026-11-23T07:00:00Z") > 0);
+    assert_eq!(waiting("2026-12-01T06:00:00Z"), 0);
+    // The same through the environment.
+    let out = Command::new(env!("CARGO_BIN_EXE_setpoint"))
+        .arg("--state-dir")
+        .arg(dir.path())
+        .args(["review", "list", "--output", "json"])
+        .env("SETPOINT_NOW", "2026-11-23T07:00:00Z")
+        .env_remove("SETPOINT_CONFIG")
+        .output()
+        .unwrap();
+    let items: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(!items.as_array().unwrap().is_empty());
+    // A kill switch is dated by the same clock.
+    let on = setpoint(
+        dir.path(),
+        &["kill-switch", "on", "--by", "carol", "--now", NOW],
+    );
+    assert!(
+        stdout(&on).contains("by carol at 2026-11-23 06:00 UTC"),
+        "{}",
+        stdout(&on)
+    );
+    // Schedules follow the wall clock: a fixed time is refused there.
+    for args in [&["run", "--now", NOW][..], &["serve", "--now", NOW]] {
+        let out = setpoint(dir.path(), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&out).contains("--now"), "{}", stderr(&out));
+    }
 }
 
 #[test]

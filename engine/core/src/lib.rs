@@ -621,11 +621,13 @@ pub struct PolicyInput {
     pub review: Option<ReviewFeedback>,
 }
 
+pub mod clock;
 pub mod intent;
 pub mod journal;
 pub mod plugin;
 pub mod review;
 
+pub use clock::{Clock, FixedClock, SharedClock, SystemClock, fixed_clock, system_clock};
 pub use intent::{Intent, IntentStatus, OpStatus, OperationResult};
 pub use journal::{JournalEntry, KillSwitches, StageError, StageName, SwitchSetter};
 pub use plugin::{

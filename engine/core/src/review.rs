@@ -79,6 +79,13 @@ pub struct ReviewItem {
     pub comment: Option<String>,
 }
 
+impl ReviewItem {
+    /// Whether it still waits for a decision at `now`: pending and not expired.
+    pub fn awaits_decision(&self, now: DateTime<Utc>) -> bool {
+        self.status == ReviewStatus::Pending && self.expires_at >= now
+    }
+}
+
 /// A human's decision on a target's proposal, handed to the policy (`input.review`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReviewFeedback {

@@ -17,6 +17,7 @@ use setpoint_state::{CycleRecord, CycleStatus, Store};
 use tracing::{Instrument, info_span};
 
 use crate::{CycleReport, LoopRuntime, Result, RuntimeError, Shutdown, TargetRow};
+use setpoint_core::SharedClock;
 
 const WEEK_SECONDS: i64 = 7 * 24 * 3600;
 
@@ -45,6 +46,7 @@ pub(crate) fn window_for(now: DateTime<Utc>, weeks: u32, step_seconds: u64) -> W
 pub(crate) async fn run(
     lp: &LoopRuntime,
     state_dir: &Path,
+    clock: &SharedClock,
     now: DateTime<Utc>,
     only_target: Option<&str>,
     shutdown: &Shutdown,
@@ -222,6 +224,7 @@ pub(crate) async fn run(
         actuators: &lp.actuators,
         act: &lp.config.act,
         state_dir,
+        clock: clock.as_ref(),
     };
     let runtime = tokio::runtime::Handle::current();
     let shutdown = shutdown.clone();

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use setpoint_act::{ActError, Actuators, Execution, OpStatus, OperationResult};
-use setpoint_core::{Intent, IntentStatus, KillSwitches};
+use setpoint_core::{Clock, Intent, IntentStatus, KillSwitches};
 use setpoint_state::Store;
 
 use crate::config::ActConfig;
@@ -82,6 +82,8 @@ pub(crate) struct Enforcer<'a> {
     pub actuators: &'a Actuators,
     pub act: &'a ActConfig,
     pub state_dir: &'a Path,
+    /// When an intent finished is read here.
+    pub clock: &'a dyn Clock,
 }
 
 impl Enforcer<'_> {
@@ -95,7 +97,7 @@ impl Enforcer<'_> {
         pause_point("after-intent", &intent.key).await;
         self.run(&mut intent, now).await?;
         pause_point("after-execute", &intent.key).await;
-        intent.finished_at = Some(Utc::now());
+        intent.finished_at = Some(self.clock.now());
         store.finish_intent(&intent)?;
         match intent.status {
             IntentStatus::Done => tracing::info!(
@@ -273,7 +275,7 @@ pub(crate) async fn reconcile(
                 }
             }
             intent.attempts += 1;
-            intent.finished_at = Some(Utc::now());
+            intent.finished_at = Some(enforcer.clock.now());
             store.finish_intent(&intent)?;
             finished.push(intent);
             continue;
@@ -281,7 +283,7 @@ pub(crate) async fn reconcile(
             finished.push(enforcer.carry_out(store, intent, now).await?);
             continue;
         }
-        intent.finished_at = Some(Utc::now());
+        intent.finished_at = Some(enforcer.clock.now());
         store.finish_intent(&intent)?;
         finished.push(intent);
     }

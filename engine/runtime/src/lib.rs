@@ -55,7 +55,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use setpoint_act::ActOutcome;
-use setpoint_core::{Bounds, Class, Mode, Reason, StageName, Verdict};
+use setpoint_core::{Bounds, Class, Mode, Reason, SharedClock, StageName, Verdict};
 use setpoint_decide::PolicyBundle;
 use setpoint_observe::{MetricSource, SimulatedFleet};
 use setpoint_plugin_host::{CompileCache, Plugin, PluginHost};
@@ -122,6 +122,12 @@ pub enum RuntimeError {
         /// What is wrong.
         message: String,
     },
+    /// The scheduler was handed a clock stopped at one instant: it could never wait for the
+    /// next cycle.
+    #[error(
+        "the loops cannot run on their schedules from a fixed time (--now): replay one cycle with run --once"
+    )]
+    FixedClockSchedule,
     /// A targeted cycle was asked for a target the loop's source does not know.
     #[error("loop {loop_name}: no target {target:?} among the targets its source reports")]
     UnknownTarget {
@@ -287,6 +293,8 @@ pub struct Runtime {
     /// One cycle at a time per process: a cycle holds the state store open, and the store
     /// admits one writer.
     cycle_lock: tokio::sync::Mutex<()>,
+    /// Where the scheduler and the actuators read the time (the wall clock unless injected).
+    clock: SharedClock,
 }
 
 impl Runtime {
@@ -305,7 +313,19 @@ impl Runtime {
             state_dir: config.state_dir,
             loops,
             cycle_lock: tokio::sync::Mutex::new(()),
+            clock: setpoint_core::system_clock(),
         })
+    }
+
+    /// The same runtime reading the time from `clock` (a fixed one replays an instant).
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock this runtime reads.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
     }
 
     /// The state directory.
@@ -332,7 +352,7 @@ impl Runtime {
                 continue;
             }
             let _cycle = self.cycle_lock.lock().await;
-            reports.push(cycle::run(lp, &self.state_dir, now, None, shutdown).await?);
+            reports.push(cycle::run(lp, &self.state_dir, &self.clock, now, None, shutdown).await?);
         }
         Ok(reports)
     }
@@ -354,7 +374,15 @@ impl Runtime {
             .ok_or_else(|| RuntimeError::UnknownLoop(loop_name.to_string()))?;
         self.reconcile(now).await?;
         let _cycle = self.cycle_lock.lock().await;
-        cycle::run(lp, &self.state_dir, now, Some(target), shutdown).await
+        cycle::run(
+            lp,
+            &self.state_dir,
+            &self.clock,
+            now,
+            Some(target),
+            shutdown,
+        )
+        .await
     }
 
     /// Carries every intent that a dead process left pending to an end (see
@@ -375,6 +403,7 @@ impl Runtime {
                 actuators: &lp.actuators,
                 act: &lp.config.act,
                 state_dir: &self.state_dir,
+                clock: self.clock.as_ref(),
             };
             finished
                 .extend(enforce::reconcile(&enforcer, store, lp.config.name.as_str(), now).await?);
@@ -393,7 +422,10 @@ impl Runtime {
         let on_cycle = &on_cycle;
         // Intents a crashed process left pending are finished before anything else, not at the
         // next scheduled cycle (which may be a week away).
-        if let Err(error) = self.reconcile(Utc::now()).await {
+        if self.clock.is_fixed() {
+            return Err(RuntimeError::FixedClockSchedule);
+        }
+        if let Err(error) = self.reconcile(self.clock.now()).await {
             tracing::error!(%error, "reconciling pending intents failed");
         }
         let tasks = self.loops.iter().map(|lp| {
@@ -402,19 +434,19 @@ impl Runtime {
             let cycle_lock = &self.cycle_lock;
             async move {
                 loop {
-                    let Some(next) = lp.config.schedule.next_after(Utc::now()) else {
+                    let Some(next) = lp.config.schedule.next_after(self.clock.now()) else {
                         tracing::error!(loop_name = %lp.config.name, "schedule has no next time; loop stops");
                         return;
                     };
                     tracing::info!(loop_name = %lp.config.name, next = %next, "next cycle scheduled");
-                    let wait = (next - Utc::now()).to_std().unwrap_or_default();
+                    let wait = (next - self.clock.now()).to_std().unwrap_or_default();
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = shutdown.wait() => return,
                     }
                     let result = {
                         let _cycle = cycle_lock.lock().await;
-                        cycle::run(lp, &state_dir, next, None, &shutdown).await
+                        cycle::run(lp, &state_dir, &self.clock, next, None, &shutdown).await
                     };
                     match result {
                         Ok(report) => on_cycle(&report),

@@ -19,9 +19,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
 use clap::Args;
 use serde::Deserialize;
+use setpoint_core::SharedClock;
 use setpoint_runtime::{Config, Runtime, Shutdown};
 use setpoint_state::{KillSwitchScope, Store};
 
@@ -54,12 +54,13 @@ struct AppState {
     runtime: Arc<Runtime>,
     auth: Auth,
     metrics: Arc<EngineMetrics>,
+    clock: SharedClock,
 }
 
 type Shared = Arc<AppState>;
 
 /// Runs `setpoint serve` until SIGINT/SIGTERM.
-pub fn serve(config: Config, args: &ServeArgs) -> Result<ExitCode> {
+pub fn serve(config: Config, args: &ServeArgs, clock: SharedClock) -> Result<ExitCode> {
     let serve_config = config.serve.clone().unwrap_or_default();
     let listen = args
         .listen
@@ -78,12 +79,13 @@ pub fn serve(config: Config, args: &ServeArgs) -> Result<ExitCode> {
             .iter()
             .map(|l| (l.name.as_str(), l.mode == setpoint_core::Mode::DryRun)),
     );
-    let runtime = Arc::new(Runtime::new(config.clone())?);
+    let runtime = Arc::new(Runtime::new(config.clone())?.with_clock(clock.clone()));
     let state = Arc::new(AppState {
         config,
         runtime: runtime.clone(),
         auth,
         metrics: metrics.clone(),
+        clock,
     });
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -109,7 +111,7 @@ pub fn serve(config: Config, args: &ServeArgs) -> Result<ExitCode> {
         });
         eprintln!("setpoint serve: listening on http://{address}");
         if args.run_once_first && !args.no_loops {
-            match runtime.run_once(Utc::now(), None, &shutdown).await {
+            match runtime.run_once(state.clock.now(), None, &shutdown).await {
                 Ok(reports) => {
                     for report in &reports {
                         metrics.observe_cycle(report);
@@ -185,7 +187,7 @@ async fn refresh_reviews(state: &Shared, wait: Duration) {
         return;
     }
     match with_store(state, wait, |store| Ok(store.reviews()?)).await {
-        Ok(reviews) => state.metrics.observe_reviews(&reviews, Utc::now()),
+        Ok(reviews) => state.metrics.observe_reviews(&reviews, state.clock.now()),
         Err(error) => tracing::debug!(error = %crate::describe(&error), "reviews not refreshed"),
     }
 }
@@ -260,8 +262,9 @@ async fn pages_index(
         Err(response) => return *response,
     };
     let dir = state.config.state_dir.clone();
+    let now = state.clock.now();
     let data = with_store(&state, STORE_WAIT, move |store| {
-        pages::IndexData::load(store, &dir)
+        pages::IndexData::load(store, &dir, now)
     })
     .await;
     match data {
@@ -286,8 +289,9 @@ async fn pages_target(
         Err(response) => return *response,
     };
     let target = id.clone();
+    let now = state.clock.now();
     let data = with_store(&state, STORE_WAIT, move |store| {
-        pages::TargetData::load(store, &target)
+        pages::TargetData::load(store, &target, now)
     })
     .await;
     match data {
@@ -408,6 +412,7 @@ async fn decide(
     }
     let config = state.config.clone();
     let by = user.name.clone();
+    let now = state.clock.now();
     let recorded = with_store(&state, STORE_WAIT, move |store| {
         crate::review::decide(
             &config,
@@ -416,6 +421,7 @@ async fn decide(
             approve,
             &by,
             Some(comment.as_str()).filter(|c| !c.is_empty()),
+            now,
         )
     })
     .await;
@@ -440,7 +446,7 @@ async fn decide(
         user.name
     )];
     if enforce {
-        match crate::review::recheck(&state.runtime, &item).await {
+        match crate::review::recheck(&state.runtime, &item, state.clock.now()).await {
             Ok(report) => {
                 lines.extend(crate::review::recheck_summary(&report).0);
                 state.metrics.observe_cycle(&report);
@@ -569,6 +575,7 @@ async fn kill_switch(
     };
     let dir = state.config.state_dir.clone();
     let by = user.name.clone();
+    let now = state.clock.now();
     let what = match &scope {
         KillSwitchScope::Global => "global".to_string(),
         KillSwitchScope::Loop(name) => format!("loop {name}"),
@@ -576,7 +583,7 @@ async fn kill_switch(
     };
     let written = tokio::task::spawn_blocking(move || {
         if on {
-            setpoint_state::set_kill_switch_by(&dir, &scope, true, Some((&by, Utc::now())))
+            setpoint_state::set_kill_switch_by(&dir, &scope, true, Some((&by, now)))
         } else {
             setpoint_state::set_kill_switch(&dir, &scope, false)
         }

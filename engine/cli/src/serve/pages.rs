@@ -7,10 +7,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Result;
-use chrono::Utc;
-use setpoint_core::{
-    JournalEntry, KillSwitches, Resources, ReviewItem, ReviewStatus, format_bytes, format_cpu,
-};
+use chrono::{DateTime, Utc};
+use setpoint_core::{JournalEntry, KillSwitches, Resources, ReviewItem, format_bytes, format_cpu};
 use setpoint_state::{KillSwitchScope, Store};
 
 use super::Filters;
@@ -31,11 +29,13 @@ pub struct IndexData {
     pub reviews: Vec<ReviewItem>,
     /// The kill switches.
     pub switches: KillSwitches,
+    /// The time the page is drawn at: which reviews still wait.
+    pub now: DateTime<Utc>,
 }
 
 impl IndexData {
     /// Reads the page's data from the store and the state directory.
-    pub fn load(store: &Store, dir: &Path) -> Result<Self> {
+    pub fn load(store: &Store, dir: &Path, now: DateTime<Utc>) -> Result<Self> {
         let mut entries = Vec::new();
         for target in store.targets()? {
             if let Some(entry) = store.last_entry(&target)? {
@@ -47,6 +47,7 @@ impl IndexData {
             entries,
             reviews: store.reviews()?,
             switches: setpoint_state::read_kill_switches(dir)?,
+            now,
         })
     }
 }
@@ -57,11 +58,13 @@ pub struct TargetData {
     pub entry: JournalEntry,
     /// The reviews of this target, newest first.
     pub reviews: Vec<ReviewItem>,
+    /// The time the page is drawn at: which reviews still wait.
+    pub now: DateTime<Utc>,
 }
 
 impl TargetData {
     /// Reads a target's data; `None` when nothing was recorded for it.
-    pub fn load(store: &Store, target: &str) -> Result<Option<Self>> {
+    pub fn load(store: &Store, target: &str, now: DateTime<Utc>) -> Result<Option<Self>> {
         let Some(entry) = store.last_entry(target)? else {
             return Ok(None);
         };
@@ -71,7 +74,11 @@ impl TargetData {
             .filter(|r| r.target == target)
             .collect();
         reviews.reverse();
-        Ok(Some(Self { entry, reviews }))
+        Ok(Some(Self {
+            entry,
+            reviews,
+            now,
+        }))
     }
 }
 
@@ -210,10 +217,6 @@ fn decision_forms(review: &ReviewItem, user: &User) -> String {
         "<form class=\"inline\" method=\"post\" action=\"/reviews/{id}/approve\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><textarea name=\"comment\" id=\"comment-{id}\" placeholder=\"comment\"></textarea><button id=\"approve-{id}\" formaction=\"/reviews/{id}/approve\">approve</button><button id=\"reject-{id}\" formaction=\"/reviews/{id}/reject\">reject</button></form>",
         id = review.id
     )
-}
-
-fn is_pending(review: &ReviewItem) -> bool {
-    review.status == ReviewStatus::Pending && review.expires_at >= Utc::now()
 }
 
 fn queue_table(reviews: &[&ReviewItem], user: &User, with_target: bool) -> String {
@@ -388,7 +391,11 @@ pub fn index(data: &IndexData, filters: &Filters, user: &User, flash: Option<&st
         );
     }
     body.push_str("</tbody></table>");
-    let pending: Vec<&ReviewItem> = data.reviews.iter().filter(|r| is_pending(r)).collect();
+    let pending: Vec<&ReviewItem> = data
+        .reviews
+        .iter()
+        .filter(|r| r.awaits_decision(data.now))
+        .collect();
     let _ = write!(
         body,
         "<h2>Review queue (<span id=\"queue-depth\">{}</span>)</h2>",
@@ -548,9 +555,17 @@ pub fn target(data: &TargetData, user: &User, flash: Option<&str>) -> String {
         None => body.push_str("<p class=\"muted\">not reached</p>"),
     }
     body.push_str("<h2>Reviews</h2>");
-    let pending: Vec<&ReviewItem> = data.reviews.iter().filter(|r| is_pending(r)).collect();
+    let pending: Vec<&ReviewItem> = data
+        .reviews
+        .iter()
+        .filter(|r| r.awaits_decision(data.now))
+        .collect();
     body.push_str(&queue_table(&pending, user, false));
-    let decided: Vec<&ReviewItem> = data.reviews.iter().filter(|r| !is_pending(r)).collect();
+    let decided: Vec<&ReviewItem> = data
+        .reviews
+        .iter()
+        .filter(|r| !r.awaits_decision(data.now))
+        .collect();
     if !decided.is_empty() {
         body.push_str("<table id=\"decided\"><thead><tr><th>id</th><th>action</th><th>status</th><th>by</th><th>at</th><th>comment</th></tr></thead><tbody>");
         for r in decided {
