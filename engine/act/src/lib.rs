@@ -36,8 +36,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+pub use setpoint_core::{ActOutcome, OpStatus, OperationResult};
 use setpoint_core::{Decision, Mode, Operation, Proposal, Target, Verdict};
-pub use setpoint_core::{OpStatus, OperationResult};
 use sha2::{Digest, Sha256};
 
 /// A boxed future, so that [`Actuator`] stays usable as `dyn Actuator`.
@@ -357,61 +357,9 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     })
 }
 
-/// What the act stage did with a target's decision.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum ActOutcome {
-    /// Nothing to do: the verdict was `hold` or `block`.
-    Nothing,
-    /// Dry-run: the operations were recorded, not executed.
-    WouldExecute {
-        /// The operations that would have run.
-        operations: Vec<Operation>,
-    },
-    /// Queued for a human: the operations run only after approval.
-    AwaitingApproval {
-        /// The operations that would run once approved.
-        operations: Vec<Operation>,
-    },
-    /// Enforce mode, verdict `act`, actuators configured: to be journalled, then executed.
-    Ready {
-        /// The operations to execute.
-        operations: Vec<Operation>,
-    },
-    /// Executed by the actuators.
-    Executed {
-        /// Actuator names, in the order they ran.
-        actuator: String,
-        /// The operations that ran.
-        operations: Vec<Operation>,
-        /// One result per operation.
-        #[serde(default)]
-        results: Vec<OperationResult>,
-    },
-}
-
-impl ActOutcome {
-    /// The operations this outcome carries, executed or not.
-    pub fn operations(&self) -> &[Operation] {
-        match self {
-            ActOutcome::Nothing => &[],
-            ActOutcome::WouldExecute { operations }
-            | ActOutcome::AwaitingApproval { operations }
-            | ActOutcome::Ready { operations }
-            | ActOutcome::Executed { operations, .. } => operations,
-        }
-    }
-
-    /// Whether anything was executed.
-    pub fn executed(&self) -> bool {
-        matches!(self, ActOutcome::Executed { .. })
-    }
-}
-
 /// Finds the proposal a decision chose.
 pub fn chosen_proposal<'a>(decision: &Decision, proposals: &'a [Proposal]) -> Option<&'a Proposal> {
-    let action = decision.proposal?;
-    proposals.iter().find(|p| p.action == action)
+    decision.chosen(proposals)
 }
 
 /// Routes a decision according to the mode; never executes anything.
@@ -449,17 +397,7 @@ pub fn act(
 
 /// The outcome of an executed plan, from its results.
 pub fn executed(operations: Vec<Operation>, results: Vec<OperationResult>) -> ActOutcome {
-    let mut names: Vec<&str> = Vec::new();
-    for r in &results {
-        if names.last() != Some(&r.actuator.as_str()) {
-            names.push(&r.actuator);
-        }
-    }
-    ActOutcome::Executed {
-        actuator: names.join(","),
-        operations,
-        results,
-    }
+    ActOutcome::executed_by(operations, results)
 }
 
 #[cfg(test)]

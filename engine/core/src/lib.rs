@@ -470,6 +470,12 @@ impl Decision {
             reasons: vec![Reason::new("policy_error", message)],
         }
     }
+
+    /// The proposal this decision chose among `proposals`.
+    pub fn chosen<'a>(&self, proposals: &'a [Proposal]) -> Option<&'a Proposal> {
+        let action = self.proposal?;
+        proposals.iter().find(|p| p.action == action)
+    }
 }
 
 /// Whether the loop may execute anything.
@@ -629,7 +635,10 @@ pub mod review;
 
 pub use clock::{Clock, FixedClock, SharedClock, SystemClock, fixed_clock, system_clock};
 pub use intent::{Intent, IntentStatus, OpStatus, OperationResult};
-pub use journal::{JournalEntry, KillSwitches, StageError, StageName, SwitchSetter};
+pub use journal::{
+    ActOutcome, FailureKind, JournalEntry, KillSwitches, ObserveIssue, StageError, StageName,
+    SwitchSetter,
+};
 pub use plugin::{
     Aggregation, FeatureSpec, MetricSeries, MetricSpec, PluginDescriptor, SimMetric, SimScenario,
     Window,

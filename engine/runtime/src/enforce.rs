@@ -86,7 +86,21 @@ pub(crate) struct Enforcer<'a> {
     pub clock: &'a dyn Clock,
 }
 
-impl Enforcer<'_> {
+impl<'a> Enforcer<'a> {
+    /// The enforcer of `lp`'s intents.
+    pub(crate) fn for_loop(
+        lp: &'a crate::LoopRuntime,
+        state_dir: &'a Path,
+        clock: &'a dyn Clock,
+    ) -> Self {
+        Self {
+            actuators: &lp.actuators,
+            act: &lp.config.act,
+            state_dir,
+            clock,
+        }
+    }
+
     /// Carries out a journalled intent and records how it ended; returns it finished.
     pub(crate) async fn carry_out(
         &self,

@@ -46,6 +46,7 @@
 pub mod config;
 mod cycle;
 pub mod enforce;
+mod stages;
 pub mod training;
 
 use std::path::PathBuf;
@@ -55,7 +56,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use setpoint_act::ActOutcome;
-use setpoint_core::{Bounds, Class, Mode, Reason, SharedClock, StageName, Verdict};
+use setpoint_core::{
+    Bounds, Class, FailureKind, JournalEntry, Mode, Reason, SharedClock, StageName, Verdict,
+};
 use setpoint_decide::PolicyBundle;
 use setpoint_observe::{MetricSource, SimulatedFleet};
 use setpoint_plugin_host::{CompileCache, Plugin, PluginHost};
@@ -259,6 +262,38 @@ pub struct CycleReport {
     pub duration_seconds: f64,
 }
 
+impl From<&JournalEntry> for TargetRow {
+    /// The report's line of a target: read from its journal entry and nothing else, so the
+    /// report, `explain`, the HTML, the review page and the metrics cannot disagree.
+    fn from(entry: &JournalEntry) -> Self {
+        let classification = entry.classification.as_ref();
+        let decision = entry.decision.as_ref();
+        let error = entry.error.as_ref();
+        TargetRow {
+            target: entry.target.id.clone(),
+            technology: entry.target.technology.clone(),
+            class: classification.map(|c| c.class),
+            confidence: classification.map(|c| c.confidence),
+            class_reason: classification.map(|c| c.explanation.code.clone()),
+            stable_cycles: entry.stable_cycles,
+            verdict: decision.map(|d| d.verdict),
+            change: entry.chosen_proposal().map(|p| p.summary.clone()),
+            reason: decision.and_then(|d| d.reasons.first().cloned()),
+            outcome: entry.outcome.clone(),
+            error: error.map(|e| e.message.clone()),
+            observe_issues: entry
+                .observe_issues
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            error_stage: error.map(|e| e.stage),
+            sandbox_trap: error.is_some_and(|e| e.kind == FailureKind::SandboxTrap),
+            policy_seconds: entry.policy_seconds,
+            policy_error: entry.policy_error.is_some(),
+        }
+    }
+}
+
 impl CycleReport {
     /// Targets whose cycle failed at some stage.
     pub fn failed(&self) -> usize {
@@ -283,6 +318,26 @@ impl LoopRuntime {
     /// The loop's configuration.
     pub fn config(&self) -> &LoopConfig {
         &self.config
+    }
+
+    /// A policy engine for one cycle of this loop, with the kill switches as its data.
+    pub(crate) fn policy_engine(
+        &self,
+        kill_switches: &setpoint_core::KillSwitches,
+    ) -> Result<setpoint_decide::PolicyEngine> {
+        setpoint_decide::PolicyEngine::new(&self.policies, kill_switches).map_err(|source| {
+            RuntimeError::Policy {
+                loop_name: self.config.name.to_string(),
+                bundle: "loaded bundle".to_string(),
+                source,
+            }
+        })
+    }
+
+    /// `name version` of the loop's plugin, as reports and the journal name it.
+    pub fn plugin_label(&self) -> String {
+        let descriptor = self.plugin.descriptor();
+        format!("{} {}", descriptor.name, descriptor.version)
     }
 }
 
@@ -399,12 +454,7 @@ impl Runtime {
                     std::time::Duration::from_secs(30),
                 )?),
             };
-            let enforcer = enforce::Enforcer {
-                actuators: &lp.actuators,
-                act: &lp.config.act,
-                state_dir: &self.state_dir,
-                clock: self.clock.as_ref(),
-            };
+            let enforcer = enforce::Enforcer::for_loop(lp, &self.state_dir, self.clock.as_ref());
             finished
                 .extend(enforce::reconcile(&enforcer, store, lp.config.name.as_str(), now).await?);
         }

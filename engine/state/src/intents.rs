@@ -12,8 +12,7 @@
 
 use redb::ReadableTable;
 use setpoint_core::{
-    ActionRecord, Intent, IntentStatus, JournalEntry, ReviewItem, ReviewStatus, StageError,
-    StageName, TargetHistory,
+    ActionRecord, Intent, IntentStatus, JournalEntry, ReviewItem, ReviewStatus, TargetHistory,
 };
 
 use crate::reviews::REVIEWS;
@@ -104,16 +103,7 @@ impl Store {
                 .map(|v| self.decode::<JournalEntry>(&journal_key, v.value()))
                 .transpose()?;
             if let Some(mut entry) = stored {
-                entry.executed = done;
-                entry.intent = Some(intent.clone());
-                if let Some(error) = &intent.error
-                    && intent.status != IntentStatus::Done
-                {
-                    entry.error = Some(StageError {
-                        stage: StageName::Act,
-                        message: error.clone(),
-                    });
-                }
+                entry.finish_intent(intent);
                 journal
                     .insert(journal_key.as_str(), self.encode(&entry)?.as_slice())
                     .map_err(|e| self.storage(e))?;
@@ -298,7 +288,9 @@ mod tests {
         store.finish_intent(&failed).unwrap();
         let journalled = store.last_entry("pg-1").unwrap().unwrap();
         assert!(!journalled.executed);
-        assert_eq!(journalled.error.unwrap().message, "not verified");
+        let error = journalled.error.unwrap();
+        assert_eq!(error.message, "plan failed: not verified");
+        assert_eq!(error.kind, setpoint_core::FailureKind::PlanNotCarriedOut);
         let history = store.history(&entry.loop_name, "pg-1").unwrap().unwrap();
         assert!(history.last_action.is_none());
         assert_eq!(store.review(review).unwrap().status, ReviewStatus::Approved);

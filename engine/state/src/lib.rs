@@ -593,7 +593,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use setpoint_core::{Class, FeatureVector, Resources, Target};
+    use setpoint_core::{Class, Resources, Target};
 
     #[test]
     fn kill_switch_keys_read_back_as_their_scope() {
@@ -618,35 +618,20 @@ mod tests {
     }
 
     pub(crate) fn entry(target: &str, cycle: u64, at: DateTime<Utc>) -> JournalEntry {
-        JournalEntry {
-            loop_name: "weekly".into(),
-            cycle,
-            at,
-            target: Target {
-                id: target.into(),
-                technology: "postgres".into(),
-                labels: Default::default(),
-                resources: Resources {
-                    cpu_millicores: 8000,
-                    memory_bytes: 1 << 35,
-                    replicas: 1,
-                    parameters: Default::default(),
-                },
+        let target = Target {
+            id: target.into(),
+            technology: "postgres".into(),
+            labels: Default::default(),
+            resources: Resources {
+                cpu_millicores: 8000,
+                memory_bytes: 1 << 35,
+                replicas: 1,
+                parameters: Default::default(),
             },
-            plugin: "postgres 0.1.0".into(),
-            features: FeatureVector::default(),
-            classification: None,
-            stable_cycles: cycle as u32,
-            proposals: vec![],
-            policy_input: None,
-            policy_output: None,
-            decision: None,
-            plan: vec![],
-            executed: false,
-            error: None,
-            observe_issues: Vec::new(),
-            intent: None,
-        }
+        };
+        let mut entry = JournalEntry::begin("weekly", cycle, at, target, "postgres 0.1.0");
+        entry.stable_cycles = cycle as u32;
+        entry
     }
 
     #[test]

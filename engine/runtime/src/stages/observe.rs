@@ -1,0 +1,495 @@
+//! Observe: discover the loop's targets and read each metric of the plugin for the whole fleet,
+//! one range query per metric (aggregated weekly in the TSDB where it can).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use setpoint_core::{MetricSeries, MetricSpec, ObserveIssue, Target, Window};
+use setpoint_observe::{RangeQuery, WeeklySummary};
+use tracing::{Instrument, info_span};
+
+use crate::LoopRuntime;
+
+const WEEK_SECONDS: i64 = 7 * 24 * 3600;
+
+/// The label that names a target in metric series.
+const TARGET_LABEL: &str = "instance";
+
+/// One target as observed: its series, and what was wrong with its data.
+pub struct Observed {
+    /// The target, its size resolved from the config or its discovery labels.
+    pub target: Target,
+    /// One series per metric that answered for it.
+    pub series: Vec<MetricSeries>,
+    /// One issue per metric it lacks, and per series the source had to drop.
+    pub issues: Vec<ObserveIssue>,
+}
+
+/// The loop's fleet as observed in one cycle.
+pub struct ObservedFleet {
+    /// Every target, sorted by id.
+    pub targets: Vec<Observed>,
+    /// Range queries issued.
+    pub queries: usize,
+    /// What made the observation incomplete for the fleet (a failed discovery or query).
+    pub degraded: Vec<Degradation>,
+}
+
+/// Something that made a cycle's observation incomplete: the cycle completes, the affected
+/// targets hold, and the report (exit status 4) says which.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Degradation {
+    /// The source could not list targets; the declared ones are still decided.
+    Discovery {
+        /// Why.
+        error: String,
+    },
+    /// A metric's query failed: the metric is missing for every target.
+    QueryFailed {
+        /// The metric.
+        metric: String,
+        /// Why.
+        error: String,
+    },
+    /// One target lacks a metric the others have, or had a series dropped.
+    Target {
+        /// The target.
+        target: String,
+        /// What it lacks.
+        issue: ObserveIssue,
+    },
+}
+
+impl fmt::Display for Degradation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Degradation::Discovery { error } => write!(f, "discovery: {error}"),
+            Degradation::QueryFailed { metric, error } => {
+                write!(
+                    f,
+                    "{metric}: query failed, missing for every target: {error}"
+                )
+            }
+            Degradation::Target { target, issue } => write!(f, "{target}: {issue}"),
+        }
+    }
+}
+
+/// The observation window for a cycle at `now`: whole steps, `weeks + 1` weeks long so the
+/// oldest feature week is complete even when `now` falls mid-step.
+pub fn window_for(now: DateTime<Utc>, weeks: u32, step_seconds: u64) -> Window {
+    let step = step_seconds.max(1) as i64;
+    let end_s = now.timestamp().div_euclid(step) * step;
+    let end = Utc.timestamp_opt(end_s, 0).single().unwrap_or(now);
+    let start = end - Duration::seconds(WEEK_SECONDS * (i64::from(weeks) + 1));
+    Window {
+        start,
+        end,
+        step_seconds: step as u64,
+        weeks,
+    }
+}
+
+/// Observes the loop's fleet over `window`: discovery, the declared targets, one range query
+/// per metric of the plugin. A failed discovery or query degrades the observation; it never
+/// fails the cycle (the affected targets hold on missing data).
+pub async fn observe(lp: &LoopRuntime, window: &Window) -> ObservedFleet {
+    let descriptor = lp.plugin.descriptor();
+    let mut degraded = Vec::new();
+    let discovered = lp
+        .source
+        .discover(&descriptor.technology)
+        .instrument(info_span!("discover"))
+        .await;
+    // A source that cannot list targets still leaves the declared ones to decide (they
+    // will hold on missing data); the cycle completes and says what was degraded.
+    let targets = match discovered {
+        Ok(targets) => targets,
+        Err(error) => {
+            tracing::warn!(%error, "discovery failed; continuing with the declared targets");
+            degraded.push(Degradation::Discovery {
+                error: error.to_string(),
+            });
+            Vec::new()
+        }
+    };
+    let (targets, names, label_problems) =
+        resolve_targets(targets, &lp.config.targets, &descriptor.technology);
+    let mut series_by_target: HashMap<String, Vec<MetricSeries>> = HashMap::new();
+    let mut observation = Observation::default();
+    for (target, problem) in label_problems {
+        tracing::warn!(target = %target, %problem, "unusable size labels");
+        observation
+            .problems
+            .entry(target)
+            .or_default()
+            .push(ObserveIssue::UnusableSize { problem });
+    }
+    let summarise = lp.source.summarises_weekly();
+    for metric in &descriptor.metrics {
+        let query = RangeQuery {
+            metric: metric.name.clone(),
+            promql: metric.query.clone(),
+            technology: descriptor.technology.clone(),
+            start: window.start,
+            end: window.end,
+            step_seconds: window.step_seconds,
+            target_label: TARGET_LABEL.to_string(),
+            weekly: summarise.then_some(WeeklySummary {
+                aggregation: metric.aggregation,
+                weeks: window.weeks,
+            }),
+        };
+        let result = lp
+            .source
+            .query_range(&query)
+            .instrument(info_span!("observe", metric = %metric.name))
+            .await;
+        match result {
+            Ok(result) => {
+                for (label, problem) in result.problems {
+                    let target = names.get(&label).cloned().unwrap_or(label);
+                    tracing::warn!(target = %target, metric = %metric.name, %problem, "series dropped");
+                    observation.problems.entry(target).or_default().push(
+                        ObserveIssue::SeriesDropped {
+                            metric: metric.name.clone(),
+                            problem,
+                        },
+                    );
+                }
+                for (label, series) in result.series {
+                    let target = names.get(&label).cloned().unwrap_or(label);
+                    let slot = series_by_target.entry(target.clone()).or_default();
+                    if slot.iter().any(|s| s.metric == series.metric) {
+                        // Two label values of one target both answered: keep the first,
+                        // say so, never average two different things.
+                        tracing::warn!(target = %target, metric = %metric.name, "several series for one target; keeping the first");
+                        continue;
+                    }
+                    slot.push(series);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(metric = %metric.name, %error, "query failed; the metric is missing for every target");
+                degraded.push(Degradation::QueryFailed {
+                    metric: metric.name.clone(),
+                    error: error.to_string(),
+                });
+                observation
+                    .failed_metrics
+                    .insert(metric.name.clone(), error.to_string());
+            }
+        }
+    }
+    let queries = descriptor.metrics.len();
+    tracing::info!(
+        targets = targets.len(),
+        queries,
+        summarised_in_source = summarise,
+        "observed"
+    );
+    tracing::Span::current().record("setpoint.targets", targets.len());
+    let mut targets: Vec<Observed> = targets
+        .into_iter()
+        .map(|target| {
+            let series = series_by_target.remove(&target.id).unwrap_or_default();
+            let issues = observation.issues_of(&target.id, &descriptor.metrics, &series);
+            Observed {
+                target,
+                series,
+                issues,
+            }
+        })
+        .collect();
+    targets.sort_by(|a, b| a.target.id.cmp(&b.target.id));
+    // Targets that lack a metric the others have (partial series, dropped series) make the
+    // cycle degraded too, by name; a failed query is already reported once for the fleet.
+    for observed in &targets {
+        for issue in &observed.issues {
+            if !matches!(issue, ObserveIssue::QueryFailed { .. }) {
+                degraded.push(Degradation::Target {
+                    target: observed.target.id.clone(),
+                    issue: issue.clone(),
+                });
+            }
+        }
+    }
+    ObservedFleet {
+        targets,
+        queries,
+        degraded,
+    }
+}
+
+/// Applies the configuration's targets to what discovery found: aliases fold the label values
+/// that name one target into its id, declared resources and labels win, and declared targets
+/// that discovery missed are added; a discovered target without declared resources takes them
+/// from its `setpoint_cpu` / `setpoint_memory_gib` / `setpoint_param_*` labels. Returns the
+/// targets, the label-value → id map, and the targets whose size labels are unusable.
+pub(crate) fn resolve_targets(
+    discovered: Vec<Target>,
+    declared: &[crate::config::StaticTarget],
+    technology: &str,
+) -> (
+    Vec<Target>,
+    HashMap<String, String>,
+    HashMap<String, String>,
+) {
+    let mut names: HashMap<String, String> = HashMap::new();
+    for t in declared {
+        names.insert(t.id.clone(), t.id.clone());
+        for alias in &t.aliases {
+            names.insert(alias.clone(), t.id.clone());
+        }
+    }
+    let mut targets: BTreeMap<String, Target> = BTreeMap::new();
+    let mut problems: HashMap<String, String> = HashMap::new();
+    for mut target in discovered {
+        let id = names.get(&target.id).cloned().unwrap_or(target.id.clone());
+        target.id = id.clone();
+        match resources_from_labels(&target.labels) {
+            Ok(Some(resources)) => target.resources = resources,
+            Ok(None) => {}
+            Err(problem) => {
+                problems.insert(id.clone(), problem);
+            }
+        }
+        targets.entry(id).or_insert(target);
+    }
+    for t in declared {
+        let target = targets.entry(t.id.clone()).or_insert_with(|| Target {
+            id: t.id.clone(),
+            technology: technology.to_string(),
+            labels: BTreeMap::new(),
+            resources: setpoint_core::Resources {
+                cpu_millicores: 0,
+                memory_bytes: 0,
+                replicas: 1,
+                parameters: BTreeMap::new(),
+            },
+        });
+        if let Some(resources) = &t.resources {
+            target.resources = resources.resolve();
+            problems.remove(&t.id);
+        }
+        target
+            .labels
+            .extend(t.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    (targets.into_values().collect(), names, problems)
+}
+
+/// Label on the discovery series giving a target's vCPUs (set by relabelling in the scrape
+/// configuration), so a fleet can be sized without listing every target in setpoint's config.
+pub const CPU_LABEL: &str = "setpoint_cpu";
+/// Label giving a target's memory in GiB.
+pub const MEMORY_LABEL: &str = "setpoint_memory_gib";
+/// Prefix of labels giving a technology parameter, e.g. `setpoint_param_shared_buffers="8GB"`.
+pub const PARAMETER_LABEL_PREFIX: &str = "setpoint_param_";
+
+/// A target's current size from its discovery labels: `None` when it has neither size label, an
+/// error naming the label when one is missing or not a positive number.
+fn resources_from_labels(
+    labels: &BTreeMap<String, String>,
+) -> Result<Option<setpoint_core::Resources>, String> {
+    let (cpu, memory) = (labels.get(CPU_LABEL), labels.get(MEMORY_LABEL));
+    if cpu.is_none() && memory.is_none() {
+        return Ok(None);
+    }
+    let number = |label: &str, value: Option<&String>| -> Result<f64, String> {
+        let value = value.ok_or_else(|| {
+            format!("label {label} is missing (both {CPU_LABEL} and {MEMORY_LABEL} are needed)")
+        })?;
+        value
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .ok_or_else(|| format!("label {label}={value:?} is not a positive number"))
+    };
+    let resources = crate::config::ResourcesConfig {
+        cpu: number(CPU_LABEL, cpu)?,
+        memory_gib: number(MEMORY_LABEL, memory)?,
+        parameters: labels
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix(PARAMETER_LABEL_PREFIX)
+                    .map(|name| (name.to_string(), v.clone()))
+            })
+            .collect(),
+    };
+    Ok(Some(resources.resolve()))
+}
+
+/// What went wrong while observing, kept so every affected target's record names the cause.
+#[derive(Default)]
+struct Observation {
+    /// Metric → why its query failed (the metric is missing for every target).
+    failed_metrics: BTreeMap<String, String>,
+    /// Target → what the source had to drop for it.
+    problems: HashMap<String, Vec<ObserveIssue>>,
+}
+
+impl Observation {
+    /// One issue per metric this target lacks, with the reason, plus its dropped series.
+    fn issues_of(
+        &mut self,
+        target: &str,
+        metrics: &[MetricSpec],
+        series: &[MetricSeries],
+    ) -> Vec<ObserveIssue> {
+        let problems = self.problems.remove(target).unwrap_or_default();
+        let mut issues = Vec::new();
+        for metric in metrics {
+            if let Some(error) = self.failed_metrics.get(&metric.name) {
+                issues.push(ObserveIssue::QueryFailed {
+                    metric: metric.name.clone(),
+                    error: error.clone(),
+                });
+            } else if !series.iter().any(|s| s.metric == metric.name)
+                // A dropped series also shows as "no series"; keep only the more precise one.
+                && !problems.iter().any(|p| p.metric() == Some(metric.name.as_str()))
+            {
+                issues.push(ObserveIssue::NoSeries {
+                    metric: metric.name.clone(),
+                });
+            }
+        }
+        issues.extend(problems);
+        issues
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn declared_targets_fold_aliases_and_supply_resources() {
+        use crate::config::{ResourcesConfig, StaticTarget};
+        let discovered = vec![
+            Target {
+                id: "127.0.0.1:9187".into(),
+                technology: "postgres".into(),
+                labels: BTreeMap::new(),
+                resources: setpoint_core::Resources {
+                    cpu_millicores: 0,
+                    memory_bytes: 0,
+                    replicas: 1,
+                    parameters: BTreeMap::new(),
+                },
+            },
+            Target {
+                id: "pg-found".into(),
+                technology: "postgres".into(),
+                labels: BTreeMap::new(),
+                resources: setpoint_core::Resources {
+                    cpu_millicores: 0,
+                    memory_bytes: 0,
+                    replicas: 1,
+                    parameters: BTreeMap::new(),
+                },
+            },
+        ];
+        let declared = vec![
+            StaticTarget {
+                id: "pg-main".into(),
+                aliases: vec!["127.0.0.1:9187".into(), "127.0.0.1:9100".into()],
+                resources: Some(ResourcesConfig {
+                    cpu: 8.0,
+                    memory_gib: 32.0,
+                    parameters: BTreeMap::new(),
+                }),
+                labels: BTreeMap::new(),
+            },
+            StaticTarget {
+                id: "pg-declared-only".into(),
+                aliases: vec![],
+                resources: None,
+                labels: BTreeMap::new(),
+            },
+        ];
+        let (targets, names, problems) = resolve_targets(discovered, &declared, "postgres");
+        assert!(problems.is_empty());
+        let ids: Vec<&str> = targets.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, vec!["pg-declared-only", "pg-found", "pg-main"]);
+        assert_eq!(targets[2].resources.cpu_millicores, 8000);
+        assert_eq!(names["127.0.0.1:9100"], "pg-main");
+        assert_eq!(targets[0].resources.cpu_millicores, 0);
+    }
+
+    #[test]
+    fn sizes_come_from_discovery_labels_unless_declared() {
+        let labelled = |id: &str, labels: &[(&str, &str)]| Target {
+            id: id.into(),
+            technology: "postgres".into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            resources: setpoint_core::Resources {
+                cpu_millicores: 0,
+                memory_bytes: 0,
+                replicas: 1,
+                parameters: BTreeMap::new(),
+            },
+        };
+        let discovered = vec![
+            labelled(
+                "pg-a",
+                &[
+                    ("setpoint_cpu", "4"),
+                    ("setpoint_memory_gib", "16"),
+                    ("setpoint_param_shared_buffers", "4GB"),
+                ],
+            ),
+            labelled(
+                "pg-b",
+                &[("setpoint_cpu", "four"), ("setpoint_memory_gib", "16")],
+            ),
+            labelled("pg-c", &[("setpoint_cpu", "2")]),
+            labelled("pg-d", &[("setpoint_cpu", "x")]),
+        ];
+        use crate::config::{ResourcesConfig, StaticTarget};
+        let declared = vec![StaticTarget {
+            id: "pg-d".into(),
+            aliases: vec![],
+            resources: Some(ResourcesConfig {
+                cpu: 8.0,
+                memory_gib: 32.0,
+                parameters: BTreeMap::new(),
+            }),
+            labels: BTreeMap::new(),
+        }];
+        let (targets, _, problems) = resolve_targets(discovered, &declared, "postgres");
+        assert_eq!(targets[0].resources.cpu_millicores, 4000);
+        assert_eq!(targets[0].resources.memory_bytes, 16 << 30);
+        assert_eq!(targets[0].resources.parameters["shared_buffers"], "4GB");
+        assert_eq!(targets[1].resources.cpu_millicores, 0);
+        assert!(
+            problems["pg-b"].contains("setpoint_cpu=\"four\""),
+            "{problems:?}"
+        );
+        assert!(
+            problems["pg-c"].contains("setpoint_memory_gib is missing"),
+            "{problems:?}"
+        );
+        assert_eq!(targets[3].resources.cpu_millicores, 8000, "declared wins");
+        assert!(
+            !problems.contains_key("pg-d"),
+            "declared sizes make the labels moot"
+        );
+    }
+
+    #[test]
+    fn window_is_whole_steps_and_one_extra_week() {
+        let now = DateTime::parse_from_rfc3339("2026-11-23T06:02:31Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let window = window_for(now, 4, 300);
+        assert_eq!(window.end.to_rfc3339(), "2026-11-23T06:00:00+00:00");
+        assert_eq!((window.end - window.start).num_days(), 35);
+    }
+}
