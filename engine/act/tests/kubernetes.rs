@@ -117,7 +117,7 @@ fn handle(state: &Mutex<State>, request: &Request) -> Response {
             }
             let mut merged = object.clone();
             merge(&mut merged, &patch);
-            if request.query() == Some("dryRun=All") {
+            if request.params() == ["dryRun=All"] {
                 merged["metadata"]["resourceVersion"] =
                     object["metadata"]["resourceVersion"].clone();
                 return Response::json(200, &merged);
@@ -186,7 +186,7 @@ impl Api {
         self.state.lock().unwrap().writers.push(Box::new(writer));
     }
 
-    /// (method, path with query, resourceVersion sent) of every request.
+    /// (method, path with query parameters, resourceVersion sent) of every request.
     fn calls(&self) -> Vec<(String, String, Option<String>)> {
         self.server
             .requests()
@@ -195,7 +195,7 @@ impl Api {
                 let version = r.json()["metadata"]["resourceVersion"]
                     .as_str()
                     .map(str::to_string);
-                (r.method.clone(), r.target.clone(), version)
+                (r.method.clone(), r.resource(), version)
             })
             .collect()
     }
