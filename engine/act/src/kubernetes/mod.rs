@@ -1310,6 +1310,78 @@ mod tests {
         );
     }
 
+    fn kubeconfig(dir: &std::path::Path, users: &str) -> KubernetesConfig {
+        let path = dir.join("config");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: dev\n\
+                 contexts:\n\
+                 - {{name: dev, context: {{cluster: local, user: me, namespace: databases}}}}\n\
+                 - {{name: other, context: {{cluster: local, user: plugin}}}}\n\
+                 clusters: [{{name: local, cluster: {{server: 'http://127.0.0.1:6443'}}}}]\n\
+                 users:\n{users}"
+            ),
+        )
+        .unwrap();
+        KubernetesConfig {
+            auth: KubeAuth::Kubeconfig {
+                path: Some(path),
+                context: None,
+            },
+            ..KubernetesConfig::default()
+        }
+    }
+
+    fn with_context(mut config: KubernetesConfig, name: &str) -> KubernetesConfig {
+        if let KubeAuth::Kubeconfig { context, .. } = &mut config.auth {
+            *context = Some(name.into());
+        }
+        config
+    }
+
+    fn config_error(config: KubernetesConfig) -> String {
+        match Kubernetes::new(config) {
+            Err(ActError::Config { message, .. }) => message,
+            other => panic!("not a configuration error: {other:?}"),
+        }
+    }
+
+    // Outside a Tokio runtime, as the engine builds its actuators.
+    #[test]
+    fn a_kubeconfig_gives_server_namespace_and_the_chosen_context() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = "- {name: me, user: {token: abc}}\n\
+                     - {name: plugin, user: {exec: {command: aws}}}\n";
+        let actuator = Kubernetes::new(kubeconfig(dir.path(), users)).unwrap();
+        assert_eq!(
+            actuator.kube.cluster_url.to_string(),
+            "http://127.0.0.1:6443/"
+        );
+        assert_eq!(actuator.kube.default_namespace, "databases");
+        assert_eq!(actuator.kube.read_timeout, Some(default_timeout()));
+        assert!(!actuator.kube.default_retry);
+        let error = config_error(with_context(kubeconfig(dir.path(), users), "nope"));
+        assert!(error.contains("nope"), "{error}");
+    }
+
+    #[test]
+    fn credential_plugins_are_never_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let only_plugin = "- {name: me, user: {token: abc}}\n\
+                           - {name: plugin, user: {exec: {command: aws}}}\n";
+        let error = config_error(with_context(kubeconfig(dir.path(), only_plugin), "other"));
+        assert!(error.contains("credential plugin"), "{error}");
+        let beside_a_token = "- {name: me, user: {token: abc}}\n\
+                              - {name: plugin, user: {token: t, exec: {command: aws}, \
+                                 auth-provider: {name: gcp, config: {cmd-path: gcloud}}}}\n";
+        let config = with_context(kubeconfig(dir.path(), beside_a_token), "other");
+        let actuator = Kubernetes::new(config).unwrap();
+        assert!(actuator.kube.auth_info.exec.is_none());
+        assert!(actuator.kube.auth_info.auth_provider.is_none());
+        assert!(actuator.kube.auth_info.token.is_some());
+    }
+
     #[test]
     fn names_that_could_leave_the_object_path_are_refused() {
         assert!(valid_name("pg-reporting.db"));
