@@ -52,7 +52,7 @@ use crate::{ActError, Actuator, BoxFuture, Execution, OpStatus, OperationResult,
 /// The actuator's name in traces, errors and results.
 pub const NAME: &str = "kubernetes";
 
-/// The content type of a JSON merge patch (RFC 7386).
+/// The content type of a JSON merge patch (RFC 7386): what kube-rs sends for `Patch::Merge`.
 pub const MERGE_PATCH: &str = "application/merge-patch+json";
 
 /// The kinds of object the actuator patches.
