@@ -31,6 +31,8 @@ struct State {
     objects: BTreeMap<String, Value>,
     /// Changes another writer makes just before the next PATCHes are judged, one per PATCH.
     writers: Vec<Writer>,
+    /// Answers to the next PATCHes, instead of judging them.
+    answers: Vec<Response>,
 }
 
 fn status(code: u16, reason: &str, message: &str) -> Response {
@@ -92,6 +94,9 @@ fn handle(state: &Mutex<State>, request: &Request) -> Response {
                     "the body of the request was in an unknown format",
                 );
             }
+            if !state.answers.is_empty() {
+                return state.answers.remove(0);
+            }
             let writer = (!state.writers.is_empty()).then(|| state.writers.remove(0));
             let Some(object) = state.objects.get_mut(&path) else {
                 return status(404, "NotFound", &format!("{path} not found"));
@@ -117,7 +122,7 @@ fn handle(state: &Mutex<State>, request: &Request) -> Response {
             }
             let mut merged = object.clone();
             merge(&mut merged, &patch);
-            if request.query() == Some("dryRun=All") {
+            if request.params() == ["dryRun=All"] {
                 merged["metadata"]["resourceVersion"] =
                     object["metadata"]["resourceVersion"].clone();
                 return Response::json(200, &merged);
@@ -145,6 +150,7 @@ impl Api {
                 .map(|(path, object)| (path.to_string(), object.clone()))
                 .collect(),
             writers: Vec::new(),
+            answers: Vec::new(),
         }));
         let shared = state.clone();
         let server = serve(move |request| handle(&shared, request)).await;
@@ -178,6 +184,10 @@ impl Api {
         }
     }
 
+    fn answer_next_patch(&self, answer: Response) {
+        self.state.lock().unwrap().answers.push(answer);
+    }
+
     fn object(&self, path: &str) -> Value {
         self.state.lock().unwrap().objects[path].clone()
     }
@@ -186,7 +196,7 @@ impl Api {
         self.state.lock().unwrap().writers.push(Box::new(writer));
     }
 
-    /// (method, path with query, resourceVersion sent) of every request.
+    /// (method, path with query parameters, resourceVersion sent) of every request.
     fn calls(&self) -> Vec<(String, String, Option<String>)> {
         self.server
             .requests()
@@ -195,7 +205,7 @@ impl Api {
                 let version = r.json()["metadata"]["resourceVersion"]
                     .as_str()
                     .map(str::to_string);
-                (r.method.clone(), r.target.clone(), version)
+                (r.method.clone(), r.resource(), version)
             })
             .collect()
     }
@@ -708,4 +718,87 @@ async fn operations_an_object_has_no_field_for_are_refused_before_any_request() 
     );
     assert!(api.actuator.supports(&target(DEPLOYMENT_LABELS), &resize()));
     assert!(api.server.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_refusal_is_final_and_an_outage_is_transient_each_sent_once() {
+    let api = Api::start(&[(CLUSTER, cluster())], KubernetesConfig::default()).await;
+    let operations = [set("work_mem", "32MB", false)];
+    api.answer_next_patch(status(403, "Forbidden", "clusters is forbidden"));
+    let error = api
+        .run(CLUSTER_LABELS, &operations, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ActError::Refused { status: 403, .. }),
+        "{error}"
+    );
+    assert!(!error.is_transient());
+    assert!(
+        error.to_string().contains("clusters is forbidden"),
+        "{error}"
+    );
+
+    api.answer_next_patch(status(503, "ServiceUnavailable", "etcd is unavailable"));
+    let error = api
+        .run(CLUSTER_LABELS, &operations, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ActError::Failed { .. }), "{error}");
+    assert!(error.is_transient());
+    assert_eq!(
+        api.patches().len(),
+        2,
+        "the enforcer retries, not the client underneath"
+    );
+
+    api.answer_next_patch(Response {
+        status: 502,
+        body: "<html>Bad Gateway</html>".into(),
+    });
+    let error = api
+        .run(CLUSTER_LABELS, &operations, false)
+        .await
+        .unwrap_err();
+    assert!(error.is_transient(), "{error}");
+    assert!(error.to_string().contains("502"), "{error}");
+}
+
+#[tokio::test]
+async fn an_answer_that_is_not_an_object_is_unusable() {
+    let api = Api::start(
+        &[(CLUSTER, json!(["not", "an", "object"]))],
+        KubernetesConfig::default(),
+    )
+    .await;
+    let error = api
+        .run(CLUSTER_LABELS, &[resize()], false)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ActError::Unusable { .. }), "{error}");
+    assert!(!error.is_transient());
+}
+
+#[tokio::test]
+async fn an_unreachable_api_server_is_transient() {
+    let api = Api::start(&[(CLUSTER, cluster())], KubernetesConfig::default()).await;
+    drop(api.server);
+    // The listener's port is closed once the server task has stopped.
+    tokio::task::yield_now().await;
+    let target = target(CLUSTER_LABELS);
+    let operations = [resize()];
+    let (decision, proposal) = decided(&operations);
+    let execution = Execution {
+        target: &target,
+        decision: &decision,
+        proposal: &proposal,
+        operations: &operations,
+        key: "key",
+        trace_id: None,
+        dry_run: false,
+        now: Utc::now(),
+    };
+    let error = api.actuator.execute(&execution).await.unwrap_err();
+    assert!(matches!(error, ActError::Failed { .. }), "{error}");
+    assert!(error.is_transient());
 }

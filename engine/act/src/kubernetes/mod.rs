@@ -26,28 +26,33 @@
 //!
 //! Verified: the fields in the PATCH answer and in a GET read back afterwards (in dry-run, the
 //! server's answer to `?dryRun=All`, which validates and admits without persisting).
-
-mod auth;
+//!
+//! The client is kube-rs: kubeconfig and in-cluster configuration, tokens (rotated token files
+//! included) and TLS are its. Every kind is read and patched as a [`DynamicObject`], the
+//! built-in kinds with the [`ApiResource`] of their `k8s-openapi` type and the custom resources
+//! with one written here: a merge patch sends lists whole, and a list re-serialised from a typed
+//! struct of one Kubernetes version would drop the fields a newer API server has.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::config::Kubeconfig;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use setpoint_core::{Operation, Target};
 
-pub use auth::{Connection, SERVICE_ACCOUNT_DIR};
-
-use crate::http::{self, error_chain, excerpt};
+use crate::http::{self, error_chain};
 use crate::render::{cpu_quantity, memory_quantity};
 use crate::{ActError, Actuator, BoxFuture, Execution, OpStatus, OperationResult, Result, Site};
 
 /// The actuator's name in traces, errors and results.
 pub const NAME: &str = "kubernetes";
 
-/// The content type of a JSON merge patch (RFC 7386).
+/// The content type of a JSON merge patch (RFC 7386): what kube-rs sends for `Patch::Merge`.
 pub const MERGE_PATCH: &str = "application/merge-patch+json";
 
 /// The kinds of object the actuator patches.
@@ -95,17 +100,33 @@ impl Kind {
         }
     }
 
-    /// The API path prefix (group and version) and the resource name.
-    pub fn api(self) -> (&'static str, &'static str) {
+    /// The kind's API group, version and plural: the `k8s-openapi` type's for the built-in
+    /// kinds, written here for the custom resources.
+    pub fn resource(self) -> ApiResource {
+        let custom = |group: &str, version: &str, kind: &str, plural: &str| ApiResource {
+            group: group.into(),
+            version: version.into(),
+            api_version: format!("{group}/{version}"),
+            kind: kind.into(),
+            plural: plural.into(),
+        };
         match self {
-            Kind::Cluster => ("/apis/postgresql.cnpg.io/v1", "clusters"),
-            Kind::VerticalPodAutoscaler => {
-                ("/apis/autoscaling.k8s.io/v1", "verticalpodautoscalers")
-            }
-            Kind::Deployment => ("/apis/apps/v1", "deployments"),
-            Kind::StatefulSet => ("/apis/apps/v1", "statefulsets"),
-            Kind::HorizontalPodAutoscaler => ("/apis/autoscaling/v2", "horizontalpodautoscalers"),
-            Kind::VirtualService => ("/apis/networking.istio.io/v1", "virtualservices"),
+            Kind::Cluster => custom("postgresql.cnpg.io", "v1", "Cluster", "clusters"),
+            Kind::VerticalPodAutoscaler => custom(
+                "autoscaling.k8s.io",
+                "v1",
+                "VerticalPodAutoscaler",
+                "verticalpodautoscalers",
+            ),
+            Kind::Deployment => ApiResource::erase::<Deployment>(&()),
+            Kind::StatefulSet => ApiResource::erase::<StatefulSet>(&()),
+            Kind::HorizontalPodAutoscaler => ApiResource::erase::<HorizontalPodAutoscaler>(&()),
+            Kind::VirtualService => custom(
+                "networking.istio.io",
+                "v1",
+                "VirtualService",
+                "virtualservices",
+            ),
         }
     }
 
@@ -141,7 +162,10 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
 pub enum KubeAuth {
-    /// A kubeconfig file (`path`; none: `$KUBECONFIG`, else `~/.kube/config`, as kubectl).
+    /// A kubeconfig file (`path`; none: the files in `$KUBECONFIG`, merged, else
+    /// `~/.kube/config`, as kubectl). Credential plugins (`exec`, `auth-provider`) are not run:
+    /// an actuator that executes programs named in a file is a larger trust decision than this
+    /// crate should make quietly, so a user with only a plugin is refused.
     Kubeconfig {
         /// The file.
         #[serde(default)]
@@ -150,7 +174,8 @@ pub enum KubeAuth {
         #[serde(default)]
         context: Option<String>,
     },
-    /// The pod's service account.
+    /// The pod's service account (`KUBERNETES_SERVICE_HOST` / `_PORT` and the token, CA and
+    /// namespace files kube-rs reads).
     InCluster,
 }
 
@@ -267,17 +292,6 @@ impl std::fmt::Display for ObjectRef {
     }
 }
 
-impl ObjectRef {
-    /// The object's path on the API server.
-    pub fn path(&self) -> String {
-        let (prefix, plural) = self.kind.api();
-        format!(
-            "{prefix}/namespaces/{}/{plural}/{}",
-            self.namespace, self.name
-        )
-    }
-}
-
 /// A namespace or object name as Kubernetes allows it (a DNS subdomain); anything else could
 /// reach another path of the API.
 fn valid_name(name: &str) -> bool {
@@ -291,36 +305,42 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// The Kubernetes actuator.
-#[derive(Debug)]
 pub struct Kubernetes {
     config: KubernetesConfig,
-    connection: Connection,
+    kube: kube::Config,
+    /// Made on first use: kube's client spawns its request buffer on the Tokio runtime, and the
+    /// actuator may be built before one runs.
+    client: tokio::sync::OnceCell<kube::Client>,
+}
+
+impl std::fmt::Debug for Kubernetes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kubernetes")
+            .field("server", &self.kube.cluster_url)
+            .field("namespace", &self.kube.default_namespace)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Kubernetes {
-    /// Connects as `config.auth` says (reads the kubeconfig or service-account files now).
+    /// Reads the kubeconfig or the service account as `config.auth` says, and checks that a
+    /// client can be made of it (TLS settings, credential files), before any request.
     pub fn new(config: KubernetesConfig) -> Result<Self> {
-        let error = |message: String| ActError::Config {
+        let kube = client_config(&config).map_err(|message| ActError::Config {
             actuator: NAME.into(),
             message,
-        };
-        let connection = match &config.auth {
-            KubeAuth::InCluster => Connection::in_cluster(config.timeout).map_err(error)?,
-            KubeAuth::Kubeconfig { path, context } => {
-                let path = match path {
-                    Some(path) => path.clone(),
-                    None => default_kubeconfig().map_err(error)?,
-                };
-                Connection::from_kubeconfig(&path, context.as_deref(), config.timeout)
-                    .map_err(error)?
-            }
-        };
-        Ok(Self::with_connection(config, connection))
+        })?;
+        Ok(Self::with_config(config, kube))
     }
 
-    /// With a connection made elsewhere (e.g. a kubeconfig read by the caller).
-    pub fn with_connection(config: KubernetesConfig, connection: Connection) -> Self {
-        Self { config, connection }
+    /// With a kube-rs configuration made elsewhere (e.g. `kube::Config::new(url)`); its timeouts
+    /// and retries are set from `config` as [`Kubernetes::new`] sets them.
+    pub fn with_config(config: KubernetesConfig, kube: kube::Config) -> Self {
+        Self {
+            kube: tuned(kube, &config),
+            config,
+            client: tokio::sync::OnceCell::new(),
+        }
     }
 
     /// The object a target maps to, from its labels and the configured defaults.
@@ -341,8 +361,8 @@ impl Kubernetes {
         };
         let namespace = label(&labels.namespace)
             .or_else(|| self.config.namespace.clone())
-            .or_else(|| self.connection.namespace().map(str::to_string))
-            .unwrap_or_else(|| "default".into());
+            // The kubeconfig context's or the service account's, else `default`.
+            .unwrap_or_else(|| self.kube.default_namespace.clone());
         let name = label(&labels.name)
             .ok_or_else(|| format!("no {} label naming the {}", labels.name, kind.name()))?;
         for (what, value) in [("namespace", &namespace), ("name", &name)] {
@@ -360,16 +380,81 @@ impl Kubernetes {
     }
 }
 
-fn default_kubeconfig() -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {
-        // kubectl merges a list; the first file is the usual case and all this reads.
-        return std::env::split_paths(&path)
-            .next()
-            .ok_or_else(|| "KUBECONFIG is empty".to_string());
+/// The kube-rs configuration `config.auth` names, with its timeouts and retries; a message
+/// naming the setting when it cannot be used.
+fn client_config(config: &KubernetesConfig) -> Result<kube::Config, String> {
+    let loaded = match &config.auth {
+        KubeAuth::InCluster => {
+            kube::Config::incluster().map_err(|e| format!("in-cluster: {}", error_chain(&e)))?
+        }
+        KubeAuth::Kubeconfig { path, context } => {
+            let mut file = match path {
+                Some(path) => Kubeconfig::read_from(path),
+                None => Kubeconfig::read(),
+            }
+            .map_err(|e| format!("kubeconfig: {}", error_chain(&e)))?;
+            if let Some(context) = context {
+                file.current_context = Some(context.clone());
+            }
+            without_credential_plugins(&mut file)?;
+            kube::Config::try_from(file).map_err(|e| format!("kubeconfig: {}", error_chain(&e)))?
+        }
+    };
+    let kube = tuned(loaded, config);
+    kube::client::ClientBuilder::try_from(kube.clone())
+        .map_err(|e| format!("kubeconfig: {}", error_chain(&e)))?;
+    Ok(kube)
+}
+
+/// `kube` with the timeouts of `config` and without kube-rs' own retries.
+fn tuned(mut kube: kube::Config, config: &KubernetesConfig) -> kube::Config {
+    kube.connect_timeout = Some(config.timeout);
+    kube.read_timeout = Some(config.timeout);
+    kube.write_timeout = Some(config.timeout);
+    // The enforcer retries a failed execution with its own backoff and journal; kube's
+    // retries of 429/503/504 underneath would multiply them.
+    kube.default_retry = false;
+    kube
+}
+
+/// Refuses a current-context user whose only credential is a plugin (`exec`, `auth-provider`),
+/// and drops the plugin of one that has another credential, so that kube-rs never runs it.
+fn without_credential_plugins(file: &mut Kubeconfig) -> Result<(), String> {
+    let Some(context) = file.current_context.clone() else {
+        return Ok(()); // kube-rs reports the missing context.
+    };
+    let user = file
+        .contexts
+        .iter()
+        .find(|c| c.name == context)
+        .and_then(|c| c.context.as_ref())
+        .and_then(|c| c.user.clone());
+    let Some(user) = user else { return Ok(()) };
+    let Some(info) = file
+        .auth_infos
+        .iter_mut()
+        .find(|u| u.name == user)
+        .and_then(|u| u.auth_info.as_mut())
+    else {
+        return Ok(());
+    };
+    if info.exec.is_none() && info.auth_provider.is_none() {
+        return Ok(());
     }
-    let home =
-        std::env::var_os("HOME").ok_or("no kubeconfig path configured and HOME is not set")?;
-    Ok(PathBuf::from(home).join(".kube/config"))
+    let other = info.token.is_some()
+        || info.token_file.is_some()
+        || info.username.is_some()
+        || info.client_certificate.is_some()
+        || info.client_certificate_data.is_some();
+    if !other {
+        return Err(format!(
+            "kubeconfig user {user:?} uses a credential plugin (exec / auth-provider), which is \
+             not supported: give it a token, a token file or a client certificate"
+        ));
+    }
+    info.exec = None;
+    info.auth_provider = None;
+    Ok(())
 }
 
 // ---- JSON pointer helpers -------------------------------------------------------------------
@@ -881,61 +966,104 @@ impl Ctx<'_> {
     }
 }
 
-/// The message of a Kubernetes `Status` answer, or the start of the body.
-fn status_message(body: &str) -> String {
-    serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
-        .unwrap_or_else(|| excerpt(body))
+/// What a request to the API server came to, when it did not succeed.
+enum Failure {
+    /// 409 Conflict: the object changed since it was read.
+    Conflict(String),
+    /// Anything else, as the actuator reports it.
+    Error(ActError),
+}
+
+impl Ctx<'_> {
+    /// Sorts a kube-rs error by what retrying could do about it: an API server's answer by its
+    /// status (as [`ActError::from_status`]); a transport failure is transient; an answer that
+    /// is not an object, or a request that cannot be built, is not.
+    fn failure(&self, what: &str, error: kube::Error) -> Failure {
+        let message = |e: &kube::Error| format!("{what}: {}", error_chain(e));
+        match error {
+            kube::Error::Api(status) if status.code == 409 => Failure::Conflict(status.message),
+            kube::Error::Api(status) => {
+                let message = format!("{what}: HTTP {}: {}", status.code, status.message);
+                Failure::Error(match reqwest::StatusCode::from_u16(status.code) {
+                    Ok(code) => ActError::from_status(self.site(), code, message),
+                    // A `Status` without its code: nothing says retrying would not help.
+                    Err(_) => self.failed(message),
+                })
+            }
+            error @ (kube::Error::SerdeError(_)
+            | kube::Error::FromUtf8(_)
+            | kube::Error::BuildRequest(_)
+            | kube::Error::HttpError(_)
+            | kube::Error::TlsRequired
+            | kube::Error::RustlsTls(_)
+            | kube::Error::InferConfig(_)
+            | kube::Error::InferKubeconfig(_)
+            | kube::Error::ProxyProtocolUnsupported { .. }
+            | kube::Error::ProxyProtocolDisabled { .. }) => {
+                Failure::Error(self.unusable(message(&error)))
+            }
+            // Transport (hyper, the service stack), credentials that could not be read now
+            // (a rotating token file) and anything kube-rs adds later.
+            error => Failure::Error(self.failed(message(&error))),
+        }
+    }
+}
+
+impl Failure {
+    /// The error, a conflict included.
+    fn into_error(self, ctx: &Ctx<'_>, what: &str) -> ActError {
+        match self {
+            Failure::Conflict(message) => ActError::Refused {
+                site: ctx.site(),
+                status: 409,
+                message: format!("{what}: HTTP 409: {message}"),
+            },
+            Failure::Error(error) => error,
+        }
+    }
+}
+
+/// A kube-rs object as JSON, for the field pointers of a plan.
+fn to_json(ctx: &Ctx<'_>, what: &str, object: &DynamicObject) -> Result<Value> {
+    serde_json::to_value(object).map_err(|e| ctx.unusable(format!("{what}: {e}")))
 }
 
 impl Kubernetes {
-    async fn send(
-        &self,
-        ctx: &Ctx<'_>,
-        method: Method,
-        url: &str,
-        patch: Option<&Value>,
-    ) -> Result<(StatusCode, String)> {
-        let mut request = self
-            .connection
+    async fn api(&self, ctx: &Ctx<'_>, object: &ObjectRef) -> Result<Api<DynamicObject>> {
+        let client = self
             .client
-            .request(method.clone(), url)
-            .header(reqwest::header::ACCEPT, "application/json");
-        if let Some(patch) = patch {
-            request = request
-                .header(reqwest::header::CONTENT_TYPE, MERGE_PATCH)
-                .body(patch.to_string());
-        }
-        let request = self
-            .connection
-            .authorise(request)
-            .map_err(|e| ctx.failed(e))?;
-        let response = request
-            .send()
+            .get_or_try_init(|| async { kube::Client::try_from(self.kube.clone()) })
             .await
-            .map_err(|e| ctx.failed(format!("{method} {url}: {}", error_chain(&e))))?;
-        let status = response.status();
-        let body = response.text().await.map_err(|e| {
-            ctx.failed(format!(
-                "{method} {url}: reading the answer: {}",
-                error_chain(&e)
-            ))
-        })?;
-        Ok((status, body))
+            .map_err(|e| ctx.unusable(format!("the Kubernetes client: {}", error_chain(&e))))?;
+        Ok(Api::namespaced_with(
+            client.clone(),
+            &object.namespace,
+            &object.kind.resource(),
+        ))
     }
 
-    async fn get(&self, ctx: &Ctx<'_>, url: &str) -> Result<Value> {
-        let (status, body) = self.send(ctx, Method::GET, url, None).await?;
-        if !status.is_success() {
-            return Err(ActError::from_status(
-                ctx.site(),
-                status,
-                format!("GET: HTTP {status}: {}", status_message(&body)),
-            ));
+    /// Bounds a whole request by the configured timeout (kube-rs' own bound each read and write).
+    async fn bounded<T>(
+        &self,
+        ctx: &Ctx<'_>,
+        what: &str,
+        request: impl Future<Output = kube::Result<T>>,
+    ) -> Result<T, Failure> {
+        match tokio::time::timeout(self.config.timeout, request).await {
+            Ok(answer) => answer.map_err(|e| ctx.failure(what, e)),
+            Err(_) => Err(Failure::Error(ctx.failed(format!(
+                "{what}: no answer within {}",
+                humantime::format_duration(self.config.timeout)
+            )))),
         }
-        serde_json::from_str(&body)
-            .map_err(|e| ctx.unusable(format!("GET: the answer is not JSON: {e}")))
+    }
+
+    async fn get(&self, ctx: &Ctx<'_>, api: &Api<DynamicObject>, name: &str) -> Result<Value> {
+        let object = self
+            .bounded(ctx, "GET", api.get(name))
+            .await
+            .map_err(|f| f.into_error(ctx, "GET"))?;
+        to_json(ctx, "GET", &object)
     }
 
     fn verify(ctx: &Ctx<'_>, changes: &[Change], object: &Value, source: &str) -> Result<()> {
@@ -980,15 +1108,14 @@ impl Kubernetes {
             object: object.to_string(),
             operation,
         };
-        let url = format!("{}{}", self.connection.server(), object.path());
+        let api = self.api(&ctx, &object).await?;
         let dry_run = execution.dry_run || self.config.always_dry_run;
-        let patch_url = if dry_run {
-            format!("{url}?dryRun=All")
-        } else {
-            url.clone()
+        let params = PatchParams {
+            dry_run,
+            ..PatchParams::default()
         };
 
-        let first = self.get(&ctx, &url).await?;
+        let first = self.get(&ctx, &api, &object.name).await?;
         let first_plan =
             plan(&object, &first, operations, &self.config).map_err(|e| ctx.unusable(e))?;
         // The values the plan was made against, by field: what "someone else changed it" means.
@@ -1026,54 +1153,53 @@ impl Kubernetes {
             set(&mut patch, "/metadata/resourceVersion", json!(version))
                 .map_err(|e| ctx.unusable(e))?;
 
-            let (status, body) = self
-                .send(&ctx, Method::PATCH, &patch_url, Some(&patch))
-                .await?;
-            if status == StatusCode::CONFLICT {
-                conflicts += 1;
-                if conflicts > self.config.conflict_retries {
-                    return Err(ctx.failed(format!(
-                        "still conflicting after {} re-reads: {}",
-                        self.config.conflict_retries,
-                        status_message(&body)
-                    )));
-                }
-                // Re-read and decide again on what is there now.
-                live = self.get(&ctx, &url).await?;
-                planned =
-                    plan(&object, &live, operations, &self.config).map_err(|e| ctx.unusable(e))?;
-                for change in &planned.changes {
-                    let now = live.pointer(&change.pointer);
-                    let was = seen.get(&change.field).cloned().flatten();
-                    let untouched = match (&was, now) {
-                        (Some(was), Some(now)) => same(Some(now), was, change.quantity),
-                        (None, None) => true,
-                        _ => false,
-                    };
-                    if !untouched && !same(now, &change.want, change.quantity) {
-                        return Err(ActError::Conflict {
-                            site: ctx.site(),
-                            field: change.field.clone(),
-                            was: show(was.as_ref()),
-                            now: show(now),
-                            wanted: change.want.to_string(),
-                        });
+            let what = format!("PATCH {patch}");
+            let answer = match self
+                .bounded(
+                    &ctx,
+                    &what,
+                    api.patch(&object.name, &params, &Patch::Merge(&patch)),
+                )
+                .await
+            {
+                Ok(answer) => to_json(&ctx, "PATCH", &answer)?,
+                Err(Failure::Conflict(message)) => {
+                    conflicts += 1;
+                    if conflicts > self.config.conflict_retries {
+                        return Err(ctx.failed(format!(
+                            "still conflicting after {} re-reads: {message}",
+                            self.config.conflict_retries
+                        )));
                     }
+                    // Re-read and decide again on what is there now.
+                    live = self.get(&ctx, &api, &object.name).await?;
+                    planned = plan(&object, &live, operations, &self.config)
+                        .map_err(|e| ctx.unusable(e))?;
+                    for change in &planned.changes {
+                        let now = live.pointer(&change.pointer);
+                        let was = seen.get(&change.field).cloned().flatten();
+                        let untouched = match (&was, now) {
+                            (Some(was), Some(now)) => same(Some(now), was, change.quantity),
+                            (None, None) => true,
+                            _ => false,
+                        };
+                        if !untouched && !same(now, &change.want, change.quantity) {
+                            return Err(ActError::Conflict {
+                                site: ctx.site(),
+                                field: change.field.clone(),
+                                was: show(was.as_ref()),
+                                now: show(now),
+                                wanted: change.want.to_string(),
+                            });
+                        }
+                    }
+                    continue;
                 }
-                continue;
-            }
-            if !status.is_success() {
-                return Err(ActError::from_status(
-                    ctx.site(),
-                    status,
-                    format!("PATCH {patch}: HTTP {status}: {}", status_message(&body)),
-                ));
-            }
-            let answer: Value = serde_json::from_str(&body)
-                .map_err(|e| ctx.unusable(format!("PATCH: the answer is not JSON: {e}")))?;
+                Err(failure) => return Err(failure.into_error(&ctx, &what)),
+            };
             Self::verify(&ctx, &planned.changes, &answer, "PATCH answer")?;
             if !dry_run {
-                let stored = self.get(&ctx, &url).await?;
+                let stored = self.get(&ctx, &api, &object.name).await?;
                 Self::verify(&ctx, &planned.changes, &stored, "read back")?;
             }
             let changed: Vec<usize> = pending.iter().map(|c| c.op).collect();
@@ -1182,6 +1308,78 @@ mod tests {
             patch,
             json!({"spec": {"postgresql": {"parameters": {"a/b": "1"}}}})
         );
+    }
+
+    fn kubeconfig(dir: &std::path::Path, users: &str) -> KubernetesConfig {
+        let path = dir.join("config");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: dev\n\
+                 contexts:\n\
+                 - {{name: dev, context: {{cluster: local, user: me, namespace: databases}}}}\n\
+                 - {{name: other, context: {{cluster: local, user: plugin}}}}\n\
+                 clusters: [{{name: local, cluster: {{server: 'http://127.0.0.1:6443'}}}}]\n\
+                 users:\n{users}"
+            ),
+        )
+        .unwrap();
+        KubernetesConfig {
+            auth: KubeAuth::Kubeconfig {
+                path: Some(path),
+                context: None,
+            },
+            ..KubernetesConfig::default()
+        }
+    }
+
+    fn with_context(mut config: KubernetesConfig, name: &str) -> KubernetesConfig {
+        if let KubeAuth::Kubeconfig { context, .. } = &mut config.auth {
+            *context = Some(name.into());
+        }
+        config
+    }
+
+    fn config_error(config: KubernetesConfig) -> String {
+        match Kubernetes::new(config) {
+            Err(ActError::Config { message, .. }) => message,
+            other => panic!("not a configuration error: {other:?}"),
+        }
+    }
+
+    // Outside a Tokio runtime, as the engine builds its actuators.
+    #[test]
+    fn a_kubeconfig_gives_server_namespace_and_the_chosen_context() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = "- {name: me, user: {token: abc}}\n\
+                     - {name: plugin, user: {exec: {command: aws}}}\n";
+        let actuator = Kubernetes::new(kubeconfig(dir.path(), users)).unwrap();
+        assert_eq!(
+            actuator.kube.cluster_url.to_string(),
+            "http://127.0.0.1:6443/"
+        );
+        assert_eq!(actuator.kube.default_namespace, "databases");
+        assert_eq!(actuator.kube.read_timeout, Some(default_timeout()));
+        assert!(!actuator.kube.default_retry);
+        let error = config_error(with_context(kubeconfig(dir.path(), users), "nope"));
+        assert!(error.contains("nope"), "{error}");
+    }
+
+    #[test]
+    fn credential_plugins_are_never_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let only_plugin = "- {name: me, user: {token: abc}}\n\
+                           - {name: plugin, user: {exec: {command: aws}}}\n";
+        let error = config_error(with_context(kubeconfig(dir.path(), only_plugin), "other"));
+        assert!(error.contains("credential plugin"), "{error}");
+        let beside_a_token = "- {name: me, user: {token: abc}}\n\
+                              - {name: plugin, user: {token: t, exec: {command: aws}, \
+                                 auth-provider: {name: gcp, config: {cmd-path: gcloud}}}}\n";
+        let config = with_context(kubeconfig(dir.path(), beside_a_token), "other");
+        let actuator = Kubernetes::new(config).unwrap();
+        assert!(actuator.kube.auth_info.exec.is_none());
+        assert!(actuator.kube.auth_info.auth_provider.is_none());
+        assert!(actuator.kube.auth_info.token.is_some());
     }
 
     #[test]

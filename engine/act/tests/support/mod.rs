@@ -38,6 +38,24 @@ impl Request {
         self.target.split_once('?').map(|(_, q)| q)
     }
 
+    /// The query's parameters as an API server reads them: empty ones (`…?` or `?&a=b`, which
+    /// kube-rs sends) are no parameters.
+    pub fn params(&self) -> Vec<&str> {
+        self.query()
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .filter(|p| !p.is_empty())
+            .collect()
+    }
+
+    /// The path with the query's parameters, as an API server reads them.
+    pub fn resource(&self) -> String {
+        match self.params().as_slice() {
+            [] => self.path().to_string(),
+            params => format!("{}?{}", self.path(), params.join("&")),
+        }
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
