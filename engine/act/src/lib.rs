@@ -19,7 +19,8 @@
 //! Every actuator is idempotent: running the same intent again after a crash reports
 //! `already_applied` instead of changing anything twice.
 //!
-//! The actuators, one module each, are listed in [`Actuators`] by the loop's configuration:
+//! The actuators, one module each, are registered in one list (`actuators!` below; see
+//! [`registry`]) and listed in [`Actuators`] by the loop's configuration:
 //! [`patroni`] (the Patroni REST API), [`kubernetes`] (merge patches on CloudNativePG, VPA,
 //! Deployment / StatefulSet, HPA and Istio objects) and [`webhook`] (a signed POST of the
 //! decision to a team's own automation).
@@ -27,8 +28,22 @@
 mod http;
 pub mod kubernetes;
 pub mod patroni;
+#[macro_use]
+pub mod registry;
 pub mod render;
 pub mod webhook;
+
+pub use registry::ActuatorSpec;
+
+// The actuators a loop can name under `actuators:`; one line each.
+actuators! {
+    /// PostgreSQL parameters and restarts through the Patroni REST API.
+    Patroni(patroni::PatroniConfig),
+    /// Merge patches on CloudNativePG, VPA, Deployment/StatefulSet, HPA and Istio objects.
+    Kubernetes(kubernetes::KubernetesConfig),
+    /// A signed POST of the decision to a team's own automation.
+    Webhook(webhook::WebhookConfig),
+}
 
 use std::future::Future;
 use std::pin::Pin;

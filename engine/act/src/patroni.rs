@@ -37,6 +37,26 @@ use crate::{ActError, Actuator, BoxFuture, Execution, OpStatus, OperationResult,
 /// The actuator's name in traces, errors and results.
 pub const NAME: &str = "patroni";
 
+impl crate::ActuatorSpec for PatroniConfig {
+    const NAME: &'static str = NAME;
+
+    fn paths_mut(&mut self) -> Vec<&mut std::path::PathBuf> {
+        [
+            &mut self.password_file,
+            &mut self.ca_file,
+            &mut self.client_cert,
+            &mut self.client_key,
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    fn build(&self) -> Result<std::sync::Arc<dyn Actuator>> {
+        Ok(std::sync::Arc::new(Patroni::new(self.clone())?))
+    }
+}
+
 /// Parameters a standby must hold at least as high as the primary (PostgreSQL "Hot Standby":
 /// administrator's overview); they decide the restart order.
 pub const HOT_STANDBY_SENSITIVE: [&str; 5] = [

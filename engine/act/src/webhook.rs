@@ -32,6 +32,20 @@ use crate::{ActError, Actuator, BoxFuture, Execution, OpStatus, OperationResult,
 /// The actuator's name in traces, errors and results.
 pub const NAME: &str = "webhook";
 
+impl crate::ActuatorSpec for WebhookConfig {
+    const NAME: &'static str = NAME;
+
+    fn paths_mut(&mut self) -> Vec<&mut std::path::PathBuf> {
+        std::iter::once(&mut self.secret_file)
+            .chain(self.ca_file.as_mut())
+            .collect()
+    }
+
+    fn build(&self) -> Result<std::sync::Arc<dyn Actuator>> {
+        Ok(std::sync::Arc::new(Webhook::new(self.clone())?))
+    }
+}
+
 /// Header with the signature.
 pub const SIGNATURE_HEADER: &str = "X-Setpoint-Signature";
 /// Header with the Unix time (seconds) that the signature covers.

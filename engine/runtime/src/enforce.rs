@@ -309,26 +309,16 @@ pub(crate) fn build_actuators(
     loop_name: &str,
     configs: &[crate::config::ActuatorConfig],
 ) -> Result<Actuators> {
-    use crate::config::ActuatorConfig;
-    use std::sync::Arc;
-    let mut list: Vec<Arc<dyn setpoint_act::Actuator>> = Vec::with_capacity(configs.len());
-    for (i, config) in configs.iter().enumerate() {
-        let built: std::result::Result<Arc<dyn setpoint_act::Actuator>, ActError> = match config {
-            ActuatorConfig::Patroni(c) => {
-                setpoint_act::patroni::Patroni::new(c.clone()).map(|a| Arc::new(a) as _)
-            }
-            ActuatorConfig::Kubernetes(c) => {
-                setpoint_act::kubernetes::Kubernetes::new(c.clone()).map(|a| Arc::new(a) as _)
-            }
-            ActuatorConfig::Webhook(c) => {
-                setpoint_act::webhook::Webhook::new(c.clone()).map(|a| Arc::new(a) as _)
-            }
-        };
-        list.push(built.map_err(|error| RuntimeError::Actuator {
-            loop_name: loop_name.to_string(),
-            index: i,
-            message: error.to_string(),
-        })?);
-    }
+    let list = configs
+        .iter()
+        .enumerate()
+        .map(|(index, config)| {
+            config.build().map_err(|error| RuntimeError::Actuator {
+                loop_name: loop_name.to_string(),
+                index,
+                message: error.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(Actuators::new(list))
 }

@@ -249,6 +249,23 @@ pub struct KubernetesConfig {
     pub timeout: Duration,
 }
 
+impl crate::ActuatorSpec for KubernetesConfig {
+    const NAME: &'static str = NAME;
+
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        match &mut self.auth {
+            KubeAuth::Kubeconfig {
+                path: Some(path), ..
+            } => vec![path],
+            _ => Vec::new(),
+        }
+    }
+
+    fn build(&self) -> Result<std::sync::Arc<dyn Actuator>> {
+        Ok(std::sync::Arc::new(Kubernetes::new(self.clone())?))
+    }
+}
+
 fn default_retries() -> u32 {
     3
 }

@@ -96,35 +96,28 @@ pub fn window_for(now: DateTime<Utc>, weeks: u32, step_seconds: u64) -> Window {
 /// fails the cycle (the affected targets hold on missing data).
 pub async fn observe(lp: &LoopRuntime, window: &Window) -> ObservedFleet {
     let descriptor = lp.plugin.descriptor();
-    let mut degraded = Vec::new();
-    let discovered = lp
+    let mut observation = Observation::default();
+    let discovered = match lp
         .source
         .discover(&descriptor.technology)
         .instrument(info_span!("discover"))
-        .await;
-    // A source that cannot list targets still leaves the declared ones to decide (they
-    // will hold on missing data); the cycle completes and says what was degraded.
-    let targets = match discovered {
+        .await
+    {
         Ok(targets) => targets,
+        // A source that cannot list targets still leaves the declared ones to decide (they
+        // will hold on missing data); the cycle completes and says what was degraded.
         Err(error) => {
             tracing::warn!(%error, "discovery failed; continuing with the declared targets");
-            degraded.push(Degradation::Discovery {
-                error: error.to_string(),
-            });
+            let error = error.to_string();
+            observation.degraded.push(Degradation::Discovery { error });
             Vec::new()
         }
     };
     let (targets, names, label_problems) =
-        resolve_targets(targets, &lp.config.targets, &descriptor.technology);
-    let mut series_by_target: HashMap<String, Vec<MetricSeries>> = HashMap::new();
-    let mut observation = Observation::default();
+        resolve_targets(discovered, &lp.config.targets, &descriptor.technology);
     for (target, problem) in label_problems {
         tracing::warn!(target = %target, %problem, "unusable size labels");
-        observation
-            .problems
-            .entry(target)
-            .or_default()
-            .push(ObserveIssue::UnusableSize { problem });
+        observation.problem(target, ObserveIssue::UnusableSize { problem });
     }
     let summarise = lp.source.summarises_weekly();
     for metric in &descriptor.metrics {
@@ -146,41 +139,7 @@ pub async fn observe(lp: &LoopRuntime, window: &Window) -> ObservedFleet {
             .query_range(&query)
             .instrument(info_span!("observe", metric = %metric.name))
             .await;
-        match result {
-            Ok(result) => {
-                for (label, problem) in result.problems {
-                    let target = names.get(&label).cloned().unwrap_or(label);
-                    tracing::warn!(target = %target, metric = %metric.name, %problem, "series dropped");
-                    observation.problems.entry(target).or_default().push(
-                        ObserveIssue::SeriesDropped {
-                            metric: metric.name.clone(),
-                            problem,
-                        },
-                    );
-                }
-                for (label, series) in result.series {
-                    let target = names.get(&label).cloned().unwrap_or(label);
-                    let slot = series_by_target.entry(target.clone()).or_default();
-                    if slot.iter().any(|s| s.metric == series.metric) {
-                        // Two label values of one target both answered: keep the first,
-                        // say so, never average two different things.
-                        tracing::warn!(target = %target, metric = %metric.name, "several series for one target; keeping the first");
-                        continue;
-                    }
-                    slot.push(series);
-                }
-            }
-            Err(error) => {
-                tracing::warn!(metric = %metric.name, %error, "query failed; the metric is missing for every target");
-                degraded.push(Degradation::QueryFailed {
-                    metric: metric.name.clone(),
-                    error: error.to_string(),
-                });
-                observation
-                    .failed_metrics
-                    .insert(metric.name.clone(), error.to_string());
-            }
-        }
+        observation.answer(&metric.name, result, &names);
     }
     let queries = descriptor.metrics.len();
     tracing::info!(
@@ -190,36 +149,7 @@ pub async fn observe(lp: &LoopRuntime, window: &Window) -> ObservedFleet {
         "observed"
     );
     tracing::Span::current().record("setpoint.targets", targets.len());
-    let mut targets: Vec<Observed> = targets
-        .into_iter()
-        .map(|target| {
-            let series = series_by_target.remove(&target.id).unwrap_or_default();
-            let issues = observation.issues_of(&target.id, &descriptor.metrics, &series);
-            Observed {
-                target,
-                series,
-                issues,
-            }
-        })
-        .collect();
-    targets.sort_by(|a, b| a.target.id.cmp(&b.target.id));
-    // Targets that lack a metric the others have (partial series, dropped series) make the
-    // cycle degraded too, by name; a failed query is already reported once for the fleet.
-    for observed in &targets {
-        for issue in &observed.issues {
-            if !matches!(issue, ObserveIssue::QueryFailed { .. }) {
-                degraded.push(Degradation::Target {
-                    target: observed.target.id.clone(),
-                    issue: issue.clone(),
-                });
-            }
-        }
-    }
-    ObservedFleet {
-        targets,
-        queries,
-        degraded,
-    }
+    observation.into_fleet(targets, &descriptor.metrics, queries)
 }
 
 /// Applies the configuration's targets to what discovery found: aliases fold the label values
@@ -321,16 +251,101 @@ fn resources_from_labels(
     Ok(Some(resources.resolve()))
 }
 
-/// What went wrong while observing, kept so every affected target's record names the cause.
+/// What the queries answered and what went wrong while observing, kept so every affected
+/// target's record names the cause.
 #[derive(Default)]
 struct Observation {
+    /// Target id → one series per metric.
+    series: HashMap<String, Vec<MetricSeries>>,
     /// Metric → why its query failed (the metric is missing for every target).
     failed_metrics: BTreeMap<String, String>,
     /// Target → what the source had to drop for it.
     problems: HashMap<String, Vec<ObserveIssue>>,
+    /// What made the observation incomplete for the fleet.
+    degraded: Vec<Degradation>,
 }
 
 impl Observation {
+    fn problem(&mut self, target: String, issue: ObserveIssue) {
+        self.problems.entry(target).or_default().push(issue);
+    }
+
+    /// Takes in one metric's answer; `names` maps the label values naming a target to its id.
+    fn answer(
+        &mut self,
+        metric: &str,
+        result: Result<setpoint_observe::QueryResult, setpoint_observe::ObserveError>,
+        names: &HashMap<String, String>,
+    ) {
+        let result = match result {
+            Ok(result) => result,
+            Err(error) => {
+                tracing::warn!(metric, %error, "query failed; the metric is missing for every target");
+                let (metric, error) = (metric.to_string(), error.to_string());
+                self.failed_metrics.insert(metric.clone(), error.clone());
+                self.degraded
+                    .push(Degradation::QueryFailed { metric, error });
+                return;
+            }
+        };
+        for (label, problem) in result.problems {
+            let target = names.get(&label).cloned().unwrap_or(label);
+            tracing::warn!(target = %target, metric, %problem, "series dropped");
+            let metric = metric.to_string();
+            self.problem(target, ObserveIssue::SeriesDropped { metric, problem });
+        }
+        for (label, series) in result.series {
+            let target = names.get(&label).cloned().unwrap_or(label);
+            let slot = self.series.entry(target.clone()).or_default();
+            if slot.iter().any(|s| s.metric == series.metric) {
+                // Two label values of one target both answered: keep the first, say so,
+                // never average two different things.
+                tracing::warn!(target = %target, metric, "several series for one target; keeping the first");
+                continue;
+            }
+            slot.push(series);
+        }
+    }
+
+    /// Each target with its series and issues, sorted by id. Targets that lack a metric the
+    /// others have (partial or dropped series) make the cycle degraded too, by name; a failed
+    /// query is already reported once for the fleet.
+    fn into_fleet(
+        mut self,
+        targets: Vec<Target>,
+        metrics: &[MetricSpec],
+        queries: usize,
+    ) -> ObservedFleet {
+        let mut observed: Vec<Observed> = targets
+            .into_iter()
+            .map(|target| {
+                let series = self.series.remove(&target.id).unwrap_or_default();
+                let issues = self.issues_of(&target.id, metrics, &series);
+                Observed {
+                    target,
+                    series,
+                    issues,
+                }
+            })
+            .collect();
+        observed.sort_by(|a, b| a.target.id.cmp(&b.target.id));
+        for o in &observed {
+            for issue in &o.issues {
+                if !matches!(issue, ObserveIssue::QueryFailed { .. }) {
+                    self.degraded.push(Degradation::Target {
+                        target: o.target.id.clone(),
+                        issue: issue.clone(),
+                    });
+                }
+            }
+        }
+        ObservedFleet {
+            targets: observed,
+            queries,
+            degraded: self.degraded,
+        }
+    }
+
     /// One issue per metric this target lacks, with the reason, plus its dropped series.
     fn issues_of(
         &mut self,
