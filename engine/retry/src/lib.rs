@@ -12,9 +12,9 @@
 //! takes a predicate. Time is Tokio's: the waits are Tokio sleeps and the deadline is measured
 //! on Tokio's clock, so a test with `tokio::time::pause()` runs without waiting.
 
-use std::cell::Cell;
 use std::fmt::Display;
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
@@ -141,10 +141,11 @@ impl RetryPolicy {
         P: FnMut(&E) -> bool,
         E: Display,
     {
-        let attempts = Cell::new(0_u32);
+        // Atomic rather than a Cell only so the future stays `Send`; nothing runs concurrently.
+        let attempts = AtomicU32::new(0);
         let deadline = self.deadline.map(|limit| Instant::now() + limit);
         let attempt = || {
-            attempts.set(attempts.get().saturating_add(1));
+            attempts.fetch_add(1, Ordering::Relaxed);
             let call = operation();
             async move {
                 match deadline {
@@ -172,7 +173,7 @@ impl RetryPolicy {
                 if let Stop::Failed(error) = stop {
                     tracing::warn!(
                         what,
-                        attempt = attempts.get(),
+                        attempt = attempts.load(Ordering::Relaxed),
                         %error,
                         retry_in = ?wait,
                         "failed; retrying"
@@ -180,7 +181,7 @@ impl RetryPolicy {
                 }
             })
             .await;
-        let attempts = attempts.get();
+        let attempts = attempts.into_inner();
         match outcome {
             Ok(value) => Ok((value, attempts)),
             Err(Stop::Failed(error)) => Err(Error::Failed { error, attempts }),
@@ -233,7 +234,7 @@ impl<E> Error<E> {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use std::cell::RefCell;
+    use std::cell::{Cell, RefCell};
 
     use backon::BackoffBuilder;
 
@@ -409,6 +410,19 @@ mod tests {
         }
         // Up to the cap, each wait's range starts where the previous one's ends.
         assert!(waits[..4].windows(2).all(|w| w[0] <= w[1]), "{waits:?}");
+    }
+
+    #[test]
+    fn the_future_is_send() {
+        // Callers box it as a `Send` future for their trait objects.
+        fn send<T: Send>(_: &T) {}
+        let policy = policy();
+        let future = policy.run(
+            "test",
+            || async { Ok::<_, Failure>(()) },
+            |_: &Failure| true,
+        );
+        send(&future);
     }
 
     #[test]
