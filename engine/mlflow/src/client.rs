@@ -255,10 +255,9 @@ enum Retry {
 /// How a request that is safe to repeat is retried: backoff doubling from 200 ms up to 5 s,
 /// `retries` retries, and a deadline of what those attempts and waits may take at most.
 fn retry_policy(config: &MlflowConfig) -> RetryPolicy {
-    let policy = RetryPolicy::new(Duration::from_millis(200), Duration::from_secs(5), 1)
-        .with_retries(config.retries);
-    let attempts = config.timeout.saturating_mul(policy.max_attempts);
-    policy.with_deadline(attempts.saturating_add(policy.max_total_delay()))
+    RetryPolicy::new(Duration::from_millis(200), Duration::from_secs(5), 1)
+        .with_retries(config.retries)
+        .with_request_deadline(config.timeout)
 }
 
 /// A failed attempt, and whether another attempt may help.

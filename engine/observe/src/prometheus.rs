@@ -46,8 +46,8 @@ pub struct PrometheusConfig {
     /// Base URL, e.g. `http://127.0.0.1:9090` (VictoriaMetrics: its HTTP address).
     pub url: String,
     /// Timeout of one HTTP request. A query with its retries is given at most
-    /// `timeout × (retries + 1)` plus the backoffs between them (200 ms doubling up to 5 s),
-    /// so a server that hangs costs a known time.
+    /// `(timeout + 100ms) × (retries + 1)` plus the backoffs between them (200 ms doubling up
+    /// to 5 s), so a server that hangs costs a known time.
     #[serde(
         default = "default_timeout",
         deserialize_with = "duration",
@@ -121,10 +121,9 @@ impl PrometheusConfig {
 /// How a query is retried: backoff doubling from 200 ms up to 5 s, `retries` retries, and a
 /// deadline of what those attempts and waits may take at most.
 fn retry_policy(config: &PrometheusConfig) -> RetryPolicy {
-    let policy = RetryPolicy::new(Duration::from_millis(200), Duration::from_secs(5), 1)
-        .with_retries(config.retries);
-    let attempts = config.timeout.saturating_mul(policy.max_attempts);
-    policy.with_deadline(attempts.saturating_add(policy.max_total_delay()))
+    RetryPolicy::new(Duration::from_millis(200), Duration::from_secs(5), 1)
+        .with_retries(config.retries)
+        .with_request_deadline(config.timeout)
 }
 
 /// A Prometheus-compatible source.
@@ -761,12 +760,15 @@ mod tests {
     fn a_query_with_its_retries_is_bounded_by_what_the_config_allows() {
         let policy = retry_policy(&PrometheusConfig::new("http://127.0.0.1:9090"));
         assert_eq!(policy.max_attempts, 4, "1 try + 3 retries");
-        // 30 s for each of the 4 attempts, and waits of at most 200, 400 and 800 ms.
-        assert_eq!(policy.deadline, Some(Duration::from_millis(121_400)));
+        // 30.1 s for each of the 4 attempts, and waits of at most 200, 400 and 800 ms.
+        assert_eq!(policy.deadline, Some(Duration::from_millis(121_800)));
 
         let mut config = PrometheusConfig::new("http://127.0.0.1:9090");
         config.retries = 0;
         config.timeout = Duration::from_secs(2);
-        assert_eq!(retry_policy(&config).deadline, Some(Duration::from_secs(2)));
+        assert_eq!(
+            retry_policy(&config).deadline,
+            Some(Duration::from_millis(2_100))
+        );
     }
 }

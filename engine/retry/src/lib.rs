@@ -66,6 +66,19 @@ impl RetryPolicy {
         }
     }
 
+    /// The same policy with a deadline of what its attempts take at most when each is one
+    /// request bounded by `request_timeout`: that timeout and a little more per attempt, plus
+    /// [`RetryPolicy::max_total_delay`]. A hanging server then costs a known time, and the
+    /// deadline does not race the last request's own timeout, whose error says more.
+    pub fn with_request_deadline(self, request_timeout: Duration) -> Self {
+        // Per attempt, the time around the request that its timeout does not cover.
+        const AROUND: Duration = Duration::from_millis(100);
+        let attempts = request_timeout
+            .saturating_add(AROUND)
+            .saturating_mul(self.max_attempts.max(1));
+        self.with_deadline(attempts.saturating_add(self.max_total_delay()))
+    }
+
     /// The same policy without jitter: every wait is its nominal value.
     pub fn without_jitter(self) -> Self {
         Self {
@@ -460,6 +473,15 @@ mod tests {
             .build()
             .collect();
         assert_eq!(waits, [1000 * MS, 1000 * MS]);
+    }
+
+    #[test]
+    fn a_request_deadline_covers_every_attempt_and_wait() {
+        let policy = RetryPolicy::new(200 * MS, 5000 * MS, 4).with_request_deadline(30_000 * MS);
+        // 30.1 s for each of the 4 attempts, and waits of at most 200, 400 and 800 ms.
+        assert_eq!(policy.deadline, Some(121_800 * MS));
+        let once = RetryPolicy::new(200 * MS, 5000 * MS, 1).with_request_deadline(2000 * MS);
+        assert_eq!(once.deadline, Some(2100 * MS));
     }
 
     #[test]
