@@ -13,8 +13,9 @@
 //! Idempotency-Key: <the intent's key>
 //! ```
 //!
-//! Transport errors, 429 and 5xx are retried with jittered exponential backoff; any other answer but
-//! 2xx fails at once. A 2xx means delivered: what the receiver then does is its business.
+//! Transport errors, 429 and 5xx are retried with jittered exponential backoff; any other
+//! answer but 2xx fails at once. A 2xx means delivered: what the receiver then does is its
+//! business.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -5,9 +5,9 @@
 //! read from a file and messages show only its origin: reqwest's errors carry the URL, they are
 //! stripped of it, and anything else the receiver echoes back is redacted.
 //!
-//! Transport errors, 429 and 5xx are retried with jittered exponential backoff; any other answer but
-//! 2xx (Slack's `invalid_payload`, `no_service`, `channel_is_archived`…) fails at once, since
-//! sending the same body again cannot help.
+//! Transport errors, 429 and 5xx are retried with jittered exponential backoff; any other
+//! answer but 2xx (Slack's `invalid_payload`, `no_service`, `channel_is_archived`…) fails at
+//! once, since sending the same body again cannot help.
 
 use reqwest::StatusCode;
 use serde_json::json;

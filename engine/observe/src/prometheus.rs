@@ -4,7 +4,8 @@
 //! the target label), split into chunks only where the server's points-per-series limit
 //! demands it (11,000 on Prometheus, 30,000 on VictoriaMetrics). Transient failures (connection,
 //! timeout, 5xx, 429) are retried with jittered exponential backoff within an overall deadline;
-//! a 4xx is the query's fault and is not. Every error names the server and the metric, so a degraded cycle says what failed.
+//! a 4xx is the query's fault and is not. Every error names the server and the metric, so a
+//! degraded cycle says what failed.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
