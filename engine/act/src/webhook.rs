@@ -13,8 +13,9 @@
 //! Idempotency-Key: <the intent's key>
 //! ```
 //!
-//! Transport errors, 429 and 5xx are retried with exponential backoff; any other answer but
-//! 2xx fails at once. A 2xx means delivered: what the receiver then does is its business.
+//! Transport errors, 429 and 5xx are retried with jittered exponential backoff; any other
+//! answer but 2xx fails at once. A 2xx means delivered: what the receiver then does is its
+//! business.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,6 +25,7 @@ use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use setpoint_core::{Operation, Target};
+use setpoint_retry::RetryPolicy;
 use sha2::Sha256;
 
 use crate::http::{self, error_chain, excerpt};
@@ -78,7 +80,8 @@ pub struct WebhookConfig {
     /// Retries after a transport error, 429 or 5xx.
     #[serde(default = "default_retries")]
     pub retries: u32,
-    /// The first backoff; it doubles on each retry, up to `max_backoff`.
+    /// The first backoff; it doubles on each retry, up to `max_backoff`. Each wait is drawn
+    /// at random from the upper half of that value, so that retries do not arrive in step.
     #[serde(default = "default_backoff", with = "http::duration")]
     pub backoff: Duration,
     /// The longest backoff.
@@ -259,9 +262,7 @@ impl Webhook {
         let timestamp = execution.now.timestamp();
         let signature = signature(&self.secret, timestamp, body.as_bytes());
 
-        let mut backoff = self.config.backoff;
-        let mut attempt = 0;
-        loop {
+        let post = || async {
             let sent = self
                 .client
                 .post(&url)
@@ -272,33 +273,52 @@ impl Webhook {
                 .body(body.clone())
                 .send()
                 .await;
-            let retryable = match sent {
-                Ok(response) if response.status().is_success() => break,
+            match sent {
+                Ok(response) if response.status().is_success() => Ok(()),
                 Ok(response) => {
                     let status = response.status();
                     let text = response.text().await.unwrap_or_default();
                     let message = format!("HTTP {status}: {}", excerpt(&text));
-                    if !(status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) {
-                        return Err(ActError::from_status(
+                    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                        Err(Undelivered::Transient(message))
+                    } else {
+                        Err(Undelivered::Refused(ActError::from_status(
                             Site::new(NAME, &target.id, &url, operation.clone()),
                             status,
                             message,
-                        ));
+                        )))
                     }
-                    message
                 }
-                Err(e) => error_chain(&e),
-            };
-            attempt += 1;
-            if attempt > self.config.retries {
+                Err(e) => Err(Undelivered::Transient(error_chain(&e))),
+            }
+        };
+        let policy = RetryPolicy::new(self.config.backoff, self.config.max_backoff, 1)
+            .with_retries(self.config.retries);
+        let what = format!("webhook delivery to {url}");
+        let attempts = match policy
+            .run(&what, post, |failed| {
+                matches!(failed, Undelivered::Transient(_))
+            })
+            .await
+        {
+            Ok(((), attempts)) => attempts,
+            Err(setpoint_retry::Error::Failed {
+                error: Undelivered::Refused(error),
+                ..
+            }) => return Err(error),
+            Err(setpoint_retry::Error::Failed {
+                error: Undelivered::Transient(message),
+                attempts,
+            }) => {
                 return Err(failed(
                     &url,
-                    format!("gave up after {attempt} attempts: {retryable}"),
+                    format!("gave up after {attempts} attempts: {message}"),
                 ));
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(self.config.max_backoff);
-        }
+            Err(deadline @ setpoint_retry::Error::DeadlineExceeded { .. }) => {
+                return Err(failed(&url, deadline.to_string()));
+            }
+        };
         let status = if execution.dry_run {
             OpStatus::DryRun
         } else {
@@ -312,9 +332,26 @@ impl Webhook {
                 actuator: NAME.into(),
                 object: url.clone(),
                 status: status.clone(),
-                detail: format!("accepted by {url} (attempt {})", attempt + 1),
+                detail: format!("accepted by {url} (attempt {attempts})"),
             })
             .collect())
+    }
+}
+
+/// A delivery that failed.
+enum Undelivered {
+    /// What the transport or the receiver said, when another try may pass.
+    Transient(String),
+    /// The receiver's answer, final.
+    Refused(ActError),
+}
+
+impl std::fmt::Display for Undelivered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Undelivered::Transient(message) => f.write_str(message),
+            Undelivered::Refused(error) => error.fmt(f),
+        }
     }
 }
 

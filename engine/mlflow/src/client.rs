@@ -9,6 +9,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Value, json};
+use setpoint_retry::RetryPolicy;
 
 use crate::config::{Credentials, MlflowConfig};
 use crate::error::{MlflowError, Result};
@@ -251,13 +252,34 @@ enum Retry {
     Never,
 }
 
+/// How a request that is safe to repeat is retried: backoff doubling from 200 ms up to 5 s,
+/// `retries` retries, and a deadline of what those attempts and waits may take at most.
+fn retry_policy(config: &MlflowConfig) -> RetryPolicy {
+    RetryPolicy::new(Duration::from_millis(200), Duration::from_secs(5), 1)
+        .with_retries(config.retries)
+        .with_request_deadline(config.timeout)
+}
+
+/// A failed attempt, and whether another attempt may help.
+struct Failed {
+    error: MlflowError,
+    transient: bool,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
 /// A client of one MLflow tracking server.
 #[derive(Debug, Clone)]
 pub struct MlflowClient {
     base: String,
     http: reqwest::Client,
     credentials: Credentials,
-    retries: u32,
+    /// How a request that is safe to repeat is retried.
+    retry: RetryPolicy,
 }
 
 impl MlflowClient {
@@ -275,7 +297,7 @@ impl MlflowClient {
             base: config.tracking_uri.trim().trim_end_matches('/').to_string(),
             http,
             credentials,
-            retries: config.retries,
+            retry: retry_policy(config),
         })
     }
 
@@ -583,19 +605,27 @@ impl MlflowClient {
         payload: Payload,
         retry: Retry,
     ) -> Result<String> {
-        let mut wait = Duration::from_millis(200);
-        let mut attempt = 0;
-        loop {
-            let outcome = self.send_once(method.clone(), url.clone(), &payload).await;
-            match outcome {
-                Err((error, true)) if retry == Retry::Safe && attempt < self.retries => {
-                    attempt += 1;
-                    tracing::warn!(%error, attempt, "MLflow request failed; retrying in {wait:?}");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
-                }
-                Err((error, _)) => return Err(error),
-                Ok(text) => return Ok(text),
+        let policy = match retry {
+            Retry::Safe => self.retry,
+            Retry::Never => self.retry.with_retries(0),
+        };
+        let what = format!("MLflow {} {url}", method_name(&method));
+        let outcome = policy
+            .run(
+                &what,
+                || self.send_once(method.clone(), url.clone(), &payload),
+                |failed: &Failed| failed.transient,
+            )
+            .await;
+        match outcome {
+            Ok((text, _)) => Ok(text),
+            Err(setpoint_retry::Error::Failed { error, .. }) => Err(error.error),
+            Err(setpoint_retry::Error::DeadlineExceeded { deadline, .. }) => {
+                Err(MlflowError::Deadline {
+                    method: method_name(&method),
+                    url: url.to_string(),
+                    deadline,
+                })
             }
         }
     }
@@ -606,7 +636,7 @@ impl MlflowClient {
         method: Method,
         url: Url,
         payload: &Payload,
-    ) -> Result<String, (MlflowError, bool)> {
+    ) -> Result<String, Failed> {
         let method_name = method_name(&method);
         let url_text = url.to_string();
         let mut request = self.http.request(method, url);
@@ -632,7 +662,7 @@ impl MlflowClient {
                 message: error_chain(&source),
                 source,
             };
-            (error, transient)
+            Failed { error, transient }
         };
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
@@ -645,8 +675,8 @@ impl MlflowClient {
             Ok(body) => (body.error_code, body.message),
             Err(_) => ("HTTP_ERROR".to_string(), excerpt(&text)),
         };
-        Err((
-            MlflowError::Api {
+        Err(Failed {
+            error: MlflowError::Api {
                 method: method_name,
                 url: url_text,
                 status: status.as_u16(),
@@ -654,7 +684,7 @@ impl MlflowClient {
                 message,
             },
             transient,
-        ))
+        })
     }
 }
 

@@ -47,7 +47,9 @@ pub struct MlflowConfig {
     /// Bearer token (default: `MLFLOW_TRACKING_TOKEN`); used when there is no user name.
     #[serde(default)]
     pub token: Option<String>,
-    /// Timeout of one HTTP request, artifact uploads included.
+    /// Timeout of one HTTP request, artifact uploads included. A request with its retries is
+    /// given at most `(timeout + 100ms) × (retries + 1)` plus the backoffs between them (200 ms
+    /// doubling up to 5 s).
     #[serde(
         default = "default_timeout",
         deserialize_with = "duration",

@@ -31,6 +31,17 @@ pub enum MlflowError {
         #[source]
         source: reqwest::Error,
     },
+    /// The request with its retries took longer than their deadline (see
+    /// [`crate::MlflowConfig::timeout`]).
+    #[error("{method} {url}: no answer within {deadline:?}, retries included")]
+    Deadline {
+        /// HTTP method.
+        method: &'static str,
+        /// The URL requested.
+        url: String,
+        /// The deadline.
+        deadline: std::time::Duration,
+    },
     /// MLflow answered with an error status.
     #[error("{method} {url}: HTTP {status} {error_code}: {message}")]
     Api {

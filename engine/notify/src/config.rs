@@ -89,7 +89,8 @@ pub struct SlackConfig {
     /// Retries after a transport error, 429 or 5xx.
     #[serde(default = "default_retries")]
     pub retries: u32,
-    /// The first backoff; it doubles on each retry, up to `max_backoff`.
+    /// The first backoff; it doubles on each retry, up to `max_backoff`. Each wait is drawn at
+    /// random from the upper half of that value, so that retries do not arrive in step.
     #[serde(
         default = "default_backoff",
         deserialize_with = "duration",

@@ -5,14 +5,13 @@
 //! read from a file and messages show only its origin: reqwest's errors carry the URL, they are
 //! stripped of it, and anything else the receiver echoes back is redacted.
 //!
-//! Transport errors, 429 and 5xx are retried with exponential backoff; any other answer but
-//! 2xx (Slack's `invalid_payload`, `no_service`, `channel_is_archived`…) fails at once, since
-//! sending the same body again cannot help.
-
-use std::time::Duration;
+//! Transport errors, 429 and 5xx are retried with jittered exponential backoff; any other
+//! answer but 2xx (Slack's `invalid_payload`, `no_service`, `channel_is_archived`…) fails at
+//! once, since sending the same body again cannot help.
 
 use reqwest::StatusCode;
 use serde_json::json;
+use setpoint_retry::RetryPolicy;
 
 use crate::config::{SlackConfig, read_secret};
 use crate::{Message, NotifyError, Result, error_chain, excerpt};
@@ -30,9 +29,8 @@ pub(crate) struct Slack {
     /// `scheme://host[:port]`, for messages.
     server: String,
     client: reqwest::Client,
-    retries: u32,
-    backoff: Duration,
-    max_backoff: Duration,
+    /// `retries`, `backoff` and `max_backoff` of the config.
+    retry: RetryPolicy,
 }
 
 impl std::fmt::Debug for Slack {
@@ -40,7 +38,7 @@ impl std::fmt::Debug for Slack {
         // The URL is the secret; only its origin is shown.
         f.debug_struct("Slack")
             .field("server", &self.server)
-            .field("retries", &self.retries)
+            .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
 }
@@ -105,9 +103,8 @@ impl Slack {
             server: url.origin().ascii_serialization(),
             url,
             client,
-            retries: config.retries,
-            backoff: config.backoff,
-            max_backoff: config.max_backoff,
+            retry: RetryPolicy::new(config.backoff, config.max_backoff, 1)
+                .with_retries(config.retries),
         })
     }
 
@@ -115,45 +112,57 @@ impl Slack {
     pub(crate) async fn send(&self, message: &Message) -> Result<String> {
         let failed = |message: String| NotifyError::Slack {
             server: self.server.clone(),
-            message: self.redact(&message),
+            message,
         };
         let body = json!({ "text": slack_text(message) }).to_string();
-        let mut backoff = self.backoff;
-        let mut attempt: u32 = 0;
-        loop {
-            attempt += 1;
-            let sent = self
-                .client
-                .post(self.url.clone())
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.clone())
-                .send()
-                .await;
-            let retryable = match sent {
-                Ok(response) if response.status().is_success() => {
-                    return Ok(format!("accepted by {} (attempt {attempt})", self.server));
-                }
-                Ok(response) => {
-                    let status = response.status();
-                    let text = response.text().await.unwrap_or_default();
-                    let answer = format!("HTTP {status}: {}", excerpt(&text));
-                    if !(status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) {
-                        return Err(failed(answer));
-                    }
-                    answer
-                }
-                Err(e) => error_chain(&e.without_url()),
-            };
-            if attempt > self.retries {
-                return Err(failed(if attempt == 1 {
-                    retryable
+        let what = format!("Slack post to {}", self.server);
+        let outcome = self
+            .retry
+            .run(
+                &what,
+                || self.post(&body),
+                |refused: &Refused| refused.retryable,
+            )
+            .await;
+        match outcome {
+            Ok(((), attempts)) => Ok(format!("accepted by {} (attempt {attempts})", self.server)),
+            Err(setpoint_retry::Error::Failed { error, attempts }) => {
+                Err(failed(if error.retryable && attempts > 1 {
+                    format!("gave up after {attempts} attempts: {}", error.message)
                 } else {
-                    format!("gave up after {attempt} attempts: {retryable}")
-                }));
+                    error.message
+                }))
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(self.max_backoff);
+            Err(deadline @ setpoint_retry::Error::DeadlineExceeded { .. }) => {
+                Err(failed(deadline.to_string()))
+            }
         }
+    }
+
+    /// One POST of `body`.
+    async fn post(&self, body: &str) -> std::result::Result<(), Refused> {
+        let sent = self
+            .client
+            .post(self.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string())
+            .send()
+            .await;
+        let (message, retryable) = match sent {
+            Ok(response) if response.status().is_success() => return Ok(()),
+            Ok(response) => {
+                let status = response.status();
+                let text = response.text().await.unwrap_or_default();
+                let retryable = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+                (format!("HTTP {status}: {}", excerpt(&text)), retryable)
+            }
+            Err(e) => (error_chain(&e.without_url()), true),
+        };
+        Err(Refused {
+            // Redacted here, as the retry warnings show it too.
+            message: self.redact(&message),
+            retryable,
+        })
     }
 
     /// `text` without the URL's secret parts, should the receiver or a library have echoed them.
@@ -167,6 +176,19 @@ impl Slack {
             text = text.replace(query, "…");
         }
         text
+    }
+}
+
+/// A POST that failed: what the receiver or the transport said, redacted, and whether it may
+/// pass on a second try.
+struct Refused {
+    message: String,
+    retryable: bool,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 

@@ -190,7 +190,7 @@ pub enum ObserveError {
         source_name: String,
         /// The metric or query.
         metric: String,
-        /// The per-request timeout.
+        /// The per-request timeout, or the deadline of the query with its retries.
         timeout: std::time::Duration,
     },
     /// The server answered with an HTTP error.

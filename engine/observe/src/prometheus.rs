@@ -3,8 +3,9 @@
 //! One `query_range` request per metric covers the whole fleet (the plugin's PromQL groups by
 //! the target label), split into chunks only where the server's points-per-series limit
 //! demands it (11,000 on Prometheus, 30,000 on VictoriaMetrics). Transient failures (connection,
-//! timeout, 5xx, 429) are retried with exponential backoff; a 4xx is the query's fault and is
-//! not. Every error names the server and the metric, so a degraded cycle says what failed.
+//! timeout, 5xx, 429) are retried with jittered exponential backoff within an overall deadline;
+//! a 4xx is the query's fault and is not. Every error names the server and the metric, so a
+//! degraded cycle says what failed.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use setpoint_core::{MetricSeries, Resources, Target};
 
 use setpoint_core::Aggregation;
+use setpoint_retry::RetryPolicy;
 
 use crate::{
     BoxFuture, MetricSource, ObserveError, QueryResult, RangeQuery, WEEK_MS, WeeklySummary,
@@ -44,7 +46,9 @@ pub enum Auth {
 pub struct PrometheusConfig {
     /// Base URL, e.g. `http://127.0.0.1:9090` (VictoriaMetrics: its HTTP address).
     pub url: String,
-    /// Timeout of one HTTP request.
+    /// Timeout of one HTTP request. A query with its retries is given at most
+    /// `(timeout + 100ms) × (retries + 1)` plus the backoffs between them (200 ms doubling up
+    /// to 5 s), so a server that hangs costs a known time.
     #[serde(
         default = "default_timeout",
         deserialize_with = "duration",
@@ -115,25 +119,12 @@ impl PrometheusConfig {
     }
 }
 
-/// Backoff between retries: doubling from 200 ms, capped at 5 s.
-#[derive(Debug, Clone, Copy)]
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(200);
-    const CAP: Duration = Duration::from_secs(5);
-
-    fn new() -> Self {
-        Self { next: Self::FIRST }
-    }
-
-    fn step(&mut self) -> Duration {
-        let wait = self.next;
-        self.next = (self.next * 2).min(Self::CAP);
-        wait
-    }
+/// How a query is retried: backoff doubling from 200 ms up to 5 s, `retries` retries, and a
+/// deadline of what those attempts and waits may take at most.
+fn retry_policy(config: &PrometheusConfig) -> RetryPolicy {
+    RetryPolicy::new(Duration::from_millis(200), Duration::from_secs(5), 1)
+        .with_retries(config.retries)
+        .with_request_deadline(config.timeout)
 }
 
 /// A Prometheus-compatible source.
@@ -143,6 +134,7 @@ pub struct PrometheusSource {
     base: String,
     config: PrometheusConfig,
     client: reqwest::Client,
+    retry: RetryPolicy,
     requests: AtomicUsize,
 }
 
@@ -175,6 +167,12 @@ struct ApiSeries {
 struct Attempt {
     error: ObserveError,
     transient: bool,
+}
+
+impl std::fmt::Display for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
 }
 
 fn parse_value(text: &str) -> Option<f64> {
@@ -227,6 +225,7 @@ impl PrometheusSource {
         Ok(Self {
             name,
             base,
+            retry: retry_policy(&config),
             config,
             client,
             requests: AtomicUsize::new(0),
@@ -245,18 +244,24 @@ impl PrometheusSource {
         form: &[(&str, String)],
         metric: &str,
     ) -> Result<ApiData, ObserveError> {
-        let mut backoff = Backoff::new();
-        let mut attempt = 0;
-        loop {
-            match self.call_once(path, form, metric).await {
-                Ok(data) => return Ok(data),
-                Err(failed) if failed.transient && attempt < self.config.retries => {
-                    attempt += 1;
-                    let wait = backoff.step();
-                    tracing::warn!(source = %self.name, metric, attempt, error = %failed.error, "retrying in {wait:?}");
-                    tokio::time::sleep(wait).await;
-                }
-                Err(failed) => return Err(failed.error),
+        let what = format!("{}: query for {metric:?}", self.name);
+        let outcome = self
+            .retry
+            .run(
+                &what,
+                || self.call_once(path, form, metric),
+                |failed: &Attempt| failed.transient,
+            )
+            .await;
+        match outcome {
+            Ok((data, _)) => Ok(data),
+            Err(setpoint_retry::Error::Failed { error, .. }) => Err(error.error),
+            Err(setpoint_retry::Error::DeadlineExceeded { deadline, .. }) => {
+                Err(ObserveError::Timeout {
+                    source_name: self.name.clone(),
+                    metric: metric.to_string(),
+                    timeout: deadline,
+                })
             }
         }
     }
@@ -745,5 +750,26 @@ impl MetricSource for PrometheusSource {
         query: &'a RangeQuery,
     ) -> BoxFuture<'a, Result<QueryResult, ObserveError>> {
         Box::pin(self.range(query))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_query_with_its_retries_is_bounded_by_what_the_config_allows() {
+        let policy = retry_policy(&PrometheusConfig::new("http://127.0.0.1:9090"));
+        assert_eq!(policy.max_attempts, 4, "1 try + 3 retries");
+        // 30.1 s for each of the 4 attempts, and waits of at most 200, 400 and 800 ms.
+        assert_eq!(policy.deadline, Some(Duration::from_millis(121_800)));
+
+        let mut config = PrometheusConfig::new("http://127.0.0.1:9090");
+        config.retries = 0;
+        config.timeout = Duration::from_secs(2);
+        assert_eq!(
+            retry_policy(&config).deadline,
+            Some(Duration::from_millis(2_100))
+        );
     }
 }

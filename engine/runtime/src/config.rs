@@ -292,10 +292,13 @@ pub use setpoint_act::ActuatorConfig;
 #[serde(deny_unknown_fields)]
 pub struct ActConfig {
     /// Retries of an actuator call that failed on the way (transport error, server error);
-    /// a refused, conflicting or unverified change is reported at once instead.
+    /// a refused, conflicting or unverified change is reported at once instead. The count is
+    /// per intent: its actuators, and a run resumed after a crash, share it.
     #[serde(default = "default_act_retries")]
     pub retries: u32,
-    /// The first wait before a retry; it doubles on each retry up to `max_backoff`.
+    /// The first wait before a retry; it doubles on each retry up to `max_backoff`. Each wait
+    /// is drawn at random from the upper half of that value, so that retries do not arrive in
+    /// step.
     #[serde(default = "default_act_backoff")]
     pub backoff: HumanDuration,
     /// The longest wait between retries.

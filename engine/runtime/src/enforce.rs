@@ -21,6 +21,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use setpoint_act::{ActError, Actuators, Execution, OpStatus, OperationResult};
 use setpoint_core::{Clock, Intent, IntentStatus, KillSwitches};
+use setpoint_retry::RetryPolicy;
 use setpoint_state::Store;
 
 use crate::config::ActConfig;
@@ -165,26 +166,24 @@ impl<'a> Enforcer<'a> {
                 dry_run: false,
                 now,
             };
-            let mut backoff = self.act.backoff.0;
-            let outcome = loop {
-                intent.attempts += 1;
-                match actuator.execute(&execution).await {
-                    Ok(part) => break Ok(part),
-                    Err(error) if error.is_transient() && intent.attempts <= self.act.retries => {
-                        tracing::warn!(
-                            target = %intent.target.id,
-                            actuator = actuator.name(),
-                            %error,
-                            retry_in = ?backoff,
-                            "actuator call failed; retrying"
-                        );
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(self.act.max_backoff.0);
-                    }
-                    Err(error) => break Err(error),
-                }
+            // `act.retries` is the intent's budget, shared by its actuators and by a run resumed
+            // after a crash: what earlier calls used is not available to this one.
+            let policy = RetryPolicy::new(self.act.backoff.0, self.act.max_backoff.0, 1)
+                .with_retries(self.act.retries.saturating_sub(intent.attempts));
+            let what = format!("actuator {} on {}", actuator.name(), intent.target.id);
+            let outcome = policy
+                .run(
+                    &what,
+                    || actuator.execute(&execution),
+                    |error: &ActError| error.is_transient(),
+                )
+                .await;
+            let attempts = match &outcome {
+                Ok((_, attempts)) => *attempts,
+                Err(error) => error.attempts(),
             };
-            match outcome {
+            intent.attempts = intent.attempts.saturating_add(attempts);
+            match outcome.map(|(part, _)| part) {
                 Ok(part) => results.extend(part),
                 Err(error) => {
                     intent.status = IntentStatus::Failed;
