@@ -23,7 +23,7 @@ use clap::Args;
 use serde::Deserialize;
 use setpoint_core::SharedClock;
 use setpoint_runtime::{Config, Runtime, Shutdown};
-use setpoint_state::{KillSwitchScope, Store};
+use setpoint_state::{KillSwitchScope, StateError, Store};
 
 use auth::{Auth, Role, User, Via};
 use metrics::EngineMetrics;
@@ -442,13 +442,12 @@ async fn decide(
     let (item, enforce) = match recorded {
         Ok(recorded) => recorded,
         Err(error) => {
-            let message = crate::describe(&error);
-            let status = if message.contains("no review") || message.contains("not pending") {
-                StatusCode::CONFLICT
-            } else {
-                StatusCode::BAD_REQUEST
+            let status = match error.downcast_ref::<StateError>() {
+                Some(StateError::UnknownReview { .. }) => StatusCode::NOT_FOUND,
+                Some(StateError::ReviewNotPending { .. }) => StatusCode::CONFLICT,
+                _ => StatusCode::BAD_REQUEST,
             };
-            return failure(status, &message, json);
+            return failure(status, &crate::describe(&error), json);
         }
     };
     let mut lines = vec![format!(
