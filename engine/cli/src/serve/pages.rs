@@ -113,7 +113,8 @@ pub fn url_unescape(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A page that only says something (errors).
+/// Every page extends `base.html`, which needs `title` and `user` (who is signed in, for the
+/// header; `None` on pages drawn before anyone is).
 #[derive(Template)]
 #[template(path = "message.html")]
 struct MessagePage<'a> {
