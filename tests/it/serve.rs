@@ -582,6 +582,15 @@ async fn approving_needs_an_approver() {
         .await
         .unwrap();
     assert_eq!(response.status(), 409);
+    // A review that does not exist is not found (not a conflict).
+    let response = client
+        .post(format!("{}/reviews/999999/approve", server.base))
+        .bearer_auth(APPROVER_TOKEN)
+        .form(&[("comment", "ok")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
 }
 
 #[tokio::test(flavor = "multi_thread")]

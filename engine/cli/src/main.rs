@@ -400,7 +400,8 @@ fn run_loops(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
             }
             if let Some(path) = &args.html {
                 let context = notify::report_context(&state_dir, &reports, now);
-                let document = html::report(&reports, &context.features, &context.pending);
+                let document = html::report(&reports, &context.features, &context.pending)
+                    .context("cannot render the HTML report")?;
                 std::fs::write(path, document).with_context(|| {
                     format!("cannot write the HTML report to {}", path.display())
                 })?;

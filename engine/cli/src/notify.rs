@@ -110,10 +110,14 @@ pub fn message(reports: &[CycleReport], context: &ReportContext) -> Message {
         }
         text.push_str("decide: setpoint review show <id>, then approve or reject\n");
     }
+    // Without its HTML alternative the mail still says everything in its text part.
+    let html = html::report(reports, &context.features, pending)
+        .inspect_err(|error| tracing::warn!(%error, "the report's HTML part could not be rendered"))
+        .ok();
     Message {
         subject,
         text,
-        html: Some(html::report(reports, &context.features, pending)),
+        html,
     }
 }
 

@@ -23,7 +23,7 @@ use clap::Args;
 use serde::Deserialize;
 use setpoint_core::SharedClock;
 use setpoint_runtime::{Config, Runtime, Shutdown};
-use setpoint_state::{KillSwitchScope, Store};
+use setpoint_state::{KillSwitchScope, StateError, Store};
 
 use auth::{Auth, Role, User, Via};
 use metrics::EngineMetrics;
@@ -209,11 +209,22 @@ fn failure(status: StatusCode, message: &str, json: bool) -> Response {
     if json {
         (status, Json(serde_json::json!({ "error": message }))).into_response()
     } else {
-        (
-            status,
-            axum::response::Html(pages::message_page(status.as_u16(), message)),
-        )
-            .into_response()
+        page(status, pages::message_page(status.as_u16(), message))
+    }
+}
+
+/// A rendered page with its status, or a plain 500 when the template could not be rendered.
+fn page(status: StatusCode, rendered: askama::Result<String>) -> Response {
+    match rendered {
+        Ok(html) => (status, axum::response::Html(html)).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "page not rendered");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the page could not be rendered: {error}"),
+            )
+                .into_response()
+        }
     }
 }
 
@@ -313,9 +324,12 @@ async fn pages_target(
 const FLASH_COOKIE: &str = "setpoint_flash";
 
 /// Renders a page with the pending flash message, if any, and clears it.
-fn with_flash(headers: &HeaderMap, render: impl FnOnce(Option<&str>) -> String) -> Response {
+fn with_flash(
+    headers: &HeaderMap,
+    render: impl FnOnce(Option<&str>) -> askama::Result<String>,
+) -> Response {
     let flash = auth::cookie(headers, FLASH_COOKIE).map(pages::url_unescape);
-    let mut response = axum::response::Html(render(flash.as_deref())).into_response();
+    let mut response = page(StatusCode::OK, render(flash.as_deref()));
     if flash.is_some() {
         response.headers_mut().append(
             header::SET_COOKIE,
@@ -428,13 +442,12 @@ async fn decide(
     let (item, enforce) = match recorded {
         Ok(recorded) => recorded,
         Err(error) => {
-            let message = crate::describe(&error);
-            let status = if message.contains("no review") || message.contains("not pending") {
-                StatusCode::CONFLICT
-            } else {
-                StatusCode::BAD_REQUEST
+            let status = match error.downcast_ref::<StateError>() {
+                Some(StateError::UnknownReview { .. }) => StatusCode::NOT_FOUND,
+                Some(StateError::ReviewNotPending { .. }) => StatusCode::CONFLICT,
+                _ => StatusCode::BAD_REQUEST,
             };
-            return failure(status, &message, json);
+            return failure(status, &crate::describe(&error), json);
         }
     };
     let mut lines = vec![format!(
@@ -628,7 +641,10 @@ fn redirect_with_flash(to: &str, message: &str) -> Response {
 }
 
 async fn login_form(State(state): State<Shared>) -> Response {
-    axum::response::Html(pages::login_page(state.auth.configured(), None)).into_response()
+    page(
+        StatusCode::OK,
+        pages::login_page(state.auth.configured(), None),
+    )
 }
 
 /// The sign-in form's field.
@@ -640,14 +656,10 @@ pub struct LoginForm {
 async fn login(State(state): State<Shared>, Form(form): Form<LoginForm>) -> Response {
     let token = form.token.trim();
     if state.auth.by_token(token, Via::Cookie).is_none() {
-        return (
+        return page(
             StatusCode::UNAUTHORIZED,
-            axum::response::Html(pages::login_page(
-                state.auth.configured(),
-                Some("unknown token"),
-            )),
-        )
-            .into_response();
+            pages::login_page(state.auth.configured(), Some("unknown token")),
+        );
     }
     let mut response = Redirect::to("/").into_response();
     // HttpOnly: scripts cannot read it; SameSite=Strict: other sites cannot send it.

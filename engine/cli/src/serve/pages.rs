@@ -1,25 +1,23 @@
 //! The review web page: this cycle's recommendations, one target's detail, the queue, the
-//! kill switches with forms to turn them on and off. Server-rendered HTML with no scripts; every
-//! value from the store is escaped.
+//! kill switches with forms to turn them on and off. Server-rendered HTML with no scripts, from
+//! askama templates under `templates/` (checked when this crate compiles): the template engine
+//! escapes every value from the store; only the chart, itself a template, is inserted as markup.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Result;
+use askama::Template;
 use chrono::{DateTime, Utc};
-use setpoint_core::{JournalEntry, KillSwitches, Resources, ReviewItem, format_bytes, format_cpu};
+use setpoint_core::{
+    JournalEntry, KillSwitches, Proposal, Resources, ReviewItem, format_bytes, format_cpu,
+};
 use setpoint_state::{KillSwitchScope, Store};
 
 use super::Filters;
 use super::auth::{Role, User, Via};
-use crate::html::{STYLE, chart_svg, escape};
-
-/// The page's own additions to the report's style sheet.
-const PAGE_STYLE: &str = "header{display:flex;justify-content:space-between;align-items:center;border-bottom:1px solid #ddd;padding-bottom:.5em}\
-header a{margin-left:1em}form.inline{display:inline}.flash{background:#eef7ee;border:1px solid #9c9;padding:.6em;white-space:pre-wrap}\
-.diff td.changed{background:#fff4d6;font-weight:600}pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:12px}\
-.filters label{margin-right:1em}textarea{width:22em;height:2.4em;vertical-align:middle}button{margin:2px}";
+use crate::html::{Chart, Reason};
 
 /// What the index page shows.
 pub struct IndexData {
@@ -115,74 +113,46 @@ pub fn url_unescape(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn shell(title: &str, user: Option<&User>, body: &str) -> String {
-    let who = match user {
-        Some(u) if u.via == Via::Anonymous => {
-            "<span class=\"muted\">anonymous viewer</span> <a href=\"/login\">sign in</a>"
-                .to_string()
-        }
-        Some(u) => {
-            let logout = if u.via == Via::Cookie {
-                "<form class=\"inline\" method=\"post\" action=\"/logout\"><button>sign out</button></form>"
-            } else {
-                ""
-            };
-            format!(
-                "<span id=\"user\">{} · {}</span> {logout}",
-                escape(&u.name),
-                u.role.as_str()
-            )
-        }
-        None => String::new(),
-    };
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}{PAGE_STYLE}</style></head><body><header><div><a href=\"/\"><strong>setpoint</strong></a> review</div><div>{who}</div></header>{body}</body></html>",
-        escape(title)
-    )
+/// Every page extends `base.html`, which needs `title` and `user` (who is signed in, for the
+/// header; `None` on pages drawn before anyone is).
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage<'a> {
+    title: &'a str,
+    user: Option<&'a User>,
+    status: u16,
+    message: &'a str,
 }
 
 /// A page that only says something (errors).
-pub fn message_page(status: u16, message: &str) -> String {
-    shell(
-        "setpoint",
-        None,
-        &format!(
-            "<h1>{status}</h1><p class=\"error\" id=\"message\">{}</p><p><a href=\"/\">back</a></p>",
-            escape(message)
-        ),
-    )
+pub fn message_page(status: u16, message: &str) -> askama::Result<String> {
+    MessagePage {
+        title: "setpoint",
+        user: None,
+        status,
+        message,
+    }
+    .render()
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    title: &'a str,
+    user: Option<&'a User>,
+    configured: bool,
+    error: Option<&'a str>,
 }
 
 /// The sign-in form.
-pub fn login_page(configured: bool, error: Option<&str>) -> String {
-    let mut body = String::from("<h1>Sign in</h1>");
-    if let Some(error) = error {
-        let _ = write!(body, "<p class=\"error\">{}</p>", escape(error));
+pub fn login_page(configured: bool, error: Option<&str>) -> askama::Result<String> {
+    LoginPage {
+        title: "setpoint: sign in",
+        user: None,
+        configured,
+        error,
     }
-    if !configured {
-        body.push_str("<p class=\"muted\">No tokens are configured (serve.tokens_file): everyone may view, nobody may approve.</p>");
-    }
-    body.push_str("<form method=\"post\" action=\"/login\"><label>Access token <input type=\"password\" name=\"token\" id=\"token\" autocomplete=\"current-password\"></label> <button id=\"sign-in\">sign in</button></form>");
-    shell("setpoint: sign in", None, &body)
-}
-
-fn flash_html(flash: Option<&str>) -> String {
-    flash
-        .filter(|f| !f.is_empty())
-        .map(|f| format!("<div class=\"flash\" id=\"flash\">{}</div>", escape(f)))
-        .unwrap_or_default()
-}
-
-fn option_list(name: &str, values: &BTreeSet<String>, selected: &str) -> String {
-    let mut out = format!(
-        "<label>{name} <select name=\"{name}\" id=\"filter-{name}\"><option value=\"\">all</option>"
-    );
-    for v in values {
-        let sel = if v == selected { " selected" } else { "" };
-        let _ = write!(out, "<option value=\"{0}\"{sel}>{0}</option>", escape(v));
-    }
-    out.push_str("</select></label>");
-    out
+    .render()
 }
 
 fn class_of(entry: &JournalEntry) -> String {
@@ -199,67 +169,54 @@ fn verdict_of(entry: &JournalEntry) -> String {
         .map_or("failed".to_string(), |d| d.verdict.to_string())
 }
 
-fn verdict_html(verdict: &str) -> String {
-    if verdict == "failed" {
-        "<span class=\"error\">failed</span>".to_string()
-    } else {
-        format!("<span class=\"verdict-{0}\">{0}</span>", escape(verdict))
-    }
+/// One target's row of the recommendations.
+struct IndexRow<'a> {
+    id: &'a str,
+    url: String,
+    technology: &'a str,
+    loop_name: &'a str,
+    cycle: u64,
+    class: String,
+    confidence: String,
+    verdict: String,
+    change: &'a str,
+    reason: Reason,
+    chart: Chart,
 }
 
-/// Approve and reject forms for a pending review (approvers only).
-fn decision_forms(review: &ReviewItem, user: &User) -> String {
-    if user.role < Role::Approver {
-        return "<span class=\"muted\">approvers decide</span>".to_string();
-    }
-    let csrf = escape(&user.csrf);
-    format!(
-        "<form class=\"inline\" method=\"post\" action=\"/reviews/{id}/approve\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><textarea name=\"comment\" id=\"comment-{id}\" placeholder=\"comment\"></textarea><button id=\"approve-{id}\" formaction=\"/reviews/{id}/approve\">approve</button><button id=\"reject-{id}\" formaction=\"/reviews/{id}/reject\">reject</button></form>",
-        id = review.id
-    )
+/// Who turned a kill switch on, and when.
+struct SetBy<'a> {
+    by: &'a str,
+    at: String,
 }
 
-fn queue_table(reviews: &[&ReviewItem], user: &User, with_target: bool) -> String {
-    if reviews.is_empty() {
-        return "<p class=\"muted\" id=\"queue-empty\">nothing waits for review</p>".to_string();
-    }
-    let mut out = String::from("<table id=\"queue\"><thead><tr><th>id</th>");
-    if with_target {
-        out.push_str("<th>target</th>");
-    }
-    out.push_str("<th>loop</th><th>action</th><th>plan</th><th>conf</th><th>expires</th><th>decide</th></tr></thead><tbody>");
-    for r in reviews {
-        let _ = write!(
-            out,
-            "<tr class=\"review\" data-review=\"{}\"><td>{}</td>",
-            r.id, r.id
-        );
-        if with_target {
-            let _ = write!(
-                out,
-                "<td><a href=\"/targets/{}\">{}</a></td>",
-                url_escape(&r.target),
-                escape(&r.target)
-            );
-        }
-        let _ = write!(
-            out,
-            "<td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td></tr>",
-            escape(&r.loop_name),
-            escape(&r.action.to_string()),
-            escape(&r.proposal.summary),
-            r.classification.confidence,
-            r.expires_at.format("%Y-%m-%d %H:%M UTC"),
-            decision_forms(r, user)
-        );
-    }
-    out.push_str("</tbody></table>");
-    out
+/// A kill switch that is on.
+struct SwitchRow<'a> {
+    label: String,
+    key: String,
+    set_by: Option<SetBy<'a>>,
 }
 
-/// The kill switches that are on, each with a form to turn it off, and a form to turn one on
-/// (approvers only; the CLI's `setpoint kill-switch` does the same).
-fn switches_html(switches: &KillSwitches, user: &User) -> String {
+#[derive(Template)]
+#[template(path = "index.html")]
+struct IndexPage<'a> {
+    title: &'a str,
+    user: Option<&'a User>,
+    flash: Option<&'a str>,
+    approver: bool,
+    csrf: &'a str,
+    filters: &'a Filters,
+    technologies: BTreeSet<String>,
+    classes: BTreeSet<String>,
+    verdicts: BTreeSet<String>,
+    total: usize,
+    rows: Vec<IndexRow<'a>>,
+    pending: Vec<&'a ReviewItem>,
+    switches: Vec<SwitchRow<'a>>,
+}
+
+/// The kill switches that are on, global first, then loops and targets.
+fn switches_on(switches: &KillSwitches) -> Vec<SwitchRow<'_>> {
     let mut on: Vec<(String, String)> = Vec::new();
     if switches.global {
         on.push(("global".into(), "global".into()));
@@ -277,153 +234,112 @@ fn switches_html(switches: &KillSwitches, user: &User) -> String {
             KillSwitchScope::Target(t.clone()).key(),
         )
     }));
-    let approver = user.role >= Role::Approver;
-    let csrf = escape(&user.csrf);
-    let turn_on = if approver {
-        format!(
-            "<form id=\"kill-switch-on\" class=\"inline\" method=\"post\" action=\"/kill-switches\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"state\" value=\"on\"><input name=\"switch\" id=\"kill-switch-name\" value=\"global\" title=\"global, loop:NAME or target:ID\"><button id=\"kill-switch-on-button\">turn on</button></form>"
-        )
-    } else {
-        String::new()
-    };
-    if on.is_empty() {
-        return format!(
-            "<p id=\"kill-switches\" class=\"muted\">no kill switch is on</p>{turn_on}"
-        );
-    }
-    let mut out = String::from(
-        "<table id=\"kill-switches\"><thead><tr><th>switch</th><th>set by</th><th>at</th><th></th></tr></thead><tbody>",
-    );
-    for (label, key) in on {
-        let (by, at) = switches
-            .set_by
-            .get(&key)
-            .map(|s| (escape(&s.by), s.at.format("%Y-%m-%d %H:%M UTC").to_string()))
-            .unwrap_or_else(|| {
-                (
-                    "<span class=\"muted\">not recorded</span>".into(),
-                    String::new(),
-                )
-            });
-        let turn_off = if approver {
-            format!(
-                "<form class=\"inline\" method=\"post\" action=\"/kill-switches\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"state\" value=\"off\"><input type=\"hidden\" name=\"switch\" value=\"{key}\"><button>turn off</button></form>",
-                key = escape(&key)
-            )
-        } else {
-            String::new()
-        };
-        let _ = write!(
-            out,
-            "<tr><td class=\"verdict-block\">{}</td><td>{by}</td><td>{at}</td><td>{turn_off}</td></tr>",
-            escape(&label)
-        );
-    }
-    out.push_str("</tbody></table>");
-    out.push_str(&turn_on);
-    out
+    on.into_iter()
+        .map(|(label, key)| SwitchRow {
+            set_by: switches.set_by.get(&key).map(|s| SetBy {
+                by: &s.by,
+                at: s.at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            }),
+            label,
+            key,
+        })
+        .collect()
 }
 
-/// The index page: recommendations (filtered), the review queue, the kill switches.
-pub fn index(data: &IndexData, filters: &Filters, user: &User, flash: Option<&str>) -> String {
-    let technologies: BTreeSet<String> = data
-        .entries
-        .iter()
-        .map(|e| e.target.technology.clone())
-        .collect();
-    let classes: BTreeSet<String> = data.entries.iter().map(class_of).collect();
-    let verdicts: BTreeSet<String> = data.entries.iter().map(verdict_of).collect();
-    let mut body = flash_html(flash);
-    body.push_str("<h1>Recommendations</h1>");
-    let _ = write!(
-        body,
-        "<form class=\"filters\" method=\"get\" action=\"/\">{}{}{}<button id=\"apply-filters\">filter</button> <a href=\"/\">clear</a></form>",
-        option_list("technology", &technologies, &filters.technology),
-        option_list("class", &classes, &filters.class),
-        option_list("verdict", &verdicts, &filters.verdict)
-    );
-    let shown: Vec<&JournalEntry> = data
+/// The index page: recommendations (filtered), the review queue, the kill switches (with
+/// forms to turn them on and off for approvers; the CLI's `setpoint kill-switch` does the same).
+pub fn index(
+    data: &IndexData,
+    filters: &Filters,
+    user: &User,
+    flash: Option<&str>,
+) -> askama::Result<String> {
+    let rows = data
         .entries
         .iter()
         .filter(|e| filters.technology.is_empty() || e.target.technology == filters.technology)
         .filter(|e| filters.class.is_empty() || class_of(e) == filters.class)
         .filter(|e| filters.verdict.is_empty() || verdict_of(e) == filters.verdict)
+        .map(|e| IndexRow {
+            id: &e.target.id,
+            url: url_escape(&e.target.id),
+            technology: &e.target.technology,
+            loop_name: &e.loop_name,
+            cycle: e.cycle,
+            class: class_of(e),
+            confidence: e
+                .classification
+                .as_ref()
+                .map(|c| format!("{:.2}", c.confidence))
+                .unwrap_or_default(),
+            verdict: verdict_of(e),
+            change: e
+                .decision
+                .as_ref()
+                .and_then(|d| d.proposal)
+                .and_then(|a| e.proposals.iter().find(|p| p.action == a))
+                .map_or("—", |p| p.summary.as_str()),
+            reason: match (
+                &e.error,
+                e.decision.as_ref().and_then(|d| d.reasons.first()),
+            ) {
+                (Some(error), _) => Reason::Error(error.message.clone()),
+                (None, Some(r)) => Reason::Code(r.code.clone(), r.message.clone()),
+                (None, None) => Reason::None,
+            },
+            chart: Chart::new(&e.features, 160, 48, false),
+        })
         .collect();
-    let _ = write!(
-        body,
-        "<p class=\"muted\" id=\"shown\">{} of {} targets</p>",
-        shown.len(),
-        data.entries.len()
-    );
-    body.push_str("<table id=\"recommendations\"><thead><tr><th>target</th><th>tech</th><th>loop · cycle</th><th>class</th><th>conf</th><th>verdict</th><th>proposed change</th><th>top reason</th><th>four weeks</th></tr></thead><tbody>");
-    for e in &shown {
-        let confidence = e
-            .classification
-            .as_ref()
-            .map(|c| format!("{:.2}", c.confidence))
-            .unwrap_or_default();
-        let change = e
-            .decision
-            .as_ref()
-            .and_then(|d| d.proposal)
-            .and_then(|a| e.proposals.iter().find(|p| p.action == a))
-            .map(|p| escape(&p.summary))
-            .unwrap_or_else(|| "—".into());
-        let reason = match (
-            &e.error,
-            e.decision.as_ref().and_then(|d| d.reasons.first()),
-        ) {
-            (Some(error), _) => format!("<span class=\"error\">{}</span>", escape(&error.message)),
-            (None, Some(r)) => format!("<code>{}</code> {}", escape(&r.code), escape(&r.message)),
-            (None, None) => "—".into(),
-        };
-        let _ = write!(
-            body,
-            "<tr class=\"target\" data-target=\"{id}\"><td><a href=\"/targets/{url}\">{id}</a></td><td>{}</td><td>{} · {}</td><td>{}</td><td>{confidence}</td><td>{}</td><td>{change}</td><td>{reason}</td><td>{}</td></tr>",
-            escape(&e.target.technology),
-            escape(&e.loop_name),
-            e.cycle,
-            escape(&class_of(e)),
-            verdict_html(&verdict_of(e)),
-            chart_svg(&e.features, 160, 48, false),
-            id = escape(&e.target.id),
-            url = url_escape(&e.target.id),
-        );
+    IndexPage {
+        title: "setpoint review",
+        user: Some(user),
+        flash: flash.filter(|f| !f.is_empty()),
+        approver: user.role >= Role::Approver,
+        csrf: &user.csrf,
+        filters,
+        technologies: data
+            .entries
+            .iter()
+            .map(|e| e.target.technology.clone())
+            .collect(),
+        classes: data.entries.iter().map(class_of).collect(),
+        verdicts: data.entries.iter().map(verdict_of).collect(),
+        total: data.entries.len(),
+        rows,
+        pending: data
+            .reviews
+            .iter()
+            .filter(|r| r.awaits_decision(data.now))
+            .collect(),
+        switches: switches_on(&data.switches),
     }
-    body.push_str("</tbody></table>");
-    let pending: Vec<&ReviewItem> = data
-        .reviews
-        .iter()
-        .filter(|r| r.awaits_decision(data.now))
-        .collect();
-    let _ = write!(
-        body,
-        "<h2>Review queue (<span id=\"queue-depth\">{}</span>)</h2>",
-        pending.len()
-    );
-    body.push_str(&queue_table(&pending, user, true));
-    body.push_str("<h2>Kill switches</h2>");
-    body.push_str(&switches_html(&data.switches, user));
-    shell("setpoint review", Some(user), &body)
+    .render()
 }
 
-fn resources_rows(before: &Resources, after: &Resources) -> String {
+/// A row of a proposal's before/after table.
+struct ResourceRow {
+    name: String,
+    before: String,
+    after: String,
+}
+
+fn resources_rows(before: &Resources, after: &Resources) -> Vec<ResourceRow> {
     let mut rows = vec![
-        (
-            "CPU".to_string(),
-            format_cpu(before.cpu_millicores),
-            format_cpu(after.cpu_millicores),
-        ),
-        (
-            "memory".to_string(),
-            format_bytes(before.memory_bytes),
-            format_bytes(after.memory_bytes),
-        ),
-        (
-            "replicas".to_string(),
-            before.replicas.to_string(),
-            after.replicas.to_string(),
-        ),
+        ResourceRow {
+            name: "CPU".to_string(),
+            before: format_cpu(before.cpu_millicores),
+            after: format_cpu(after.cpu_millicores),
+        },
+        ResourceRow {
+            name: "memory".to_string(),
+            before: format_bytes(before.memory_bytes),
+            after: format_bytes(after.memory_bytes),
+        },
+        ResourceRow {
+            name: "replicas".to_string(),
+            before: before.replicas.to_string(),
+            after: after.replicas.to_string(),
+        },
     ];
     let names: BTreeSet<&String> = before
         .parameters
@@ -431,177 +347,79 @@ fn resources_rows(before: &Resources, after: &Resources) -> String {
         .chain(after.parameters.keys())
         .collect();
     for name in names {
-        rows.push((
-            name.clone(),
-            before.parameters.get(name).cloned().unwrap_or("—".into()),
-            after.parameters.get(name).cloned().unwrap_or("—".into()),
-        ));
+        rows.push(ResourceRow {
+            name: name.clone(),
+            before: before.parameters.get(name).cloned().unwrap_or("—".into()),
+            after: after.parameters.get(name).cloned().unwrap_or("—".into()),
+        });
     }
-    let mut out = String::new();
-    for (name, b, a) in rows {
-        let changed = if a != b { " class=\"changed\"" } else { "" };
-        let _ = write!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td{changed}>{}</td></tr>",
-            escape(&name),
-            escape(&b),
-            escape(&a)
-        );
-    }
-    out
+    rows
+}
+
+/// A proposal with its before/after rows, and whether the policy chose it.
+struct ProposalView<'a> {
+    proposal: &'a Proposal,
+    chosen: bool,
+    rows: Vec<ResourceRow>,
+}
+
+#[derive(Template)]
+#[template(path = "target.html")]
+struct TargetPage<'a> {
+    title: String,
+    user: Option<&'a User>,
+    flash: Option<&'a str>,
+    approver: bool,
+    csrf: &'a str,
+    e: &'a JournalEntry,
+    chart: Chart,
+    proposals: Vec<ProposalView<'a>>,
+    pending: Vec<&'a ReviewItem>,
+    decided: Vec<&'a ReviewItem>,
+    trace: String,
+    policy_json: Vec<(&'static str, String)>,
 }
 
 /// One target's page: the chart and the classifier's view, the proposals as before/after
 /// diffs, the policy's reasons, its reviews, the full trace.
-pub fn target(data: &TargetData, user: &User, flash: Option<&str>) -> String {
+pub fn target(data: &TargetData, user: &User, flash: Option<&str>) -> askama::Result<String> {
     let e = &data.entry;
-    let mut body = flash_html(flash);
-    let _ = write!(
-        body,
-        "<h1 id=\"target-id\">{}</h1><p class=\"muted\">{} · loop {} · cycle {} · {} · plugin {}</p>",
-        escape(&e.target.id),
-        escape(&e.target.technology),
-        escape(&e.loop_name),
-        e.cycle,
-        e.at.format("%Y-%m-%d %H:%M UTC"),
-        escape(&e.plugin)
-    );
-    if let Some(error) = &e.error {
-        let _ = write!(
-            body,
-            "<p class=\"error\">failed at {:?}: {}</p>",
-            error.stage,
-            escape(&error.message)
-        );
-    }
-    body.push_str("<h2>Four weeks</h2>");
-    body.push_str(&chart_svg(&e.features, 640, 240, true));
-    body.push_str("<h2>Classifier</h2>");
-    match &e.classification {
-        Some(c) => {
-            let _ = write!(
-                body,
-                "<p id=\"classification\"><strong>{}</strong> · confidence {:.2} · {} {} · stable for {} cycle(s)</p><p><code>{}</code> {}</p>",
-                escape(&c.class.to_string()),
-                c.confidence,
-                escape(&c.model),
-                escape(&c.model_version),
-                e.stable_cycles,
-                escape(&c.explanation.code),
-                escape(&c.explanation.rule)
-            );
-            if !c.explanation.evidence.is_empty() {
-                body.push_str("<table><thead><tr><th>feature</th><th>value</th><th>test</th><th>held</th></tr></thead><tbody>");
-                for ev in &c.explanation.evidence {
-                    let _ = write!(
-                        body,
-                        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                        escape(&ev.feature),
-                        ev.value
-                            .map(|v| format!("{v:.3}"))
-                            .unwrap_or("missing".into()),
-                        escape(&ev.test),
-                        if ev.held { "yes" } else { "no" }
-                    );
-                }
-                body.push_str("</tbody></table>");
-            }
-        }
-        None => body.push_str("<p class=\"muted\">not reached</p>"),
-    }
-    body.push_str("<h2>Proposals</h2>");
-    if e.proposals.is_empty() {
-        body.push_str("<p class=\"muted\">none</p>");
-    }
     let chosen = e.decision.as_ref().and_then(|d| d.proposal);
-    for p in &e.proposals {
-        let mark = if Some(p.action) == chosen {
-            " <span class=\"verdict-act\">(chosen by the policy)</span>"
-        } else {
-            ""
-        };
-        let _ = write!(
-            body,
-            "<h3>{}{mark}</h3><p>{} · risk {:?}</p><p class=\"muted\">{}</p><table class=\"diff\"><thead><tr><th></th><th>before</th><th>after</th></tr></thead><tbody>{}</tbody></table><ol>",
-            escape(&p.action.to_string()),
-            escape(&p.summary),
-            p.risk,
-            escape(&p.rationale),
-            resources_rows(&p.before, &p.after)
-        );
-        for op in &p.operations {
-            let _ = write!(body, "<li>{}</li>", escape(&op.to_string()));
-        }
-        body.push_str("</ol>");
-    }
-    body.push_str("<h2>Policy</h2>");
-    match &e.decision {
-        Some(d) => {
-            let _ = write!(
-                body,
-                "<p>verdict {}</p><ul id=\"reasons\">",
-                verdict_html(&d.verdict.to_string())
-            );
-            for r in &d.reasons {
-                let _ = write!(
-                    body,
-                    "<li><code>{}</code> {}</li>",
-                    escape(&r.code),
-                    escape(&r.message)
-                );
-            }
-            body.push_str("</ul>");
-        }
-        None => body.push_str("<p class=\"muted\">not reached</p>"),
-    }
-    body.push_str("<h2>Reviews</h2>");
-    let pending: Vec<&ReviewItem> = data
+    let (pending, decided) = data
         .reviews
         .iter()
-        .filter(|r| r.awaits_decision(data.now))
-        .collect();
-    body.push_str(&queue_table(&pending, user, false));
-    let decided: Vec<&ReviewItem> = data
-        .reviews
-        .iter()
-        .filter(|r| !r.awaits_decision(data.now))
-        .collect();
-    if !decided.is_empty() {
-        body.push_str("<table id=\"decided\"><thead><tr><th>id</th><th>action</th><th>status</th><th>by</th><th>at</th><th>comment</th></tr></thead><tbody>");
-        for r in decided {
-            let _ = write!(
-                body,
-                "<tr><td>{}</td><td>{}</td><td class=\"status\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                r.id,
-                escape(&r.action.to_string()),
-                escape(&r.status.to_string()),
-                escape(r.decided_by.as_deref().unwrap_or("")),
-                r.decided_at
-                    .map(|a| a.format("%Y-%m-%d %H:%M UTC").to_string())
-                    .unwrap_or_default(),
-                escape(r.comment.as_deref().unwrap_or(""))
-            );
-        }
-        body.push_str("</tbody></table>");
+        .partition(|r| r.awaits_decision(data.now));
+    TargetPage {
+        title: format!("setpoint: {}", e.target.id),
+        user: Some(user),
+        flash: flash.filter(|f| !f.is_empty()),
+        approver: user.role >= Role::Approver,
+        csrf: &user.csrf,
+        e,
+        chart: Chart::new(&e.features, 640, 240, true),
+        proposals: e
+            .proposals
+            .iter()
+            .map(|p| ProposalView {
+                proposal: p,
+                chosen: Some(p.action) == chosen,
+                rows: resources_rows(&p.before, &p.after),
+            })
+            .collect(),
+        pending,
+        decided,
+        trace: crate::explain::render(e),
+        policy_json: [
+            ("policy input", &e.policy_input),
+            ("policy output", &e.policy_output),
+        ]
+        .into_iter()
+        .filter_map(|(title, value)| {
+            value
+                .as_ref()
+                .map(|v| (title, serde_json::to_string_pretty(v).unwrap_or_default()))
+        })
+        .collect(),
     }
-    body.push_str("<h2>Full trace</h2>");
-    let _ = write!(
-        body,
-        "<pre id=\"trace\">{}</pre>",
-        escape(&crate::explain::render(e))
-    );
-    for (title, value) in [
-        ("policy input", &e.policy_input),
-        ("policy output", &e.policy_output),
-    ] {
-        if let Some(value) = value {
-            let text = serde_json::to_string_pretty(value).unwrap_or_default();
-            let _ = write!(
-                body,
-                "<details><summary>{title}</summary><pre>{}</pre></details>",
-                escape(&text)
-            );
-        }
-    }
-    shell(&format!("setpoint: {}", e.target.id), Some(user), &body)
+    .render()
 }
