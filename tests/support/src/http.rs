@@ -226,3 +226,8 @@ async fn answer(
         .body(Body::from(response.body))
         .unwrap()
 }
+
+/// A Slack-compatible incoming webhook: answers every post `200 ok` in plain text, as Slack does.
+pub fn slack_webhook() -> HttpFake {
+    HttpFake::answering(Response::text(200, "ok"))
+}

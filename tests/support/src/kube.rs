@@ -7,29 +7,23 @@ use serde_json::{Value, json};
 
 use crate::HttpFake;
 
-/// RFC 7386 JSON merge patch.
-fn merge(target: &mut Value, patch: &Value) {
-    match patch {
-        Value::Object(fields) => {
-            if !target.is_object() {
-                *target = json!({});
-            }
-            for (key, value) in fields {
-                if value.is_null() {
-                    target.as_object_mut().unwrap().remove(key);
-                } else {
-                    merge(
-                        target
-                            .as_object_mut()
-                            .unwrap()
-                            .entry(key.clone())
-                            .or_insert(Value::Null),
-                        value,
-                    );
-                }
+/// Applies a JSON merge patch (RFC 7386) as the Kubernetes API server does: objects merge,
+/// `null` deletes, anything else (lists included) replaces.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    if let Value::Object(fields) = patch {
+        if !target.is_object() {
+            *target = json!({});
+        }
+        let map = target.as_object_mut().unwrap();
+        for (key, value) in fields {
+            if value.is_null() {
+                map.remove(key);
+            } else {
+                merge_patch(map.entry(key.clone()).or_insert(Value::Null), value);
             }
         }
-        other => *target = other.clone(),
+    } else {
+        *target = patch.clone();
     }
 }
 
@@ -104,7 +98,7 @@ impl FakeKube {
                         );
                     }
                     let mut object = stored;
-                    merge(&mut object, &patch);
+                    merge_patch(&mut object, &patch);
                     let next = version
                         .as_str()
                         .and_then(|v| v.parse::<u64>().ok())

@@ -15,8 +15,8 @@ mod http;
 mod kube;
 mod smtp;
 
-pub use http::{HttpFake, Request, Response};
-pub use kube::FakeKube;
+pub use http::{HttpFake, Request, Response, slack_webhook};
+pub use kube::{FakeKube, merge_patch};
 pub use smtp::{Mail, SmtpSink};
 
 use std::net::{SocketAddr, TcpListener};
