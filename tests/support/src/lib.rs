@@ -1,6 +1,8 @@
-//! Fakes of the services setpoint talks to, for the tests of every crate: one HTTP harness
-//! ([`HttpFake`]) that records each request and answers through a handler, the fakes built on
-//! it ([`FakeKube`], a Kubernetes API server), and an SMTP sink ([`SmtpSink`]).
+//! Fakes of the services setpoint talks to, for the tests of every crate (a dev-dependency
+//! only, never published): one HTTP harness ([`HttpFake`]) that records each request and
+//! answers through a handler, the fakes built on it ([`FakeKube`], a Kubernetes API server;
+//! [`slack_webhook`], an incoming webhook), and an SMTP sink ([`SmtpSink`]). One copy of each,
+//! so a fix to how a fake speaks its protocol reaches every suite.
 //!
 //! Each server binds a free port on 127.0.0.1 and runs on its own thread with its own Tokio
 //! runtime, so the same fake serves a test that blocks on a child process and an async test
@@ -9,6 +11,8 @@
 //! The HTTP harness is axum (the `serve` command's server, already built by the workspace), so
 //! the fakes speak the HTTP/1.1 that clients meet in production rather than a hand-parsed subset.
 
+// A fake that cannot bind, build its runtime or lock its log has no caller to report to but
+// the test that started it, and a panic is how a test reports.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod http;
