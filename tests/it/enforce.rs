@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use setpoint_core::IntentStatus;
 
-use crate::http_fake::FakeKube;
 use crate::{ok, setpoint_binary};
+use setpoint_test_support::FakeKube;
 
 pub(crate) const REPORTING_01: &str =
     "/apis/postgresql.cnpg.io/v1/namespaces/db/clusters/pg-reporting-01";

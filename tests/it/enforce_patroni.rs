@@ -13,9 +13,9 @@ use chrono::{TimeDelta, Utc};
 use serde_json::{Value, json};
 use setpoint_core::{IntentStatus, Operation};
 
-use crate::http_fake::HttpFake;
 use crate::patroni_stack::{Stack, USER, get, wait_for};
 use crate::{ok, setpoint_binary};
+use setpoint_test_support::HttpFake;
 
 fn setpoint(config: &Path, args: &[&str]) -> Output {
     std::process::Command::new(setpoint_binary())
@@ -69,7 +69,7 @@ loops:
           parameters: {{ shared_buffers: 8GB, work_mem: 64MB, max_connections: "200" }}
 "#,
             password = stack.dir.path().join("password").display(),
-            hooks = hooks.url,
+            hooks = hooks.url(),
             rest = stack.rest,
         ),
     )

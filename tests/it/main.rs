@@ -31,9 +31,6 @@ mod models_cli;
 /// `setpoint review`: the queue, approvals re-checked by the policy, rejections.
 mod review_cli;
 
-/// Small HTTP servers for actuator tests: a recorder and a fake Kubernetes API server.
-mod http_fake;
-
 /// A real etcd + Patroni + PostgreSQL on loopback, for the tests below.
 mod patroni_stack;
 

@@ -11,8 +11,8 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use serde_json::json;
 
-use crate::http_fake::HttpFake;
 use crate::setpoint_binary;
+use setpoint_test_support::HttpFake;
 
 /// A span's attribute as text (strings, booleans and numbers alike).
 fn attr(span: &Span, key: &str) -> Option<String> {
@@ -103,7 +103,7 @@ fn otel_every_cycle_is_one_trace_with_filterable_attributes() {
             "state_dir: ./state\n\
              telemetry:\n  service_name: setpoint-test\n  otlp:\n    endpoint: {}\n\
              \x20   protocol: http/protobuf\n    headers: {{ x-tenant: ops }}\n    timeout: 5s\n",
-            receiver.url
+            receiver.url()
         ),
         &[],
     );
@@ -236,7 +236,7 @@ fn otel_the_standard_environment_variables_turn_tracing_on_and_off() {
     run_quickstart(
         "state_dir: ./state\n",
         &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url.as_str()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url()),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
             ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer t0ken"),
             ("OTEL_SERVICE_NAME", "setpoint-env"),
@@ -258,10 +258,10 @@ fn otel_the_standard_environment_variables_turn_tracing_on_and_off() {
     run_quickstart(
         &format!(
             "state_dir: ./state\ntelemetry:\n  otlp:\n    endpoint: {}\n",
-            silent.url
+            silent.url()
         ),
         &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", silent.url.as_str()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", silent.url()),
             ("OTEL_SDK_DISABLED", "true"),
         ],
     );

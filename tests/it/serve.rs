@@ -357,7 +357,7 @@ async fn plugin_failures_and_sandbox_traps_are_counted_per_loop() {
 async fn an_approval_on_the_page_executes_and_the_operations_are_counted() {
     use crate::enforce::{REPORTING_01, cluster};
     let client = client();
-    let api = crate::http_fake::FakeKube::start(&[(
+    let api = setpoint_test_support::FakeKube::start(&[(
         REPORTING_01,
         cluster("pg-reporting-01", "8", "32Gi", "8GB"),
     )]);

@@ -5,14 +5,11 @@
 //! with a reason naming the cause, the exit status is 4, and nothing is ever scaled down.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::Value;
+use setpoint_test_support::{HttpFake, Response};
 
 use crate::setpoint_binary;
 
@@ -48,18 +45,24 @@ fn healthy() -> Behaviour {
     }
 }
 
-/// A scripted Prometheus API. Stops accepting when dropped.
+/// A scripted Prometheus API. Stops when dropped.
 struct Server {
-    url: String,
-    range_requests: Arc<Mutex<Vec<String>>>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
+    fake: HttpFake,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect(self.url.trim_start_matches("http://"));
+impl Server {
+    fn url(&self) -> &str {
+        self.fake.url()
+    }
+
+    /// The PromQL of every range query so far.
+    fn range_requests(&self) -> Vec<String> {
+        self.fake
+            .requests()
+            .iter()
+            .filter(|r| r.path().contains("/api/v1/query_range"))
+            .map(|r| form(&r.text()).get("query").cloned().unwrap_or_default())
+            .collect()
     }
 }
 
@@ -132,112 +135,53 @@ fn matrix(request: &BTreeMap<String, String>, targets: &[(String, String)]) -> S
     )
 }
 
-fn respond(stream: &mut TcpStream, status: u16, body: &str) {
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-}
-
-/// Reads one request: the request line and the body.
-fn read_request(stream: &mut TcpStream) -> Option<(String, String)> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        let n = stream.read(&mut chunk).ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf).to_string();
-        if let Some(head_end) = text.find("\r\n\r\n") {
-            let head = &text[..head_end];
-            let length = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                })
-                .unwrap_or(0);
-            if buf.len() >= head_end + 4 + length {
-                let line = head.lines().next().unwrap_or_default().to_string();
-                return Some((line, text[head_end + 4..head_end + 4 + length].to_string()));
-            }
-        }
-    }
-}
-
 fn serve(targets: Vec<String>, behaviours: BTreeMap<&'static str, Behaviour>) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let range_requests = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (log, flag) = (range_requests.clone(), stop.clone());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            if flag.load(std::sync::atomic::Ordering::SeqCst) {
-                return;
-            }
-            let Ok(mut stream) = stream else { continue };
-            let (targets, behaviours, log) = (targets.clone(), behaviours.clone(), log.clone());
-            std::thread::spawn(move || {
-                let Some((line, body)) = read_request(&mut stream) else {
-                    return;
-                };
-                let request = form(&body);
-                let query = request.get("query").cloned().unwrap_or_default();
-                if line.contains("/api/v1/query_range") {
-                    log.lock().unwrap().push(query.clone());
-                    let metric = METRICS
+    let json = |status, body: &str| Response::raw(status, "application/json", body);
+    let fake = HttpFake::start(move |request| {
+        let form = form(&request.text());
+        let query = form.get("query").cloned().unwrap_or_default();
+        if request.path().contains("/api/v1/query_range") {
+            let metric = METRICS
+                .iter()
+                .find(|(_, fragment)| query.contains(fragment))
+                .map(|(name, _)| *name)
+                .unwrap_or("unknown");
+            match behaviours.get(metric).cloned().unwrap_or_else(healthy) {
+                Behaviour::Answer { only, values } => {
+                    let answering: Vec<(String, String)> = targets
                         .iter()
-                        .find(|(_, fragment)| query.contains(fragment))
-                        .map(|(name, _)| *name)
-                        .unwrap_or("unknown");
-                    match behaviours.get(metric).cloned().unwrap_or_else(healthy) {
-                        Behaviour::Answer { only, values } => {
-                            let answering: Vec<(String, String)> = targets
-                                .iter()
-                                .filter(|t| only.as_ref().is_none_or(|o| o.contains(t)))
-                                .map(|t| {
-                                    let v = values.get(t).cloned().unwrap_or(LOW.to_string());
-                                    (t.clone(), v)
-                                })
-                                .collect();
-                            respond(&mut stream, 200, &matrix(&request, &answering));
-                        }
-                        Behaviour::Reply(status, body) => respond(&mut stream, status, &body),
-                        Behaviour::Silent => std::thread::sleep(Duration::from_secs(10)),
-                    }
-                } else if line.contains("/api/v1/query") {
-                    let result: Vec<String> = targets
-                        .iter()
+                        .filter(|t| only.as_ref().is_none_or(|o| o.contains(t)))
                         .map(|t| {
-                            format!(
-                                r#"{{"metric":{{"__name__":"pg_up","instance":"{t}"}},"value":[1795413600,"1"]}}"#
-                            )
+                            let v = values.get(t).cloned().unwrap_or(LOW.to_string());
+                            (t.clone(), v)
                         })
                         .collect();
-                    respond(
-                        &mut stream,
-                        200,
-                        &format!(
-                            r#"{{"status":"success","data":{{"resultType":"vector","result":[{}]}}}}"#,
-                            result.join(",")
-                        ),
-                    );
-                } else {
-                    respond(&mut stream, 404, "not found");
+                    json(200, &matrix(&form, &answering))
                 }
-            });
+                Behaviour::Reply(status, body) => json(status, &body),
+                Behaviour::Silent => Response::hang(),
+            }
+        } else if request.path().contains("/api/v1/query") {
+            let result: Vec<String> = targets
+                .iter()
+                .map(|t| {
+                    format!(
+                        r#"{{"metric":{{"__name__":"pg_up","instance":"{t}"}},"value":[1795413600,"1"]}}"#
+                    )
+                })
+                .collect();
+            json(
+                200,
+                &format!(
+                    r#"{{"status":"success","data":{{"resultType":"vector","result":[{}]}}}}"#,
+                    result.join(",")
+                ),
+            )
+        } else {
+            json(404, "not found")
         }
     });
-    Server {
-        url,
-        range_requests,
-        stop,
-    }
+    Server { fake }
 }
 
 fn ids(n: usize) -> Vec<String> {
@@ -307,7 +251,7 @@ fn run(dir: &Path, server: &Server, targets: &[String], extra_source: &str) -> R
     let mut yaml = format!(
         "state_dir: {}\nloops:\n  - name: w\n    source: {{ kind: prometheus, url: '{}', timeout: 1s, retries: 1{extra_source} }}\n    targets:\n",
         dir.join("state").display(),
-        server.url
+        server.url()
     );
     for id in targets {
         yaml.push_str(&format!(
@@ -348,7 +292,7 @@ fn one_range_query_per_metric_whatever_the_fleet_size() {
         let server = serve(targets.clone(), BTreeMap::new());
         let run = run(dir.path(), &server, &targets, "");
         assert_eq!(run.status, Some(0), "{}", run.stderr);
-        let requests = server.range_requests.lock().unwrap().clone();
+        let requests = server.range_requests();
         assert_eq!(requests.len(), 4, "{size} targets: {requests:#?}");
         assert!(requests.iter().all(|q| q.contains("[1w:300s]")));
         assert_eq!(run.report["queries"], 4);

@@ -6,8 +6,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -18,7 +16,7 @@ use setpoint_act::{ActError, Actuator, Execution, OpStatus, OperationResult};
 use setpoint_core::{
     ActionKind, Decision, Operation, Proposal, Reason, Resources, Risk, Target, Verdict,
 };
-use support::{Request, Response, Server, serve};
+use setpoint_test_support::{HttpFake, Request, Response, merge_patch};
 
 const TOKEN: &str = "test-token";
 const GIB: u64 = 1 << 30;
@@ -41,25 +39,6 @@ fn status(code: u16, reason: &str, message: &str) -> Response {
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                 "message": message, "reason": reason, "code": code}),
     )
-}
-
-/// RFC 7386: objects merge, `null` deletes, anything else (lists included) replaces.
-fn merge(target: &mut Value, patch: &Value) {
-    if let Value::Object(fields) = patch {
-        if !target.is_object() {
-            *target = json!({});
-        }
-        let map = target.as_object_mut().unwrap();
-        for (key, value) in fields {
-            if value.is_null() {
-                map.remove(key);
-            } else {
-                merge(map.entry(key.clone()).or_insert(Value::Null), value);
-            }
-        }
-    } else {
-        *target = patch.clone();
-    }
 }
 
 fn version(object: &Value) -> u64 {
@@ -121,7 +100,7 @@ fn handle(state: &Mutex<State>, request: &Request) -> Response {
                 );
             }
             let mut merged = object.clone();
-            merge(&mut merged, &patch);
+            merge_patch(&mut merged, &patch);
             if request.params() == ["dryRun=All"] {
                 merged["metadata"]["resourceVersion"] =
                     object["metadata"]["resourceVersion"].clone();
@@ -137,7 +116,7 @@ fn handle(state: &Mutex<State>, request: &Request) -> Response {
 
 struct Api {
     state: Arc<Mutex<State>>,
-    server: Server,
+    server: HttpFake,
     _dir: tempfile::TempDir,
     actuator: Kubernetes,
 }
@@ -153,7 +132,7 @@ impl Api {
             answers: Vec::new(),
         }));
         let shared = state.clone();
-        let server = serve(move |request| handle(&shared, request)).await;
+        let server = HttpFake::start(move |request| handle(&shared, request));
         // Auth through a real kubeconfig file, as an operator would configure it.
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("config");
@@ -164,7 +143,7 @@ impl Api {
                  contexts: [{{name: test, context: {{cluster: fake, user: setpoint, namespace: db}}}}]\n\
                  clusters: [{{name: fake, cluster: {{server: '{}'}}}}]\n\
                  users: [{{name: setpoint, user: {{token: {TOKEN}}}}}]\n",
-                server.url
+                server.url()
             ),
         )
         .unwrap();
@@ -752,10 +731,11 @@ async fn a_refusal_is_final_and_an_outage_is_transient_each_sent_once() {
         "the enforcer retries, not the client underneath"
     );
 
-    api.answer_next_patch(Response {
-        status: 502,
-        body: "<html>Bad Gateway</html>".into(),
-    });
+    api.answer_next_patch(Response::raw(
+        502,
+        "application/json",
+        "<html>Bad Gateway</html>",
+    ));
     let error = api
         .run(CLUSTER_LABELS, &operations, false)
         .await

@@ -3,8 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,7 +17,7 @@ use setpoint_act::{ActError, Actuator, Execution, OpStatus, OperationResult};
 use setpoint_core::{
     ActionKind, Decision, Operation, Proposal, Reason, Resources, Risk, Target, Verdict,
 };
-use support::{Request, Response, serve};
+use setpoint_test_support::{HttpFake, Request, Response};
 
 const SECRET: &str = "shared-secret";
 
@@ -121,13 +119,12 @@ async fn run(
 
 #[tokio::test]
 async fn the_decision_is_delivered_signed() {
-    let server = serve(|request| match verify(request) {
+    let server = HttpFake::start(|request| match verify(request) {
         Ok(()) => Response::json(200, &json!({"ok": true})),
         Err(why) => Response::json(401, &json!({"error": why})),
-    })
-    .await;
+    });
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("{}/hooks/setpoint", server.url);
+    let url = format!("{}/hooks/setpoint", server.url());
     let actuator = Webhook::new(config(&url, &dir)).unwrap();
     let results = run(&actuator, &target(&[]), false).await.unwrap();
     assert!(results.iter().all(|r| r.status == OpStatus::Delivered));
@@ -157,13 +154,12 @@ async fn the_decision_is_delivered_signed() {
 
 #[tokio::test]
 async fn a_wrong_secret_is_what_the_receiver_refuses_and_it_is_not_retried() {
-    let server = serve(|request| match verify(request) {
+    let server = HttpFake::start(|request| match verify(request) {
         Ok(()) => Response::json(200, &json!({})),
         Err(why) => Response::json(401, &json!({"error": why})),
-    })
-    .await;
+    });
     let dir = tempfile::tempdir().unwrap();
-    let mut config = config(&server.url, &dir);
+    let mut config = config(server.url(), &dir);
     std::fs::write(&config.secret_file, "another secret").unwrap();
     config.retries = 3;
     let actuator = Webhook::new(config).unwrap();
@@ -177,16 +173,15 @@ async fn a_wrong_secret_is_what_the_receiver_refuses_and_it_is_not_retried() {
 async fn server_errors_are_retried_with_backoff_and_the_same_signature() {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
-    let server = serve(move |_| {
+    let server = HttpFake::start(move |_| {
         if counter.fetch_add(1, Ordering::SeqCst) < 2 {
             Response::json(503, &json!({"error": "busy"}))
         } else {
             Response::json(202, &json!({}))
         }
-    })
-    .await;
+    });
     let dir = tempfile::tempdir().unwrap();
-    let actuator = Webhook::new(config(&server.url, &dir)).unwrap();
+    let actuator = Webhook::new(config(server.url(), &dir)).unwrap();
     let started = std::time::Instant::now();
     let results = run(&actuator, &target(&[]), true).await.unwrap();
     assert!(results.iter().all(|r| r.status == OpStatus::DryRun));
@@ -198,11 +193,11 @@ async fn server_errors_are_retried_with_backoff_and_the_same_signature() {
     assert!(started.elapsed() >= Duration::from_millis(30));
 
     // Always failing: gives up after the configured retries.
-    let failing = serve(|_| Response::json(500, &json!({}))).await;
+    let failing = HttpFake::start(|_| Response::json(500, &json!({})));
     let dir = tempfile::tempdir().unwrap();
     let actuator = Webhook::new(WebhookConfig {
         retries: 2,
-        ..config(&failing.url, &dir)
+        ..config(failing.url(), &dir)
     })
     .unwrap();
     let error = run(&actuator, &target(&[]), false).await.unwrap_err();
@@ -215,20 +210,20 @@ async fn server_errors_are_retried_with_backoff_and_the_same_signature() {
 
 #[tokio::test]
 async fn a_url_outside_the_allow_list_is_refused_before_any_request() {
-    let allowed = serve(|_| Response::json(200, &json!({}))).await;
-    let other = serve(|_| Response::json(200, &json!({}))).await;
+    let allowed = HttpFake::start(|_| Response::json(200, &json!({})));
+    let other = HttpFake::start(|_| Response::json(200, &json!({})));
     let dir = tempfile::tempdir().unwrap();
-    let actuator = Webhook::new(config(&format!("{}/hooks", allowed.url), &dir)).unwrap();
+    let actuator = Webhook::new(config(&format!("{}/hooks", allowed.url()), &dir)).unwrap();
     // A target whose discovered labels point elsewhere.
-    let redirected = target(&[("webhook_url", &format!("{}/hooks", other.url))]);
+    let redirected = target(&[("webhook_url", &format!("{}/hooks", other.url()))]);
     let error = run(&actuator, &redirected, false).await.unwrap_err();
     let ActError::NotAllowed { site } = &error else {
         panic!("not refused: {error}");
     };
-    assert_eq!(site.object, format!("{}/hooks", other.url));
+    assert_eq!(site.object, format!("{}/hooks", other.url()));
     assert_eq!(site.target, "pg-main");
     // A path that merely starts like the allowed one.
-    let sneaky = target(&[("webhook_url", &format!("{}/hooks-evil", allowed.url))]);
+    let sneaky = target(&[("webhook_url", &format!("{}/hooks-evil", allowed.url()))]);
     assert!(matches!(
         run(&actuator, &sneaky, false).await,
         Err(ActError::NotAllowed { .. })
@@ -236,18 +231,18 @@ async fn a_url_outside_the_allow_list_is_refused_before_any_request() {
     assert!(other.requests().is_empty());
     assert!(allowed.requests().is_empty());
     // Under the allowed prefix, from a label: delivered.
-    let labelled = target(&[("webhook_url", &format!("{}/hooks/pg", allowed.url))]);
+    let labelled = target(&[("webhook_url", &format!("{}/hooks/pg", allowed.url()))]);
     run(&actuator, &labelled, false).await.unwrap();
     assert_eq!(allowed.requests()[0].path(), "/hooks/pg");
 }
 
 #[tokio::test]
 async fn a_target_without_a_url_is_unusable_and_not_worth_retrying() {
-    let receiver = serve(|_| Response::json(200, &json!({}))).await;
+    let receiver = HttpFake::start(|_| Response::json(200, &json!({})));
     let dir = tempfile::tempdir().unwrap();
     let actuator = Webhook::new(WebhookConfig {
         url: None,
-        ..config(&receiver.url, &dir)
+        ..config(receiver.url(), &dir)
     })
     .unwrap();
     let error = run(&actuator, &target(&[]), false).await.unwrap_err();

@@ -1,84 +1,44 @@
 //! Unit tests against a scripted HTTP server on 127.0.0.1 that records every request.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use setpoint_test_support::{HttpFake, Request as Seen, Response, closed_port};
 
 use super::*;
 use crate::client::proxied_artifact_path;
 
-/// A request as the scripted server saw it.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    /// Path and query, as sent.
-    target: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+/// The method and path a request came with.
+fn line(seen: &Seen) -> String {
+    format!("{} {}", seen.method, seen.path())
 }
 
-impl Seen {
-    fn path(&self) -> &str {
-        self.target.split('?').next().unwrap_or_default()
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    fn line(&self) -> String {
-        format!("{} {}", self.method, self.path())
-    }
-}
-
-type Handler = dyn Fn(&Seen) -> (u16, String) + Send + Sync;
-
-/// Answers each request with `handler`, one connection at a time (`Connection: close`).
+/// Answers each request with `handler` (as `application/json`, whatever the body holds).
 struct Scripted {
     uri: String,
-    seen: Arc<Mutex<Vec<Seen>>>,
+    fake: HttpFake,
 }
 
 impl Scripted {
     fn start(handler: impl Fn(&Seen) -> (u16, String) + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let uri = format!("http://{}", listener.local_addr().unwrap());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::clone(&seen);
-        let handler: Box<Handler> = Box::new(handler);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let Some(request) = read_request(&mut stream) else {
-                    continue;
-                };
-                let (status, body) = handler(&request);
-                log.lock().unwrap().push(request);
-                let reply = format!(
-                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n\
-                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(reply.as_bytes());
-            }
+        let fake = HttpFake::start(move |request| {
+            let (status, body) = handler(request);
+            Response::raw(status, "application/json", body)
         });
-        Self { uri, seen }
+        Self {
+            uri: fake.url().to_string(),
+            fake,
+        }
     }
 
     fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
+        self.fake.requests()
     }
 
     fn lines(&self) -> Vec<String> {
-        self.seen().iter().map(Seen::line).collect()
+        self.seen().iter().map(line).collect()
     }
 
     fn config(&self) -> MlflowConfig {
@@ -89,39 +49,6 @@ impl Scripted {
         config.retries = 0;
         config
     }
-}
-
-fn read_request(stream: &mut std::net::TcpStream) -> Option<Seen> {
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let target = parts.next()?.to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header).ok()?;
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        let (k, v) = header.split_once(':')?;
-        headers.push((k.trim().to_string(), v.trim().to_string()));
-    }
-    let length = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    Some(Seen {
-        method,
-        target,
-        headers,
-        body,
-    })
 }
 
 fn not_found(what: &str) -> (u16, String) {
@@ -360,7 +287,7 @@ async fn a_failed_upload_marks_the_run_failed_after_retrying() {
         "{lines:?}"
     );
     let last = server.seen().pop().unwrap();
-    assert_eq!(last.line(), "POST /api/2.0/mlflow/runs/update");
+    assert_eq!(line(&last), "POST /api/2.0/mlflow/runs/update");
     assert_eq!(last.json()["status"], "FAILED");
 }
 
@@ -513,12 +440,7 @@ async fn an_unexpected_body_names_the_endpoint() {
 
 #[tokio::test]
 async fn an_unreachable_server_is_a_transport_error() {
-    // A port that was just free: nothing listens there.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port().port();
     let mut config = MlflowConfig::new(format!("http://127.0.0.1:{port}/prefix/"));
     config.retries = 0;
     let client = MlflowClient::new(&config, Credentials::None).unwrap();

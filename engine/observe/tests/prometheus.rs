@@ -9,73 +9,48 @@ use setpoint_observe::prometheus::Auth;
 use setpoint_observe::{
     MetricSource, ObserveError, PrometheusConfig, PrometheusSource, RangeQuery,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use setpoint_test_support::{HttpFake, Request, Response, closed_port};
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
 struct Seen {
+    /// The request line and the headers.
     head: String,
     body: String,
 }
 
+impl From<&Request> for Seen {
+    fn from(request: &Request) -> Seen {
+        let mut head = format!("{} {} HTTP/1.1", request.method, request.target);
+        for (name, value) in &request.headers {
+            head.push_str(&format!("\r\n{name}: {value}"));
+        }
+        Seen {
+            head,
+            body: request.text(),
+        }
+    }
+}
+
 type Reply = Box<dyn Fn(&Seen) -> Option<(u16, String)> + Send + Sync>;
 
+/// A scripted server; stops when dropped.
+struct Scripted(HttpFake);
+
+impl Scripted {
+    /// Every request so far, in arrival order.
+    fn seen(&self) -> Vec<Seen> {
+        self.0.requests().iter().map(Seen::from).collect()
+    }
+}
+
 /// Serves scripted replies; `None` means never answer (for timeouts).
-async fn server(reply: Reply) -> (String, Arc<Mutex<Vec<Seen>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    let reply = Arc::new(reply);
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut socket, _)) = listener.accept().await else {
-                return;
-            };
-            let log = log.clone();
-            let reply = reply.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let (head, body) = loop {
-                    let n = socket.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let head = text[..end].to_string();
-                        let length = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                            })
-                            .unwrap_or(0);
-                        if buf.len() >= end + 4 + length {
-                            break (head, text[end + 4..end + 4 + length].to_string());
-                        }
-                    }
-                };
-                let request = Seen { head, body };
-                log.lock().unwrap().push(request.clone());
-                match reply(&request) {
-                    Some((status, body)) => {
-                        let response = format!(
-                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                            body.len()
-                        );
-                        let _ = socket.write_all(response.as_bytes()).await;
-                    }
-                    None => tokio::time::sleep(Duration::from_secs(30)).await,
-                }
-            });
-        }
+fn server(reply: Reply) -> (String, Scripted) {
+    let fake = HttpFake::start(move |request| match reply(&Seen::from(request)) {
+        Some((status, body)) => Response::raw(status, "application/json", body),
+        None => Response::hang(),
     });
-    (url, seen)
+    (fake.url().to_string(), Scripted(fake))
 }
 
 fn form_value(body: &str, key: &str) -> String {
@@ -138,11 +113,10 @@ async fn one_request_groups_the_fleet_by_target_and_parses_special_values() {
                 {"metric":{"job":"no-instance"},"values":[[1795400000,"1"]]}]}}"#
                 .to_string(),
         ))
-    }))
-    .await;
+    }));
     let source = PrometheusSource::new(config(&url)).unwrap();
     let result = source.query_range(&query(300, 7)).await.unwrap();
-    assert_eq!(seen.lock().unwrap().len(), 1);
+    assert_eq!(seen.seen().len(), 1);
     assert_eq!(source.requests(), 1);
     let ids: Vec<&str> = result.series.iter().map(|(t, _)| t.as_str()).collect();
     assert_eq!(ids, vec!["pg-1", "pg-2"]);
@@ -158,13 +132,13 @@ async fn one_request_groups_the_fleet_by_target_and_parses_special_values() {
     assert_eq!(pg2.values[0], f64::INFINITY);
     assert_eq!(pg2.values[1], f64::NEG_INFINITY);
     assert_eq!(pg2.timestamps_ms[1], 1_795_400_300_500);
-    let body = seen.lock().unwrap()[0].body.clone();
+    let body = seen.seen()[0].body.clone();
     assert!(body.contains("query="), "{body}");
 }
 
 #[tokio::test]
 async fn long_ranges_are_chunked_under_the_points_limit_without_duplicates() {
-    let (url, seen) = server(Box::new(|s| Some((200, matrix_for(s))))).await;
+    let (url, seen) = server(Box::new(|s| Some((200, matrix_for(s)))));
     let source = PrometheusSource::new(PrometheusConfig {
         max_points_per_series: 1000,
         ..config(&url)
@@ -172,7 +146,7 @@ async fn long_ranges_are_chunked_under_the_points_limit_without_duplicates() {
     .unwrap();
     // 35 days at 5 minutes: 10,080 points → 11 chunks of at most 1,000.
     let result = source.query_range(&query(300, 35)).await.unwrap();
-    let requests = seen.lock().unwrap().clone();
+    let requests = seen.seen();
     assert_eq!(requests.len(), 11);
     for r in &requests {
         let start: i64 = form_value(&r.body, "start").parse().unwrap();
@@ -189,10 +163,10 @@ async fn long_ranges_are_chunked_under_the_points_limit_without_duplicates() {
         );
     }
     // The default Prometheus limit takes the same range in one request.
-    let (url, seen) = server(Box::new(|s| Some((200, matrix_for(s))))).await;
+    let (url, seen) = server(Box::new(|s| Some((200, matrix_for(s)))));
     let source = PrometheusSource::new(config(&url)).unwrap();
     source.query_range(&query(300, 35)).await.unwrap();
-    assert_eq!(seen.lock().unwrap().len(), 1);
+    assert_eq!(seen.seen().len(), 1);
 }
 
 #[tokio::test]
@@ -212,14 +186,14 @@ async fn bearer_and_basic_auth_are_sent() {
             "authorization: basic b3bzonb3",
         ),
     ] {
-        let (url, seen) = server(Box::new(|s| Some((200, matrix_for(s))))).await;
+        let (url, seen) = server(Box::new(|s| Some((200, matrix_for(s)))));
         let source = PrometheusSource::new(PrometheusConfig {
             auth: Some(auth),
             ..config(&url)
         })
         .unwrap();
         source.query_range(&query(300, 1)).await.unwrap();
-        let head = seen.lock().unwrap()[0].head.to_ascii_lowercase();
+        let head = seen.seen()[0].head.to_ascii_lowercase();
         assert!(head.contains(expected), "{head}");
     }
 }
@@ -231,11 +205,10 @@ async fn a_client_error_is_not_retried_and_carries_the_server_message() {
             400,
             r#"{"status":"error","errorType":"bad_data","error":"parse error at char 3"}"#.into(),
         ))
-    }))
-    .await;
+    }));
     let source = PrometheusSource::new(config(&url)).unwrap();
     let error = source.query_range(&query(300, 1)).await.unwrap_err();
-    assert_eq!(seen.lock().unwrap().len(), 1);
+    assert_eq!(seen.seen().len(), 1);
     assert!(
         matches!(error, ObserveError::Http { status: 400, .. }),
         "{error}"
@@ -249,10 +222,10 @@ async fn a_client_error_is_not_retried_and_carries_the_server_message() {
 
 #[tokio::test]
 async fn a_server_error_is_retried_then_reported() {
-    let (url, seen) = server(Box::new(|_| Some((503, "overloaded".into())))).await;
+    let (url, seen) = server(Box::new(|_| Some((503, "overloaded".into()))));
     let source = PrometheusSource::new(config(&url)).unwrap();
     let error = source.query_range(&query(300, 1)).await.unwrap_err();
-    assert_eq!(seen.lock().unwrap().len(), 3, "1 try + 2 retries");
+    assert_eq!(seen.seen().len(), 3, "1 try + 2 retries");
     assert!(
         matches!(error, ObserveError::Http { status: 503, .. }),
         "{error}"
@@ -263,7 +236,7 @@ async fn a_server_error_is_retried_then_reported() {
 async fn a_server_that_recovers_is_used() {
     let count = Arc::new(Mutex::new(0));
     let c = count.clone();
-    let (url, _) = server(Box::new(move |s| {
+    let (url, _server) = server(Box::new(move |s| {
         let mut n = c.lock().unwrap();
         *n += 1;
         if *n == 1 {
@@ -271,8 +244,7 @@ async fn a_server_that_recovers_is_used() {
         } else {
             Some((200, matrix_for(s)))
         }
-    }))
-    .await;
+    }));
     let source = PrometheusSource::new(config(&url)).unwrap();
     let result = source.query_range(&query(300, 1)).await.unwrap();
     assert_eq!(result.series.len(), 2);
@@ -280,30 +252,28 @@ async fn a_server_that_recovers_is_used() {
 
 #[tokio::test]
 async fn malformed_json_and_query_errors_are_named() {
-    let (url, _) = server(Box::new(|_| Some((200, "{not json".into())))).await;
+    let (url, _server) = server(Box::new(|_| Some((200, "{not json".into()))));
     let source = PrometheusSource::new(config(&url)).unwrap();
     let error = source.query_range(&query(300, 1)).await.unwrap_err();
     assert!(matches!(error, ObserveError::Malformed { .. }), "{error}");
 
-    let (url, _) = server(Box::new(|_| {
+    let (url, _server) = server(Box::new(|_| {
         Some((
             200,
             r#"{"status":"error","errorType":"execution","error":"too many samples"}"#.into(),
         ))
-    }))
-    .await;
+    }));
     let source = PrometheusSource::new(config(&url)).unwrap();
     let error = source.query_range(&query(300, 1)).await.unwrap_err();
     assert!(matches!(error, ObserveError::QueryFailed { .. }), "{error}");
     assert!(error.to_string().contains("too many samples"), "{error}");
 
-    let (url, _) = server(Box::new(|_| {
+    let (url, _server) = server(Box::new(|_| {
         Some((
             200,
             r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#.into(),
         ))
-    }))
-    .await;
+    }));
     let source = PrometheusSource::new(config(&url)).unwrap();
     let error = source.query_range(&query(300, 1)).await.unwrap_err();
     assert!(error.to_string().contains("expected a matrix"), "{error}");
@@ -311,7 +281,7 @@ async fn malformed_json_and_query_errors_are_named() {
 
 #[tokio::test]
 async fn a_silent_server_times_out() {
-    let (url, seen) = server(Box::new(|_| None)).await;
+    let (url, seen) = server(Box::new(|_| None));
     let source = PrometheusSource::new(PrometheusConfig {
         timeout: Duration::from_millis(300),
         retries: 1,
@@ -320,15 +290,12 @@ async fn a_silent_server_times_out() {
     .unwrap();
     let error = source.query_range(&query(300, 1)).await.unwrap_err();
     assert!(matches!(error, ObserveError::Timeout { .. }), "{error}");
-    assert_eq!(seen.lock().unwrap().len(), 2);
+    assert_eq!(seen.seen().len(), 2);
 }
 
 #[tokio::test]
 async fn a_closed_port_is_unreachable() {
-    // Bind, learn the port, close it: nothing listens there now.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    drop(listener);
+    let url = format!("http://{}", closed_port());
     let source = PrometheusSource::new(PrometheusConfig {
         retries: 1,
         ..config(&url)
@@ -341,7 +308,7 @@ async fn a_closed_port_is_unreachable() {
 
 #[tokio::test]
 async fn two_series_for_one_target_drop_only_that_target() {
-    let (url, _) = server(Box::new(|_| {
+    let (url, _server) = server(Box::new(|_| {
         Some((
             200,
             r#"{"status":"success","data":{"resultType":"matrix","result":[
@@ -350,8 +317,7 @@ async fn two_series_for_one_target_drop_only_that_target() {
                 {"metric":{"instance":"pg-1","cpu":"1"},"values":[[1795400000,"0.7"]]}]}}"#
                 .into(),
         ))
-    }))
-    .await;
+    }));
     let source = PrometheusSource::new(config(&url)).unwrap();
     let result = source.query_range(&query(300, 1)).await.unwrap();
     let ids: Vec<&str> = result.series.iter().map(|(id, _)| id.as_str()).collect();
@@ -375,14 +341,13 @@ async fn discovery_lists_the_instances_of_the_up_metric() {
                 {"metric":{"__name__":"pg_up","instance":"db-1:9187","job":"postgres"},"value":[1795400000,"0"]}]}}"#
                 .into(),
         ))
-    }))
-    .await;
+    }));
     let source = PrometheusSource::new(config(&url)).unwrap();
     let targets = source.discover("pg").await.unwrap();
     let ids: Vec<&str> = targets.iter().map(|t| t.id.as_str()).collect();
     assert_eq!(ids, vec!["db-1:9187", "db-2:9187"]);
     assert_eq!(targets[0].technology, "pg");
-    assert_eq!(form_value(&seen.lock().unwrap()[0].body, "query"), "pg_up");
+    assert_eq!(form_value(&seen.seen()[0].body, "query"), "pg_up");
 }
 
 #[test]
@@ -420,8 +385,7 @@ async fn weekly_summaries_are_one_request_with_aggregate_and_count_per_week() {
             ),
         ))
         .filter(|_| seen.head.contains("/api/v1/query_range"))
-    }))
-    .await;
+    }));
     let source = PrometheusSource::new(config(&url)).unwrap();
     assert!(source.summarises_weekly());
     let q = RangeQuery {
@@ -433,7 +397,7 @@ async fn weekly_summaries_are_one_request_with_aggregate_and_count_per_week() {
     };
     let result = source.query_range(&q).await.unwrap();
 
-    let requests = seen.lock().unwrap().clone();
+    let requests = seen.seen();
     assert_eq!(requests.len(), 1, "one request for the fleet");
     let body = &requests[0].body;
     let promql = urlencoding_decode(&form_value(body, "query"));
@@ -466,7 +430,7 @@ async fn weekly_summaries_can_be_turned_off() {
     use setpoint_core::Aggregation;
     use setpoint_observe::WeeklySummary;
 
-    let (url, seen) = server(Box::new(|seen| Some((200, matrix_for(seen))))).await;
+    let (url, seen) = server(Box::new(|seen| Some((200, matrix_for(seen)))));
     let source = PrometheusSource::new(PrometheusConfig {
         summarise_weekly: false,
         ..config(&url)
@@ -483,7 +447,7 @@ async fn weekly_summaries_can_be_turned_off() {
     let result = source.query_range(&q).await.unwrap();
     assert_eq!(result.series[0].1.sample_counts, None, "raw samples");
     assert_eq!(result.series[0].1.values.len(), 288);
-    let body = &seen.lock().unwrap()[0].body;
+    let body = &seen.seen()[0].body;
     assert_eq!(form_value(body, "step"), "300");
 }
 

@@ -5,7 +5,7 @@ use setpoint_notify::{
     Channel, EmailConfig, Message, Notifier, NotifyConfig, NotifyError, Security,
 };
 
-use crate::support::{closed_port, smtp_sink};
+use setpoint_test_support::{SmtpSink, closed_port};
 
 fn report(html: Option<&str>) -> Message {
     Message {
@@ -41,8 +41,8 @@ fn notifier(email: EmailConfig) -> Notifier {
 
 #[tokio::test]
 async fn the_email_arrives_with_its_envelope_subject_and_text() {
-    let sink = smtp_sink(false).await;
-    let deliveries = notifier(email_config(&sink.server))
+    let sink = SmtpSink::start(false);
+    let deliveries = notifier(email_config(sink.server()))
         .send(&report(None))
         .await;
 
@@ -50,7 +50,7 @@ async fn the_email_arrives_with_its_envelope_subject_and_text() {
     assert_eq!(deliveries[0].channel, Channel::Email);
     let detail = deliveries[0].result.as_ref().unwrap();
     assert!(
-        detail.contains(&sink.server) && detail.contains("250"),
+        detail.contains(sink.server()) && detail.contains("250"),
         "{detail}"
     );
 
@@ -87,9 +87,9 @@ async fn the_email_arrives_with_its_envelope_subject_and_text() {
 
 #[tokio::test]
 async fn the_html_alternative_is_sent_with_the_text_as_multipart_alternative() {
-    let sink = smtp_sink(false).await;
+    let sink = SmtpSink::start(false);
     let html = "<table><tr><td>pg-main</td><td>2</td></tr></table>";
-    let mut config = email_config(&sink.server);
+    let mut config = email_config(sink.server());
     config.subject_prefix = String::new();
     let deliveries = notifier(config).send(&report(Some(html))).await;
     assert!(deliveries[0].is_ok(), "{deliveries:?}");
@@ -113,10 +113,10 @@ async fn the_html_alternative_is_sent_with_the_text_as_multipart_alternative() {
 
 #[tokio::test]
 async fn credentials_come_from_the_password_file() {
-    let sink = smtp_sink(false).await;
+    let sink = SmtpSink::start(false);
     let mut password = tempfile::NamedTempFile::new().unwrap();
     writeln!(password, "s3cret pass\nignored second line").unwrap();
-    let mut config = email_config(&sink.server);
+    let mut config = email_config(sink.server());
     config.username = Some("setpoint@example.com".into());
     config.password_file = Some(password.path().to_path_buf());
 
@@ -130,8 +130,8 @@ async fn credentials_come_from_the_password_file() {
 
 #[tokio::test]
 async fn a_rejected_recipient_is_reported_with_the_server() {
-    let sink = smtp_sink(true).await;
-    let deliveries = notifier(email_config(&sink.server))
+    let sink = SmtpSink::start(true);
+    let deliveries = notifier(email_config(sink.server()))
         .send(&report(None))
         .await;
 
@@ -140,12 +140,12 @@ async fn a_rejected_recipient_is_reported_with_the_server() {
     let NotifyError::Email { server, message } = &error else {
         panic!("{error:?}");
     };
-    assert_eq!(server, &sink.server);
+    assert_eq!(server, sink.server());
     assert!(message.contains("550"), "{message}");
     assert!(message.contains("User unknown"), "{message}");
     let text = error.to_string();
     assert!(
-        text.starts_with(&format!("email via SMTP server {}: ", sink.server)),
+        text.starts_with(&format!("email via SMTP server {}: ", sink.server())),
         "{text}"
     );
     assert!(sink.mails().is_empty());
@@ -153,7 +153,7 @@ async fn a_rejected_recipient_is_reported_with_the_server() {
 
 #[tokio::test]
 async fn an_unreachable_server_is_named_with_host_and_port() {
-    let address = closed_port().await;
+    let address = closed_port();
     let mut config = email_config(&address.to_string());
     config.timeout = Duration::from_secs(2);
     let deliveries = notifier(config).send(&report(None)).await;

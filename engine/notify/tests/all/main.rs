@@ -9,5 +9,3 @@ mod config;
 mod email;
 /// The webhook through a local HTTP receiver, and both channels together.
 mod slack;
-/// The SMTP sink and the HTTP receiver.
-mod support;

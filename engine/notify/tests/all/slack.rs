@@ -5,7 +5,7 @@ use setpoint_notify::{
     Channel, EmailConfig, Message, Notifier, NotifyConfig, NotifyError, Security, SlackConfig,
 };
 
-use crate::support::{closed_port, http_receiver, smtp_sink};
+use setpoint_test_support::{HttpFake, Response, SmtpSink, closed_port, slack_webhook};
 
 /// The secret part of the webhook URLs in these tests.
 const SECRET: &str = "/services/T000/B000/XXXXsecretXXXX";
@@ -54,14 +54,17 @@ fn assert_no_secret(error: &NotifyError, origin: &str) {
 
 #[tokio::test]
 async fn the_report_is_posted_as_json_text_with_the_bold_subject_and_the_report() {
-    let receiver = http_receiver(|_, _| (200, "ok".into())).await;
-    let (config, _file) = slack_config(&receiver.url);
+    let receiver = slack_webhook();
+    let (config, _file) = slack_config(receiver.url());
     let deliveries = notifier(config).send(&report()).await;
 
     assert_eq!(deliveries.len(), 1);
     assert_eq!(deliveries[0].channel, Channel::Slack);
     let detail = deliveries[0].result.as_ref().unwrap();
-    assert_eq!(detail, &format!("accepted by {} (attempt 1)", receiver.url));
+    assert_eq!(
+        detail,
+        &format!("accepted by {} (attempt 1)", receiver.url())
+    );
 
     let requests = receiver.requests();
     assert_eq!(requests.len(), 1);
@@ -79,12 +82,11 @@ async fn the_report_is_posted_as_json_text_with_the_bold_subject_and_the_report(
 
 #[tokio::test]
 async fn a_500_is_retried_then_accepted() {
-    let receiver = http_receiver(|i, _| match i {
-        0 => (500, "internal error".into()),
-        _ => (200, "ok".into()),
-    })
-    .await;
-    let (config, _file) = slack_config(&receiver.url);
+    let receiver = HttpFake::start(|r| match r.index {
+        0 => Response::text(500, "internal error"),
+        _ => Response::text(200, "ok"),
+    });
+    let (config, _file) = slack_config(receiver.url());
     let deliveries = notifier(config).send(&report()).await;
 
     let detail = deliveries[0].result.as_ref().unwrap();
@@ -97,8 +99,9 @@ async fn a_500_is_retried_then_accepted() {
 #[tokio::test]
 async fn retries_stop_after_the_configured_number_and_the_error_keeps_the_secret() {
     // The receiver echoes the path, as some proxies do in their error pages.
-    let receiver = http_receiver(|_, r| (503, format!("no upstream for {}", r.target))).await;
-    let (mut config, _file) = slack_config(&receiver.url);
+    let receiver =
+        HttpFake::start(|r| Response::text(503, format!("no upstream for {}", r.target)));
+    let (mut config, _file) = slack_config(receiver.url());
     config.retries = 2;
     let deliveries = notifier(config).send(&report()).await;
 
@@ -110,13 +113,13 @@ async fn retries_stop_after_the_configured_number_and_the_error_keeps_the_secret
         "{text}"
     );
     assert!(text.contains("no upstream for /…"), "{text}");
-    assert_no_secret(&error, &receiver.url);
+    assert_no_secret(&error, receiver.url());
 }
 
 #[tokio::test]
 async fn a_400_is_not_retried_and_is_reported() {
-    let receiver = http_receiver(|_, _| (400, "invalid_payload".into())).await;
-    let (config, _file) = slack_config(&receiver.url);
+    let receiver = HttpFake::answering(Response::text(400, "invalid_payload"));
+    let (config, _file) = slack_config(receiver.url());
     let deliveries = notifier(config).send(&report()).await;
 
     assert_eq!(receiver.requests().len(), 1);
@@ -124,14 +127,14 @@ async fn a_400_is_not_retried_and_is_reported() {
     let NotifyError::Slack { server, message } = &error else {
         panic!("{error:?}");
     };
-    assert_eq!(server, &receiver.url);
+    assert_eq!(server, receiver.url());
     assert_eq!(message, "HTTP 400 Bad Request: invalid_payload");
-    assert_no_secret(&error, &receiver.url);
+    assert_no_secret(&error, receiver.url());
 }
 
 #[tokio::test]
 async fn an_unreachable_webhook_is_named_without_its_secret_path() {
-    let address = closed_port().await;
+    let address = closed_port();
     let origin = format!("http://{address}");
     let (mut config, _file) = slack_config(&origin);
     config.retries = 1;
@@ -145,10 +148,10 @@ async fn an_unreachable_webhook_is_named_without_its_secret_path() {
 
 #[tokio::test]
 async fn one_failing_channel_does_not_stop_the_other() {
-    let receiver = http_receiver(|_, _| (200, "ok".into())).await;
-    let (slack, _file) = slack_config(&receiver.url);
+    let receiver = slack_webhook();
+    let (slack, _file) = slack_config(receiver.url());
     let mut email = EmailConfig::new(
-        closed_port().await.to_string(),
+        closed_port().to_string(),
         "setpoint@example.com",
         vec!["sre@example.com".into()],
     );
@@ -169,11 +172,11 @@ async fn one_failing_channel_does_not_stop_the_other() {
     assert_eq!(receiver.requests().len(), 1);
 
     // And the other way round: the email goes out when the webhook fails.
-    let sink = smtp_sink(false).await;
-    let failing = http_receiver(|_, _| (404, "no_service".into())).await;
-    let (slack, _file) = slack_config(&failing.url);
+    let sink = SmtpSink::start(false);
+    let failing = HttpFake::answering(Response::text(404, "no_service"));
+    let (slack, _file) = slack_config(failing.url());
     let mut email = EmailConfig::new(
-        &sink.server,
+        sink.server(),
         "setpoint@example.com",
         vec!["sre@example.com".into()],
     );
