@@ -1,0 +1,459 @@
+//! One control loop: its schedule, window, plugin, source, classifier, policies, bounds,
+//! limits and targets.
+
+use super::*;
+
+/// One control loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoopConfig {
+    /// Unique name, used in the journal, policies (`input.loop.name`) and kill switches.
+    pub name: LoopName,
+    /// When cycles run (cron, 5 fields or 6 with seconds, UTC). Default: Mondays 06:00.
+    #[serde(default = "default_schedule")]
+    pub schedule: Schedule,
+    /// The observation window.
+    #[serde(default)]
+    pub window: WindowConfig,
+    /// The plugin: `builtin:postgres` or a path to a `.wasm` component.
+    #[serde(default = "default_plugin")]
+    pub plugin: PluginRef,
+    /// Where metrics come from.
+    #[serde(default)]
+    pub source: SourceConfig,
+    /// How targets are classified.
+    #[serde(default)]
+    pub classifier: ClassifierConfig,
+    /// The policy bundle: `builtin` or a directory of `.rego` files and `data.json`.
+    #[serde(default)]
+    pub policies: PolicyRef,
+    /// `dry-run` (default) or `enforce`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Sizes proposals must stay within.
+    #[serde(default)]
+    pub bounds: BoundsConfig,
+    /// Sandbox limits for each plugin call.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Targets named in the configuration: their current size, the label values that name
+    /// them in metric series, and targets that discovery does not find.
+    #[serde(default)]
+    pub targets: Vec<StaticTarget>,
+    /// What carries out `act` verdicts in `enforce` mode, asked in this order: each operation
+    /// of a plan goes to the first actuator that supports it (e.g. Patroni for parameters and
+    /// restarts, then a webhook for resizes). Listing actuators in `dry-run` executes nothing.
+    #[serde(default)]
+    pub actuators: Vec<ActuatorConfig>,
+    /// How `enforce` mode executes: retries and resumption after a crash.
+    #[serde(default)]
+    pub act: ActConfig,
+}
+
+/// A target declared in the configuration.
+///
+/// Exporters disagree on what names a target: node_exporter's `instance` is its own address,
+/// postgres_exporter's is another, and its `server` label a third. `aliases` lists every label
+/// value that stands for this target, so their series are joined explicitly, never by guess.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticTarget {
+    /// The target's id in reports, the journal and policies.
+    pub id: String,
+    /// Other values of the target label that name this target (e.g. each exporter's address).
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// What the target runs with now; proposals need it.
+    #[serde(default)]
+    pub resources: Option<ResourcesConfig>,
+    /// Extra labels, visible to policies as `input.target.labels`.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// A target's current size, in operators' units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcesConfig {
+    /// vCPUs.
+    pub cpu: f64,
+    /// Memory in GiB.
+    pub memory_gib: f64,
+    /// Technology parameters tied to the size, e.g. `shared_buffers: 8GB`.
+    #[serde(default)]
+    pub parameters: std::collections::BTreeMap<String, String>,
+}
+
+impl ResourcesConfig {
+    /// The resources in the engine's units.
+    pub fn resolve(&self) -> setpoint_core::Resources {
+        setpoint_core::Resources {
+            cpu_millicores: (self.cpu * 1000.0).round() as u64,
+            memory_bytes: (self.memory_gib * setpoint_core::resources::GIB as f64).round() as u64,
+            replicas: 1,
+            parameters: self.parameters.clone(),
+        }
+    }
+}
+
+impl LoopConfig {
+    /// The quickstart loop.
+    pub fn quickstart() -> Self {
+        Self::quickstart_for(default_plugin())
+    }
+
+    /// The quickstart loop for a plugin: `weekly-rightsizing` for the bundled PostgreSQL
+    /// plugin, `<name>-rightsizing` for the others.
+    pub fn quickstart_for(plugin: PluginRef) -> Self {
+        let name = match &plugin {
+            PluginRef::Builtin(name) if name == "postgres" => "weekly-rightsizing".to_string(),
+            PluginRef::Builtin(name) => format!("{name}-rightsizing"),
+            PluginRef::File(path) => format!(
+                "{}-rightsizing",
+                path.file_stem()
+                    .map(|s| s.to_string_lossy().to_string())
+                    .unwrap_or_else(|| "plugin".to_string())
+            ),
+        };
+        Self {
+            plugin,
+            name: LoopName(name),
+            schedule: default_schedule(),
+            window: WindowConfig::default(),
+            source: SourceConfig::default(),
+            // The quickstart shows the learned classifier: trained on the simulator's history
+            // at the first run, deterministically from the source's seed.
+            classifier: ClassifierConfig::Model {
+                thresholds: Thresholds::default(),
+                train_on_simulator: true,
+            },
+            policies: PolicyRef::Builtin,
+            mode: Mode::DryRun,
+            bounds: BoundsConfig::default(),
+            limits: LimitsConfig::default(),
+            targets: Vec::new(),
+            actuators: Vec::new(),
+            act: ActConfig::default(),
+        }
+    }
+}
+
+fn default_schedule() -> Schedule {
+    Schedule::weekly()
+}
+
+fn default_plugin() -> PluginRef {
+    PluginRef::Builtin("postgres".into())
+}
+
+/// The observation window of a loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    /// Whole weeks that features cover (the fingerprint is 4). One more week is read, so the
+    /// oldest feature week is always complete.
+    #[serde(default = "default_weeks")]
+    pub weeks: u32,
+    /// Sample spacing.
+    #[serde(default = "default_step")]
+    pub step: HumanDuration,
+}
+
+fn default_weeks() -> u32 {
+    4
+}
+
+fn default_step() -> HumanDuration {
+    HumanDuration(Duration::from_secs(300))
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        Self {
+            weeks: default_weeks(),
+            step: default_step(),
+        }
+    }
+}
+
+/// Which plugin serves a loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginRef {
+    /// A plugin shipped inside setpoint, by name.
+    Builtin(String),
+    /// A `.wasm` component on disk.
+    File(PathBuf),
+}
+
+impl fmt::Display for PluginRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PluginRef::Builtin(name) => write!(f, "builtin:{name}"),
+            PluginRef::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+impl Serialize for PluginRef {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PluginRef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if let Some(name) = text.strip_prefix("builtin:") {
+            let known: Vec<&str> = setpoint_plugins_bundled::all()
+                .iter()
+                .map(|(n, _)| *n)
+                .collect();
+            if known.contains(&name) {
+                Ok(PluginRef::Builtin(name.to_string()))
+            } else {
+                Err(serde::de::Error::custom(format!(
+                    "unknown builtin plugin {name:?}; builtin plugins: {}",
+                    known.join(", ")
+                )))
+            }
+        } else if text.ends_with(".wasm") {
+            Ok(PluginRef::File(PathBuf::from(text)))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "invalid plugin {text:?}: use builtin:<name> or a path to a .wasm component"
+            )))
+        }
+    }
+}
+
+/// Where a loop's metrics come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// The embedded, deterministic simulated fleet.
+    Simulated {
+        /// Seed of the simulation: the same seed gives the same fleet and samples.
+        #[serde(default = "default_seed")]
+        seed: u64,
+    },
+    /// A Prometheus-compatible server: Prometheus, VictoriaMetrics, Thanos, Mimir.
+    Prometheus(setpoint_observe::PrometheusConfig),
+}
+
+fn default_seed() -> u64 {
+    42
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig::Simulated {
+            seed: default_seed(),
+        }
+    }
+}
+
+/// How a loop classifies targets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClassifierConfig {
+    /// The bootstrap heuristics from the design, always.
+    Bootstrap {
+        /// Their thresholds.
+        #[serde(default)]
+        thresholds: Thresholds,
+    },
+    /// The loop's promoted model from the registry (`setpoint train`, `setpoint models
+    /// promote`); the bootstrap heuristics until one is promoted, said in every explanation.
+    Model {
+        /// The bootstrap heuristics' thresholds, for the time before a model.
+        #[serde(default)]
+        thresholds: Thresholds,
+        /// With no promoted model, train one on the simulator's history of the plugin's
+        /// scenarios at the first cycle, register and promote it (the quickstart does).
+        #[serde(default)]
+        train_on_simulator: bool,
+    },
+}
+
+impl Default for ClassifierConfig {
+    fn default() -> Self {
+        ClassifierConfig::Model {
+            thresholds: Thresholds::default(),
+            train_on_simulator: false,
+        }
+    }
+}
+
+impl ClassifierConfig {
+    /// The bootstrap heuristics' thresholds.
+    pub fn thresholds(&self) -> &Thresholds {
+        match self {
+            ClassifierConfig::Bootstrap { thresholds }
+            | ClassifierConfig::Model { thresholds, .. } => thresholds,
+        }
+    }
+}
+
+/// Which policy bundle a loop uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PolicyRef {
+    /// The default policies shipped inside setpoint.
+    #[default]
+    Builtin,
+    /// A directory of `.rego` files and `data.json`.
+    Dir(PathBuf),
+}
+
+impl Serialize for PolicyRef {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            PolicyRef::Builtin => serializer.serialize_str("builtin"),
+            PolicyRef::Dir(path) => serializer.collect_str(&path.display()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PolicyRef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text == "builtin" {
+            Ok(PolicyRef::Builtin)
+        } else if text.is_empty() {
+            Err(serde::de::Error::custom(
+                "empty policy bundle path: use builtin or a directory",
+            ))
+        } else {
+            Ok(PolicyRef::Dir(PathBuf::from(text)))
+        }
+    }
+}
+
+/// Sizes proposals must stay within, in operators' units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoundsConfig {
+    /// Smallest CPU, in vCPUs.
+    #[serde(default = "default_min_cpu")]
+    pub min_cpu: f64,
+    /// Largest CPU, in vCPUs.
+    #[serde(default = "default_max_cpu")]
+    pub max_cpu: f64,
+    /// Smallest memory, in GiB.
+    #[serde(default = "default_min_memory")]
+    pub min_memory_gib: f64,
+    /// Largest memory, in GiB.
+    #[serde(default = "default_max_memory")]
+    pub max_memory_gib: f64,
+}
+
+fn default_min_cpu() -> f64 {
+    1.0
+}
+fn default_max_cpu() -> f64 {
+    64.0
+}
+fn default_min_memory() -> f64 {
+    2.0
+}
+fn default_max_memory() -> f64 {
+    512.0
+}
+
+impl Default for BoundsConfig {
+    fn default() -> Self {
+        Self {
+            min_cpu: default_min_cpu(),
+            max_cpu: default_max_cpu(),
+            min_memory_gib: default_min_memory(),
+            max_memory_gib: default_max_memory(),
+        }
+    }
+}
+
+impl BoundsConfig {
+    /// The bounds in the engine's units.
+    pub fn resolve(&self) -> Bounds {
+        let gib = setpoint_core::resources::GIB as f64;
+        Bounds {
+            min_cpu_millicores: (self.min_cpu * 1000.0).round() as u64,
+            max_cpu_millicores: (self.max_cpu * 1000.0).round() as u64,
+            min_memory_bytes: (self.min_memory_gib * gib).round() as u64,
+            max_memory_bytes: (self.max_memory_gib * gib).round() as u64,
+        }
+    }
+
+    pub(super) fn problems(&self, path: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, value) in [
+            ("min_cpu", self.min_cpu),
+            ("max_cpu", self.max_cpu),
+            ("min_memory_gib", self.min_memory_gib),
+            ("max_memory_gib", self.max_memory_gib),
+        ] {
+            if !value.is_finite() || value <= 0.0 {
+                out.push(format!(
+                    "{path}.{name}: must be a positive number, got {value}"
+                ));
+            }
+        }
+        if self.min_cpu > self.max_cpu {
+            out.push(format!(
+                "{path}: min_cpu ({}) is above max_cpu ({})",
+                self.min_cpu, self.max_cpu
+            ));
+        }
+        if self.min_memory_gib > self.max_memory_gib {
+            out.push(format!(
+                "{path}: min_memory_gib ({}) is above max_memory_gib ({})",
+                self.min_memory_gib, self.max_memory_gib
+            ));
+        }
+        out
+    }
+}
+
+/// Sandbox limits for each plugin call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// CPU budget per call, in wasmtime fuel units (about one per instruction).
+    #[serde(default = "default_fuel")]
+    pub fuel: u64,
+    /// Memory a plugin instance may grow to, in MiB.
+    #[serde(default = "default_memory_mib")]
+    pub memory_mib: u64,
+    /// Wall-clock backstop per call.
+    #[serde(default = "default_call_timeout")]
+    pub timeout: HumanDuration,
+}
+
+fn default_fuel() -> u64 {
+    setpoint_plugin_host::Limits::default().fuel_per_call
+}
+fn default_memory_mib() -> u64 {
+    (setpoint_plugin_host::Limits::default().memory_bytes / (1024 * 1024)) as u64
+}
+fn default_call_timeout() -> HumanDuration {
+    HumanDuration(setpoint_plugin_host::Limits::default().wall_clock)
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            fuel: default_fuel(),
+            memory_mib: default_memory_mib(),
+            timeout: default_call_timeout(),
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The limits in the plugin host's form.
+    pub fn resolve(&self) -> setpoint_plugin_host::Limits {
+        setpoint_plugin_host::Limits {
+            fuel_per_call: self.fuel,
+            memory_bytes: (self.memory_mib as usize).saturating_mul(1024 * 1024),
+            wall_clock: self.timeout.0,
+        }
+    }
+}
