@@ -189,8 +189,8 @@ async fn server_errors_are_retried_with_backoff_and_the_same_signature() {
     assert_eq!(requests.len(), 3);
     assert!(requests.iter().all(|r| verify(r).is_ok()));
     assert_eq!(requests[0].json()["dry_run"], true);
-    // Backoff 10 ms then 20 ms.
-    assert!(started.elapsed() >= Duration::from_millis(30));
+    // Backoff 10 ms then 20 ms, each jittered to between half and all of it: 15 ms at least.
+    assert!(started.elapsed() >= Duration::from_millis(15));
 
     // Always failing: gives up after the configured retries.
     let failing = HttpFake::start(|_| Response::json(500, &json!({})));
