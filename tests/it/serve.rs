@@ -796,11 +796,15 @@ impl Browser {
     }
 
     async fn find(&self, css: &str) -> String {
-        self.find_all(css)
-            .await
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| panic!("no element matches {css}"))
+        // After a click that navigates, the new page may not be there yet: wait for it, as a
+        // WebDriver implicit wait would, up to 10 s.
+        for _ in 0..100 {
+            if let Some(element) = self.find_all(css).await.into_iter().next() {
+                return element;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("no element matches {css} after 10 s")
     }
 
     async fn click(&self, css: &str) {
