@@ -13,7 +13,7 @@
 //! 2. the caller journals the intent under [`idempotency_key`];
 //! 3. [`Actuators::execute`] (or one [`Actuator::execute`]) runs the operations and answers one
 //!    [`OperationResult`] per operation — `applied`, `already_applied`, `scheduled` or
-//!    `dry_run` — each verified by reading the system back; [`executed`] turns them into
+//!    `dry_run` — each verified by reading the system back; [`ActOutcome::executed_by`] turns them into
 //!    [`ActOutcome::Executed`].
 //!
 //! Every actuator is idempotent: running the same intent again after a crash reports
@@ -372,11 +372,6 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     })
 }
 
-/// Finds the proposal a decision chose.
-pub fn chosen_proposal<'a>(decision: &Decision, proposals: &'a [Proposal]) -> Option<&'a Proposal> {
-    decision.chosen(proposals)
-}
-
 /// Routes a decision according to the mode; never executes anything.
 ///
 /// An `act` verdict in `enforce` mode becomes [`ActOutcome::Ready`] when `actuators` has any,
@@ -392,8 +387,9 @@ pub fn act(
     if matches!(decision.verdict, Verdict::Hold | Verdict::Block) {
         return Ok(ActOutcome::Nothing);
     }
-    let proposal =
-        chosen_proposal(decision, proposals).ok_or_else(|| ActError::UnknownProposal {
+    let proposal = decision
+        .chosen(proposals)
+        .ok_or_else(|| ActError::UnknownProposal {
             target: target.id.clone(),
             action: decision
                 .proposal
@@ -408,11 +404,6 @@ pub fn act(
         }
         _ => Ok(ActOutcome::WouldExecute { operations }),
     }
-}
-
-/// The outcome of an executed plan, from its results.
-pub fn executed(operations: Vec<Operation>, results: Vec<OperationResult>) -> ActOutcome {
-    ActOutcome::executed_by(operations, results)
 }
 
 #[cfg(test)]
@@ -591,7 +582,7 @@ mod tests {
         let results = runtime.block_on(actuators.execute(&execution)).unwrap();
         assert_eq!(results.len(), 3);
         assert_eq!(recording.seen.lock().unwrap().len(), 3);
-        let outcome = executed(operations, results);
+        let outcome = ActOutcome::executed_by(operations, results);
         assert!(outcome.executed());
         assert!(
             matches!(&outcome, ActOutcome::Executed { actuator, .. } if actuator == "recording")

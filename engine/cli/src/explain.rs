@@ -225,9 +225,7 @@ pub fn render(entry: &JournalEntry) -> String {
         }
     }
     if let Some(chosen) = entry
-        .decision
-        .as_ref()
-        .and_then(|d| setpoint_act::chosen_proposal(d, &entry.proposals))
+        .chosen_proposal()
         .filter(|_| t.technology == "postgres")
     {
         render_postgres(&mut out, chosen, &t.id);
