@@ -46,6 +46,7 @@
 pub mod config;
 mod cycle;
 pub mod enforce;
+pub mod sources;
 mod stages;
 pub mod training;
 
@@ -543,7 +544,7 @@ pub fn builtin_fleet_sized(seed: u64, plugin: &str, size: Option<usize>) -> Resu
 }
 
 /// The fleet of the bundled plugin for `technology`, if setpoint bundles one.
-fn bundled_fleet_for(seed: u64, technology: &str) -> Option<SimulatedFleet> {
+pub(crate) fn bundled_fleet_for(seed: u64, technology: &str) -> Option<SimulatedFleet> {
     setpoint_plugins_bundled::all()
         .iter()
         .filter_map(|(name, _)| builtin_fleet(seed, name).ok())
@@ -599,29 +600,16 @@ fn resolve_loop(config: LoopConfig, cache: &Arc<CompileCache>) -> Result<LoopRun
         },
         source,
     })?;
-    let source: Arc<dyn MetricSource> = match &config.source {
-        // The simulator plays the scenarios the loop's own plugin ships; a plugin that ships
-        // none, for a technology setpoint bundles, gets the bundled plugin's.
-        config::SourceConfig::Simulated { seed } => {
-            let descriptor = plugin.descriptor();
-            let fleet = if descriptor.scenarios.is_empty() {
-                bundled_fleet_for(*seed, &descriptor.technology)
-                    .unwrap_or_else(|| SimulatedFleet::new(*seed, descriptor))
-            } else {
-                SimulatedFleet::new(*seed, descriptor)
-            };
-            Arc::new(fleet)
-        }
-        config::SourceConfig::Prometheus(settings) => Arc::new(
-            setpoint_observe::PrometheusSource::new(settings.clone()).map_err(|error| {
-                RuntimeError::Source {
-                    loop_name: loop_name.clone(),
-                    source_name: settings.url.clone(),
-                    message: error.to_string(),
-                }
-            })?,
-        ),
-    };
+    let source = config
+        .source
+        .build(&sources::SourceContext {
+            descriptor: plugin.descriptor(),
+        })
+        .map_err(|error| RuntimeError::Source {
+            loop_name: loop_name.clone(),
+            source_name: config.source.describe(),
+            message: error.to_string(),
+        })?;
     let classifier = training::LoopClassifier::new(&config.classifier);
     let bounds = config.bounds.resolve();
     let actuators = enforce::build_actuators(&loop_name, &config.actuators)?;

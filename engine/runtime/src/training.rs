@@ -353,10 +353,11 @@ impl LoopClassifier {
         let mut record = store.promoted_model(loop_name)?;
         if record.is_none() && self.train_on_simulator {
             let _span = tracing::info_span!("train", loop_name = %loop_name).entered();
-            let seed = match lp.config.source {
-                crate::config::SourceConfig::Simulated { seed } => seed,
-                crate::config::SourceConfig::Prometheus(_) => TrainOptions::default().seed,
-            };
+            let seed = lp
+                .config
+                .source
+                .seed()
+                .unwrap_or(TrainOptions::default().seed);
             let options = TrainOptions {
                 seed,
                 // Cross-validation is for `setpoint train`'s report; a first run only needs

@@ -226,32 +226,6 @@ impl<'de> Deserialize<'de> for PluginRef {
     }
 }
 
-/// Where a loop's metrics come from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum SourceConfig {
-    /// The embedded, deterministic simulated fleet.
-    Simulated {
-        /// Seed of the simulation: the same seed gives the same fleet and samples.
-        #[serde(default = "default_seed")]
-        seed: u64,
-    },
-    /// A Prometheus-compatible server: Prometheus, VictoriaMetrics, Thanos, Mimir.
-    Prometheus(setpoint_observe::PrometheusConfig),
-}
-
-fn default_seed() -> u64 {
-    42
-}
-
-impl Default for SourceConfig {
-    fn default() -> Self {
-        SourceConfig::Simulated {
-            seed: default_seed(),
-        }
-    }
-}
-
 /// How a loop classifies targets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]

@@ -26,6 +26,8 @@ pub use loops::*;
 pub use surfaces::*;
 pub use values::*;
 
+pub use crate::sources::SourceConfig;
+
 /// Errors in the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -418,7 +420,10 @@ loops:
         let config = Config::parse(text, "t.yaml").unwrap();
         let lp = &config.loops[0];
         assert_eq!(lp.mode, Mode::Enforce);
-        assert_eq!(lp.source, SourceConfig::Simulated { seed: 7 });
+        assert_eq!(
+            lp.source,
+            SourceConfig::Simulated(crate::sources::SimulatedConfig { seed: 7 })
+        );
         assert_eq!(lp.bounds.resolve().min_cpu_millicores, 2000);
         assert_eq!(lp.limits.resolve().memory_bytes, 32 * 1024 * 1024);
         assert_eq!(lp.policies, PolicyRef::Dir(PathBuf::from("./policies")));
