@@ -101,7 +101,7 @@ fn the_run_completes_and_its_exit_status_says_targets_failed() {
         assert!(stdout.contains(lp), "{lp} missing:\n{stdout}");
     }
     assert!(
-        stdout.contains("8 vCPU / 32 GiB → 4 vCPU / 16 GiB"),
+        stdout.contains("8 vCPU / 32 GiB → 4 vCPU / 24 GiB"),
         "{stdout}"
     );
     assert!(stdout.contains("target(s) failed:"), "{stdout}");

@@ -72,7 +72,7 @@ fn the_custom_plugin_builds_and_shows_in_the_quickstart() {
     assert_eq!(archive["class"], "scale_down");
     assert_eq!(
         archive["change"],
-        "8 vCPU / 32 GiB → 4 vCPU / 16 GiB, wiredTigerCacheSizeGB 15.5 → 7.5"
+        "8 vCPU / 32 GiB → 4 vCPU / 20 GiB, wiredTigerCacheSizeGB 15.5 → 9.5"
     );
     assert_eq!(row("mongo-events-01")["class"], "scale_up");
     assert_eq!(row("mongo-catalog-01")["class"], "remain");

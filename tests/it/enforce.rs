@@ -172,10 +172,10 @@ fn an_approved_review_is_rechecked_and_executed_once() {
     assert_eq!(setup.api.changes(REPORTING_01), 1);
     let object = setup.api.object(REPORTING_01);
     assert_eq!(object["spec"]["resources"]["requests"]["cpu"], "4");
-    assert_eq!(object["spec"]["resources"]["limits"]["memory"], "16Gi");
+    assert_eq!(object["spec"]["resources"]["limits"]["memory"], "24Gi");
     assert_eq!(
         object["spec"]["postgresql"]["parameters"]["shared_buffers"],
-        "4GB"
+        "6GB"
     );
     // The other cluster was not touched.
     assert_eq!(setup.api.changes(REPORTING_02), 0);

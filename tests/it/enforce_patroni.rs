@@ -156,7 +156,7 @@ loops:
         .await
         .unwrap();
     assert_eq!(
-        config_now["postgresql"]["parameters"]["shared_buffers"], "4GB",
+        config_now["postgresql"]["parameters"]["shared_buffers"], "6GB",
         "{config_now}"
     );
 

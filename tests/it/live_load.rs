@@ -128,7 +128,8 @@ fn cycle(config: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
     let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(reports[0]["queries"], 4);
+    // Four metrics, and the safety floor's p99 and busiest hour of CPU and memory.
+    assert_eq!(reports[0]["queries"], 8);
 }
 
 /// Evaluation points (multiples of the step) in `[from, to]`.

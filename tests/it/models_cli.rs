@@ -219,35 +219,66 @@ fn evaluate_on_an_unseen_history_beats_the_bootstrap_heuristics() {
     );
 }
 
+/// `kind: model` with no promoted model stops the cycle and says how to fix it; only an explicit
+/// `fallback: bootstrap` lets the heuristics decide, and then every row says so.
 #[test]
-fn a_loop_without_a_model_says_the_bootstrap_heuristics_decided() {
+fn a_loop_without_a_model_fails_unless_it_names_a_fallback() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("setpoint.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir: {}\nloops:\n  - name: pg\n    classifier: {{ kind: model }}\n",
-            dir.path().join("state").display()
-        ),
-    )
-    .unwrap();
-    let output = std::process::Command::new(setpoint_binary())
-        .args(["--config"])
-        .arg(&config)
-        .args(["run", "--once"])
-        .env_remove("RUST_LOG")
-        .output()
+    let write = |classifier: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir: {}\nloops:\n  - name: pg\n    classifier: {classifier}\n",
+                dir.path().join("state").display()
+            ),
+        )
         .unwrap();
+    };
+    let run = || {
+        std::process::Command::new(setpoint_binary())
+            .args(["--config"])
+            .arg(&config)
+            .args(["run", "--once"])
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
+
+    write("{ kind: model }");
+    let output = run();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for needle in [
+        "loop pg: classifier kind model: no model is promoted",
+        "setpoint train --promote",
+        "classifier.fallback: bootstrap",
+    ] {
+        assert!(stderr.contains(needle), "{needle}: {stderr}");
+    }
+    let store = setpoint_state::Store::open(&dir.path().join("state")).unwrap();
+    assert!(
+        store.last_entry("pg-reporting-01").unwrap().is_none(),
+        "nothing decided"
+    );
+    drop(store);
+
+    write("{ kind: model, fallback: bootstrap }");
+    let output = run();
     assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("(fallback: bootstrap)"), "{stdout}");
     let store = setpoint_state::Store::open(&dir.path().join("state")).unwrap();
     let entry = store.last_entry("pg-reporting-01").unwrap().unwrap();
     let classification = entry.classification.unwrap();
     assert_eq!(classification.model, "bootstrap-heuristics");
+    let fallback = entry.classifier_fallback.unwrap_or_default();
     assert!(
-        classification
-            .explanation
-            .rule
-            .contains("no promoted model for loop pg yet"),
+        fallback.contains("no model is promoted") && fallback.contains("fallback: bootstrap"),
+        "{fallback}"
+    );
+    assert!(
+        classification.explanation.rule.contains(&fallback),
         "{}",
         classification.explanation.rule
     );

@@ -71,8 +71,8 @@ fn approvals_act_after_a_recheck_and_rejections_hold() {
     let id = reporting["id"].as_u64().unwrap().to_string();
     let shown = ok(setpoint(state, &["review", "show", &id]));
     for needle in [
-        "8 vCPU / 32 GiB → 4 vCPU / 16 GiB",
-        "set shared_buffers = 4GB (needs restart)",
+        "8 vCPU / 32 GiB → 4 vCPU / 24 GiB",
+        "set shared_buffers = 6GB (needs restart)",
         "approval_required",
         "gradient-boosting",
     ] {

@@ -293,11 +293,19 @@ fn one_range_query_per_metric_whatever_the_fleet_size() {
         let run = run(dir.path(), &server, &targets, "");
         assert_eq!(run.status, Some(0), "{}", run.stderr);
         let requests = server.range_requests();
-        assert_eq!(requests.len(), 4, "{size} targets: {requests:#?}");
+        // Four metrics, and the safety floor's p99 and busiest hour of CPU and memory.
+        assert_eq!(requests.len(), 8, "{size} targets: {requests:#?}");
         assert!(requests.iter().all(|q| q.contains("[1w:300s]")));
-        assert_eq!(run.report["queries"], 4);
+        assert_eq!(
+            requests
+                .iter()
+                .filter(|q| q.contains("quantile_over_time(0.99") || q.contains("[1h:300s])[1w:1h]"))
+                .count(),
+            4
+        );
+        assert_eq!(run.report["queries"], 8);
         assert!(
-            run.stderr.contains("queries=4"),
+            run.stderr.contains("queries=8"),
             "the trace shows the count: {}",
             run.stderr
         );

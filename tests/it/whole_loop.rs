@@ -55,14 +55,15 @@ async fn quickstart_classifies_proposes_and_gates_every_action() {
 
     assert!(report.rows.len() >= 50, "{} targets", report.rows.len());
     assert_eq!(report.failed(), 0, "{:#?}", report.rows);
-    // One range query per metric of the plugin, whatever the fleet size.
-    assert_eq!(report.queries, 4);
+    // One range query per metric of the plugin, whatever the fleet size, and the safety
+    // floor's two peak queries (p99, busiest hour) for each of CPU and memory.
+    assert_eq!(report.queries, 8);
 
     let reporting = row(&report, "pg-reporting-01");
     assert_eq!(reporting.class, Some(Class::ScaleDown));
     assert_eq!(
         reporting.change.as_deref(),
-        Some("8 vCPU / 32 GiB → 4 vCPU / 16 GiB, shared_buffers 8GB → 4GB")
+        Some("8 vCPU / 32 GiB → 4 vCPU / 24 GiB, shared_buffers 8GB → 6GB")
     );
     assert_eq!(reporting.verdict, Some(Verdict::Review));
 
@@ -202,7 +203,7 @@ async fn quickstart_shows_every_technology_classified_as_intended() {
     let pg = row(&reports[0], "pg-reporting-01");
     assert_eq!(
         pg.change.as_deref(),
-        Some("8 vCPU / 32 GiB → 4 vCPU / 16 GiB, shared_buffers 8GB → 4GB")
+        Some("8 vCPU / 32 GiB → 4 vCPU / 24 GiB, shared_buffers 8GB → 6GB")
     );
     assert_eq!(
         row(&reports[1], "redis-idle-01").change.as_deref(),
@@ -433,4 +434,54 @@ decision := {
     let reporting = row(&report, "pg-reporting-01");
     assert_eq!(reporting.verdict, Some(Verdict::Hold));
     assert_eq!(reporting.reason.as_ref().unwrap().code, "test_hold");
+}
+
+/// Whatever the classifier says and whatever the plugin plans, no scale-down leaves CPU or
+/// memory below what the target has been seen to need (its weekly peaks projected by their
+/// trend, plus headroom), and a target with a week of thin data keeps its size.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_scale_down_goes_below_the_safety_floor() {
+    let state = tempfile::tempdir().unwrap();
+    let report = run_once(quickstart(state.path()), now()).await;
+    let store = setpoint_state::Store::open(state.path()).unwrap();
+    let (mut downs, mut resized) = (0, 0);
+    for row in &report.rows {
+        let entry = store.last_entry(&row.target).unwrap().unwrap();
+        let floor = entry
+            .floor
+            .as_ref()
+            .expect("every observed target has a floor");
+        for p in entry
+            .proposals
+            .iter()
+            .filter(|p| p.action == ActionKind::ScaleDown)
+        {
+            downs += 1;
+            assert!(
+                floor.violations(&p.after).is_empty(),
+                "{}: {} is below its floor {floor:#?}",
+                row.target,
+                p.summary
+            );
+            resized += usize::from(p.rationale.contains("resized to the safety floor"));
+        }
+        if row.target.starts_with("pg-gap-") {
+            assert!(!floor.allows_any_shrink(), "{}: {floor:#?}", row.target);
+            assert!(
+                entry
+                    .proposals
+                    .iter()
+                    .all(|p| p.action != ActionKind::ScaleDown),
+                "{}: {:#?}",
+                row.target,
+                entry.proposals
+            );
+        }
+    }
+    // The reporting instances idle on CPU but hold most of their memory: halving is resized to
+    // the floor rather than taken whole.
+    assert!(
+        downs > 0 && resized > 0,
+        "{downs} scale-downs, {resized} resized"
+    );
 }

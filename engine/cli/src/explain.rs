@@ -100,6 +100,9 @@ pub fn render(entry: &JournalEntry) -> String {
     }
 
     let _ = writeln!(out, "\nclassification");
+    if let Some(fallback) = &entry.classifier_fallback {
+        let _ = writeln!(out, "  {fallback}");
+    }
     match &entry.classification {
         Some(c) => {
             let _ = writeln!(
@@ -135,6 +138,27 @@ pub fn render(entry: &JournalEntry) -> String {
         }
         None => {
             let _ = writeln!(out, "  not reached");
+        }
+    }
+
+    if let Some(floor) = &entry.floor {
+        let _ = writeln!(out, "\nsafety floor (what a scale-down may not go below)");
+        for bound in &floor.dimensions {
+            let _ = writeln!(out, "  {}", bound.describe(&floor.settings));
+        }
+        let classed_down = entry
+            .classification
+            .as_ref()
+            .is_some_and(|c| c.class == setpoint_core::Class::ScaleDown);
+        let has_down = entry
+            .proposals
+            .iter()
+            .any(|p| p.action == setpoint_core::ActionKind::ScaleDown);
+        if classed_down && !has_down && entry.error.is_none() {
+            let _ = writeln!(
+                out,
+                "  no scale-down proposed: no size below the current one stays above the floor"
+            );
         }
     }
 

@@ -154,6 +154,8 @@ fn aggregation(a: Aggregation) -> &'static str {
         Aggregation::Mean => "mean",
         Aggregation::Max => "max",
         Aggregation::P95 => "p95",
+        Aggregation::P99 => "p99",
+        Aggregation::MaxHourlyMean => "max 1h mean",
     }
 }
 

@@ -129,13 +129,16 @@ pub fn render(report: &CycleReport) -> String {
 
 fn cells(row: &TargetRow) -> Vec<Cell> {
     let dash = || "—".to_string();
-    let class = match (&row.class, &row.class_reason) {
+    let mut class = match (&row.class, &row.class_reason) {
         (Some(class), Some(code)) if code == "insufficient_data" => {
             format!("{class} (insufficient_data)")
         }
         (Some(class), _) => class.to_string(),
         (None, _) => "failed".to_string(),
     };
+    if row.classifier_fallback.is_some() {
+        class.push_str(" (fallback: bootstrap)");
+    }
     let missing_data = row.class_reason.as_deref() == Some("insufficient_data");
     let reason = match (&row.error, &row.reason) {
         (Some(error), _) => shorten(&format!("error: {error}")),

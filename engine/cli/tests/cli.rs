@@ -53,7 +53,7 @@ fn quickstart_report_then_explain_then_json() {
     let text = stdout(&out);
     assert!(text.contains("pg-reporting-01"), "{text}");
     assert!(
-        text.contains("8 vCPU / 32 GiB → 4 vCPU / 16 GiB, shared_buffers 8GB → 4GB"),
+        text.contains("8 vCPU / 32 GiB → 4 vCPU / 24 GiB, shared_buffers 8GB → 6GB"),
         "{text}"
     );
     assert!(text.contains("awaiting approval"), "{text}");
@@ -72,6 +72,9 @@ fn quickstart_report_then_explain_then_json() {
         "scale_down",
         "verdict review",
         "approval_required",
+        "safety floor (what a scale-down may not go below)",
+        "memory ≥ 24 GiB (peak",
+        "resized to the safety floor: the plain step left memory 16 GiB < 24 GiB",
     ] {
         assert!(trace.contains(needle), "explain lacks {needle}:\n{trace}");
     }

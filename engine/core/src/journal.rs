@@ -258,6 +258,13 @@ pub struct JournalEntry {
     /// How long the policy evaluation took, in seconds, when it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_seconds: Option<f64>,
+    /// Why the bootstrap heuristics classified instead of the loop's model (its
+    /// `classifier.fallback`); `None` when the configured classifier decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classifier_fallback: Option<String>,
+    /// The safety floor of each dimension: what a scale-down may not go below, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<crate::SafetyFloor>,
 }
 
 impl JournalEntry {
@@ -290,6 +297,8 @@ impl JournalEntry {
             outcome: None,
             policy_error: None,
             policy_seconds: None,
+            classifier_fallback: None,
+            floor: None,
         }
     }
 

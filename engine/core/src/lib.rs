@@ -628,12 +628,14 @@ pub struct PolicyInput {
 }
 
 pub mod clock;
+pub mod floor;
 pub mod intent;
 pub mod journal;
 pub mod plugin;
 pub mod review;
 
 pub use clock::{Clock, FixedClock, SharedClock, SystemClock, fixed_clock, system_clock};
+pub use floor::{Dimension, DimensionBound, DimensionFloor, FloorSettings, SafetyFloor, WeekPeak};
 pub use intent::{Intent, IntentStatus, OpStatus, OperationResult};
 pub use journal::{
     ActOutcome, FailureKind, JournalEntry, KillSwitches, ObserveIssue, StageError, StageName,

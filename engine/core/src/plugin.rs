@@ -18,6 +18,12 @@ pub enum Aggregation {
     Max,
     /// The 95th percentile (`quantile_over_time(0.95, …)`).
     P95,
+    /// The 99th percentile (`quantile_over_time(0.99, …)`); the engine's safety floor asks for
+    /// it, plugins cannot.
+    P99,
+    /// The busiest 1-hour mean (the hourly means' `max_over_time`); the engine's safety floor
+    /// asks for it, plugins cannot.
+    MaxHourlyMean,
 }
 
 /// One metric a plugin needs, as a PromQL template.

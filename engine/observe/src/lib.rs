@@ -7,6 +7,7 @@
 //! deterministic scenarios, so switching from the quickstart to a real TSDB changes the
 //! configuration, not the code path.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -65,14 +66,14 @@ pub const WEEK_MS: i64 = 7 * 24 * 3600 * 1000;
 /// between ranks, as PromQL's `quantile_over_time` does, so the embedded source and a TSDB agree.
 pub fn summarise_weekly(raw: &MetricSeries, end_ms: i64, summary: WeeklySummary) -> MetricSeries {
     let weeks = summary.weeks as usize;
-    let mut buckets: Vec<Vec<f64>> = vec![Vec::new(); weeks];
+    let mut buckets: Vec<Vec<(i64, f64)>> = vec![Vec::new(); weeks];
     for (&t, &v) in raw.timestamps_ms.iter().zip(&raw.values) {
         if !v.is_finite() || t >= end_ms {
             continue;
         }
         let back = ((end_ms - 1 - t) / WEEK_MS) as usize; // 0 = the week ending at end_ms
         if back < weeks {
-            buckets[weeks - 1 - back].push(v);
+            buckets[weeks - 1 - back].push((t, v));
         }
     }
     let mut out = MetricSeries {
@@ -80,14 +81,13 @@ pub fn summarise_weekly(raw: &MetricSeries, end_ms: i64, summary: WeeklySummary)
         sample_counts: Some(Vec::new()),
         ..MetricSeries::default()
     };
-    for (i, mut samples) in buckets.into_iter().enumerate() {
+    for (i, samples) in buckets.into_iter().enumerate() {
         if samples.is_empty() {
             continue;
         }
         let week_end = end_ms - (weeks - 1 - i) as i64 * WEEK_MS;
         out.timestamps_ms.push(week_end);
-        out.values
-            .push(aggregate(&mut samples, summary.aggregation));
+        out.values.push(aggregate(&samples, summary.aggregation));
         if let Some(counts) = out.sample_counts.as_mut() {
             counts.push(u32::try_from(samples.len()).unwrap_or(u32::MAX));
         }
@@ -95,18 +95,39 @@ pub fn summarise_weekly(raw: &MetricSeries, end_ms: i64, summary: WeeklySummary)
     out
 }
 
-/// One aggregate of finite, non-empty samples.
-fn aggregate(samples: &mut [f64], aggregation: Aggregation) -> f64 {
+/// Milliseconds in an hour.
+const HOUR_MS: i64 = 3600 * 1000;
+
+/// One aggregate of finite, non-empty `(time, value)` samples.
+fn aggregate(samples: &[(i64, f64)], aggregation: Aggregation) -> f64 {
+    let quantile = |q: f64| {
+        let mut values: Vec<f64> = samples.iter().map(|&(_, v)| v).collect();
+        values.sort_by(f64::total_cmp);
+        let rank = q * (values.len() - 1) as f64;
+        let lower = rank.floor() as usize;
+        let upper = (lower + 1).min(values.len() - 1);
+        let weight = rank - lower as f64;
+        values[lower] * (1.0 - weight) + values[upper] * weight
+    };
     match aggregation {
-        Aggregation::Mean => samples.iter().sum::<f64>() / samples.len() as f64,
-        Aggregation::Max => samples.iter().copied().fold(f64::MIN, f64::max),
-        Aggregation::P95 => {
-            samples.sort_by(f64::total_cmp);
-            let rank = 0.95 * (samples.len() - 1) as f64;
-            let lower = rank.floor() as usize;
-            let upper = (lower + 1).min(samples.len() - 1);
-            let weight = rank - lower as f64;
-            samples[lower] * (1.0 - weight) + samples[upper] * weight
+        Aggregation::Mean => samples.iter().map(|&(_, v)| v).sum::<f64>() / samples.len() as f64,
+        Aggregation::Max => samples.iter().map(|&(_, v)| v).fold(f64::MIN, f64::max),
+        Aggregation::P95 => quantile(0.95),
+        Aggregation::P99 => quantile(0.99),
+        Aggregation::MaxHourlyMean => {
+            // Hours as a TSDB's hourly subquery sees them: (h - 1 h, h] for whole hours h.
+            let mut hours: BTreeMap<i64, (f64, u32)> = BTreeMap::new();
+            for &(t, v) in samples {
+                let slot = hours
+                    .entry(t.div_euclid(HOUR_MS) + i64::from(t.rem_euclid(HOUR_MS) != 0))
+                    .or_default();
+                slot.0 += v;
+                slot.1 += 1;
+            }
+            hours
+                .values()
+                .map(|&(sum, n)| sum / f64::from(n))
+                .fold(f64::MIN, f64::max)
         }
     }
 }
@@ -256,6 +277,49 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn peaks_summarise_the_99th_percentile_and_the_busiest_hour() {
+        let end = 10 * WEEK_MS;
+        // One week at 5-minute steps: 0.2 all week, but one whole hour at 0.9.
+        let step = 300_000;
+        let start = end - WEEK_MS;
+        let timestamps: Vec<i64> = (0..2016).map(|i| start + i * step).collect();
+        let busy = start + 50 * 3_600_000;
+        let values: Vec<f64> = timestamps
+            .iter()
+            .map(|&t| {
+                if t > busy - 3_600_000 && t <= busy {
+                    0.9
+                } else {
+                    0.2
+                }
+            })
+            .collect();
+        let raw = MetricSeries {
+            metric: "cpu".into(),
+            timestamps_ms: timestamps,
+            values,
+            sample_counts: None,
+        };
+        let week = |aggregation| {
+            summarise_weekly(
+                &raw,
+                end,
+                WeeklySummary {
+                    aggregation,
+                    weeks: 1,
+                },
+            )
+            .values
+        };
+        // 12 samples of 2016 (0.6 %) are busy: the 99th percentile misses that hour, which is
+        // why the floor also takes the busiest hour.
+        assert_eq!(week(Aggregation::P99), [0.2]);
+        assert!((week(Aggregation::MaxHourlyMean)[0] - 0.9).abs() < 1e-9);
+        assert!((week(Aggregation::Mean)[0] - (0.2 + 0.7 * 12.0 / 2016.0)).abs() < 1e-9);
+        assert_eq!(week(Aggregation::P95), [0.2]);
+    }
 
     #[test]
     fn weekly_summaries_match_promql_semantics() {

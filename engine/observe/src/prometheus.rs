@@ -629,6 +629,10 @@ pub fn weekly_promql(promql: &str, aggregation: Aggregation, step_seconds: u64) 
         Aggregation::Mean => format!("avg_over_time({finite})"),
         Aggregation::Max => format!("max_over_time({finite})"),
         Aggregation::P95 => format!("quantile_over_time(0.95, {finite})"),
+        Aggregation::P99 => format!("quantile_over_time(0.99, {finite})"),
+        Aggregation::MaxHourlyMean => format!(
+            "max_over_time(avg_over_time((({promql}) > -Inf < +Inf)[1h:{step_seconds}s])[1w:1h])"
+        ),
     };
     format!(
         r#"label_replace({aggregate}, "{STAT_LABEL}", "value", "", "") or label_replace(count_over_time({finite}), "{STAT_LABEL}", "count", "", "")"#

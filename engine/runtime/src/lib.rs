@@ -108,6 +108,15 @@ pub enum RuntimeError {
         /// What went wrong.
         message: String,
     },
+    /// A loop classifies with a model that is missing, stale or incompatible, and has no
+    /// `classifier.fallback`.
+    #[error("loop {loop_name}: classifier kind model: {problem}")]
+    ModelUnusable {
+        /// The loop.
+        loop_name: String,
+        /// What is wrong with its model.
+        problem: training::ModelProblem,
+    },
     /// Training, evaluating or loading a loop's model failed.
     #[error("loop {loop_name}: model: {message}")]
     Learn {
@@ -205,6 +214,9 @@ pub struct TargetRow {
     pub confidence: Option<f64>,
     /// Classification reason code (e.g. `insufficient_data`).
     pub class_reason: Option<String>,
+    /// Why the bootstrap heuristics classified instead of the loop's model, if they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classifier_fallback: Option<String>,
     /// Consecutive cycles with this class.
     pub stable_cycles: u32,
     /// Verdict, when the policy was reached.
@@ -276,6 +288,7 @@ impl From<&JournalEntry> for TargetRow {
             class: classification.map(|c| c.class),
             confidence: classification.map(|c| c.confidence),
             class_reason: classification.map(|c| c.explanation.code.clone()),
+            classifier_fallback: entry.classifier_fallback.clone(),
             stable_cycles: entry.stable_cycles,
             verdict: decision.map(|d| d.verdict),
             change: entry.chosen_proposal().map(|p| p.summary.clone()),

@@ -308,11 +308,49 @@ pub(crate) struct ActiveClassifier {
     pub(crate) fallback: Option<String>,
 }
 
+/// Why a loop's promoted model cannot classify.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ModelProblem {
+    /// No model is promoted for the loop.
+    #[error(
+        "no model is promoted for the loop (train one from the source's history with `setpoint train --promote`, or set classifier.fallback: bootstrap)"
+    )]
+    Missing,
+    /// The promoted model is older than the loop allows.
+    #[error(
+        "the promoted model {version} is {age_days} days old, over classifier.max_age_days ({max_age_days}); retrain it"
+    )]
+    Stale {
+        /// Its version.
+        version: String,
+        /// Its age in days.
+        age_days: i64,
+        /// The limit.
+        max_age_days: i64,
+    },
+    /// The promoted model was trained on other features than the plugin computes.
+    #[error(
+        "the promoted model {version} was trained on other features than plugin {plugin} computes ({detail}); retrain it"
+    )]
+    Incompatible {
+        /// Its version.
+        version: String,
+        /// The plugin.
+        plugin: String,
+        /// The first difference.
+        detail: String,
+    },
+}
+
 /// A loop's classifiers: the bootstrap heuristics, and the promoted model once parsed.
 pub(crate) struct LoopClassifier {
     bootstrap: Arc<dyn Classifier>,
     use_models: bool,
     train_on_simulator: bool,
+    /// Whether the bootstrap heuristics may stand in for an unusable model.
+    fallback: bool,
+    /// Age after which a promoted model is stale.
+    max_age: chrono::Duration,
     /// The promoted version last parsed, kept until another is promoted.
     parsed: Mutex<Option<(String, Arc<dyn Classifier>)>>,
 }
@@ -320,18 +358,69 @@ pub(crate) struct LoopClassifier {
 impl LoopClassifier {
     pub(crate) fn new(config: &crate::config::ClassifierConfig) -> Self {
         use crate::config::ClassifierConfig;
-        let (use_models, train_on_simulator) = match config {
-            ClassifierConfig::Bootstrap { .. } => (false, false),
+        let (use_models, train_on_simulator, fallback, max_age_days) = match config {
+            ClassifierConfig::Bootstrap { .. } => (false, false, false, 0),
             ClassifierConfig::Model {
-                train_on_simulator, ..
-            } => (true, *train_on_simulator),
+                train_on_simulator,
+                fallback,
+                max_age_days,
+                ..
+            } => (true, *train_on_simulator, fallback.is_some(), *max_age_days),
         };
         Self {
             bootstrap: Arc::new(BootstrapHeuristics::new(config.thresholds().clone())),
             use_models,
             train_on_simulator,
+            fallback,
+            max_age: chrono::Duration::days(i64::from(max_age_days)),
             parsed: Mutex::new(None),
         }
+    }
+
+    /// What makes `record` unusable by the loop at `now`: stale, or trained on other features
+    /// than the loop's plugin computes.
+    fn problem_with(
+        &self,
+        lp: &LoopRuntime,
+        record: &setpoint_state::ModelRecord,
+        now: DateTime<Utc>,
+    ) -> Option<ModelProblem> {
+        let age = now - record.created_at;
+        if age > self.max_age {
+            return Some(ModelProblem::Stale {
+                version: record.version.clone(),
+                age_days: age.num_days(),
+                max_age_days: self.max_age.num_days(),
+            });
+        }
+        let descriptor = lp.plugin.descriptor();
+        let plugin: Vec<&str> = descriptor
+            .features
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect();
+        let trained: Vec<&str> = record
+            .features
+            .iter()
+            .map(String::as_str)
+            .take(plugin.len())
+            .collect();
+        (trained != plugin).then(|| {
+            let detail = plugin
+                .iter()
+                .zip(trained.iter().map(Some).chain(std::iter::repeat(None)))
+                .find(|(p, t)| t.is_none_or(|t| t != *p))
+                .map(|(p, t)| match t {
+                    Some(t) => format!("the plugin's {p} where the model has {t}"),
+                    None => format!("the model lacks the plugin's {p}"),
+                })
+                .unwrap_or_else(|| "a different feature list".to_string());
+            ModelProblem::Incompatible {
+                version: record.version.clone(),
+                plugin: format!("{} {}", descriptor.name, descriptor.version),
+                detail,
+            }
+        })
     }
 
     /// The classifier for a cycle starting at `now`: the promoted model, training and
@@ -377,12 +466,29 @@ impl LoopClassifier {
             tracing::info!(version = %trained.model.short_version(), "trained and promoted a model");
             record = Some(trained.record);
         }
-        let Some(record) = record else {
+        let problem = match &record {
+            None => Some(ModelProblem::Missing),
+            Some(record) => self.problem_with(lp, record, now),
+        };
+        if let Some(problem) = problem {
+            if !self.fallback {
+                return Err(RuntimeError::ModelUnusable {
+                    loop_name: loop_name.clone(),
+                    problem,
+                });
+            }
+            tracing::warn!(%problem, "the bootstrap heuristics stand in for the model (classifier.fallback: bootstrap)");
             return Ok(ActiveClassifier {
                 classifier: self.bootstrap.clone(),
                 fallback: Some(format!(
-                    "no promoted model for loop {loop_name} yet (`setpoint train --loop {loop_name}`): the bootstrap heuristics decided"
+                    "fallback: the bootstrap heuristics decided, because {problem} (classifier.fallback: bootstrap)"
                 )),
+            });
+        }
+        let Some(record) = record else {
+            return Err(RuntimeError::ModelUnusable {
+                loop_name: loop_name.clone(),
+                problem: ModelProblem::Missing,
             });
         };
         let mut parsed = self

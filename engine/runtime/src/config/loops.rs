@@ -33,6 +33,10 @@ pub struct LoopConfig {
     /// Sizes proposals must stay within.
     #[serde(default)]
     pub bounds: BoundsConfig,
+    /// The safety floor a scale-down may not go below: each dimension's weekly peaks over the
+    /// window, projected by its trend, plus headroom.
+    #[serde(default)]
+    pub floor: FloorConfig,
     /// Sandbox limits for each plugin call.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -126,10 +130,13 @@ impl LoopConfig {
             classifier: ClassifierConfig::Model {
                 thresholds: Thresholds::default(),
                 train_on_simulator: true,
+                fallback: None,
+                max_age_days: default_max_model_age_days(),
             },
             policies: PolicyRef::Builtin,
             mode: Mode::DryRun,
             bounds: BoundsConfig::default(),
+            floor: FloorConfig::default(),
             limits: LimitsConfig::default(),
             targets: Vec::new(),
             actuators: Vec::new(),
@@ -237,23 +244,45 @@ pub enum ClassifierConfig {
         thresholds: Thresholds,
     },
     /// The loop's promoted model from the registry (`setpoint train`, `setpoint models
-    /// promote`); the bootstrap heuristics until one is promoted, said in every explanation.
+    /// promote`). A model that is missing, older than `max_age_days` or trained on other
+    /// features than the plugin's stops the cycle with the reason, unless `fallback:
+    /// bootstrap` is set — and then every affected row says the heuristics decided, and why.
     Model {
-        /// The bootstrap heuristics' thresholds, for the time before a model.
+        /// The bootstrap heuristics' thresholds, for a fallback.
         #[serde(default)]
         thresholds: Thresholds,
         /// With no promoted model, train one on the simulator's history of the plugin's
         /// scenarios at the first cycle, register and promote it (the quickstart does).
         #[serde(default)]
         train_on_simulator: bool,
+        /// What decides when the model cannot: nothing (the default: the cycle fails and says
+        /// why), or `bootstrap`, the heuristics, said on every row.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fallback: Option<ModelFallback>,
+        /// A promoted model older than this many days is stale (default 90).
+        #[serde(default = "default_max_model_age_days")]
+        max_age_days: u32,
     },
 }
 
+/// What classifies when a loop's model cannot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelFallback {
+    /// The bootstrap heuristics, with the reason on every row.
+    Bootstrap,
+}
+
+fn default_max_model_age_days() -> u32 {
+    90
+}
+
+/// Without a `classifier:` key a loop uses the bootstrap heuristics: a model is only used
+/// when the config asks for one, so that none is ever assumed.
 impl Default for ClassifierConfig {
     fn default() -> Self {
-        ClassifierConfig::Model {
+        ClassifierConfig::Bootstrap {
             thresholds: Thresholds::default(),
-            train_on_simulator: false,
         }
     }
 }
@@ -299,6 +328,71 @@ impl<'de> Deserialize<'de> for PolicyRef {
         } else {
             Ok(PolicyRef::Dir(PathBuf::from(text)))
         }
+    }
+}
+
+/// The safety floor's settings (see [`setpoint_core::floor`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FloorConfig {
+    /// Fraction added on top of the projected peak (default 0.15, as VPA's safety margin).
+    #[serde(default = "default_headroom")]
+    pub headroom: f64,
+    /// Weeks ahead a dimension's peak is projected by its trend (default 4: until the weekly
+    /// loop has seen enough again to scale back up).
+    #[serde(default = "default_horizon_weeks")]
+    pub horizon_weeks: f64,
+    /// Least share of a week's samples present for the week to count as evidence for a
+    /// shrink (default 0.8); a thinner week keeps that dimension's size.
+    #[serde(default = "default_min_coverage")]
+    pub min_coverage: f64,
+}
+
+fn default_headroom() -> f64 {
+    setpoint_core::FloorSettings::default().headroom
+}
+fn default_horizon_weeks() -> f64 {
+    setpoint_core::FloorSettings::default().horizon_weeks
+}
+fn default_min_coverage() -> f64 {
+    setpoint_core::FloorSettings::default().min_coverage
+}
+
+impl Default for FloorConfig {
+    fn default() -> Self {
+        Self {
+            headroom: default_headroom(),
+            horizon_weeks: default_horizon_weeks(),
+            min_coverage: default_min_coverage(),
+        }
+    }
+}
+
+impl FloorConfig {
+    /// The settings in the engine's terms.
+    pub fn resolve(&self) -> setpoint_core::FloorSettings {
+        setpoint_core::FloorSettings {
+            headroom: self.headroom,
+            horizon_weeks: self.horizon_weeks,
+            min_coverage: self.min_coverage,
+        }
+    }
+
+    pub(super) fn problems(&self, path: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut check = |name: &str, value: f64, range: std::ops::RangeInclusive<f64>| {
+            if !range.contains(&value) {
+                out.push(format!(
+                    "{path}.{name}: {value} is outside {}..={}",
+                    range.start(),
+                    range.end()
+                ));
+            }
+        };
+        check("headroom", self.headroom, 0.0..=10.0);
+        check("horizon_weeks", self.horizon_weeks, 0.0..=52.0);
+        check("min_coverage", self.min_coverage, 0.0..=1.0);
+        out
     }
 }
 

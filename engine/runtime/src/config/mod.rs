@@ -327,6 +327,7 @@ impl Config {
                 );
             }
             out.extend(lp.bounds.problems(&format!("{path}.bounds")));
+            out.extend(lp.floor.problems(&format!("{path}.floor")));
             if lp.limits.fuel == 0 {
                 out.push(format!("{path}.limits.fuel: must be positive"));
             }

@@ -41,6 +41,7 @@ pub fn classify(classifier: &ActiveClassifier, fingerprinted: Fingerprinted) -> 
         "setpoint.model_version",
         classification.model_version.as_str(),
     );
+    run.entry.classifier_fallback = classifier.fallback.clone();
     run.entry.classification = Some(classification.clone());
     Classified {
         run,

@@ -24,7 +24,12 @@ pub fn fingerprint(
 ) -> Vec<Staged<Fingerprinted>> {
     let (runs, series): (Vec<TargetRun>, Vec<_>) = observed
         .into_iter()
-        .map(|o| (TargetRun::begin(context, o.target, o.issues), o.series))
+        .map(|o| {
+            (
+                TargetRun::begin(context, o.target, o.issues, o.floor),
+                o.series,
+            )
+        })
         .unzip();
     let features = {
         let inputs: Vec<FeaturesInput<'_>> = runs

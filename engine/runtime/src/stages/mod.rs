@@ -28,7 +28,7 @@ pub mod record;
 
 use chrono::{DateTime, Utc};
 use setpoint_core::{
-    FailureKind, JournalEntry, ObserveIssue, StageError, StageName, Target, Window,
+    FailureKind, JournalEntry, ObserveIssue, SafetyFloor, StageError, StageName, Target, Window,
 };
 use setpoint_plugin_host::PluginError;
 use tracing::info_span;
@@ -70,7 +70,12 @@ pub struct TargetRun {
 
 impl TargetRun {
     /// Starts the record and the span of `target` in this cycle.
-    pub fn begin(context: &CycleContext<'_>, target: Target, issues: Vec<ObserveIssue>) -> Self {
+    pub fn begin(
+        context: &CycleContext<'_>,
+        target: Target,
+        issues: Vec<ObserveIssue>,
+        floor: SafetyFloor,
+    ) -> Self {
         let lp = context.lp;
         // The attributes a person filters traces on (documented in the crate docs); those not
         // known yet are recorded as the stages produce them.
@@ -100,6 +105,7 @@ impl TargetRun {
             &context.plugin_label,
         );
         entry.observe_issues = issues;
+        entry.floor = Some(floor);
         Self {
             entry: Box::new(entry),
             span,

@@ -5,8 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use setpoint_core::{MetricSeries, MetricSpec, ObserveIssue, Target, Window};
-use setpoint_observe::{RangeQuery, WeeklySummary};
+use setpoint_core::{
+    Aggregation, Dimension, FloorSettings, MetricSeries, MetricSpec, ObserveIssue, SafetyFloor,
+    Target, WeekPeak, Window,
+};
+use setpoint_observe::{RangeQuery, WeeklySummary, summarise_weekly};
 use tracing::{Instrument, info_span};
 
 use crate::LoopRuntime;
@@ -24,6 +27,8 @@ pub struct Observed {
     pub series: Vec<MetricSeries>,
     /// One issue per metric it lacks, and per series the source had to drop.
     pub issues: Vec<ObserveIssue>,
+    /// The safety floor of each dimension, from its weekly peaks and trend.
+    pub floor: SafetyFloor,
 }
 
 /// The loop's fleet as observed in one cycle.
@@ -141,7 +146,45 @@ pub async fn observe(lp: &LoopRuntime, window: &Window) -> ObservedFleet {
             .await;
         observation.answer(&metric.name, result, &names);
     }
-    let queries = descriptor.metrics.len();
+    let mut queries = descriptor.metrics.len();
+    // The safety floor's peaks: the engine's own queries, whatever the plugin summarises.
+    for dimension in Dimension::ALL {
+        let Some(metric) = descriptor
+            .metrics
+            .iter()
+            .find(|m| m.name == dimension.metric())
+        else {
+            continue;
+        };
+        // Raw samples: the peaks are summarised here from the plugin's series. A metric whose
+        // own query failed is missing already (and said once): its dimension may not shrink.
+        if !summarise || observation.failed_metrics.contains_key(&metric.name) {
+            continue;
+        }
+        for stat in PeakStat::ALL {
+            let aggregation = stat.aggregation();
+            let query = RangeQuery {
+                metric: metric.name.clone(),
+                promql: metric.query.clone(),
+                technology: descriptor.technology.clone(),
+                start: window.start,
+                end: window.end,
+                step_seconds: window.step_seconds,
+                target_label: TARGET_LABEL.to_string(),
+                weekly: Some(WeeklySummary {
+                    aggregation,
+                    weeks: window.weeks,
+                }),
+            };
+            let result = lp
+                .source
+                .query_range(&query)
+                .instrument(info_span!("observe", metric = %metric.name, peak = ?aggregation))
+                .await;
+            observation.peak_answer(dimension, stat, result, &names);
+            queries += 1;
+        }
+    }
     tracing::info!(
         targets = targets.len(),
         queries,
@@ -149,7 +192,127 @@ pub async fn observe(lp: &LoopRuntime, window: &Window) -> ObservedFleet {
         "observed"
     );
     tracing::Span::current().record("setpoint.targets", targets.len());
-    observation.into_fleet(targets, &descriptor.metrics, queries)
+    let floor = FloorContext {
+        settings: lp.config.floor.resolve(),
+        window: *window,
+        summarised: summarise,
+    };
+    observation.into_fleet(targets, &descriptor.metrics, queries, &floor)
+}
+
+/// What computing each target's floor needs besides its series.
+struct FloorContext {
+    settings: FloorSettings,
+    window: Window,
+    /// Whether the source summarised per week (else the plugin's series are raw samples).
+    summarised: bool,
+}
+
+impl FloorContext {
+    /// Samples a complete week has at the window's step.
+    fn samples_per_week(&self) -> f64 {
+        (WEEK_SECONDS as f64 / self.window.step_seconds.max(1) as f64).floor()
+    }
+
+    /// The floor of `target` from its plugin series and the peak series the engine asked for.
+    fn floor_of(
+        &self,
+        target: &Target,
+        series: &[MetricSeries],
+        peaks: &BTreeMap<(Dimension, PeakStat), MetricSeries>,
+        metrics: &[MetricSpec],
+    ) -> SafetyFloor {
+        let weeks = self.window.weeks as usize;
+        let end_ms = self.window.end.timestamp_millis();
+        let per_week = self.samples_per_week();
+        SafetyFloor::compute(self.settings, &target.resources, |dimension| {
+            let Some(spec) = metrics.iter().find(|m| m.name == dimension.metric()) else {
+                return Vec::new();
+            };
+            let Some(plugin_series) = series.iter().find(|s| s.metric == spec.name) else {
+                return Vec::new();
+            };
+            let summary = |aggregation| WeeklySummary {
+                aggregation,
+                weeks: self.window.weeks,
+            };
+            // Weekly means (with sample counts), 99th percentiles and busiest hours: asked of the
+            // TSDB when it summarises, else computed here from the raw samples.
+            let (mean, p99, hourly) = if self.summarised {
+                let mean = (spec.aggregation == Aggregation::Mean).then(|| plugin_series.clone());
+                (
+                    mean,
+                    peaks.get(&(dimension, PeakStat::P99)).cloned(),
+                    peaks.get(&(dimension, PeakStat::MaxHourlyMean)).cloned(),
+                )
+            } else {
+                (
+                    Some(summarise_weekly(
+                        plugin_series,
+                        end_ms,
+                        summary(Aggregation::Mean),
+                    )),
+                    Some(summarise_weekly(
+                        plugin_series,
+                        end_ms,
+                        summary(Aggregation::P99),
+                    )),
+                    Some(summarise_weekly(
+                        plugin_series,
+                        end_ms,
+                        summary(Aggregation::MaxHourlyMean),
+                    )),
+                )
+            };
+            // The counts come with every summarised series; the mean's are the plugin's own.
+            let counts_from = mean.as_ref().or(p99.as_ref());
+            (0..weeks)
+                .map(|i| {
+                    let week_end = end_ms - (weeks - 1 - i) as i64 * setpoint_observe::WEEK_MS;
+                    let at = |s: &Option<MetricSeries>| {
+                        s.as_ref().and_then(|s| {
+                            s.timestamps_ms
+                                .iter()
+                                .position(|&t| t == week_end)
+                                .and_then(|k| s.values.get(k).copied())
+                        })
+                    };
+                    let count = counts_from
+                        .and_then(|s| {
+                            let k = s.timestamps_ms.iter().position(|&t| t == week_end)?;
+                            s.sample_counts.as_ref()?.get(k).copied()
+                        })
+                        .unwrap_or(0);
+                    WeekPeak {
+                        mean: at(&mean),
+                        p99: at(&p99),
+                        max_hourly: at(&hourly),
+                        coverage: (f64::from(count) / per_week).min(1.0),
+                    }
+                })
+                .collect()
+        })
+    }
+}
+
+/// A statistic of the floor's peak queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum PeakStat {
+    /// Each week's 99th percentile.
+    P99,
+    /// Each week's busiest 1-hour mean.
+    MaxHourlyMean,
+}
+
+impl PeakStat {
+    const ALL: [PeakStat; 2] = [PeakStat::P99, PeakStat::MaxHourlyMean];
+
+    fn aggregation(self) -> Aggregation {
+        match self {
+            PeakStat::P99 => Aggregation::P99,
+            PeakStat::MaxHourlyMean => Aggregation::MaxHourlyMean,
+        }
+    }
 }
 
 /// Applies the configuration's targets to what discovery found: aliases fold the label values
@@ -263,9 +426,41 @@ struct Observation {
     problems: HashMap<String, Vec<ObserveIssue>>,
     /// What made the observation incomplete for the fleet.
     degraded: Vec<Degradation>,
+    /// Target id → the safety floor's weekly peak series.
+    peaks: HashMap<String, BTreeMap<(Dimension, PeakStat), MetricSeries>>,
 }
 
 impl Observation {
+    /// Takes in one of the floor's peak queries. A failed one leaves the dimension without a
+    /// floor — it may not shrink — and degrades the cycle, as a failed metric does.
+    fn peak_answer(
+        &mut self,
+        dimension: Dimension,
+        stat: PeakStat,
+        result: Result<setpoint_observe::QueryResult, setpoint_observe::ObserveError>,
+        names: &HashMap<String, String>,
+    ) {
+        match result {
+            Ok(result) => {
+                for (label, series) in result.series {
+                    let target = names.get(&label).cloned().unwrap_or(label);
+                    self.peaks
+                        .entry(target)
+                        .or_default()
+                        .entry((dimension, stat))
+                        .or_insert(series);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(metric = dimension.metric(), ?stat, %error, "peak query failed; the dimension may not shrink");
+                self.degraded.push(Degradation::QueryFailed {
+                    metric: format!("{} ({stat:?}, for the safety floor)", dimension.metric()),
+                    error: error.to_string(),
+                });
+            }
+        }
+    }
+
     fn problem(&mut self, target: String, issue: ObserveIssue) {
         self.problems.entry(target).or_default().push(issue);
     }
@@ -315,16 +510,20 @@ impl Observation {
         targets: Vec<Target>,
         metrics: &[MetricSpec],
         queries: usize,
+        floor: &FloorContext,
     ) -> ObservedFleet {
         let mut observed: Vec<Observed> = targets
             .into_iter()
             .map(|target| {
                 let series = self.series.remove(&target.id).unwrap_or_default();
                 let issues = self.issues_of(&target.id, metrics, &series);
+                let peaks = self.peaks.remove(&target.id).unwrap_or_default();
+                let floor = floor.floor_of(&target, &series, &peaks, metrics);
                 Observed {
                     target,
                     series,
                     issues,
+                    floor,
                 }
             })
             .collect();
