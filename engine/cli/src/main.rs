@@ -263,18 +263,9 @@ fn main() -> ExitCode {
     code
 }
 
-/// The error and its causes, each once: the engine's errors already quote their source in
-/// their message, so a cause is added only when it says something new.
+/// The error and its causes, each once.
 fn describe(error: &anyhow::Error) -> String {
-    let mut text = error.to_string();
-    for cause in error.chain().skip(1) {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-    }
-    text
+    setpoint_server::describe(error.as_ref())
 }
 
 /// The stderr log, and OpenTelemetry traces when the config's `telemetry:` or the `OTEL_*`
@@ -384,7 +375,7 @@ fn run_loops(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
         .context("cannot start the async runtime")?;
     let shutdown = Shutdown::new();
     tokio.block_on(async {
-        spawn_signal_listener(shutdown.clone());
+        setpoint_server::spawn_signal_listener(shutdown.clone());
         if args.once {
             let now = clock.now();
             let reports = runtime
@@ -457,41 +448,6 @@ fn run_loops(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     })
-}
-
-/// First SIGINT/SIGTERM: stop cleanly (cycles stop between targets and are recorded as
-/// interrupted). A second one exits at once.
-fn spawn_signal_listener(shutdown: Shutdown) {
-    tokio::spawn(async move {
-        let mut count = 0;
-        loop {
-            let signal = wait_for_signal().await;
-            count += 1;
-            if count == 1 {
-                eprintln!("setpoint: {signal} received, stopping after the current target");
-                shutdown.request();
-            } else {
-                eprintln!("setpoint: {signal} received again, exiting now");
-                std::process::exit(130);
-            }
-        }
-    });
-}
-
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers, never report a signal.
-        std::future::pending::<()>().await;
-        return "no signal";
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    }
 }
 
 fn kill_switch(dir: &Path, args: &KillSwitchArgs, clock: &SharedClock) -> Result<ExitCode> {

@@ -23,6 +23,7 @@ use clap::Args;
 use serde::Deserialize;
 use setpoint_core::SharedClock;
 use setpoint_runtime::{Config, Runtime, Shutdown};
+use setpoint_server::review::{self, Decided, ReviewDecision, ReviewError};
 use setpoint_state::{KillSwitchScope, StateError, Store};
 
 use auth::{Auth, Role, User, Via};
@@ -93,7 +94,7 @@ pub fn serve(config: Config, args: &ServeArgs, clock: SharedClock) -> Result<Exi
         .context("cannot start the async runtime")?;
     let shutdown = Shutdown::new();
     tokio.block_on(async {
-        crate::spawn_signal_listener(shutdown.clone());
+        setpoint_server::spawn_signal_listener(shutdown.clone());
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .with_context(|| format!("serve.listen: cannot listen on {listen}"))?;
@@ -425,24 +426,30 @@ async fn decide(
         );
     }
     let config = state.config.clone();
-    let by = user.name.clone();
+    let decision = ReviewDecision {
+        id,
+        approve,
+        by: user.name.clone(),
+        comment: Some(comment).filter(|c| !c.is_empty()),
+    };
     let now = state.clock.now();
     let recorded = with_store(&state, STORE_WAIT, move |store| {
-        crate::review::decide(
-            &config,
-            store,
-            id,
-            approve,
-            &by,
-            Some(comment.as_str()).filter(|c| !c.is_empty()),
-            now,
-        )
+        Ok(review::decide(&config, store, &decision, now)?)
     })
     .await;
-    let (item, enforce) = match recorded {
+    let Decided {
+        item,
+        recheck_now: enforce,
+    } = match recorded {
         Ok(recorded) => recorded,
         Err(error) => {
-            let status = match error.downcast_ref::<StateError>() {
+            let state_error = error.downcast_ref::<StateError>().or_else(|| {
+                match error.downcast_ref::<ReviewError>() {
+                    Some(ReviewError::State(state_error)) => Some(state_error),
+                    _ => None,
+                }
+            });
+            let status = match state_error {
                 Some(StateError::UnknownReview { .. }) => StatusCode::NOT_FOUND,
                 Some(StateError::ReviewNotPending { .. }) => StatusCode::CONFLICT,
                 _ => StatusCode::BAD_REQUEST,
@@ -459,12 +466,15 @@ async fn decide(
         user.name
     )];
     if enforce {
-        match crate::review::recheck(&state.runtime, &item, state.clock.now()).await {
+        match review::recheck(&state.runtime, &item, state.clock.now()).await {
             Ok(report) => {
-                lines.extend(crate::review::recheck_summary(&report).0);
+                lines.extend(review::recheck_summary(&report).lines);
                 state.metrics.observe_cycle(&report);
             }
-            Err(error) => lines.push(format!("re-check failed: {}", crate::describe(&error))),
+            Err(error) => lines.push(format!(
+                "re-check failed: {}",
+                setpoint_server::describe(&error)
+            )),
         }
     } else if approve {
         lines.push(format!(

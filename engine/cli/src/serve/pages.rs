@@ -408,7 +408,7 @@ pub fn target(data: &TargetData, user: &User, flash: Option<&str>) -> askama::Re
             .collect(),
         pending,
         decided,
-        trace: crate::explain::render(e),
+        trace: setpoint_server::explain::render(e),
         policy_json: [
             ("policy input", &e.policy_input),
             ("policy output", &e.policy_output),
