@@ -4,7 +4,6 @@
 //! bundled PostgreSQL plugin and policies, in dry-run — and prints the weekly report.
 
 mod explain;
-mod html;
 mod models;
 mod notify;
 mod plugin;
@@ -247,25 +246,20 @@ fn main() -> ExitCode {
     let telemetry = match init_tracing(&cli) {
         Ok(telemetry) => telemetry,
         Err(error) => {
-            eprintln!("error: {}", describe(&error));
+            eprintln!("error: {}", setpoint_server::describe(error.as_ref()));
             return ExitCode::FAILURE;
         }
     };
     let code = match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {}", describe(&error));
+            eprintln!("error: {}", setpoint_server::describe(error.as_ref()));
             ExitCode::FAILURE
         }
     };
     // Whatever the outcome, the traces of the cycles that ran are delivered before exiting.
     telemetry.shutdown();
     code
-}
-
-/// The error and its causes, each once.
-fn describe(error: &anyhow::Error) -> String {
-    setpoint_server::describe(error.as_ref())
 }
 
 /// The stderr log, and OpenTelemetry traces when the config's `telemetry:` or the `OTEL_*`
@@ -391,8 +385,9 @@ fn run_loops(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
             }
             if let Some(path) = &args.html {
                 let context = notify::report_context(&state_dir, &reports, now);
-                let document = html::report(&reports, &context.features, &context.pending)
-                    .context("cannot render the HTML report")?;
+                let document =
+                    setpoint_server::html::report(&reports, &context.features, &context.pending)
+                        .context("cannot render the HTML report")?;
                 std::fs::write(path, document).with_context(|| {
                     format!("cannot write the HTML report to {}", path.display())
                 })?;
