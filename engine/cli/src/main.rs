@@ -4,7 +4,6 @@
 //! bundled PostgreSQL plugin and policies, in dry-run — and prints the weekly report.
 
 mod explain;
-mod html;
 mod models;
 mod notify;
 mod plugin;
@@ -247,34 +246,20 @@ fn main() -> ExitCode {
     let telemetry = match init_tracing(&cli) {
         Ok(telemetry) => telemetry,
         Err(error) => {
-            eprintln!("error: {}", describe(&error));
+            eprintln!("error: {}", setpoint_server::describe(error.as_ref()));
             return ExitCode::FAILURE;
         }
     };
     let code = match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {}", describe(&error));
+            eprintln!("error: {}", setpoint_server::describe(error.as_ref()));
             ExitCode::FAILURE
         }
     };
     // Whatever the outcome, the traces of the cycles that ran are delivered before exiting.
     telemetry.shutdown();
     code
-}
-
-/// The error and its causes, each once: the engine's errors already quote their source in
-/// their message, so a cause is added only when it says something new.
-fn describe(error: &anyhow::Error) -> String {
-    let mut text = error.to_string();
-    for cause in error.chain().skip(1) {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-    }
-    text
 }
 
 /// The stderr log, and OpenTelemetry traces when the config's `telemetry:` or the `OTEL_*`
@@ -384,7 +369,7 @@ fn run_loops(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
         .context("cannot start the async runtime")?;
     let shutdown = Shutdown::new();
     tokio.block_on(async {
-        spawn_signal_listener(shutdown.clone());
+        setpoint_server::spawn_signal_listener(shutdown.clone());
         if args.once {
             let now = clock.now();
             let reports = runtime
@@ -400,8 +385,9 @@ fn run_loops(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
             }
             if let Some(path) = &args.html {
                 let context = notify::report_context(&state_dir, &reports, now);
-                let document = html::report(&reports, &context.features, &context.pending)
-                    .context("cannot render the HTML report")?;
+                let document =
+                    setpoint_server::html::report(&reports, &context.features, &context.pending)
+                        .context("cannot render the HTML report")?;
                 std::fs::write(path, document).with_context(|| {
                     format!("cannot write the HTML report to {}", path.display())
                 })?;
@@ -457,41 +443,6 @@ fn run_loops(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     })
-}
-
-/// First SIGINT/SIGTERM: stop cleanly (cycles stop between targets and are recorded as
-/// interrupted). A second one exits at once.
-fn spawn_signal_listener(shutdown: Shutdown) {
-    tokio::spawn(async move {
-        let mut count = 0;
-        loop {
-            let signal = wait_for_signal().await;
-            count += 1;
-            if count == 1 {
-                eprintln!("setpoint: {signal} received, stopping after the current target");
-                shutdown.request();
-            } else {
-                eprintln!("setpoint: {signal} received again, exiting now");
-                std::process::exit(130);
-            }
-        }
-    });
-}
-
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers, never report a signal.
-        std::future::pending::<()>().await;
-        return "no signal";
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    }
 }
 
 fn kill_switch(dir: &Path, args: &KillSwitchArgs, clock: &SharedClock) -> Result<ExitCode> {

@@ -749,35 +749,11 @@ pub fn models(state_dir: &Path, command: &ModelsCommand, clock: &SharedClock) ->
 
 /// How often reviewers agreed with this model's recommendations: (approved, decided).
 fn agreement(store: &Store, record: &ModelRecord) -> Result<(usize, usize)> {
-    Ok(agreement_by_model(&store.reviews()?)
-        .remove(&(record.loop_name.clone(), record.version.clone()))
-        .unwrap_or((0, 0)))
-}
-
-/// How often reviewers agreed with each model's recommendations, by (loop, model version):
-/// (approved, decided). An approval counts as agreement, a rejection as disagreement; pending
-/// and expired reviews do not count.
-pub fn agreement_by_model(
-    reviews: &[setpoint_core::ReviewItem],
-) -> std::collections::BTreeMap<(String, String), (usize, usize)> {
-    use setpoint_core::ReviewStatus;
-    let mut by_model = std::collections::BTreeMap::new();
-    for review in reviews {
-        let key = (
-            review.loop_name.clone(),
-            review.classification.model_version.clone(),
-        );
-        let (agreed, decided) = by_model.entry(key).or_insert((0, 0));
-        match review.status {
-            ReviewStatus::Approved | ReviewStatus::Applied => {
-                *agreed += 1;
-                *decided += 1;
-            }
-            ReviewStatus::Rejected => *decided += 1,
-            _ => {}
-        }
-    }
-    by_model
+    Ok(
+        setpoint_server::review::agreement_by_model(&store.reviews()?)
+            .remove(&(record.loop_name.clone(), record.version.clone()))
+            .unwrap_or((0, 0)),
+    )
 }
 
 fn find_model(store: &Store, version: &str, loop_name: Option<&str>) -> Result<ModelRecord> {

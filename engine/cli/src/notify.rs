@@ -13,7 +13,9 @@ use setpoint_core::{FeatureVector, ReviewItem};
 use setpoint_notify::{Message, Notifier};
 use setpoint_runtime::{Config, CycleReport};
 
-use crate::{html, report};
+use setpoint_server::html;
+
+use crate::report;
 
 /// The notifier of a configuration, built (and its secret files read) before any cycle runs,
 /// so a broken `notify:` section stops the start rather than a Monday morning's report.

@@ -1,18 +1,15 @@
-//! `setpoint review`: the queue of `review` verdicts, and approving or rejecting them.
+//! `setpoint review`: the queue of `review` verdicts, and approving or rejecting them. The
+//! workflow is `setpoint_server::review`; this module parses the commands and prints.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use chrono::{DateTime, Utc};
+use anyhow::{Result, bail};
 use clap::Subcommand;
 use comfy_table::Table;
-use setpoint_act::{ActOutcome, OpStatus};
-use setpoint_core::SharedClock;
-use setpoint_core::{Mode, ReviewItem};
-use setpoint_runtime::{Config, CycleReport, Runtime, Shutdown};
-use setpoint_state::Store;
+use setpoint_core::{ReviewItem, SharedClock};
+use setpoint_runtime::Config;
+use setpoint_server::review::{self, Decided, ReviewDecision};
 
 use crate::models::Format;
 
@@ -67,20 +64,12 @@ pub enum ReviewCommand {
     },
 }
 
-/// A running cycle holds the store; review commands wait this long for it.
-const STORE_WAIT: Duration = Duration::from_secs(30);
-
 /// Runs a review command.
 pub fn run(config: &Config, command: &ReviewCommand, clock: SharedClock) -> Result<ExitCode> {
-    let store = Store::open_waiting(&config.state_dir, STORE_WAIT)?;
+    let store = review::open_store(&config.state_dir)?;
     match command {
         ReviewCommand::List { all, output } => {
-            let now = clock.now();
-            let items: Vec<ReviewItem> = store
-                .reviews()?
-                .into_iter()
-                .filter(|r| *all || r.awaits_decision(now))
-                .collect();
+            let items = review::queue(&store, *all, clock.now())?;
             match output {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&items)?),
                 Format::Table => {
@@ -122,16 +111,15 @@ pub fn run(config: &Config, command: &ReviewCommand, clock: SharedClock) -> Resu
             by,
             defer,
         } => {
-            let (item, enforce) = decide(
-                config,
-                &store,
-                *id,
-                true,
-                by,
-                comment.as_deref(),
-                clock.now(),
-            )?;
-            if !enforce || *defer {
+            let decision = ReviewDecision {
+                id: *id,
+                approve: true,
+                by: by.clone(),
+                comment: comment.clone(),
+            };
+            let Decided { item, recheck_now } =
+                review::decide(config, &store, &decision, clock.now())?;
+            if !recheck_now || *defer {
                 println!(
                     "review {}: {} on {} approved by {}; the next cycle of loop {} re-checks it on fresh data and acts if it still holds",
                     item.id, item.action, item.target, by, item.loop_name
@@ -144,13 +132,27 @@ pub fn run(config: &Config, command: &ReviewCommand, clock: SharedClock) -> Resu
             );
             // The cycle opens the store itself.
             drop(store);
-            return apply_now(config, &item, clock);
+            let summary = review::apply_now(config, &item, clock)?;
+            for line in &summary.lines {
+                println!("{line}");
+            }
+            return Ok(if summary.failed {
+                ExitCode::from(crate::EXIT_TARGETS_FAILED)
+            } else {
+                ExitCode::SUCCESS
+            });
         }
         ReviewCommand::Reject { id, comment, by } => {
             if comment.trim().is_empty() {
                 bail!("a rejection needs a --comment saying why");
             }
-            let (item, _) = decide(config, &store, *id, false, by, Some(comment), clock.now())?;
+            let decision = ReviewDecision {
+                id: *id,
+                approve: false,
+                by: by.clone(),
+                comment: Some(comment.clone()),
+            };
+            let Decided { item, .. } = review::decide(config, &store, &decision, clock.now())?;
             println!(
                 "review {}: {} on {} rejected by {}; held until {}",
                 item.id,
@@ -162,117 +164,6 @@ pub fn run(config: &Config, command: &ReviewCommand, clock: SharedClock) -> Resu
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Records a human's decision on a review (`setpoint review` and the web page share this);
-/// returns the review and whether its loop is in enforce mode, where an approval is re-checked
-/// and carried out at once (see [`recheck`]).
-pub fn decide(
-    config: &Config,
-    store: &Store,
-    id: u64,
-    approve: bool,
-    by: &str,
-    comment: Option<&str>,
-    now: DateTime<Utc>,
-) -> Result<(ReviewItem, bool)> {
-    let item = store.decide_review(id, approve, by, comment, now)?;
-    let enforce = config
-        .loops
-        .iter()
-        .find(|l| l.name.as_str() == item.loop_name)
-        .is_some_and(|l| l.mode == Mode::Enforce);
-    Ok((item, approve && enforce))
-}
-
-/// Runs the approved review's loop for its target only, on fresh data: the policy re-checks
-/// the approval and, if it still says act, the plan is executed.
-pub async fn recheck(
-    runtime: &Runtime,
-    item: &ReviewItem,
-    now: DateTime<Utc>,
-) -> Result<CycleReport> {
-    Ok(runtime
-        .run_target(now, &item.loop_name, &item.target, &Shutdown::new())
-        .await?)
-}
-
-/// What a re-check did, in lines for a person; `true` when the target failed.
-pub fn recheck_summary(report: &CycleReport) -> (Vec<String>, bool) {
-    let Some(row) = report.rows.first() else {
-        return (vec!["the cycle processed no target".to_string()], true);
-    };
-    if let Some(error) = &row.error {
-        return (
-            vec![
-                format!("{}: not carried out: {error}", row.target),
-                format!("see: setpoint explain {}", row.target),
-            ],
-            true,
-        );
-    }
-    let mut lines = Vec::new();
-    match &row.outcome {
-        Some(ActOutcome::Executed { results, .. }) => {
-            lines.push(format!(
-                "{}: executed ({} operation(s), cycle {}):",
-                row.target,
-                results.len(),
-                report.cycle
-            ));
-            for r in results {
-                let status = match &r.status {
-                    OpStatus::Scheduled { at: Some(at) } => {
-                        format!("scheduled for {}", at.format("%Y-%m-%d %H:%M UTC"))
-                    }
-                    OpStatus::Scheduled { at: None } => "scheduled".to_string(),
-                    other => serde_json::to_value(other)
-                        .ok()
-                        .and_then(|v| v["status"].as_str().map(str::to_string))
-                        .unwrap_or_default(),
-                };
-                lines.push(format!(
-                    "  {} · {} · {status} · {}",
-                    r.operation, r.actuator, r.detail
-                ));
-            }
-        }
-        _ => {
-            let verdict = row.verdict.map(|v| v.to_string()).unwrap_or_default();
-            let reason = row
-                .reason
-                .as_ref()
-                .map(|r| format!("{}: {}", r.code, r.message))
-                .unwrap_or_default();
-            lines.push(format!(
-                "{}: the policy no longer says act on fresh data (verdict {verdict}; {reason}); nothing was executed",
-                row.target
-            ));
-        }
-    }
-    (lines, false)
-}
-
-/// Runs the approved review's loop for its target only; prints what happened.
-fn apply_now(config: &Config, item: &ReviewItem, clock: SharedClock) -> Result<ExitCode> {
-    let mut config = config.clone();
-    config.loops.retain(|l| l.name.as_str() == item.loop_name);
-    let now = clock.now();
-    let runtime = Runtime::new(config)?.with_clock(clock);
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let report = tokio.block_on(recheck(&runtime, item, now))?;
-    let (lines, failed) = recheck_summary(&report);
-    for line in lines {
-        println!("{line}");
-    }
-    Ok(if failed {
-        ExitCode::from(crate::EXIT_TARGETS_FAILED)
-    } else {
-        ExitCode::SUCCESS
-    })
 }
 
 fn show(item: &ReviewItem) -> String {

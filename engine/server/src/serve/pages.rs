@@ -7,13 +7,12 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::Result;
 use askama::Template;
 use chrono::{DateTime, Utc};
 use setpoint_core::{
     JournalEntry, KillSwitches, Proposal, Resources, ReviewItem, format_bytes, format_cpu,
 };
-use setpoint_state::{KillSwitchScope, Store};
+use setpoint_state::{KillSwitchScope, StateError, Store};
 
 use super::Filters;
 use super::auth::{Role, User, Via};
@@ -33,7 +32,7 @@ pub struct IndexData {
 
 impl IndexData {
     /// Reads the page's data from the store and the state directory.
-    pub fn load(store: &Store, dir: &Path, now: DateTime<Utc>) -> Result<Self> {
+    pub fn load(store: &Store, dir: &Path, now: DateTime<Utc>) -> Result<Self, StateError> {
         let mut entries = Vec::new();
         for target in store.targets()? {
             if let Some(entry) = store.last_entry(&target)? {
@@ -62,7 +61,11 @@ pub struct TargetData {
 
 impl TargetData {
     /// Reads a target's data; `None` when nothing was recorded for it.
-    pub fn load(store: &Store, target: &str, now: DateTime<Utc>) -> Result<Option<Self>> {
+    pub fn load(
+        store: &Store,
+        target: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Self>, StateError> {
         let Some(entry) = store.last_entry(target)? else {
             return Ok(None);
         };

@@ -6,12 +6,60 @@
 //! form is protected from cross-site requests twice: the cookie is `SameSite=Strict`, and the
 //! form carries a value derived from the token that another site cannot know.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use axum::http::HeaderMap;
 use setpoint_runtime::ServeConfig;
 use sha2::{Digest, Sha256};
+
+/// Why the tokens file could not be used. Messages name the file and the line, never a token.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The file could not be read.
+    #[error("serve.tokens_file: cannot read {}", path.display())]
+    Read {
+        /// The tokens file.
+        path: PathBuf,
+        /// Why it could not be read.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line is not `user:role:token`.
+    #[error("{}:{line}: expected user:role:token", path.display())]
+    Malformed {
+        /// The tokens file.
+        path: PathBuf,
+        /// The line, from 1.
+        line: usize,
+    },
+    /// A line's role is neither `viewer` nor `approver`.
+    #[error("{}:{line}: role must be viewer or approver, got {role:?}", path.display())]
+    UnknownRole {
+        /// The tokens file.
+        path: PathBuf,
+        /// The line, from 1.
+        line: usize,
+        /// The role as written.
+        role: String,
+    },
+    /// A line has no user name, or a token too short to be a secret.
+    #[error(
+        "{}:{line}: needs a user name and a token of at least 16 characters",
+        path.display()
+    )]
+    Weak {
+        /// The tokens file.
+        path: PathBuf,
+        /// The line, from 1.
+        line: usize,
+    },
+    /// The file has no token lines at all.
+    #[error("{}: no tokens (user:role:token lines)", path.display())]
+    Empty {
+        /// The tokens file.
+        path: PathBuf,
+    },
+}
 
 /// The cookie the sign-in form sets.
 pub const COOKIE: &str = "setpoint_token";
@@ -83,7 +131,7 @@ pub struct Auth {
 
 impl Auth {
     /// Reads the tokens file, if any. Errors name the file and the line, never the token.
-    pub fn load(config: &ServeConfig) -> Result<Self> {
+    pub fn load(config: &ServeConfig) -> Result<Self, AuthError> {
         let tokens = match &config.tokens_file {
             Some(path) => read_tokens(path)?,
             None => Vec::new(),
@@ -164,37 +212,38 @@ fn csrf_for(secret: &[u8]) -> String {
         .collect()
 }
 
-fn read_tokens(path: &Path) -> Result<Vec<Token>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("serve.tokens_file: cannot read {}", path.display()))?;
+fn read_tokens(path: &Path) -> Result<Vec<Token>, AuthError> {
+    let text = std::fs::read_to_string(path).map_err(|source| AuthError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut tokens = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
+        let line_number = number + 1;
         let mut parts = line.splitn(3, ':');
         let (Some(user), Some(role), Some(token)) = (parts.next(), parts.next(), parts.next())
         else {
-            bail!(
-                "{}:{}: expected user:role:token",
-                path.display(),
-                number + 1
-            );
+            return Err(AuthError::Malformed {
+                path: path.to_path_buf(),
+                line: line_number,
+            });
         };
         let Some(role) = Role::parse(role) else {
-            bail!(
-                "{}:{}: role must be viewer or approver, got {role:?}",
-                path.display(),
-                number + 1
-            );
+            return Err(AuthError::UnknownRole {
+                path: path.to_path_buf(),
+                line: line_number,
+                role: role.to_string(),
+            });
         };
         if user.trim().is_empty() || token.trim().len() < 16 {
-            bail!(
-                "{}:{}: needs a user name and a token of at least 16 characters",
-                path.display(),
-                number + 1
-            );
+            return Err(AuthError::Weak {
+                path: path.to_path_buf(),
+                line: line_number,
+            });
         }
         tokens.push(Token {
             user: user.trim().to_string(),
@@ -203,7 +252,9 @@ fn read_tokens(path: &Path) -> Result<Vec<Token>> {
         });
     }
     if tokens.is_empty() {
-        bail!("{}: no tokens (user:role:token lines)", path.display());
+        return Err(AuthError::Empty {
+            path: path.to_path_buf(),
+        });
     }
     Ok(tokens)
 }

@@ -286,7 +286,7 @@ impl EngineMetrics {
                 .set(n);
         }
         for ((loop_name, model_version), (agreed, decided)) in
-            crate::models::agreement_by_model(reviews)
+            crate::review::agreement_by_model(reviews)
         {
             let labels = ModelLabels {
                 loop_name,

@@ -3,43 +3,118 @@
 //!
 //! The state store admits one process and one opener at a time and a cycle holds it while it
 //! runs, so every request opens it on a blocking thread, reads what it needs and drops it.
+//!
+//! What the server has to say while it runs goes to the caller as [`ServeEvent`]s, so the
+//! binary decides how it is printed.
 
 mod auth;
 mod metrics;
 mod pages;
 
-use std::process::ExitCode;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use clap::Args;
 use serde::Deserialize;
 use setpoint_core::SharedClock;
-use setpoint_runtime::{Config, Runtime, Shutdown};
+use setpoint_runtime::{Config, Runtime, RuntimeError, Shutdown};
 use setpoint_state::{KillSwitchScope, StateError, Store};
 
+use crate::describe;
+use crate::review::{self, Decided, ReviewDecision, ReviewError};
 use auth::{Auth, Role, User, Via};
 use metrics::EngineMetrics;
 
-/// `setpoint serve`.
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Address to listen on (overrides `serve.listen`; default 127.0.0.1:9464).
-    #[arg(long, value_name = "ADDR")]
-    listen: Option<String>,
+pub use auth::AuthError;
+
+/// How `setpoint serve` runs, besides what the configuration's `serve:` says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// Address to listen on, instead of `serve.listen`.
+    pub listen: Option<String>,
     /// Run one cycle of every loop at start, before waiting for their schedules.
-    #[arg(long)]
-    run_once_first: bool,
+    pub run_once_first: bool,
     /// Do not run the loops at all: only serve what the store holds.
-    #[arg(long, conflicts_with = "run_once_first")]
-    no_loops: bool,
+    pub no_loops: bool,
+}
+
+/// What can stop the server from starting, or end it.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The tokens file could not be used.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The loops could not be set up, or running them on their schedules failed.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The state store failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// A review could not be decided.
+    #[error(transparent)]
+    Review(#[from] ReviewError),
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime")]
+    AsyncRuntime(#[source] std::io::Error),
+    /// The listening address could not be bound.
+    #[error("serve.listen: cannot listen on {address}")]
+    Listen {
+        /// The address asked for.
+        address: String,
+        /// Why it could not be bound.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The blocking task that held the store panicked or was cancelled.
+    #[error("store task failed")]
+    StoreTask(#[source] tokio::task::JoinError),
+}
+
+/// Something the running server reports; its `Display` is the line a person reads.
+#[derive(Debug)]
+pub enum ServeEvent {
+    /// Neither a tokens file nor a proxy is configured.
+    NoAuthentication,
+    /// The server listens on this address.
+    Listening(String),
+    /// The first cycle (`run_once_first`) failed; the loops still run on their schedules.
+    FirstCycleFailed(RuntimeError),
+    /// The loops run on their schedules from now on.
+    Scheduled {
+        /// How many loops.
+        loops: usize,
+    },
+    /// The HTTP server ended with an error.
+    ServerFailed(std::io::Error),
+    /// The HTTP server's task panicked or was cancelled.
+    ServerTaskFailed(tokio::task::JoinError),
+    /// Everything stopped after a shutdown signal.
+    Stopped,
+}
+
+impl fmt::Display for ServeEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServeEvent::NoAuthentication => f.write_str(
+                "no serve.tokens_file or serve.proxy configured: everyone may view, nobody may approve",
+            ),
+            ServeEvent::Listening(address) => write!(f, "listening on http://{address}"),
+            ServeEvent::FirstCycleFailed(error) => write!(f, "first cycle failed: {error}"),
+            ServeEvent::Scheduled { loops } => write!(
+                f,
+                "running {loops} loop(s) on their schedules; Ctrl-C to stop"
+            ),
+            ServeEvent::ServerFailed(error) => write!(f, "server error: {error}"),
+            ServeEvent::ServerTaskFailed(error) => write!(f, "server task failed: {error}"),
+            ServeEvent::Stopped => f.write_str("stopped"),
+        }
+    }
 }
 
 /// How long a request waits for the store while a cycle holds it.
@@ -59,18 +134,21 @@ struct AppState {
 
 type Shared = Arc<AppState>;
 
-/// Runs `setpoint serve` until SIGINT/SIGTERM.
-pub fn serve(config: Config, args: &ServeArgs, clock: SharedClock) -> Result<ExitCode> {
+/// Runs the loops and the HTTP server until SIGINT/SIGTERM, reporting to `on_event` as it goes.
+pub fn serve(
+    config: Config,
+    options: &ServeOptions,
+    clock: SharedClock,
+    on_event: impl Fn(&ServeEvent),
+) -> Result<(), ServeError> {
     let serve_config = config.serve.clone().unwrap_or_default();
-    let listen = args
+    let listen = options
         .listen
         .clone()
         .unwrap_or_else(|| serve_config.listen.clone());
     let auth = Auth::load(&serve_config)?;
     if !auth.configured() {
-        eprintln!(
-            "setpoint serve: no serve.tokens_file or serve.proxy configured: everyone may view, nobody may approve"
-        );
+        on_event(&ServeEvent::NoAuthentication);
     }
     let metrics = Arc::new(EngineMetrics::new());
     metrics.declare_loops(
@@ -90,13 +168,19 @@ pub fn serve(config: Config, args: &ServeArgs, clock: SharedClock) -> Result<Exi
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?;
+        .map_err(ServeError::AsyncRuntime)?;
     let shutdown = Shutdown::new();
     tokio.block_on(async {
         crate::spawn_signal_listener(shutdown.clone());
-        let listener = tokio::net::TcpListener::bind(&listen)
-            .await
-            .with_context(|| format!("serve.listen: cannot listen on {listen}"))?;
+        let listener = match tokio::net::TcpListener::bind(&listen).await {
+            Ok(listener) => listener,
+            Err(source) => {
+                return Err(ServeError::Listen {
+                    address: listen,
+                    source,
+                });
+            }
+        };
         let address = listener
             .local_addr()
             .map(|a| a.to_string())
@@ -109,8 +193,8 @@ pub fn serve(config: Config, args: &ServeArgs, clock: SharedClock) -> Result<Exi
                 .with_graceful_shutdown(async move { server_shutdown.wait().await })
                 .await
         });
-        eprintln!("setpoint serve: listening on http://{address}");
-        if args.run_once_first && !args.no_loops {
+        on_event(&ServeEvent::Listening(address));
+        if options.run_once_first && !options.no_loops {
             match runtime.run_once(state.clock.now(), None, &shutdown).await {
                 Ok(reports) => {
                     for report in &reports {
@@ -118,16 +202,15 @@ pub fn serve(config: Config, args: &ServeArgs, clock: SharedClock) -> Result<Exi
                     }
                     refresh_reviews(&state, STORE_WAIT).await;
                 }
-                Err(error) => eprintln!("setpoint serve: first cycle failed: {error}"),
+                Err(error) => on_event(&ServeEvent::FirstCycleFailed(error)),
             }
         }
-        if args.no_loops {
+        if options.no_loops {
             shutdown.wait().await;
         } else {
-            eprintln!(
-                "setpoint serve: running {} loop(s) on their schedules; Ctrl-C to stop",
-                runtime.loops().len()
-            );
+            on_event(&ServeEvent::Scheduled {
+                loops: runtime.loops().len(),
+            });
             let after_cycle = state.clone();
             runtime
                 .run_scheduled(shutdown.clone(), move |report| {
@@ -139,11 +222,11 @@ pub fn serve(config: Config, args: &ServeArgs, clock: SharedClock) -> Result<Exi
         }
         match server.await {
             Ok(Ok(())) => {}
-            Ok(Err(error)) => eprintln!("setpoint serve: server error: {error}"),
-            Err(error) => eprintln!("setpoint serve: server task failed: {error}"),
+            Ok(Err(error)) => on_event(&ServeEvent::ServerFailed(error)),
+            Err(error) => on_event(&ServeEvent::ServerTaskFailed(error)),
         }
-        eprintln!("setpoint serve: stopped");
-        Ok(ExitCode::SUCCESS)
+        on_event(&ServeEvent::Stopped);
+        Ok(())
     })
 }
 
@@ -163,10 +246,10 @@ fn router(state: Shared) -> Router {
 }
 
 /// Opens the store on a blocking thread, runs `f`, and drops the store.
-async fn with_store<T, F>(state: &Shared, wait: Duration, f: F) -> Result<T>
+async fn with_store<T, F>(state: &Shared, wait: Duration, f: F) -> Result<T, ServeError>
 where
     T: Send + 'static,
-    F: FnOnce(&Store) -> Result<T> + Send + 'static,
+    F: FnOnce(&Store) -> Result<T, ServeError> + Send + 'static,
 {
     let dir = state.config.state_dir.clone();
     tokio::task::spawn_blocking(move || {
@@ -174,7 +257,7 @@ where
         f(&store)
     })
     .await
-    .context("store task failed")?
+    .map_err(ServeError::StoreTask)?
 }
 
 async fn refresh_reviews(state: &Shared, wait: Duration) {
@@ -188,7 +271,7 @@ async fn refresh_reviews(state: &Shared, wait: Duration) {
     }
     match with_store(state, wait, |store| Ok(store.reviews()?)).await {
         Ok(reviews) => state.metrics.observe_reviews(&reviews, state.clock.now()),
-        Err(error) => tracing::debug!(error = %crate::describe(&error), "reviews not refreshed"),
+        Err(error) => tracing::debug!(error = %describe(&error), "reviews not refreshed"),
     }
 }
 
@@ -251,16 +334,16 @@ fn viewer(state: &AppState, headers: &HeaderMap) -> Result<User, Box<Response>> 
 
 /// Filters of the index page.
 #[derive(Debug, Default, Deserialize)]
-pub struct Filters {
+struct Filters {
     /// Only this technology.
     #[serde(default)]
-    pub technology: String,
+    technology: String,
     /// Only this class.
     #[serde(default)]
-    pub class: String,
+    class: String,
     /// Only this verdict.
     #[serde(default)]
-    pub verdict: String,
+    verdict: String,
 }
 
 async fn pages_index(
@@ -275,18 +358,14 @@ async fn pages_index(
     let dir = state.config.state_dir.clone();
     let now = state.clock.now();
     let data = with_store(&state, STORE_WAIT, move |store| {
-        pages::IndexData::load(store, &dir, now)
+        Ok(pages::IndexData::load(store, &dir, now)?)
     })
     .await;
     match data {
         Ok(data) => with_flash(&headers, |flash| {
             pages::index(&data, &filters, &user, flash)
         }),
-        Err(error) => failure(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &crate::describe(&error),
-            false,
-        ),
+        Err(error) => failure(StatusCode::SERVICE_UNAVAILABLE, &describe(&error), false),
     }
 }
 
@@ -302,7 +381,7 @@ async fn pages_target(
     let target = id.clone();
     let now = state.clock.now();
     let data = with_store(&state, STORE_WAIT, move |store| {
-        pages::TargetData::load(store, &target, now)
+        Ok(pages::TargetData::load(store, &target, now)?)
     })
     .await;
     match data {
@@ -312,11 +391,7 @@ async fn pages_target(
             &format!("no decision recorded for target {id:?}"),
             false,
         ),
-        Err(error) => failure(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &crate::describe(&error),
-            false,
-        ),
+        Err(error) => failure(StatusCode::SERVICE_UNAVAILABLE, &describe(&error), false),
     }
 }
 
@@ -345,17 +420,13 @@ async fn api_reviews(State(state): State<Shared>, headers: HeaderMap) -> Respons
     }
     match with_store(&state, STORE_WAIT, |store| Ok(store.reviews()?)).await {
         Ok(reviews) => Json(reviews).into_response(),
-        Err(error) => failure(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &crate::describe(&error),
-            true,
-        ),
+        Err(error) => failure(StatusCode::SERVICE_UNAVAILABLE, &describe(&error), true),
     }
 }
 
 /// The approve and reject forms' fields.
 #[derive(Debug, Default, Deserialize)]
-pub struct DecisionForm {
+struct DecisionForm {
     /// Why.
     #[serde(default)]
     comment: String,
@@ -425,29 +496,33 @@ async fn decide(
         );
     }
     let config = state.config.clone();
-    let by = user.name.clone();
+    let decision = ReviewDecision {
+        id,
+        approve,
+        by: user.name.clone(),
+        comment: Some(comment).filter(|c| !c.is_empty()),
+    };
     let now = state.clock.now();
     let recorded = with_store(&state, STORE_WAIT, move |store| {
-        crate::review::decide(
-            &config,
-            store,
-            id,
-            approve,
-            &by,
-            Some(comment.as_str()).filter(|c| !c.is_empty()),
-            now,
-        )
+        Ok(review::decide(&config, store, &decision, now)?)
     })
     .await;
-    let (item, enforce) = match recorded {
+    let Decided {
+        item,
+        recheck_now: enforce,
+    } = match recorded {
         Ok(recorded) => recorded,
         Err(error) => {
-            let status = match error.downcast_ref::<StateError>() {
-                Some(StateError::UnknownReview { .. }) => StatusCode::NOT_FOUND,
-                Some(StateError::ReviewNotPending { .. }) => StatusCode::CONFLICT,
+            let status = match &error {
+                ServeError::State(state_error)
+                | ServeError::Review(ReviewError::State(state_error)) => match state_error {
+                    StateError::UnknownReview { .. } => StatusCode::NOT_FOUND,
+                    StateError::ReviewNotPending { .. } => StatusCode::CONFLICT,
+                    _ => StatusCode::BAD_REQUEST,
+                },
                 _ => StatusCode::BAD_REQUEST,
             };
-            return failure(status, &crate::describe(&error), json);
+            return failure(status, &describe(&error), json);
         }
     };
     let mut lines = vec![format!(
@@ -459,12 +534,12 @@ async fn decide(
         user.name
     )];
     if enforce {
-        match crate::review::recheck(&state.runtime, &item, state.clock.now()).await {
+        match review::recheck(&state.runtime, &item, state.clock.now()).await {
             Ok(report) => {
-                lines.extend(crate::review::recheck_summary(&report).0);
+                lines.extend(review::recheck_summary(&report).lines);
                 state.metrics.observe_cycle(&report);
             }
-            Err(error) => lines.push(format!("re-check failed: {}", crate::describe(&error))),
+            Err(error) => lines.push(format!("re-check failed: {}", describe(&error))),
         }
     } else if approve {
         lines.push(format!(
@@ -497,7 +572,7 @@ fn approver(
     csrf: Option<&str>,
     what: &str,
     json: bool,
-) -> std::result::Result<User, Box<Response>> {
+) -> Result<User, Box<Response>> {
     let Some(user) = state.auth.user(headers).filter(|u| u.via != Via::Anonymous) else {
         return Err(Box::new(failure(
             StatusCode::UNAUTHORIZED,
@@ -524,7 +599,7 @@ fn approver(
 
 /// The kill-switch form.
 #[derive(Debug, Default, Deserialize)]
-pub struct KillSwitchForm {
+struct KillSwitchForm {
     /// `global`, `loop:<name>` or `target:<id>`.
     #[serde(default)]
     switch: String,
@@ -537,7 +612,7 @@ pub struct KillSwitchForm {
 }
 
 /// Which switch a form names, checked against the configured loops.
-fn kill_switch_scope(config: &Config, name: &str) -> std::result::Result<KillSwitchScope, String> {
+fn kill_switch_scope(config: &Config, name: &str) -> Result<KillSwitchScope, String> {
     let scope: KillSwitchScope = name.parse()?;
     if let KillSwitchScope::Loop(loop_name) = &scope
         && !config.loops.iter().any(|l| l.name.as_str() == loop_name)
@@ -649,7 +724,7 @@ async fn login_form(State(state): State<Shared>) -> Response {
 
 /// The sign-in form's field.
 #[derive(Debug, Deserialize)]
-pub struct LoginForm {
+struct LoginForm {
     token: String,
 }
 
