@@ -10,9 +10,11 @@
 #
 #   scripts/decision-quality.sh [--targets N] [--weeks N] [--seed N] [--end RFC3339]
 #                               [--classifier bootstrap|model|bootstrap,model] [--prometheus]
-#                               [--no-victoria]
-#                               [--io-time-share X] [--cpu-modes idle,user,system]
+#                               [--no-victoria] [--io-time-share X] [--cpu-modes idle,user,system]
 #                               [--workdir DIR] [--keep]
+#
+# Defaults: 200 targets, 13 weeks, seed 1, the last Monday 06:00 UTC, bootstrap, VictoriaMetrics
+# only; a temporary work directory, removed at the end unless --keep (or --workdir) is given.
 #
 # SETPOINT: the setpoint binary (default target/debug/setpoint).
 # Needs python3, curl, /usr/bin/victoria-metrics (and /usr/bin/prometheus, /usr/bin/promtool
@@ -42,7 +44,7 @@ while [[ $# -gt 0 ]]; do
     --cpu-modes) GEN_EXTRA+=(--cpu-modes "$2"); shift 2 ;;
     --workdir) WORK=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "decision-quality: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -95,6 +97,23 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# Runs "$@" in the background and waits for it: the EXIT trap stops it too (by its PID), and
+# an interrupt is handled at once (a trapped signal interrupts `wait`, not a foreground command).
+forget() { # pid: drop it from PIDS once it has been waited for (its PID may be reused)
+  local p keep=()
+  for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+}
+bg_wait() {
+  local pid rc=0
+  "$@" &
+  pid=$!
+  PIDS+=("$pid")
+  wait "$pid" || rc=$?
+  forget "$pid"
+  return "$rc"
+}
 
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -153,8 +172,8 @@ run_setpoint() { # backend url extra-source-line: one cycle per classifier, each
     write_config "$WORK/setpoint-$name.yaml" "$2" "$WORK/state-$name" "$3" "$c"
     t0=$(now_s)
     rc=0
-    "$SETPOINT" --config "$WORK/setpoint-$name.yaml" --now "$END" run --once --output json --no-notify \
-      > "$WORK/report-$name.json" 2> "$WORK/setpoint-$name.log" || rc=$?
+    bg_wait "$SETPOINT" --config "$WORK/setpoint-$name.yaml" --now "$END" run --once --output json \
+      --no-notify > "$WORK/report-$name.json" 2> "$WORK/setpoint-$name.log" || rc=$?
     record "setpoint run --once ($name; exit $rc)" "$t0"
     if [[ $rc != 0 && $rc != 3 && $rc != 4 ]]; then
       echo "setpoint failed (exit $rc); its log:" >&2
@@ -181,11 +200,28 @@ if [[ $VICTORIA == 1 ]]; then
   record "VictoriaMetrics ready (127.0.0.1:$VM_PORT)" "$t0"
 
   t0=$(now_s)
-  python3 "$GEN" "${GEN_ARGS[@]}" --format prometheus --out - \
-      --truth "$WORK/truth.json" --inventory "$WORK/inventory.yaml" 2> "$WORK/fleetgen.log" \
-    | curl -sS --fail -X POST -T - -H 'Content-Type: text/plain' \
-        "http://127.0.0.1:$VM_PORT/api/v1/import/prometheus"
+  # generator | curl, through a FIFO so that both have PIDs of their own
+  mkfifo "$WORK/fleet.fifo"
+  python3 "$GEN" "${GEN_ARGS[@]}" --format prometheus --out "$WORK/fleet.fifo" \
+    --truth "$WORK/truth.json" --inventory "$WORK/inventory.yaml" 2> "$WORK/fleetgen.log" &
+  gen_pid=$!
+  PIDS+=("$gen_pid")
+  curl -sS --fail -X POST -T - -H 'Content-Type: text/plain' \
+    "http://127.0.0.1:$VM_PORT/api/v1/import/prometheus" < "$WORK/fleet.fifo" &
+  curl_pid=$!
+  PIDS+=("$curl_pid")
+  rc=0
+  wait "$curl_pid" || rc=$?
+  forget "$curl_pid"
+  gen_rc=0
+  wait "$gen_pid" || gen_rc=$?
+  forget "$gen_pid"
+  rm -f "$WORK/fleet.fifo"
   cat "$WORK/fleetgen.log" >&2
+  if [[ $rc != 0 || $gen_rc != 0 ]]; then
+    echo "import failed (curl exit $rc, fleetgen exit $gen_rc)" >&2
+    exit 1
+  fi
   record "generate + import into VictoriaMetrics" "$t0"
 
   t0=$(now_s)
@@ -204,8 +240,8 @@ fi
 
 if [[ $PROMETHEUS == 1 ]]; then
   t0=$(now_s)
-  python3 "$GEN" "${GEN_ARGS[@]}" --format openmetrics --out "$WORK/fleet.om" \
-      --truth "$WORK/truth-om.json" --inventory "$WORK/inventory.yaml" 2> "$WORK/fleetgen-om.log"
+  bg_wait python3 "$GEN" "${GEN_ARGS[@]}" --format openmetrics --out "$WORK/fleet.om" \
+    --truth "$WORK/truth-om.json" --inventory "$WORK/inventory.yaml" 2> "$WORK/fleetgen-om.log"
   cat "$WORK/fleetgen-om.log" >&2
   [[ -f $WORK/truth.json ]] || cp "$WORK/truth-om.json" "$WORK/truth.json"
   record "generate OpenMetrics file" "$t0"
@@ -213,7 +249,7 @@ if [[ $PROMETHEUS == 1 ]]; then
   t0=$(now_s)
   mkdir -p "$WORK/prom-data"
   # One pass over the file per block: blocks as long as the whole window.
-  "$PROMTOOL_BIN" tsdb create-blocks-from openmetrics --max-block-duration="$((WEEKS * 168 + 168))h" \
+  bg_wait "$PROMTOOL_BIN" tsdb create-blocks-from openmetrics --max-block-duration="$((WEEKS * 168 + 168))h" \
     "$WORK/fleet.om" "$WORK/prom-data" > "$WORK/promtool.log" 2>&1 \
     || { tail -n 20 "$WORK/promtool.log" >&2; exit 1; }
   rm -f "$WORK/fleet.om"

@@ -735,10 +735,10 @@ def inventory_yaml(targets, args):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--targets", type=int, default=200)
+    ap.add_argument("--targets", type=int, default=200, help="fleet size (default 200)")
     ap.add_argument("--weeks", type=int, default=13, help="observed weeks (default 13)")
     ap.add_argument("--step", type=int, default=300, help="seconds between samples (default 300)")
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=1, help="(default 1): same seed and end, same bytes")
     ap.add_argument("--end", help="RFC 3339 end of the window (default: the last Monday 06:00 UTC)")
     ap.add_argument("--format", choices=["prometheus", "openmetrics"], default="prometheus",
                     help="prometheus: text format, ms timestamps (VictoriaMetrics import); "
@@ -747,15 +747,16 @@ def main(argv=None):
     ap.add_argument("--truth", help="ground-truth JSON file")
     ap.add_argument("--inventory", help="inventory.yaml fragment (setpoint targets)")
     ap.add_argument("--prefix", default="pgf", help="target id prefix (ids are PREFIX-0001…)")
-    ap.add_argument("--future-weeks", type=int, default=6, help="weeks after the end in the truth")
+    ap.add_argument("--future-weeks", type=int, default=6, help="weeks after the end in the truth (default 6)")
     ap.add_argument("--io-time-share", type=float, default=0.3,
                     help="share of targets with node_disk_io_time_seconds_total (default 0.3)")
-    ap.add_argument("--gap-share", type=float, default=0.08, help="share with a multi-day exporter gap")
-    ap.add_argument("--reset-share", type=float, default=0.12, help="share with counter resets")
-    ap.add_argument("--nan-share", type=float, default=0.12, help="share with NaN (and, separately, absent) samples")
-    ap.add_argument("--cpu-modes", default="idle,user,system", help="node_cpu_seconds_total modes written")
+    ap.add_argument("--gap-share", type=float, default=0.08, help="share with a multi-day exporter gap (default 0.08)")
+    ap.add_argument("--reset-share", type=float, default=0.12, help="share with counter resets (default 0.12)")
+    ap.add_argument("--nan-share", type=float, default=0.12, help="share with NaN (and, separately, absent) samples (default 0.12)")
+    ap.add_argument("--cpu-modes", default="idle,user,system", help="node_cpu_seconds_total modes written (default idle,user,system)")
     ap.add_argument("--behaviours", help="comma-separated subset of: " + ", ".join(BEHAVIOURS))
-    ap.add_argument("--halving-limit", type=float, default=HALVING_LIMIT)
+    ap.add_argument("--halving-limit", type=float, default=HALVING_LIMIT,
+                    help=f"halved size must keep the projected peaks below this (default {HALVING_LIMIT})")
     ap.add_argument("--node-job", default="node")
     ap.add_argument("--pg-job", default="postgres")
     ap.add_argument("--print-end", action="store_true", help="print the resolved end (RFC 3339) and exit")
