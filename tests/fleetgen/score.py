@@ -3,8 +3,9 @@
 
     python3 score.py --truth truth.json --report report.json [--loop NAME] [--output json]
 
-Prints per-class precision and recall, macro-F1, the unsafe shrinks (a proposed scale-down of
-a target whose halving is unsafe or whose telemetry has a gap), and how many of the targets
+Prints per-class precision and recall, macro-F1, the unsafe shrinks (a proposed scale-down that
+leaves a dimension it shrinks below its projected peaks, or shrinks one whose telemetry has a
+gap, or is followed by saturation within the horizon), and how many of the targets
 that saturate within 4 weeks after the end were classed scale_up (all of them, and those at
 least 2 weeks ahead). Standard library only.
 """
@@ -47,6 +48,55 @@ def shrink_of(row):
     return (c1 < c0 or m1 < m0), (c0, m0), (c1, m1)
 
 
+def shrunk(t, before, after, why):
+    """(index, name) of each of CPU and memory that the change shrinks and whose peaks are
+    known; one shrunk while an exporter gap hides its peaks is added to `why` instead."""
+    for i, name in enumerate(("cpu", "memory")):
+        if after[i] >= before[i]:
+            continue
+        if t["data_gap"]:
+            why.append(f"{name} shrinks while an exporter gap hides its peaks")
+            continue
+        yield i, name
+
+
+def unsafe_reasons(t, before, after, limit=0.85):
+    """Why a scale-down from `before` to `after` (vCPU, GiB) is unsafe for target `t`: a
+    dimension it shrinks would hold a projected peak at or above `limit` of its new size, or
+    shrinks while the exporter gap hides its peaks; or any saturation follows within the
+    horizon. With sizes unknown (a node-count change), the halving rule of the truth applies."""
+    why = []
+    if before is None or after is None:
+        if t["halving_unsafe"]:
+            why.extend(t["halving_unsafe_reasons"])
+    else:
+        for i, name in shrunk(t, before, after, why):
+            for stat in ("projected_p99", "projected_max_1h_mean"):
+                share = t["observed"][name][stat] * before[i] / after[i]
+                if share >= limit:
+                    why.append(f"{name} {stat.replace('projected_', '')} "
+                               f"{t['observed'][name][stat]:.2f} -> {share:.2f} of the new size "
+                               f"(limit {limit:.2f})")
+    fs = t.get("first_saturation_week")
+    if fs is not None and fs <= HORIZON:
+        why.append("saturated now" if fs == 0 else f"saturation follows in week +{fs}")
+    return why
+
+
+def below_seen_need(t, before, after):
+    """The safety rule with no margin and no forecast: a scale-down may not leave a dimension
+    it shrinks smaller than the peak (p99 or busiest hour) it was seen to need over the window,
+    nor shrink one whose exporter gap hides its peaks."""
+    if before is None or after is None:
+        return []
+    why = []
+    for i, name in shrunk(t, before, after, why):
+        peak = max(t["observed"][name]["p99"], t["observed"][name]["max_1h_mean"])
+        if peak * before[i] / after[i] >= 1.0:
+            why.append(f"{name} peak {peak:.2f} -> {peak * before[i] / after[i]:.2f} of the new size")
+    return why
+
+
 def class_metrics(confusion):
     """Per-class precision/recall/F1, macro-F1 and accuracy from a confusion matrix."""
     per_class = {}
@@ -70,6 +120,7 @@ def score(truth_doc, rows):
     per_behaviour = {}
     shrinks = []
     unsafe = []
+    below_need = []
     missing = []
     insufficient = []
     for tid, t in sorted(truths.items()):
@@ -96,12 +147,12 @@ def score(truth_doc, rows):
                 "verdict": row.get("verdict"), "confidence": row.get("confidence"),
                 "change": row.get("change")}
         shrinks.append(item)
-        if t["halving_unsafe"]:
-            why = list(t["halving_unsafe_reasons"])
-            fs = t.get("first_saturation_week")
-            if fs is not None and fs <= HORIZON:
-                why.append("saturated now" if fs == 0 else f"saturates in week +{fs}")
+        why = unsafe_reasons(t, before, after)
+        if why:
             unsafe.append(dict(item, why=why))
+        below = below_seen_need(t, before, after)
+        if below:
+            below_need.append(dict(item, why=below))
 
     per_class, macro_f1, accuracy = class_metrics(confusion)
     n = len(truths)
@@ -136,6 +187,8 @@ def score(truth_doc, rows):
         "unsafe_shrinks": len(unsafe),
         "unsafe_shrinks_not_held": len(actionable),
         "unsafe_shrink_list": unsafe,
+        "below_seen_need": len(below_need),
+        "below_seen_need_list": below_need,
         "saturations_within_4w_flagged": flagged(1, HORIZON),
         "saturations_flagged_2w_ahead": flagged(2, HORIZON),
         "saturated_now_flagged": flagged(0, 0),
@@ -181,6 +234,9 @@ def print_text(s, meta, out=sys.stdout):
     w(f"saturations flagged >= 2 weeks ahead (weeks +2..+{HORIZON}): {f2['classed_scale_up']} of "
       f"{f2['targets']} ({pct(f2['share'])})\n")
     w(f"saturated now: {f0['classed_scale_up']} of {f0['targets']} classed scale_up ({pct(f0['share'])})\n")
+    w(f"\nbelow what the target was seen to need (no margin, no forecast): {s['below_seen_need']}\n")
+    for u in s["below_seen_need_list"]:
+        w(f"  {u['target']:<10} {u['change']}: {'; '.join(u['why'])}\n")
     w(f"\nscale-down proposals: {s['scale_down_proposals']}; unsafe shrinks: {s['unsafe_shrinks']} "
       f"({s['unsafe_shrinks_not_held']} of them not held by the policy: verdict review/act)\n")
     for u in s["unsafe_shrink_list"]:

@@ -256,7 +256,8 @@ fn a_pgbench_load_moves_the_live_databases_connection_feature() {
          connections added at {inside} to {touched} points of the load"
     );
     let low = inside as f64 * f64::from(CLIENTS) * 0.9;
-    let high = touched as f64 * (f64::from(CLIENTS) + 1.0);
+    // (plus a rounding allowance: the figure is rebuilt from a mean, in floating point)
+    let high = touched as f64 * (f64::from(CLIENTS) + 1.0) + 1e-6;
     assert!(
         (low..=high).contains(&added_connections),
         "connections_w1 went {before} → {after} over {samples} samples: {added_connections:.2} \

@@ -7,6 +7,9 @@ mod whole_loop;
 /// The bootstrap heuristics over the whole simulated fleet.
 mod classify_fleet;
 
+/// Decisions on an independently generated fleet served by a real VictoriaMetrics.
+mod decision_quality;
+
 /// The simulator playing the PostgreSQL plugin's scenarios.
 mod simulator;
 

@@ -103,7 +103,8 @@ async fn quickstart_classifies_proposes_and_gates_every_action() {
 
     let gap = row(&report, "pg-gap-01");
     assert_eq!(gap.class, Some(Class::Remain));
-    assert_eq!(gap.class_reason.as_deref(), Some("insufficient_data"));
+    // Two of four weeks are enough to classify, never to shrink.
+    assert_eq!(gap.class_reason.as_deref(), Some("missing_dimension"));
 
     // First 60 days: every proposed action the classifier is sure of waits for a human; an
     // unsure one is held.

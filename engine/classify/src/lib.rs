@@ -210,18 +210,7 @@ impl Classifier for BootstrapHeuristics {
             for name in &names {
                 match features.value(name) {
                     Some(v) if v.is_finite() => values.push(v),
-                    _ => missing.push(Evidence {
-                        feature: name.clone(),
-                        value: None,
-                        test: format!(
-                            "present (coverage {:.0} %)",
-                            features
-                                .get(name)
-                                .map(|f| f.coverage * 100.0)
-                                .unwrap_or(0.0)
-                        ),
-                        held: false,
-                    }),
+                    _ => missing.push(Evidence::missing(name, features)),
                 }
             }
             (values.len() == names.len()).then_some(Weeks { names, values })

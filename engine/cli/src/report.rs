@@ -127,11 +127,14 @@ pub fn render(report: &CycleReport) -> String {
     out
 }
 
+/// Classification codes that mean the data was incomplete: the row says which data.
+const MISSING_DATA_CODES: [&str; 2] = ["insufficient_data", "missing_dimension"];
+
 fn cells(row: &TargetRow) -> Vec<Cell> {
     let dash = || "—".to_string();
     let mut class = match (&row.class, &row.class_reason) {
-        (Some(class), Some(code)) if code == "insufficient_data" => {
-            format!("{class} (insufficient_data)")
+        (Some(class), Some(code)) if MISSING_DATA_CODES.contains(&code.as_str()) => {
+            format!("{class} ({code})")
         }
         (Some(class), _) => class.to_string(),
         (None, _) => "failed".to_string(),
@@ -139,7 +142,10 @@ fn cells(row: &TargetRow) -> Vec<Cell> {
     if row.classifier_fallback.is_some() {
         class.push_str(" (fallback: bootstrap)");
     }
-    let missing_data = row.class_reason.as_deref() == Some("insufficient_data");
+    let missing_data = row
+        .class_reason
+        .as_deref()
+        .is_some_and(|code| MISSING_DATA_CODES.contains(&code));
     let reason = match (&row.error, &row.reason) {
         (Some(error), _) => shorten(&format!("error: {error}")),
         // Say why the data is missing rather than only that it is.

@@ -234,6 +234,25 @@ impl SafetyFloor {
         }
     }
 
+    /// A floor that keeps every dimension at its current size, for `reason` (thin data on a
+    /// metric that is not itself a dimension still hides what the target did).
+    pub fn hold_all(settings: FloorSettings, current: &Resources, reason: &str) -> Self {
+        let dimensions = Dimension::ALL
+            .iter()
+            .map(|&dimension| DimensionBound {
+                dimension,
+                current: dimension.size_of(current),
+                floor: DimensionFloor::Unknown {
+                    reason: reason.to_string(),
+                },
+            })
+            .collect();
+        Self {
+            settings,
+            dimensions,
+        }
+    }
+
     /// The bound of `dimension`.
     pub fn bound(&self, dimension: Dimension) -> Option<&DimensionBound> {
         self.dimensions.iter().find(|d| d.dimension == dimension)

@@ -154,6 +154,25 @@ pub struct Evidence {
     pub held: bool,
 }
 
+impl Evidence {
+    /// The evidence that feature `name` is missing from `features` (absent or not finite),
+    /// with the coverage it had.
+    pub fn missing(name: &str, features: &FeatureVector) -> Self {
+        Evidence {
+            feature: name.to_string(),
+            value: None,
+            test: format!(
+                "present (coverage {:.0} %)",
+                features
+                    .get(name)
+                    .map(|f| f.coverage * 100.0)
+                    .unwrap_or(0.0)
+            ),
+            held: false,
+        }
+    }
+}
+
 /// Why a classifier chose a class.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Explanation {

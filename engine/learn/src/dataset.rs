@@ -135,32 +135,52 @@ impl Schema {
     /// The feature row of a plugin's feature vector, or the evidence of every missing or
     /// non-finite fingerprint feature.
     pub fn row_from_features(&self, features: &FeatureVector) -> Result<Vec<f64>, Vec<Evidence>> {
+        match self.row_with_filled_weeks(features) {
+            (Some(row), missing) if missing.is_empty() => Ok(row),
+            (_, missing) => Err(missing),
+        }
+    }
+
+    /// The feature row of a plugin's feature vector in which each metric's missing weeks are
+    /// filled from its nearest present week (the older one on a tie), when at least
+    /// [`MIN_PRESENT_WEEKS`] of the metric's weeks are present; with the evidence of every
+    /// missing or non-finite fingerprint feature. `None` when some metric has fewer weeks than
+    /// that: the boosters never saw such a hole, and what they would make of it is arbitrary.
+    pub fn row_with_filled_weeks(
+        &self,
+        features: &FeatureVector,
+    ) -> (Option<Vec<f64>>, Vec<Evidence>) {
         let mut missing = Vec::new();
-        let mut values = Vec::with_capacity(self.fingerprint().len());
+        let mut values: Vec<Option<f64>> = Vec::with_capacity(self.fingerprint().len());
         for name in self.fingerprint() {
             match features.value(name) {
-                Some(v) if v.is_finite() => values.push(v),
-                _ => missing.push(Evidence {
-                    feature: name.clone(),
-                    value: None,
-                    test: format!(
-                        "present (coverage {:.0} %)",
-                        features
-                            .get(name)
-                            .map(|f| f.coverage * 100.0)
-                            .unwrap_or(0.0)
-                    ),
-                    held: false,
-                }),
+                Some(v) if v.is_finite() => values.push(Some(v)),
+                _ => {
+                    values.push(None);
+                    missing.push(Evidence::missing(name, features));
+                }
             }
         }
-        if !missing.is_empty() {
-            return Err(missing);
+        let mut filled = Vec::with_capacity(values.len());
+        for weeks in values.chunks(WINDOW_WEEKS as usize) {
+            if weeks.iter().flatten().count() < MIN_PRESENT_WEEKS {
+                return (None, missing);
+            }
+            for i in 0..weeks.len() {
+                let nearest = (0..weeks.len())
+                    .filter_map(|j| weeks[j].map(|v| (i.abs_diff(j), j, v)))
+                    .min_by_key(|&(distance, j, _)| (distance, j))
+                    .map(|(_, _, v)| v);
+                filled.push(nearest.unwrap_or(f64::NAN));
+            }
         }
-        let weeks: Vec<&[f64]> = values.chunks(WINDOW_WEEKS as usize).collect();
-        Ok(self.row(&weeks))
+        let weeks: Vec<&[f64]> = filled.chunks(WINDOW_WEEKS as usize).collect();
+        (Some(self.row(&weeks)), missing)
     }
 }
+
+/// Least weeks of a metric's four present for its missing weeks to be filled from them.
+pub const MIN_PRESENT_WEEKS: usize = 2;
 
 /// Lower-case hex of a digest.
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -640,36 +640,60 @@ impl Classifier for ModelClassifier {
         self.model.version()
     }
 
+    /// A vector with some weeks missing is still classified when every metric has at least
+    /// two of its four weeks, the missing ones filled from the nearest present week: a gap of
+    /// a week does not blind the model. Missing data lowers the confidence and never shrinks
+    /// anything: a scale-down on filled data becomes `remain` (`missing_dimension`). With a
+    /// metric missing more, `remain` (`insufficient_data`).
     fn classify(&self, features: &FeatureVector) -> Classification {
         let schema = self.model.schema();
-        match schema.row_from_features(features) {
-            Ok(row) => self.classify_row(&row),
-            Err(missing) => {
-                let wanted = schema.fingerprint().len();
-                let coverage = wanted.saturating_sub(missing.len()) as f64 / wanted.max(1) as f64;
-                let rule = format!(
-                    "insufficient data: {} of {wanted} weekly features missing ({}); never scale on missing data",
-                    missing.len(),
-                    missing
-                        .iter()
-                        .map(|e| e.feature.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                // As the bootstrap does: the less data, the surer that nothing should change.
-                Classification {
-                    class: Class::Remain,
-                    confidence: (0.6 + 0.4 * (1.0 - coverage)).clamp(0.0, 1.0),
-                    model: MODEL_NAME.to_string(),
-                    model_version: self.model.version().to_string(),
-                    explanation: Explanation {
-                        code: "insufficient_data".to_string(),
-                        rule,
-                        evidence: missing,
-                    },
-                }
-            }
+        let (row, missing) = schema.row_with_filled_weeks(features);
+        let wanted = schema.fingerprint().len();
+        let coverage = wanted.saturating_sub(missing.len()) as f64 / wanted.max(1) as f64;
+        let names = missing
+            .iter()
+            .map(|e| e.feature.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let Some(row) = row else {
+            let rule = format!(
+                "insufficient data: {} of {wanted} weekly features missing ({names}); never scale on missing data",
+                missing.len(),
+            );
+            // As the bootstrap does: the less data, the surer that nothing should change.
+            return Classification {
+                class: Class::Remain,
+                confidence: (0.6 + 0.4 * (1.0 - coverage)).clamp(0.0, 1.0),
+                model: MODEL_NAME.to_string(),
+                model_version: self.model.version().to_string(),
+                explanation: Explanation {
+                    code: "insufficient_data".to_string(),
+                    rule,
+                    evidence: missing,
+                },
+            };
+        };
+        let mut c = self.classify_row(&row);
+        if missing.is_empty() {
+            return c;
         }
+        c.confidence = (c.confidence * (0.9 + 0.1 * coverage)).clamp(0.0, 1.0);
+        let note = format!(
+            "{} of {wanted} weekly features missing ({names}), filled from the nearest week present",
+            missing.len()
+        );
+        if c.class == Class::ScaleDown {
+            c.explanation.rule = format!(
+                "would scale down ({}), but {note}: never shrink on missing data",
+                c.explanation.rule
+            );
+            c.explanation.code = "missing_dimension".to_string();
+            c.class = Class::Remain;
+        } else {
+            c.explanation.rule = format!("{}; {note}", c.explanation.rule);
+        }
+        c.explanation.evidence.extend(missing);
+        c
     }
 }
 
@@ -754,21 +778,65 @@ mod tests {
     }
 
     #[test]
-    fn missing_features_mean_remain_with_insufficient_data() {
+    fn missing_features_never_shrink_and_too_few_are_insufficient_data() {
         let classifier = model().classifier();
+        let complete = classifier.classify(&instance_a());
+        assert_eq!(complete.class, Class::ScaleDown);
         let mut fv = instance_a();
         fv.features[5].value = None;
         fv.features[5].coverage = 0.2;
         let c = classifier.classify(&fv);
-        assert_eq!(c.class, Class::Remain);
-        assert_eq!(c.explanation.code, "insufficient_data");
-        assert_eq!(c.explanation.evidence.len(), 1);
-        assert_eq!(c.explanation.evidence[0].feature, "memory_w3");
+        assert_eq!(c.class, Class::Remain, "{c:#?}");
+        assert_eq!(c.explanation.code, "missing_dimension");
+        assert!(
+            c.explanation
+                .evidence
+                .iter()
+                .any(|e| e.feature == "memory_w3" && e.value.is_none())
+        );
+        assert!(
+            c.explanation.rule.contains("would scale down"),
+            "{}",
+            c.explanation.rule
+        );
         assert!(c.explanation.rule.contains("memory_w3"));
         let nothing = classifier.classify(&FeatureVector::default());
         assert_eq!(nothing.class, Class::Remain);
+        assert_eq!(nothing.explanation.code, "insufficient_data");
         assert_eq!(nothing.explanation.evidence.len(), 16);
-        assert!(nothing.confidence > c.confidence);
+    }
+
+    /// A missing week does not blind the model: a target climbing on every dimension is
+    /// still flagged with its last week missing, with a little less confidence; a metric with
+    /// three weeks missing is insufficient data.
+    #[test]
+    fn a_missing_week_does_not_blind_the_model() {
+        let classifier = model().classifier();
+        let complete = classifier.classify(&instance_b());
+        assert_eq!(complete.class, Class::ScaleUp);
+        let mut fv = instance_b();
+        for f in fv.features.iter_mut().filter(|f| f.name.ends_with("_w1")) {
+            f.value = None;
+            f.coverage = 0.3;
+        }
+        let c = classifier.classify(&fv);
+        assert_eq!(c.class, Class::ScaleUp, "{c:#?}");
+        assert!(c.confidence <= complete.confidence);
+        assert!(
+            c.explanation.rule.contains("iops_w1"),
+            "{}",
+            c.explanation.rule
+        );
+        for f in fv
+            .features
+            .iter_mut()
+            .filter(|f| f.name.starts_with("iops_w") && !f.name.ends_with("_w4"))
+        {
+            f.value = None;
+        }
+        let c = classifier.classify(&fv);
+        assert_eq!(c.class, Class::Remain, "{c:#?}");
+        assert_eq!(c.explanation.code, "insufficient_data");
     }
 
     #[test]

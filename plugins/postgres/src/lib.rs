@@ -132,8 +132,19 @@ fn plan(
     for note in &step.notes {
         plan.note(note.clone());
     }
-    plan.set_parameter("shared_buffers", &pg_size(memory / 4), true);
-    if parameter(current, "effective_cache_size").is_some() {
+    // A quarter of the new memory, but never more buffers on a smaller node nor fewer on a
+    // larger one: a target tuned by hand keeps its tuning in the direction it moves, and a
+    // step that leaves memory alone (the safety floor can ask for one) leaves it alone.
+    let buffers_now = parameter(current, "shared_buffers").and_then(pg_bytes);
+    let buffers = match (action, buffers_now) {
+        (ActionKind::ScaleDown, Some(now)) => (memory / 4).min(now),
+        (ActionKind::ScaleUp, Some(now)) => (memory / 4).max(now),
+        (_, None) => memory / 4,
+    };
+    if buffers_now != Some(buffers) {
+        plan.set_parameter("shared_buffers", &pg_size(buffers), true);
+    }
+    if memory != current.memory_bytes && parameter(current, "effective_cache_size").is_some() {
         // A planner hint: it would crowd the one-line summary.
         plan.set_parameter_quietly("effective_cache_size", &pg_size(memory / 4 * 3), false);
     }
@@ -188,6 +199,25 @@ fn plan(
     ]
     .concat();
     Some(plan.build(&rationale))
+}
+
+/// A PostgreSQL memory setting in bytes: a number with an optional unit (`kB`, `MB`, `GB`,
+/// `TB`; none means 8 kB pages, as `shared_buffers` reads); `None` when it is not one.
+fn pg_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let number: u64 = text.get(..digits)?.parse().ok()?;
+    let unit = match text.get(digits..)?.trim() {
+        "" => 8 * 1024,
+        "kB" => 1024,
+        "MB" => MIB,
+        "GB" => GIB,
+        "TB" => 1024 * GIB,
+        _ => return None,
+    };
+    number.checked_mul(unit)
 }
 
 /// `work_mem` for a node: a quarter of its memory shared by `max_connections` (each connection
@@ -587,5 +617,42 @@ mod tests {
         assert_eq!(d.metrics.len(), 4);
         let names: Vec<String> = d.features.iter().map(|f| f.name.clone()).collect();
         assert_eq!(names, feature_names());
+    }
+
+    #[test]
+    fn a_smaller_node_never_gets_more_buffers() {
+        assert_eq!(pg_bytes("1536MB"), Some(1536 * MIB));
+        assert_eq!(pg_bytes("16384"), Some(16384 * 8 * 1024));
+        assert_eq!(pg_bytes("lots"), None);
+        let mut current = instance(2, 8);
+        for (name, value) in current.parameters.iter_mut() {
+            if name == "shared_buffers" {
+                *value = "1536MB".to_string();
+            }
+        }
+        let connections = Connections {
+            last_week: None,
+            peak: None,
+        };
+        // CPU only (the floor held memory): buffers untouched, so no restart for them.
+        let bounds = Bounds {
+            min_cpu_millicores: 250,
+            max_cpu_millicores: 64_000,
+            min_memory_bytes: 8 * GIB,
+            max_memory_bytes: 512 * GIB,
+        };
+        let p = plan(ActionKind::ScaleDown, &current, &bounds, connections).unwrap();
+        assert!(!p.summary.contains("shared_buffers"), "{}", p.summary);
+        // Halving: a quarter of 4 GiB is 1 GiB, below the hand-tuned 1536MB.
+        let bounds = Bounds {
+            min_memory_bytes: GIB,
+            ..bounds
+        };
+        let p = plan(ActionKind::ScaleDown, &current, &bounds, connections).unwrap();
+        assert!(
+            p.summary.contains("shared_buffers 1536MB → 1GB"),
+            "{}",
+            p.summary
+        );
     }
 }

@@ -214,6 +214,46 @@ impl FloorContext {
         (WEEK_SECONDS as f64 / self.window.step_seconds.max(1) as f64).floor()
     }
 
+    /// The first week, of any of the target's series, with less than the least coverage.
+    fn thin_week(&self, series: &[MetricSeries]) -> Option<String> {
+        let end_ms = self.window.end.timestamp_millis();
+        let per_week = self.samples_per_week();
+        let summary = WeeklySummary {
+            aggregation: Aggregation::Mean,
+            weeks: self.window.weeks,
+        };
+        for s in series {
+            let weekly;
+            let counted = if self.summarised {
+                s
+            } else {
+                weekly = summarise_weekly(s, end_ms, summary);
+                &weekly
+            };
+            let counts = counted.sample_counts.as_deref().unwrap_or_default();
+            for back in 0..self.window.weeks {
+                let week_end = end_ms - i64::from(back) * setpoint_observe::WEEK_MS;
+                let count = counted
+                    .timestamps_ms
+                    .iter()
+                    .position(|&t| t == week_end)
+                    .and_then(|k| counts.get(k).copied())
+                    .unwrap_or(0);
+                let coverage = f64::from(count) / per_week;
+                if coverage < self.settings.min_coverage {
+                    return Some(format!(
+                        "{} week W-{} has {:.0} % of its samples (< {:.0} %): a gap hides what the target did, so nothing shrinks",
+                        s.metric,
+                        back + 1,
+                        coverage * 100.0,
+                        self.settings.min_coverage * 100.0
+                    ));
+                }
+            }
+        }
+        None
+    }
+
     /// The floor of `target` from its plugin series and the peak series the engine asked for.
     fn floor_of(
         &self,
@@ -225,6 +265,11 @@ impl FloorContext {
         let weeks = self.window.weeks as usize;
         let end_ms = self.window.end.timestamp_millis();
         let per_week = self.samples_per_week();
+        // An exporter gap in any metric hides what the target did meanwhile: a thin week of
+        // any series is no evidence for shrinking anything.
+        if let Some(reason) = self.thin_week(series) {
+            return SafetyFloor::hold_all(self.settings, &target.resources, &reason);
+        }
         SafetyFloor::compute(self.settings, &target.resources, |dimension| {
             let Some(spec) = metrics.iter().find(|m| m.name == dimension.metric()) else {
                 return Vec::new();
