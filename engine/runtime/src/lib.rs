@@ -46,6 +46,7 @@
 pub mod config;
 mod cycle;
 pub mod enforce;
+pub mod loops;
 pub mod sources;
 mod stages;
 pub mod training;
@@ -421,7 +422,9 @@ impl Runtime {
                 continue;
             }
             let _cycle = self.cycle_lock.lock().await;
-            reports.push(cycle::run(lp, &self.state_dir, &self.clock, now, None, shutdown).await?);
+            reports.push(
+                loops::run_cycle(lp, &self.state_dir, &self.clock, now, None, shutdown).await?,
+            );
         }
         Ok(reports)
     }
@@ -443,7 +446,7 @@ impl Runtime {
             .ok_or_else(|| RuntimeError::UnknownLoop(loop_name.to_string()))?;
         self.reconcile(now).await?;
         let _cycle = self.cycle_lock.lock().await;
-        cycle::run(
+        loops::run_cycle(
             lp,
             &self.state_dir,
             &self.clock,
@@ -510,7 +513,7 @@ impl Runtime {
                     }
                     let result = {
                         let _cycle = cycle_lock.lock().await;
-                        cycle::run(lp, &state_dir, &self.clock, next, None, &shutdown).await
+                        loops::run_cycle(lp, &state_dir, &self.clock, next, None, &shutdown).await
                     };
                     match result {
                         Ok(report) => on_cycle(&report),

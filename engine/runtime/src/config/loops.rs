@@ -9,6 +9,9 @@ use super::*;
 pub struct LoopConfig {
     /// Unique name, used in the journal, policies (`input.loop.name`) and kill switches.
     pub name: LoopName,
+    /// What kind of loop it is (default `weekly`, the right-sizing loop).
+    #[serde(default)]
+    pub kind: crate::loops::LoopKind,
     /// When cycles run (cron, 5 fields or 6 with seconds, UTC). Default: Mondays 06:00.
     #[serde(default = "default_schedule")]
     pub schedule: Schedule,
@@ -122,6 +125,7 @@ impl LoopConfig {
         Self {
             plugin,
             name: LoopName(name),
+            kind: crate::loops::LoopKind::default(),
             schedule: default_schedule(),
             window: WindowConfig::default(),
             source: SourceConfig::default(),
