@@ -105,6 +105,13 @@ pub fn render(report: &CycleReport) -> String {
     for degraded in &report.degraded {
         let _ = writeln!(out, "degraded: {degraded}");
     }
+    if !report.unmatched_series.is_empty() {
+        let _ = writeln!(
+            out,
+            "series with no target (declare it, or add the value to a target's aliases; docs/targets.md): {}",
+            report.unmatched_series.join("; ")
+        );
+    }
     let failed: Vec<&TargetRow> = report.rows.iter().filter(|r| r.error.is_some()).collect();
     if !failed.is_empty() {
         let _ = writeln!(out, "{} target(s) failed:", failed.len());

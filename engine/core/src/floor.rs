@@ -275,21 +275,40 @@ impl SafetyFloor {
         raised
     }
 
-    /// The dimensions a proposed size leaves below the floor, each with its floor.
+    /// The dimensions a proposed size leaves below the floor, each with its floor; with a
+    /// dimension saturating within the horizon, every dimension it shrinks.
     pub fn violations(&self, after: &Resources) -> Vec<(Dimension, u64)> {
+        let saturating = self.saturating().is_some();
         self.dimensions
             .iter()
             .filter(|d| {
                 let size = d.dimension.size_of(after);
-                size < d.current && size < d.minimum()
+                size < d.current && (saturating || size < d.minimum())
             })
-            .map(|d| (d.dimension, d.minimum()))
+            .map(|d| {
+                let floor = if saturating { d.current } else { d.minimum() };
+                (d.dimension, floor)
+            })
             .collect()
     }
 
-    /// Whether any dimension may shrink.
+    /// Whether any dimension may shrink: none may when one of them is projected to saturate
+    /// within the horizon, since a target about to need more of one resource is no target for
+    /// a disruptive change that takes away another.
     pub fn allows_any_shrink(&self) -> bool {
-        self.dimensions.iter().any(DimensionBound::may_shrink)
+        self.saturating().is_none() && self.dimensions.iter().any(DimensionBound::may_shrink)
+    }
+
+    /// The first dimension projected to reach its whole current size within the horizon, with
+    /// the weeks until it does.
+    pub fn saturating(&self) -> Option<(Dimension, f64)> {
+        self.dimensions.iter().find_map(|d| match &d.floor {
+            DimensionFloor::Known {
+                weeks_to_saturation: Some(weeks),
+                ..
+            } if *weeks <= self.settings.horizon_weeks => Some((d.dimension, *weeks)),
+            _ => None,
+        })
     }
 }
 
@@ -477,6 +496,10 @@ mod tests {
                 .bound(Dimension::Cpu)
                 .is_some_and(DimensionBound::may_shrink)
         );
+        // Memory saturates within the horizon: CPU, idle as it is, does not shrink either.
+        assert_eq!(floor.saturating().map(|(d, _)| d), Some(Dimension::Memory));
+        assert!(!floor.allows_any_shrink());
+        assert_eq!(floor.violations(&size(4000, 32)), [(Dimension::Cpu, 8000)]);
     }
 
     #[test]

@@ -85,6 +85,11 @@ pub(crate) async fn run(
         plugin: context.plugin_label,
         queries: fleet.queries,
         degraded: fleet.degraded.iter().map(ToString::to_string).collect(),
+        unmatched_series: fleet
+            .unmatched
+            .iter()
+            .map(|(label, metrics)| format!("{label} ({})", metrics.join(", ")))
+            .collect(),
         rows,
         interrupted,
         duration_seconds: started.elapsed().as_secs_f64(),

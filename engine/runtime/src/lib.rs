@@ -267,6 +267,10 @@ pub struct CycleReport {
     pub queries: usize,
     /// Queries that failed; their metrics are missing for every target.
     pub degraded: Vec<String>,
+    /// Series that answered for no target: `label (metric, …)`, one per target-label value.
+    /// Declare the target or add its value to a target's `aliases` (docs/targets.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmatched_series: Vec<String>,
     /// One row per target, sorted by id.
     pub rows: Vec<TargetRow>,
     /// Whether the cycle stopped early on a shutdown request.

@@ -104,6 +104,13 @@ pub fn render(entry: &JournalEntry) -> String {
         for bound in &floor.dimensions {
             let _ = writeln!(out, "  {}", bound.describe(&floor.settings));
         }
+        if let Some((dimension, weeks)) = floor.saturating() {
+            let _ = writeln!(
+                out,
+                "  {} is projected to reach its whole current size in {weeks:.1} weeks: nothing shrinks",
+                dimension.metric()
+            );
+        }
         let classed_down = entry
             .classification
             .as_ref()

@@ -39,6 +39,9 @@ pub struct ObservedFleet {
     pub queries: usize,
     /// What made the observation incomplete for the fleet (a failed discovery or query).
     pub degraded: Vec<Degradation>,
+    /// Series whose target label names no target (neither discovered nor declared, nor an
+    /// alias): label value → the metrics that answered for it. Listed, never silently dropped.
+    pub unmatched: BTreeMap<String, Vec<String>>,
 }
 
 /// Something that made a cycle's observation incomplete: the cycle completes, the affected
@@ -583,10 +586,21 @@ impl Observation {
                 }
             }
         }
+        // What is left answered for no target: an exporter whose label value no target or
+        // alias names, or a target that discovery no longer lists.
+        let unmatched: BTreeMap<String, Vec<String>> = self
+            .series
+            .into_iter()
+            .map(|(label, series)| (label, series.into_iter().map(|s| s.metric).collect()))
+            .collect();
+        for (label, metrics) in &unmatched {
+            tracing::warn!(label = %label, metrics = ?metrics, "series with no target; declare it or add an alias");
+        }
         ObservedFleet {
             targets: observed,
             queries,
             degraded: self.degraded,
+            unmatched,
         }
     }
 
@@ -624,6 +638,57 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn series_that_name_no_target_are_listed_not_dropped() {
+        let series = |metric: &str| MetricSeries {
+            metric: metric.into(),
+            ..MetricSeries::default()
+        };
+        let mut observation = Observation::default();
+        let names = HashMap::from([("10.0.0.5:9187".to_string(), "pg-a".to_string())]);
+        for metric in ["cpu", "memory"] {
+            let answer = setpoint_observe::QueryResult {
+                series: vec![
+                    ("10.0.0.5:9187".to_string(), series(metric)),
+                    ("10.0.0.9:9100".to_string(), series(metric)),
+                ],
+                problems: Vec::new(),
+            };
+            observation.answer(metric, Ok(answer), &names);
+        }
+        let target = Target {
+            id: "pg-a".into(),
+            technology: "postgres".into(),
+            labels: BTreeMap::new(),
+            resources: setpoint_core::Resources {
+                cpu_millicores: 8000,
+                memory_bytes: 32 << 30,
+                replicas: 1,
+                parameters: BTreeMap::new(),
+            },
+        };
+        let now = Utc.with_ymd_and_hms(2026, 11, 23, 6, 0, 0).unwrap();
+        let floor = FloorContext {
+            settings: FloorSettings::default(),
+            window: window_for(now, 4, 300),
+            summarised: true,
+        };
+        let fleet = observation.into_fleet(vec![target], &[], 2, &floor);
+        assert_eq!(fleet.targets.len(), 1);
+        assert_eq!(
+            fleet.targets[0].series.len(),
+            2,
+            "the alias joined pg-a's series"
+        );
+        assert_eq!(
+            fleet.unmatched,
+            BTreeMap::from([(
+                "10.0.0.9:9100".to_string(),
+                vec!["cpu".to_string(), "memory".to_string()]
+            )])
+        );
+    }
 
     #[test]
     fn declared_targets_fold_aliases_and_supply_resources() {
