@@ -470,7 +470,8 @@ impl LoopClassifier {
             None => Some(ModelProblem::Missing),
             Some(record) => self.problem_with(lp, record, now),
         };
-        if let Some(problem) = problem {
+        let (Some(record), None) = (record, &problem) else {
+            let problem = problem.unwrap_or(ModelProblem::Missing);
             if !self.fallback {
                 return Err(RuntimeError::ModelUnusable {
                     loop_name: loop_name.clone(),
@@ -483,12 +484,6 @@ impl LoopClassifier {
                 fallback: Some(format!(
                     "fallback: the bootstrap heuristics decided, because {problem} (classifier.fallback: bootstrap)"
                 )),
-            });
-        }
-        let Some(record) = record else {
-            return Err(RuntimeError::ModelUnusable {
-                loop_name: loop_name.clone(),
-                problem: ModelProblem::Missing,
             });
         };
         let mut parsed = self

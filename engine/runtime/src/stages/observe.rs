@@ -129,19 +129,12 @@ pub async fn observe(lp: &LoopRuntime, window: &Window) -> ObservedFleet {
     }
     let summarise = lp.source.summarises_weekly();
     for metric in &descriptor.metrics {
-        let query = RangeQuery {
-            metric: metric.name.clone(),
-            promql: metric.query.clone(),
-            technology: descriptor.technology.clone(),
-            start: window.start,
-            end: window.end,
-            step_seconds: window.step_seconds,
-            target_label: TARGET_LABEL.to_string(),
-            weekly: summarise.then_some(WeeklySummary {
-                aggregation: metric.aggregation,
-                weeks: window.weeks,
-            }),
-        };
+        let query = range_query(
+            metric,
+            &descriptor.technology,
+            window,
+            summarise.then_some(metric.aggregation),
+        );
         let result = lp
             .source
             .query_range(&query)
@@ -166,19 +159,7 @@ pub async fn observe(lp: &LoopRuntime, window: &Window) -> ObservedFleet {
         }
         for stat in PeakStat::ALL {
             let aggregation = stat.aggregation();
-            let query = RangeQuery {
-                metric: metric.name.clone(),
-                promql: metric.query.clone(),
-                technology: descriptor.technology.clone(),
-                start: window.start,
-                end: window.end,
-                step_seconds: window.step_seconds,
-                target_label: TARGET_LABEL.to_string(),
-                weekly: Some(WeeklySummary {
-                    aggregation,
-                    weeks: window.weeks,
-                }),
-            };
+            let query = range_query(metric, &descriptor.technology, window, Some(aggregation));
             let result = lp
                 .source
                 .query_range(&query)
@@ -360,6 +341,29 @@ impl PeakStat {
             PeakStat::P99 => Aggregation::P99,
             PeakStat::MaxHourlyMean => Aggregation::MaxHourlyMean,
         }
+    }
+}
+
+/// The fleet-wide range query of `metric` over `window`, summarised per week in the source with
+/// `weekly` when it is given.
+fn range_query(
+    metric: &MetricSpec,
+    technology: &str,
+    window: &Window,
+    weekly: Option<Aggregation>,
+) -> RangeQuery {
+    RangeQuery {
+        metric: metric.name.clone(),
+        promql: metric.query.clone(),
+        technology: technology.to_string(),
+        start: window.start,
+        end: window.end,
+        step_seconds: window.step_seconds,
+        target_label: TARGET_LABEL.to_string(),
+        weekly: weekly.map(|aggregation| WeeklySummary {
+            aggregation,
+            weeks: window.weeks,
+        }),
     }
 }
 
