@@ -93,11 +93,16 @@ enum Command {
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
     /// Train a loop's classifier on what followed each 4-week window of a history, report its
-    /// cross-validated quality, and register it (the simulator's history of the loop's plugin
-    /// scenarios, plus --incidents from real systems). Logs to MLflow when configured.
+    /// cross-validated quality, and register it: with --from-source, the loop's own metric
+    /// source's history (≥ 12 weeks, labelled from the degradations it shows, --incidents and
+    /// --alerts); else the simulator's history of the plugin's scenarios. Logs to MLflow when
+    /// configured.
     Train(models::TrainArgs),
-    /// Replay a held-out simulated history through a loop's model, its surrogate rules and the
-    /// bootstrap heuristics, and score each against what actually followed.
+    /// Score a loop's classifier against what actually followed: with --from-source, train on
+    /// the source's history up to a split week and score the weeks after it (per-class
+    /// precision and recall, macro-F1, unsafe shrinks, how far ahead degradations were
+    /// flagged); else replay a held-out simulated history through the promoted model, its
+    /// surrogate rules and the bootstrap heuristics.
     Evaluate(models::EvaluateArgs),
     /// The model registry: list, show, promote, roll back.
     #[command(subcommand)]
@@ -322,7 +327,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Sim(SimCommand::Export(args))) => sim_export(args, &clock),
         Some(Command::Plugin(command)) => plugin::run(command),
         Some(Command::Train(args)) => models::train(&load_config(&cli)?, args, &clock),
-        Some(Command::Evaluate(args)) => models::evaluate(&load_config(&cli)?, args),
+        Some(Command::Evaluate(args)) => models::evaluate(&load_config(&cli)?, args, &clock),
         Some(Command::Models(command)) => models::models(&state_dir(&cli)?, command, &clock),
         Some(Command::Review(command)) => review::run(&load_config(&cli)?, command, clock),
         Some(Command::Serve(args)) => {

@@ -12,7 +12,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use comfy_table::Table;
 use indicatif::{ProgressBar, ProgressStyle};
 use setpoint_core::SharedClock;
-use setpoint_learn::{CLASSES, ClassMetrics, HeldOut, OutcomeReport, Stage, TrainedModel};
+use setpoint_learn::{
+    CLASSES, ClassMetrics, EventKind, HeldOut, OutcomeReport, Stage, TrainedModel,
+};
 use setpoint_runtime::training::{self, LabelSource, TrainOptions};
 use setpoint_runtime::{Config, LoopRuntime, Runtime};
 use setpoint_state::{ModelRecord, Store};
@@ -37,9 +39,133 @@ pub enum Labels {
     Bootstrap,
 }
 
+/// Learning from the loop's own metric source rather than the simulator.
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
+    /// Learn from the loop's configured metric source (Prometheus, VictoriaMetrics): read
+    /// --history-weeks weeks ending now (see --now), summarised per week in the source, and
+    /// label each 4-week window from what followed: degradations seen in the history's peaks
+    /// (CPU or disk at ≥ 90 % for 5 % of a week, memory's busiest hour at ≥ 95 %, connections at
+    /// ≥ 95 % of the limit), --incidents and --alerts.
+    #[arg(long)]
+    from_source: bool,
+    /// Weeks of history to read from the source (at least 12).
+    #[arg(long, value_name = "N", default_value_t = training::DEFAULT_SOURCE_WEEKS)]
+    history_weeks: u32,
+    /// Firing alerts that count as degradations, as label matchers on
+    /// ALERTS{alertstate="firing"}, e.g. 'severity="critical",alertname=~"PG.*"' (with
+    /// --from-source).
+    #[arg(long, value_name = "MATCHERS")]
+    alerts: Option<String>,
+    /// The degradation a firing alert stands for: latency_spike, connection_timeout or
+    /// oom_kill.
+    #[arg(long, value_name = "KIND", default_value = "latency_spike", value_parser = parse_event_kind)]
+    alert_kind: EventKind,
+}
+
+fn parse_event_kind(s: &str) -> std::result::Result<EventKind, String> {
+    EventKind::parse(s).ok_or_else(|| {
+        format!("unknown kind {s:?}; expected latency_spike, connection_timeout or oom_kill")
+    })
+}
+
+impl SourceArgs {
+    fn options(
+        &self,
+        incidents: Option<&PathBuf>,
+        end: DateTime<Utc>,
+    ) -> training::SourceHistoryOptions {
+        training::SourceHistoryOptions {
+            weeks: self.history_weeks,
+            end,
+            rules: setpoint_learn::observed::DegradationRules::default(),
+            incidents: incidents.cloned(),
+            alerts: self.alerts.clone(),
+            alert_kind: self.alert_kind,
+        }
+    }
+}
+
+/// Reads a loop's history from its source, with a spinner, and says what it found on stderr.
+fn read_source_history(
+    lp: &LoopRuntime,
+    options: &training::SourceHistoryOptions,
+) -> Result<training::SourceHistory> {
+    let loop_name = lp.config().name.to_string();
+    let bar = ProgressBar::new_spinner();
+    if let Ok(style) = ProgressStyle::with_template("{prefix} {spinner} {msg} {elapsed}") {
+        bar.set_style(style);
+    }
+    bar.set_prefix(format!("train {loop_name}"));
+    bar.set_message(format!(
+        "reading {} weeks from the source (one query per metric and statistic)",
+        options.weeks
+    ));
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the source client")?;
+    let history = runtime.block_on(training::read_history(lp, options));
+    bar.finish_and_clear();
+    let history = history?;
+    eprint!("{}", history_summary(&loop_name, &history));
+    Ok(history)
+}
+
+/// What a source history holds, for people.
+fn history_summary(loop_name: &str, h: &training::SourceHistory) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "loop {loop_name}: history {} .. {} ({} weeks, {} targets, {} queries); degradations: {} detected in the peaks, {} from incidents, {} from alerts",
+        h.start.to_rfc3339(),
+        h.end.to_rfc3339(),
+        h.history.weeks,
+        h.history.targets.len(),
+        h.queries,
+        h.label_sources.detected,
+        h.label_sources.incidents,
+        h.label_sources.alerts
+    );
+    if !h.targets_without_data.is_empty() {
+        let _ = writeln!(
+            out,
+            "  {} target(s) with no series, not learned from: {}",
+            h.targets_without_data.len(),
+            h.targets_without_data.join(", ")
+        );
+    }
+    if !h.unmatched_series.is_empty() {
+        let labels: Vec<&str> = h.unmatched_series.keys().map(String::as_str).collect();
+        let _ = writeln!(
+            out,
+            "  {} series label value(s) named no target: {}",
+            labels.len(),
+            labels.join(", ")
+        );
+    }
+    if h.unmatched_events > 0 {
+        let _ = writeln!(
+            out,
+            "  {} incident(s) or alert(s) named no target of the history and were ignored",
+            h.unmatched_events
+        );
+    }
+    for d in h.degraded.iter().take(10) {
+        let _ = writeln!(out, "  degraded: {d}");
+    }
+    if h.degraded.len() > 10 {
+        let _ = writeln!(out, "  … and {} more", h.degraded.len() - 10);
+    }
+    out
+}
+
 /// `setpoint train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
+    #[command(flatten)]
+    source: SourceArgs,
     /// The loop to train for (default: every configured loop).
     #[arg(long = "loop", value_name = "NAME")]
     loop_name: Option<String>,
@@ -111,6 +237,17 @@ pub struct EvaluateArgs {
     /// Seed of the held-out simulated history; must differ from the model's training seed.
     #[arg(long, default_value_t = 1000)]
     seed: u64,
+    #[command(flatten)]
+    source: SourceArgs,
+    /// With --from-source: train on the windows whose outcomes were known by the end of this
+    /// week of the history (0-based), score the windows after it (default: two scored windows
+    /// per target).
+    #[arg(long, value_name = "WEEK")]
+    split_week: Option<u32>,
+    /// With --from-source: a file of incidents (CSV or JSON lines: target, week or RFC 3339
+    /// time, kind) added to the degradations seen in the history.
+    #[arg(long, value_name = "FILE")]
+    incidents: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     output: Format,
@@ -222,12 +359,26 @@ pub fn train(config: &Config, args: &TrainArgs, clock: &SharedClock) -> Result<E
             let store = Store::open_waiting(&config.state_dir, STORE_WAIT)?;
             training::feedback(&store, &loop_name)?
         };
+        let history = if args.source.from_source {
+            Some(read_source_history(
+                lp,
+                &args.source.options(args.incidents.as_ref(), clock.now()),
+            )?)
+        } else {
+            None
+        };
         let bar = progress_bar(&loop_name);
-        let trained = training::train(lp, &options, clock.now(), &mut |stage, done, total| {
+        let mut progress = |stage, done, total| {
             bar.set_message(stage_name(stage));
             bar.set_length(total as u64);
             bar.set_position(done as u64);
-        });
+        };
+        let trained = match &history {
+            Some(history) => {
+                training::train_on_source(lp, history, &options, clock.now(), &mut progress)
+            }
+            None => training::train(lp, &options, clock.now(), &mut progress),
+        };
         bar.finish_and_clear();
         let mut trained = trained?;
         let mut mlflow_error = None;
@@ -522,9 +673,131 @@ fn evaluate_report(loop_name: &str, version: &str, seed: u64, held_out: &HeldOut
     )
 }
 
+fn split_report(loop_name: &str, e: &training::SplitEvaluation) -> String {
+    let mut out = String::new();
+    let counts = |c: &[usize; 3]| {
+        CLASSES
+            .iter()
+            .zip(c)
+            .map(|(class, n)| format!("{class} {n}"))
+            .collect::<Vec<_>>()
+            .join(" · ")
+    };
+    let _ = writeln!(
+        out,
+        "loop {loop_name}: time split at the end of week {} ({}): trained on {} windows ({}), scored on {} ({})",
+        e.split_week,
+        e.split_at.to_rfc3339(),
+        e.train_counts.iter().sum::<usize>(),
+        counts(&e.train_counts),
+        e.test_counts.iter().sum::<usize>(),
+        counts(&e.test_counts)
+    );
+    let mut table = Table::new();
+    table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    table.set_header(vec![
+        "classifier",
+        "macro-F1",
+        "accuracy",
+        "degradations flagged",
+        "flagged ≥ 2 weeks ahead",
+        "oversized reclaimed",
+        "unsafe shrinks",
+    ]);
+    for report in [
+        &e.held_out.model,
+        &e.held_out.surrogate,
+        &e.held_out.bootstrap,
+    ] {
+        let mut row = outcome_row(report);
+        row.insert(
+            4,
+            format!("{}/{}", report.flagged_two_weeks_ahead, report.degradations),
+        );
+        table.add_row(row);
+    }
+    let _ = writeln!(out, "{table}");
+    let m = &e.held_out.model.classes;
+    let mut per_class = Table::new();
+    per_class.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    per_class.set_header(vec!["class", "precision", "recall"]);
+    for (k, class) in CLASSES.iter().enumerate() {
+        per_class.add_row(vec![
+            class.to_string(),
+            percent(m.precision[k]),
+            percent(m.recall[k]),
+        ]);
+    }
+    let _ = writeln!(
+        out,
+        "{per_class}
+{}",
+        confusion_table(m)
+    );
+    let _ = writeln!(
+        out,
+        "unsafe shrinks: scale_down on a window followed by a degradation within the outcome horizon"
+    );
+    out
+}
+
+/// Trains on the weeks up to a split of the source's history and scores what followed.
+fn evaluate_from_source(
+    config: &Config,
+    args: &EvaluateArgs,
+    clock: &SharedClock,
+) -> Result<ExitCode> {
+    let runtime = Runtime::new(config.clone())?;
+    let loops = chosen_loops(&runtime, args.loop_name.as_deref())?;
+    let mut reports = Vec::new();
+    for lp in loops {
+        let loop_name = lp.config().name.to_string();
+        let history = read_source_history(
+            lp,
+            &args.source.options(args.incidents.as_ref(), clock.now()),
+        )?;
+        let bar = progress_bar(&loop_name);
+        let evaluation = training::evaluate_split(
+            lp,
+            &history,
+            &TrainOptions::default(),
+            args.split_week,
+            &mut |stage, done, total| {
+                bar.set_message(stage_name(stage));
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            },
+        );
+        bar.finish_and_clear();
+        let evaluation = evaluation?;
+        match args.output {
+            Format::Table => print!("{}", split_report(&loop_name, &evaluation)),
+            Format::Json => reports.push(serde_json::json!({
+                "loop": loop_name,
+                "history": {
+                    "start": history.start,
+                    "end": history.end,
+                    "weeks": history.history.weeks,
+                    "targets": history.history.targets.len(),
+                    "label_sources": history.label_sources,
+                    "targets_without_data": history.targets_without_data,
+                },
+                "split": evaluation,
+            })),
+        }
+    }
+    if matches!(args.output, Format::Json) {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Replays a held-out simulated history through a model, its surrogate and the bootstrap
-/// heuristics.
-pub fn evaluate(config: &Config, args: &EvaluateArgs) -> Result<ExitCode> {
+/// heuristics (or, with --from-source, a time split of the source's history).
+pub fn evaluate(config: &Config, args: &EvaluateArgs, clock: &SharedClock) -> Result<ExitCode> {
+    if args.source.from_source {
+        return evaluate_from_source(config, args, clock);
+    }
     let runtime = Runtime::new(config.clone())?;
     let loops = chosen_loops(&runtime, args.loop_name.as_deref())?;
     let store = Store::open_waiting(&config.state_dir, STORE_WAIT)?;

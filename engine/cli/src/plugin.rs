@@ -156,6 +156,7 @@ fn aggregation(a: Aggregation) -> &'static str {
         Aggregation::P95 => "p95",
         Aggregation::P99 => "p99",
         Aggregation::MaxHourlyMean => "max 1h mean",
+        Aggregation::ShareAtLeast(_) => "share at or above a level",
     }
 }
 

@@ -87,7 +87,41 @@ impl Dimension {
     }
 }
 
-/// One week of a dimension, as observed.
+/// The level from which a ratio counts as near saturation: the time a week spends at or above
+/// it is one of the classifier's features and the history's degradation signal.
+pub const NEAR_SATURATION: f64 = 0.9;
+
+/// A statistic of a metric's week beyond the plugin's own aggregate, asked of the source by the
+/// engine (for the safety floor and the classifier's peak features).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PeakStat {
+    /// Each week's 99th percentile.
+    P99,
+    /// Each week's busiest 1-hour mean.
+    MaxHourlyMean,
+    /// The share of each week at or above [`NEAR_SATURATION`].
+    NearSaturation,
+}
+
+impl PeakStat {
+    /// Every statistic, in query order.
+    pub const ALL: [PeakStat; 3] = [
+        PeakStat::P99,
+        PeakStat::MaxHourlyMean,
+        PeakStat::NearSaturation,
+    ];
+
+    /// How the source summarises the week for it.
+    pub fn aggregation(self) -> crate::Aggregation {
+        match self {
+            PeakStat::P99 => crate::Aggregation::P99,
+            PeakStat::MaxHourlyMean => crate::Aggregation::MaxHourlyMean,
+            PeakStat::NearSaturation => crate::Aggregation::ShareAtLeast(NEAR_SATURATION),
+        }
+    }
+}
+
+/// One week of a metric, as observed.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct WeekPeak {
     /// The week's mean share of the current size.
@@ -96,6 +130,9 @@ pub struct WeekPeak {
     pub p99: Option<f64>,
     /// Its busiest 1-hour mean.
     pub max_hourly: Option<f64>,
+    /// The share of its samples at or above [`NEAR_SATURATION`].
+    #[serde(default)]
+    pub near_saturation: Option<f64>,
     /// Share of the week's samples present.
     pub coverage: f64,
 }
@@ -425,6 +462,7 @@ mod tests {
 
     fn week(mean: f64, peak: f64) -> WeekPeak {
         WeekPeak {
+            near_saturation: None,
             mean: Some(mean),
             p99: Some(peak),
             max_hourly: Some(peak * 0.98),

@@ -654,7 +654,10 @@ pub mod plugin;
 pub mod review;
 
 pub use clock::{Clock, FixedClock, SharedClock, SystemClock, fixed_clock, system_clock};
-pub use floor::{Dimension, DimensionBound, DimensionFloor, FloorSettings, SafetyFloor, WeekPeak};
+pub use floor::{
+    Dimension, DimensionBound, DimensionFloor, FloorSettings, NEAR_SATURATION, PeakStat,
+    SafetyFloor, WeekPeak,
+};
 pub use intent::{Intent, IntentStatus, OpStatus, OperationResult};
 pub use journal::{
     ActOutcome, FailureKind, JournalEntry, KillSwitches, ObserveIssue, StageError, StageName,

@@ -24,6 +24,9 @@ pub enum Aggregation {
     /// The busiest 1-hour mean (the hourly means' `max_over_time`); the engine's safety floor
     /// asks for it, plugins cannot.
     MaxHourlyMean,
+    /// The share of the samples at or above a level (`avg_over_time((q >= bool level)[…])`):
+    /// how long a week spent near saturation; the engine's features ask for it, plugins cannot.
+    ShareAtLeast(f64),
 }
 
 /// One metric a plugin needs, as a PromQL template.

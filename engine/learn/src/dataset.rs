@@ -31,8 +31,12 @@ use sha2::{Digest, Sha256};
 use crate::history::{Event, EventKind, History, slope};
 use crate::{Error, Result};
 
-/// Version of the feature schema's definition (names, order and formulas).
+/// Version of the feature schema's definition (names, order and formulas): weekly means,
+/// trends and levels.
 pub const SCHEMA_VERSION: &str = "setpoint-learn/features/1";
+
+/// Version of the schema that adds each ratio metric's peak features ([`crate::peaks`]).
+pub const SCHEMA_VERSION_PEAKS: &str = "setpoint-learn/features/2";
 
 /// Weeks in a window (W-4..W-1).
 pub const WINDOW_WEEKS: u32 = 4;
@@ -40,14 +44,18 @@ pub const WINDOW_WEEKS: u32 = 4;
 /// The learner's feature schema: the weekly fingerprint of each metric (`<metric>_w4` …
 /// `<metric>_w1`, metric by metric, as plugins produce it), then each metric's trend
 /// (`<metric>_trend`, least-squares slope over the four weeks, per week) and level
-/// (`<metric>_level`, the four weeks' mean).
+/// (`<metric>_level`, the four weeks' mean); in version 2 ([`SCHEMA_VERSION_PEAKS`]) then the
+/// six peak features of each metric in `peak_metrics` (see [`crate::peaks`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Schema {
-    /// [`SCHEMA_VERSION`] when built.
+    /// [`SCHEMA_VERSION`] or [`SCHEMA_VERSION_PEAKS`].
     pub version: String,
     /// The metrics, in fingerprint order.
     pub metrics: Vec<String>,
+    /// The metrics with peak features (the ratio metrics), empty in version 1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peak_metrics: Vec<String>,
     /// Every feature name, in vector order.
     pub features: Vec<String>,
     /// SHA-256 of the version and the feature names: two models agree on their input iff their
@@ -71,9 +79,40 @@ impl Schema {
         Self {
             version: SCHEMA_VERSION.to_string(),
             metrics,
+            peak_metrics: Vec::new(),
             features,
             hash,
         }
+    }
+
+    /// The version-2 schema over `metrics`, with the peak features of `peak_metrics` appended
+    /// (the version-1 schema when `peak_metrics` is empty).
+    pub fn with_peaks<S: Into<String>>(
+        metrics: impl IntoIterator<Item = S>,
+        peak_metrics: impl IntoIterator<Item = S>,
+    ) -> Self {
+        let mut schema = Self::new(metrics);
+        let peak_metrics: Vec<String> = peak_metrics.into_iter().map(Into::into).collect();
+        if peak_metrics.is_empty() {
+            return schema;
+        }
+        for m in &peak_metrics {
+            schema.features.extend(crate::peaks::names(m));
+        }
+        schema.version = SCHEMA_VERSION_PEAKS.to_string();
+        schema.hash = Self::hash_of(SCHEMA_VERSION_PEAKS, &schema.features);
+        schema.peak_metrics = peak_metrics;
+        schema
+    }
+
+    /// Whether the schema has peak features.
+    pub fn has_peaks(&self) -> bool {
+        !self.peak_metrics.is_empty()
+    }
+
+    /// Where the peak features start in a row.
+    fn peaks_at(&self) -> usize {
+        self.metrics.len() * (WINDOW_WEEKS as usize + 2)
     }
 
     fn hash_of(version: &str, features: &[String]) -> String {
@@ -89,13 +128,18 @@ impl Schema {
     /// Checks a schema read from a file: the version is known and the names and hash are what
     /// this version derives from the metrics.
     pub fn check(&self) -> Result<()> {
-        if self.version != SCHEMA_VERSION {
-            return Err(Error::Model(format!(
-                "feature schema version {:?} is not {SCHEMA_VERSION:?}",
-                self.version
-            )));
-        }
-        let expected = Schema::new(self.metrics.clone());
+        let expected = match self.version.as_str() {
+            SCHEMA_VERSION if self.peak_metrics.is_empty() => Schema::new(self.metrics.clone()),
+            SCHEMA_VERSION_PEAKS if !self.peak_metrics.is_empty() => {
+                Schema::with_peaks(self.metrics.clone(), self.peak_metrics.clone())
+            }
+            _ => {
+                return Err(Error::Model(format!(
+                    "feature schema version {:?} is not {SCHEMA_VERSION:?} (without peak metrics) nor {SCHEMA_VERSION_PEAKS:?} (with)",
+                    self.version
+                )));
+            }
+        };
         if expected != *self {
             return Err(Error::Model(
                 "feature schema names or hash do not match its metrics".into(),
@@ -120,7 +164,25 @@ impl Schema {
     }
 
     /// The feature row of a window: `weeks[metric]` holds that metric's four weekly values,
-    /// oldest first.
+    /// oldest first; `peaks[k]` the weeks of `peak_metrics[k]` (ignored in version 1).
+    pub fn row_with_peaks(
+        &self,
+        weeks: &[&[f64]],
+        peaks: &[&[setpoint_core::WeekPeak]],
+    ) -> Vec<f64> {
+        let mut row = self.row(weeks);
+        if self.has_peaks() {
+            for k in 0..self.peak_metrics.len() {
+                row.extend(crate::peaks::window(
+                    peaks.get(k).copied().unwrap_or_default(),
+                ));
+            }
+        }
+        row
+    }
+
+    /// The version-1 part of a window's row: `weeks[metric]` holds that metric's four weekly
+    /// values, oldest first.
     pub fn row(&self, weeks: &[&[f64]]) -> Vec<f64> {
         let mut row: Vec<f64> = weeks.iter().flat_map(|w| w.iter().copied()).collect();
         row.extend(weeks.iter().map(|w| slope(w)));
@@ -175,7 +237,20 @@ impl Schema {
             }
         }
         let weeks: Vec<&[f64]> = filled.chunks(WINDOW_WEEKS as usize).collect();
-        (Some(self.row(&weeks)), missing)
+        let mut row = self.row(&weeks);
+        // The peak features come with the engine's observation, always finite (their
+        // `_peak_coverage` says when the peaks behind them are missing); a vector without
+        // them (journalled before they existed) cannot be scored by a version-2 model.
+        for name in &self.features[self.peaks_at()..] {
+            match features.value(name) {
+                Some(v) if v.is_finite() => row.push(v),
+                _ => {
+                    missing.push(Evidence::missing(name, features));
+                    return (None, missing);
+                }
+            }
+        }
+        (Some(row), missing)
     }
 }
 
@@ -335,7 +410,24 @@ pub fn build(history: &History, events: &[Event], config: &DatasetConfig) -> Res
     if config.horizon_weeks == 0 {
         return Err(Error::Config("horizon_weeks must be at least 1".into()));
     }
-    let schema = Schema::new(history.metrics.iter().map(|m| m.name.clone()));
+    // A history read from a source brings each ratio metric's weekly peaks: the schema then
+    // has their features, and the outcome labels judge halving by the peaks, not the means.
+    let peak_metrics: Vec<usize> = (0..history.metrics.len())
+        .filter(|&m| {
+            history.metrics[m].is_ratio()
+                && !history.targets.is_empty()
+                && history
+                    .targets
+                    .iter()
+                    .all(|t| t.peaks.get(m).is_some_and(|p| !p.is_empty()))
+        })
+        .collect();
+    let schema = Schema::with_peaks(
+        history.metrics.iter().map(|m| m.name.clone()),
+        peak_metrics
+            .iter()
+            .map(|&m| history.metrics[m].name.clone()),
+    );
     let ids: BTreeSet<&str> = history.targets.iter().map(|t| t.id.as_str()).collect();
     let mut event_weeks: BTreeSet<(&str, u32)> = BTreeSet::new();
     let mut unmatched_events = 0;
@@ -369,8 +461,22 @@ pub fn build(history: &History, events: &[Event], config: &DatasetConfig) -> Res
             )));
         }
         for t in (w - 1)..weeks.saturating_sub(horizon) {
-            let window: Vec<&[f64]> = target.weekly.iter().map(|m| &m[t + 1 - w..=t]).collect();
-            let values = schema.row(&window);
+            // Weeks without data (NaN) are filled from the nearest present one when enough
+            // are present, as the classify stage does; else the window teaches nothing.
+            let Some(filled) = target
+                .weekly
+                .iter()
+                .map(|m| fill_missing_weeks(&m[t + 1 - w..=t]))
+                .collect::<Option<Vec<Vec<f64>>>>()
+            else {
+                continue;
+            };
+            let window: Vec<&[f64]> = filled.iter().map(Vec::as_slice).collect();
+            let peaks: Vec<&[setpoint_core::WeekPeak]> = peak_metrics
+                .iter()
+                .map(|&m| target.peaks[m].get(t + 1 - w..=t).unwrap_or_default())
+                .collect();
+            let values = schema.row_with_peaks(&window, &peaks);
             let label = match &bootstrap {
                 Some(rules) => rules.classify(&vector(&schema, &values)).class,
                 None => {
@@ -384,11 +490,21 @@ pub fn build(history: &History, events: &[Event], config: &DatasetConfig) -> Res
                             .metrics
                             .iter()
                             .zip(&target.weekly)
-                            .filter(|(m, _)| m.is_ratio())
-                            .all(|(m, series)| {
-                                series[t + 1 - w..=t + horizon]
-                                    .iter()
-                                    .all(|&v| v < config.down.level(&m.name))
+                            .enumerate()
+                            .filter(|(_, (m, _))| m.is_ratio())
+                            .all(|(k, (m, series))| {
+                                let level = config.down.level(&m.name);
+                                match target.peaks.get(k).filter(|p| !p.is_empty()) {
+                                    // A missing peak (NaN, None) is no evidence of room.
+                                    Some(peaks) => peaks
+                                        .get(t + 1 - w..=t + horizon)
+                                        .unwrap_or_default()
+                                        .iter()
+                                        .all(|p| p.peak().is_some_and(|v| v < level)),
+                                    None => {
+                                        series[t + 1 - w..=t + horizon].iter().all(|&v| v < level)
+                                    }
+                                }
                             })
                     {
                         Class::ScaleDown
@@ -411,6 +527,25 @@ pub fn build(history: &History, events: &[Event], config: &DatasetConfig) -> Res
         rows,
         unmatched_events,
     })
+}
+
+/// A metric's window of weekly values with each missing (non-finite) week filled from its
+/// nearest present week (the older one on a tie); `None` when fewer than
+/// [`MIN_PRESENT_WEEKS`] are present.
+pub fn fill_missing_weeks(values: &[f64]) -> Option<Vec<f64>> {
+    if values.iter().filter(|v| v.is_finite()).count() < MIN_PRESENT_WEEKS {
+        return None;
+    }
+    Some(
+        (0..values.len())
+            .map(|i| {
+                (0..values.len())
+                    .filter(|&j| values[j].is_finite())
+                    .min_by_key(|&j| (i.abs_diff(j), j))
+                    .map_or(f64::NAN, |j| values[j])
+            })
+            .collect(),
+    )
 }
 
 /// The plugin-shaped feature vector of a row's fingerprint.

@@ -199,6 +199,9 @@ pub struct OutcomeReport {
     pub flagged: usize,
     /// Mean weeks between the first such `scale_up` and the episode.
     pub mean_weeks_ahead: f64,
+    /// Episodes flagged at least two weeks before they began.
+    #[serde(default)]
+    pub flagged_two_weeks_ahead: usize,
     /// Windows that would have fitted in half the size (outcome `scale_down`).
     pub oversized: usize,
     /// Of those, windows classified `scale_down`: capacity reclaimed.
@@ -236,6 +239,18 @@ pub fn evaluate(
         ..config.clone()
     };
     let dataset = build(history, events, &outcome_config)?;
+    evaluate_dataset(model, &dataset, events, config.horizon_weeks)
+}
+
+/// Scores the windows of an outcome-labelled `dataset` (e.g. those after a time split)
+/// through the model, its surrogate and the bootstrap rules; `events` are the outcomes the
+/// labels came from.
+pub fn evaluate_dataset(
+    model: &TrainedModel,
+    dataset: &Dataset,
+    events: &[Event],
+    horizon: u32,
+) -> Result<HeldOut> {
     if dataset.schema.hash != model.schema().hash {
         return Err(crate::Error::Dataset(format!(
             "the history's features ({}) are not the model's ({})",
@@ -258,12 +273,11 @@ pub fn evaluate(
         .iter()
         .map(|v| rules.classify(&vector(&dataset.schema, v)).class)
         .collect();
-    let horizon = config.horizon_weeks;
     Ok(HeldOut {
         windows: dataset.rows.len(),
-        model: report("model", &dataset, events, horizon, &by_model),
-        surrogate: report("surrogate", &dataset, events, horizon, &by_surrogate),
-        bootstrap: report("bootstrap", &dataset, events, horizon, &by_rules),
+        model: report("model", dataset, events, horizon, &by_model),
+        surrogate: report("surrogate", dataset, events, horizon, &by_surrogate),
+        bootstrap: report("bootstrap", dataset, events, horizon, &by_rules),
     })
 }
 
@@ -290,7 +304,7 @@ fn report(
         .collect();
     let event_weeks: BTreeSet<(&str, u32)> =
         events.iter().map(|e| (e.target.as_str(), e.week)).collect();
-    let (mut degradations, mut flagged, mut ahead) = (0, 0, 0u64);
+    let (mut degradations, mut flagged, mut ahead, mut two_ahead) = (0, 0, 0u64, 0);
     for &(target, week) in &event_weeks {
         if week > 0 && event_weeks.contains(&(target, week - 1)) {
             continue;
@@ -305,6 +319,9 @@ fn report(
         if let Some(first) = before.iter().find(|t| up.contains(&(target, **t))) {
             flagged += 1;
             ahead += u64::from(week - first);
+            if week - first >= 2 {
+                two_ahead += 1;
+            }
         }
     }
     let down = class_index(Class::ScaleDown);
@@ -318,6 +335,7 @@ fn report(
         } else {
             ahead as f64 / flagged as f64
         },
+        flagged_two_weeks_ahead: two_ahead,
         oversized: classes.confusion[down].iter().sum(),
         reclaimed: classes.confusion[down][down],
         scale_downs: (0..3).map(|l| classes.confusion[l][down]).sum(),

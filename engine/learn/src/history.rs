@@ -107,6 +107,8 @@ pub enum Pattern {
     ConnectionPressure,
     /// A fresh trajectory: memory near full.
     MemoryFull,
+    /// Not simulated: read from a metric source.
+    Observed,
 }
 
 const FRESH: [Pattern; 7] = [
@@ -148,21 +150,29 @@ pub struct MetricInfo {
 
 impl MetricInfo {
     fn from_sim(m: &SimMetric) -> Self {
-        let ratio = m.min == 0.0 && m.max == 1.0;
+        Self::named(&m.metric, m.min == 0.0 && m.max == 1.0, m.min, m.max)
+    }
+
+    /// A metric read from a source: its role by name when it is a ratio.
+    pub fn observed(name: &str, ratio: bool) -> Self {
+        Self::named(name, ratio, 0.0, if ratio { 1.0 } else { f64::MAX })
+    }
+
+    fn named(name: &str, ratio: bool, min: f64, max: f64) -> Self {
         let role = if !ratio {
             Role::Gauge
-        } else if m.metric.starts_with("connections") {
+        } else if name.starts_with("connections") {
             Role::Connections
-        } else if m.metric.starts_with("mem") {
+        } else if name.starts_with("mem") {
             Role::Memory
         } else {
             Role::Load
         };
         Self {
-            name: m.metric.clone(),
+            name: name.to_string(),
             role,
-            min: m.min,
-            max: m.max,
+            min,
+            max,
         }
     }
 
@@ -181,8 +191,13 @@ pub struct TargetHistory {
     pub scenario: String,
     /// How its trajectory went on.
     pub pattern: Pattern,
-    /// Weekly means, `[metric][week]`, metrics in [`History::metrics`] order.
+    /// Weekly means, `[metric][week]`, metrics in [`History::metrics`] order; NaN for a week
+    /// without data (a history read from a source).
     pub weekly: Vec<Vec<f64>>,
+    /// Weekly peaks, `[metric][week]` like `weekly`, for histories read from a source (the
+    /// simulator's have none): an empty list for a metric without peaks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peaks: Vec<Vec<setpoint_core::WeekPeak>>,
 }
 
 /// A simulated fleet's weekly history and the degradations that followed.
@@ -317,6 +332,7 @@ pub fn simulate(scenarios: &[SimScenario], config: &HistoryConfig) -> Result<His
                 scenario: sc.name.clone(),
                 pattern,
                 weekly,
+                peaks: Vec::new(),
             });
         }
     }
@@ -328,6 +344,7 @@ pub fn simulate(scenarios: &[SimScenario], config: &HistoryConfig) -> Result<His
             scenario: "fresh".into(),
             pattern,
             weekly,
+            peaks: Vec::new(),
         });
     }
 
@@ -665,6 +682,7 @@ mod tests {
             scenario: "x".into(),
             pattern: Pattern::Steady,
             weekly: vec![vec![v]; 4],
+            peaks: Vec::new(),
         };
         let model = OutcomeModel {
             jitter: 0.0,

@@ -30,6 +30,8 @@ pub mod dataset;
 pub mod evaluate;
 pub mod history;
 mod model;
+pub mod observed;
+pub mod peaks;
 pub mod surrogate;
 #[cfg(test)]
 mod testkit;
@@ -37,6 +39,7 @@ mod testkit;
 pub use dataset::{Dataset, DatasetConfig, Labels, Schema, build, load_incidents};
 pub use evaluate::{
     ClassMetrics, CrossValidation, FeatureImportance, HeldOut, OutcomeReport, evaluate,
+    evaluate_dataset,
 };
 pub use history::{Event, EventKind, History, HistoryConfig, simulate};
 pub use model::{

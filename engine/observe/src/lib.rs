@@ -129,6 +129,9 @@ fn aggregate(samples: &[(i64, f64)], aggregation: Aggregation) -> f64 {
                 .map(|&(sum, n)| sum / f64::from(n))
                 .fold(f64::MIN, f64::max)
         }
+        Aggregation::ShareAtLeast(level) => {
+            samples.iter().filter(|&&(_, v)| v >= level).count() as f64 / samples.len() as f64
+        }
     }
 }
 
@@ -319,6 +322,8 @@ mod tests {
         assert!((week(Aggregation::MaxHourlyMean)[0] - 0.9).abs() < 1e-9);
         assert!((week(Aggregation::Mean)[0] - (0.2 + 0.7 * 12.0 / 2016.0)).abs() < 1e-9);
         assert_eq!(week(Aggregation::P95), [0.2]);
+        assert!((week(Aggregation::ShareAtLeast(0.9))[0] - 12.0 / 2016.0).abs() < 1e-12);
+        assert_eq!(week(Aggregation::ShareAtLeast(0.2)), [1.0]);
     }
 
     #[test]

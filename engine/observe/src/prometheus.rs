@@ -633,6 +633,9 @@ pub fn weekly_promql(promql: &str, aggregation: Aggregation, step_seconds: u64) 
         Aggregation::MaxHourlyMean => format!(
             "max_over_time(avg_over_time((({promql}) > -Inf < +Inf)[1h:{step_seconds}s])[1w:1h])"
         ),
+        Aggregation::ShareAtLeast(level) => format!(
+            "avg_over_time(((({promql}) > -Inf < +Inf) >= bool {level})[1w:{step_seconds}s])"
+        ),
     };
     format!(
         r#"label_replace({aggregate}, "{STAT_LABEL}", "value", "", "") or label_replace(count_over_time({finite}), "{STAT_LABEL}", "count", "", "")"#

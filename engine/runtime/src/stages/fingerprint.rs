@@ -1,5 +1,8 @@
 //! Fingerprint: the plugin turns each target's series into its named feature vector, for the
-//! whole fleet in batch calls (crossing the sandbox once per batch, not per target).
+//! whole fleet in batch calls (crossing the sandbox once per batch, not per target); the engine
+//! appends each ratio metric's peak features (`<metric>_p99`, …, see
+//! [`setpoint_learn::peaks`]) from the weeks it observed, so that a model can see what weekly
+//! means hide.
 
 use setpoint_core::FeatureVector;
 use setpoint_plugin_host::{FeaturesInput, Plugin};
@@ -22,9 +25,14 @@ pub fn fingerprint(
     plugin: &Plugin,
     observed: Vec<Observed>,
 ) -> Vec<Staged<Fingerprinted>> {
+    let mut peak_features = Vec::with_capacity(observed.len());
     let (runs, series): (Vec<TargetRun>, Vec<_>) = observed
         .into_iter()
         .map(|o| {
+            peak_features.push(setpoint_learn::peaks::features(
+                &o.weeks,
+                setpoint_learn::dataset::WINDOW_WEEKS as usize,
+            ));
             (
                 TargetRun::begin(context, o.target, o.issues, o.floor),
                 o.series,
@@ -50,8 +58,10 @@ pub fn fingerprint(
     // target per call); a missing answer is still that target's failure, never a panic.
     let mut features = features.into_iter();
     runs.into_iter()
-        .map(|mut run| match features.next() {
-            Some(Ok(features)) => {
+        .zip(peak_features)
+        .map(|(mut run, peaks)| match features.next() {
+            Some(Ok(mut features)) => {
+                features.features.extend(peaks);
                 run.entry.features = features.clone();
                 Ok(Fingerprinted { run, features })
             }

@@ -6,7 +6,7 @@ use std::fmt;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use setpoint_core::{
-    Aggregation, Dimension, FloorSettings, MetricSeries, MetricSpec, ObserveIssue, SafetyFloor,
+    Aggregation, FloorSettings, MetricSeries, MetricSpec, ObserveIssue, PeakStat, SafetyFloor,
     Target, WeekPeak, Window,
 };
 use setpoint_observe::{RangeQuery, WeeklySummary, summarise_weekly};
@@ -29,6 +29,9 @@ pub struct Observed {
     pub issues: Vec<ObserveIssue>,
     /// The safety floor of each dimension, from its weekly peaks and trend.
     pub floor: SafetyFloor,
+    /// Each ratio metric's weeks (mean, peaks, time near saturation, coverage), oldest first,
+    /// one per week of the window: what the floor and the classifier's peak features see.
+    pub weeks: BTreeMap<String, Vec<WeekPeak>>,
 }
 
 /// The loop's fleet as observed in one cycle.
@@ -143,15 +146,9 @@ pub async fn observe(lp: &LoopRuntime, window: &Window) -> ObservedFleet {
         observation.answer(&metric.name, result, &names);
     }
     let mut queries = descriptor.metrics.len();
-    // The safety floor's peaks: the engine's own queries, whatever the plugin summarises.
-    for dimension in Dimension::ALL {
-        let Some(metric) = descriptor
-            .metrics
-            .iter()
-            .find(|m| m.name == dimension.metric())
-        else {
-            continue;
-        };
+    // The weekly peaks of every ratio metric (the safety floor's, the classifier's peak
+    // features): the engine's own queries, whatever the plugin summarises.
+    for metric in descriptor.metrics.iter().filter(|m| is_ratio(m)) {
         // Raw samples: the peaks are summarised here from the plugin's series. A metric whose
         // own query failed is missing already (and said once): its dimension may not shrink.
         if !summarise || observation.failed_metrics.contains_key(&metric.name) {
@@ -165,7 +162,7 @@ pub async fn observe(lp: &LoopRuntime, window: &Window) -> ObservedFleet {
                 .query_range(&query)
                 .instrument(info_span!("observe", metric = %metric.name, peak = ?aggregation))
                 .await;
-            observation.peak_answer(dimension, stat, result, &names);
+            observation.peak_answer(&metric.name, stat, result, &names);
             queries += 1;
         }
     }
@@ -238,110 +235,106 @@ impl FloorContext {
         None
     }
 
-    /// The floor of `target` from its plugin series and the peak series the engine asked for.
+    /// The floor of `target` from its metrics' weeks.
     fn floor_of(
         &self,
         target: &Target,
         series: &[MetricSeries],
-        peaks: &BTreeMap<(Dimension, PeakStat), MetricSeries>,
-        metrics: &[MetricSpec],
+        weeks: &BTreeMap<String, Vec<WeekPeak>>,
     ) -> SafetyFloor {
-        let weeks = self.window.weeks as usize;
-        let end_ms = self.window.end.timestamp_millis();
-        let per_week = self.samples_per_week();
         // An exporter gap in any metric hides what the target did meanwhile: a thin week of
         // any series is no evidence for shrinking anything.
         if let Some(reason) = self.thin_week(series) {
             return SafetyFloor::hold_all(self.settings, &target.resources, &reason);
         }
         SafetyFloor::compute(self.settings, &target.resources, |dimension| {
-            let Some(spec) = metrics.iter().find(|m| m.name == dimension.metric()) else {
-                return Vec::new();
-            };
-            let Some(plugin_series) = series.iter().find(|s| s.metric == spec.name) else {
-                return Vec::new();
-            };
-            let summary = |aggregation| WeeklySummary {
-                aggregation,
-                weeks: self.window.weeks,
-            };
-            // Weekly means (with sample counts), 99th percentiles and busiest hours: asked of the
-            // TSDB when it summarises, else computed here from the raw samples.
-            let (mean, p99, hourly) = if self.summarised {
-                let mean = (spec.aggregation == Aggregation::Mean).then(|| plugin_series.clone());
-                (
-                    mean,
-                    peaks.get(&(dimension, PeakStat::P99)).cloned(),
-                    peaks.get(&(dimension, PeakStat::MaxHourlyMean)).cloned(),
-                )
-            } else {
-                (
-                    Some(summarise_weekly(
-                        plugin_series,
-                        end_ms,
-                        summary(Aggregation::Mean),
-                    )),
-                    Some(summarise_weekly(
-                        plugin_series,
-                        end_ms,
-                        summary(Aggregation::P99),
-                    )),
-                    Some(summarise_weekly(
-                        plugin_series,
-                        end_ms,
-                        summary(Aggregation::MaxHourlyMean),
-                    )),
-                )
-            };
-            // The counts come with every summarised series; the mean's are the plugin's own.
-            let counts_from = mean.as_ref().or(p99.as_ref());
-            (0..weeks)
-                .map(|i| {
-                    let week_end = end_ms - (weeks - 1 - i) as i64 * setpoint_observe::WEEK_MS;
-                    let at = |s: &Option<MetricSeries>| {
-                        s.as_ref().and_then(|s| {
-                            s.timestamps_ms
-                                .iter()
-                                .position(|&t| t == week_end)
-                                .and_then(|k| s.values.get(k).copied())
-                        })
-                    };
-                    let count = counts_from
-                        .and_then(|s| {
-                            let k = s.timestamps_ms.iter().position(|&t| t == week_end)?;
-                            s.sample_counts.as_ref()?.get(k).copied()
-                        })
-                        .unwrap_or(0);
-                    WeekPeak {
-                        mean: at(&mean),
-                        p99: at(&p99),
-                        max_hourly: at(&hourly),
-                        coverage: (f64::from(count) / per_week).min(1.0),
-                    }
-                })
-                .collect()
+            weeks.get(dimension.metric()).cloned().unwrap_or_default()
         })
     }
-}
 
-/// A statistic of the floor's peak queries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum PeakStat {
-    /// Each week's 99th percentile.
-    P99,
-    /// Each week's busiest 1-hour mean.
-    MaxHourlyMean,
-}
-
-impl PeakStat {
-    const ALL: [PeakStat; 2] = [PeakStat::P99, PeakStat::MaxHourlyMean];
-
-    fn aggregation(self) -> Aggregation {
-        match self {
-            PeakStat::P99 => Aggregation::P99,
-            PeakStat::MaxHourlyMean => Aggregation::MaxHourlyMean,
-        }
+    /// The weeks of one ratio metric of a target, oldest first, from its plugin series and the
+    /// peak series the engine asked for; empty when the metric has no series at all.
+    fn weeks_of(
+        &self,
+        spec: &MetricSpec,
+        series: &[MetricSeries],
+        peaks: &BTreeMap<(String, PeakStat), MetricSeries>,
+    ) -> Vec<WeekPeak> {
+        let weeks = self.window.weeks as usize;
+        let end_ms = self.window.end.timestamp_millis();
+        let per_week = self.samples_per_week();
+        let Some(plugin_series) = series.iter().find(|s| s.metric == spec.name) else {
+            return Vec::new();
+        };
+        // Weekly means (with sample counts) and peaks: asked of the TSDB when it summarises,
+        // else computed here from the raw samples.
+        let stat = |stat: PeakStat| -> Option<MetricSeries> {
+            if self.summarised {
+                peaks.get(&(spec.name.clone(), stat)).cloned()
+            } else {
+                Some(summarise_weekly(
+                    plugin_series,
+                    end_ms,
+                    WeeklySummary {
+                        aggregation: stat.aggregation(),
+                        weeks: self.window.weeks,
+                    },
+                ))
+            }
+        };
+        let mean = if self.summarised {
+            (spec.aggregation == Aggregation::Mean).then(|| plugin_series.clone())
+        } else {
+            Some(summarise_weekly(
+                plugin_series,
+                end_ms,
+                WeeklySummary {
+                    aggregation: Aggregation::Mean,
+                    weeks: self.window.weeks,
+                },
+            ))
+        };
+        let (p99, hourly, near) = (
+            stat(PeakStat::P99),
+            stat(PeakStat::MaxHourlyMean),
+            stat(PeakStat::NearSaturation),
+        );
+        // The counts come with every summarised series; the mean's are the plugin's own.
+        let counts_from = mean.as_ref().or(p99.as_ref());
+        (0..weeks)
+            .map(|i| {
+                let week_end = end_ms - (weeks - 1 - i) as i64 * setpoint_observe::WEEK_MS;
+                let at = |s: &Option<MetricSeries>| {
+                    s.as_ref().and_then(|s| {
+                        s.timestamps_ms
+                            .iter()
+                            .position(|&t| t == week_end)
+                            .and_then(|k| s.values.get(k).copied())
+                            .filter(|v| v.is_finite())
+                    })
+                };
+                let count = counts_from
+                    .and_then(|s| {
+                        let k = s.timestamps_ms.iter().position(|&t| t == week_end)?;
+                        s.sample_counts.as_ref()?.get(k).copied()
+                    })
+                    .unwrap_or(0);
+                WeekPeak {
+                    mean: at(&mean),
+                    p99: at(&p99),
+                    max_hourly: at(&hourly),
+                    near_saturation: at(&near),
+                    coverage: (f64::from(count) / per_week).min(1.0),
+                }
+            })
+            .collect()
     }
+}
+
+/// Whether a metric is a utilisation ratio (0..=1 of the target's capacity): only those have
+/// peaks against a size and a saturation level.
+fn is_ratio(metric: &MetricSpec) -> bool {
+    metric.unit == "ratio"
 }
 
 /// The fleet-wide range query of `metric` over `window`, summarised per week in the source with
@@ -478,8 +471,8 @@ struct Observation {
     problems: HashMap<String, Vec<ObserveIssue>>,
     /// What made the observation incomplete for the fleet.
     degraded: Vec<Degradation>,
-    /// Target id → the safety floor's weekly peak series.
-    peaks: HashMap<String, BTreeMap<(Dimension, PeakStat), MetricSeries>>,
+    /// Target id → the weekly peak series of its ratio metrics.
+    peaks: HashMap<String, BTreeMap<(String, PeakStat), MetricSeries>>,
 }
 
 impl Observation {
@@ -487,7 +480,7 @@ impl Observation {
     /// floor — it may not shrink — and degrades the cycle, as a failed metric does.
     fn peak_answer(
         &mut self,
-        dimension: Dimension,
+        metric: &str,
         stat: PeakStat,
         result: Result<setpoint_observe::QueryResult, setpoint_observe::ObserveError>,
         names: &HashMap<String, String>,
@@ -499,14 +492,16 @@ impl Observation {
                     self.peaks
                         .entry(target)
                         .or_default()
-                        .entry((dimension, stat))
+                        .entry((metric.to_string(), stat))
                         .or_insert(series);
                 }
             }
             Err(error) => {
-                tracing::warn!(metric = dimension.metric(), ?stat, %error, "peak query failed; the dimension may not shrink");
+                tracing::warn!(metric, ?stat, %error, "peak query failed; the dimension may not shrink");
                 self.degraded.push(Degradation::QueryFailed {
-                    metric: format!("{} ({stat:?}, for the safety floor)", dimension.metric()),
+                    metric: format!(
+                        "{metric} ({stat:?}, for the safety floor and the peak features)"
+                    ),
                     error: error.to_string(),
                 });
             }
@@ -570,12 +565,18 @@ impl Observation {
                 let series = self.series.remove(&target.id).unwrap_or_default();
                 let issues = self.issues_of(&target.id, metrics, &series);
                 let peaks = self.peaks.remove(&target.id).unwrap_or_default();
-                let floor = floor.floor_of(&target, &series, &peaks, metrics);
+                let weeks: BTreeMap<String, Vec<WeekPeak>> = metrics
+                    .iter()
+                    .filter(|m| is_ratio(m))
+                    .map(|m| (m.name.clone(), floor.weeks_of(m, &series, &peaks)))
+                    .collect();
+                let floor = floor.floor_of(&target, &series, &weeks);
                 Observed {
                     target,
                     series,
                     issues,
                     floor,
+                    weeks,
                 }
             })
             .collect();

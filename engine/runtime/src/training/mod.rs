@@ -20,6 +20,13 @@ use setpoint_state::{ModelRecord, Store};
 
 use crate::{LoopRuntime, Result, RuntimeError};
 
+mod source;
+
+pub use source::{
+    DEFAULT_SOURCE_WEEKS, LabelSources, MIN_SOURCE_WEEKS, SourceHistory, SourceHistoryOptions,
+    read_history,
+};
+
 /// The kind recorded for boosted models in the registry.
 pub const MODEL_KIND: &str = "gbdt";
 
@@ -194,8 +201,169 @@ pub fn train(
             setpoint_learn::load_incidents(path, None).map_err(|e| learn_error(&loop_name, e))?,
         );
     }
-    let mut dataset = setpoint_learn::build(&history, &events, &options.dataset(&thresholds(lp)))
+    let dataset = setpoint_learn::build(&history, &events, &options.dataset(&thresholds(lp)))
         .map_err(|e| learn_error(&loop_name, e))?;
+    let parameters = BTreeMap::from([
+        ("source".to_string(), "simulator".to_string()),
+        ("history_weeks".to_string(), options.weeks.to_string()),
+        (
+            "targets_per_scenario".to_string(),
+            options.targets_per_scenario.to_string(),
+        ),
+        (
+            "fresh_targets".to_string(),
+            options.fresh_targets.to_string(),
+        ),
+    ]);
+    train_dataset(lp, dataset, options, parameters, now, progress)
+}
+
+/// Trains `lp`'s model on every window of a history read from its source, with the
+/// reviewers' feedback; the registry record names the data range and the label counts.
+pub fn train_on_source(
+    lp: &LoopRuntime,
+    source: &SourceHistory,
+    options: &TrainOptions,
+    now: DateTime<Utc>,
+    progress: &mut dyn FnMut(Stage, usize, usize),
+) -> Result<Trained> {
+    let loop_name = lp.config.name.0.clone();
+    let dataset = setpoint_learn::build(
+        &source.history,
+        &source.events,
+        &options.dataset(&thresholds(lp)),
+    )
+    .map_err(|e| learn_error(&loop_name, e))?;
+    let mut trained = train_dataset(
+        lp,
+        dataset,
+        options,
+        source_parameters(lp, source),
+        now,
+        progress,
+    )?;
+    trained.unmatched_incidents = source.unmatched_events;
+    Ok(trained)
+}
+
+/// What the registry records of a source history.
+fn source_parameters(lp: &LoopRuntime, source: &SourceHistory) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("source".to_string(), lp.source.name().to_string()),
+        ("history_start".to_string(), source.start.to_rfc3339()),
+        ("history_end".to_string(), source.end.to_rfc3339()),
+        (
+            "history_weeks".to_string(),
+            source.history.weeks.to_string(),
+        ),
+        (
+            "history_targets".to_string(),
+            source.history.targets.len().to_string(),
+        ),
+        (
+            "degradations_detected".to_string(),
+            source.label_sources.detected.to_string(),
+        ),
+        (
+            "degradations_from_incidents".to_string(),
+            source.label_sources.incidents.to_string(),
+        ),
+        (
+            "degradations_from_alerts".to_string(),
+            source.label_sources.alerts.to_string(),
+        ),
+    ])
+}
+
+/// A time-split evaluation: a model trained on the windows whose outcomes were known by the
+/// split week, scored on the windows after it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SplitEvaluation {
+    /// The last week (0-based) the training windows and their outcomes may reach.
+    pub split_week: u32,
+    /// Its date: the end of that week.
+    pub split_at: DateTime<Utc>,
+    /// Training windows per class (scale_down, remain, scale_up).
+    pub train_counts: [usize; 3],
+    /// Scored windows per class.
+    pub test_counts: [usize; 3],
+    /// The scores.
+    pub held_out: HeldOut,
+}
+
+/// Trains on the windows of `source` whose outcome horizon ends by `split_week` (default: the
+/// last week that leaves two scored windows per target) and scores the windows after it.
+pub fn evaluate_split(
+    lp: &LoopRuntime,
+    source: &SourceHistory,
+    options: &TrainOptions,
+    split_week: Option<u32>,
+    progress: &mut dyn FnMut(Stage, usize, usize),
+) -> Result<SplitEvaluation> {
+    let loop_name = lp.config.name.0.clone();
+    let config = options.dataset(&thresholds(lp));
+    let outcomes = setpoint_learn::DatasetConfig {
+        labels: setpoint_learn::Labels::Outcomes,
+        ..config
+    };
+    let dataset = setpoint_learn::build(&source.history, &source.events, &outcomes)
+        .map_err(|e| learn_error(&loop_name, e))?;
+    let horizon = options.horizon_weeks;
+    let last_window = source.history.weeks.saturating_sub(1 + horizon);
+    let split = split_week.unwrap_or_else(|| last_window.saturating_sub(2));
+    let train_rows: Vec<usize> = (0..dataset.rows.len())
+        .filter(|&i| dataset.rows[i].week + horizon <= split)
+        .collect();
+    let test_rows: Vec<usize> = (0..dataset.rows.len())
+        .filter(|&i| dataset.rows[i].week > split)
+        .collect();
+    if train_rows.is_empty() || test_rows.is_empty() {
+        return Err(learn_error(
+            &loop_name,
+            format!(
+                "split at week {split} leaves {} training and {} scored windows (windows end in weeks {}..={last_window}, outcomes {horizon} weeks later); pick a split between {} and {}",
+                train_rows.len(),
+                test_rows.len(),
+                setpoint_learn::dataset::WINDOW_WEEKS - 1,
+                setpoint_learn::dataset::WINDOW_WEEKS - 1 + horizon,
+                last_window.saturating_sub(1)
+            ),
+        ));
+    }
+    let train = dataset.subset(&train_rows);
+    let test = dataset.subset(&test_rows);
+    let model = setpoint_learn::train(
+        &train,
+        &TrainConfig {
+            seed: options.seed,
+            folds: 0,
+            ..TrainConfig::default()
+        },
+        progress,
+    )
+    .map_err(|e| learn_error(&loop_name, e))?;
+    let held_out = setpoint_learn::evaluate_dataset(&model, &test, &source.events, horizon)
+        .map_err(|e| learn_error(&loop_name, e))?;
+    Ok(SplitEvaluation {
+        split_week: split,
+        split_at: source.start + chrono::Duration::weeks(i64::from(split) + 1),
+        train_counts: train.class_counts(),
+        test_counts: test.class_counts(),
+        held_out,
+    })
+}
+
+/// Trains on `dataset` plus the reviewers' feedback and builds the registry record, with
+/// `parameters` saying where the data came from.
+fn train_dataset(
+    lp: &LoopRuntime,
+    mut dataset: setpoint_learn::Dataset,
+    options: &TrainOptions,
+    mut parameters: BTreeMap<String, String>,
+    now: DateTime<Utc>,
+    progress: &mut dyn FnMut(Stage, usize, usize),
+) -> Result<Trained> {
+    let loop_name = lp.config.name.0.clone();
     let mut feedback_rows = 0usize;
     for f in &options.feedback {
         // A window with a missing week teaches nothing certain: skipped, like the history's.
@@ -216,17 +384,12 @@ pub fn train(
     };
     let model = setpoint_learn::train(&dataset, &config, progress)
         .map_err(|e| learn_error(&loop_name, e))?;
-    let mut parameters = BTreeMap::from([
+    let counts = dataset.class_counts();
+    for (class, n) in setpoint_learn::CLASSES.iter().zip(counts) {
+        parameters.insert(format!("label_count_{class}"), n.to_string());
+    }
+    parameters.extend([
         ("seed".to_string(), options.seed.to_string()),
-        ("history_weeks".to_string(), options.weeks.to_string()),
-        (
-            "targets_per_scenario".to_string(),
-            options.targets_per_scenario.to_string(),
-        ),
-        (
-            "fresh_targets".to_string(),
-            options.fresh_targets.to_string(),
-        ),
         ("labels".to_string(), model.training().labels.clone()),
         (
             "horizon_weeks".to_string(),
