@@ -9,9 +9,12 @@
 # exit, failure or interrupt.
 #
 #   scripts/decision-quality.sh [--targets N] [--weeks N] [--seed N] [--end RFC3339]
-#                               [--classifier bootstrap|model|bootstrap,model] [--prometheus]
+#                               [--classifier bootstrap|model|source|…,…] [--prometheus]
 #                               [--no-victoria] [--io-time-share X] [--cpu-modes idle,user,system]
 #                               [--workdir DIR] [--keep]
+#
+# Classifiers: bootstrap (the heuristics), model (trained on the embedded simulator), source (a
+# model trained from the TSDB's own history first: `setpoint train --from-source --promote`).
 #
 # Defaults: 200 targets, 13 weeks, seed 1, the last Monday 06:00 UTC, bootstrap, VictoriaMetrics
 # only; a temporary work directory, removed at the end unless --keep (or --workdir) is given.
@@ -50,7 +53,7 @@ while [[ $# -gt 0 ]]; do
 done
 IFS=, read -r -a CLASSIFIERS <<< "$CLASSIFIER"
 for c in "${CLASSIFIERS[@]}"; do
-  case "$c" in bootstrap|model) ;; *) echo "--classifier: bootstrap, model or both (bootstrap,model)" >&2; exit 2 ;; esac
+  case "$c" in bootstrap|model|source) ;; *) echo "--classifier: bootstrap, model, source, or several (bootstrap,source)" >&2; exit 2 ;; esac
 done
 [[ $VICTORIA == 1 || $PROMETHEUS == 1 ]] || { echo "nothing to run: --no-victoria without --prometheus" >&2; exit 2; }
 if [[ $SETPOINT != /* && -x "$ROOT/$SETPOINT" && ! -x "$SETPOINT" ]]; then SETPOINT="$ROOT/$SETPOINT"; fi
@@ -156,6 +159,8 @@ write_config() { # file url state extra-source-line classifier
     if [[ -n $4 ]]; then echo "      $4"; fi
     if [[ $5 == model ]]; then
       echo "    classifier: { kind: model, train_on_simulator: true }"
+    elif [[ $5 == source ]]; then
+      echo "    classifier: { kind: model }"
     else
       echo "    classifier: { kind: bootstrap }"
     fi
@@ -170,6 +175,20 @@ run_setpoint() { # backend url extra-source-line: one cycle per classifier, each
   for c in "${CLASSIFIERS[@]}"; do
     name=$backend-$c
     write_config "$WORK/setpoint-$name.yaml" "$2" "$WORK/state-$name" "$3" "$c"
+    if [[ $c == source ]]; then
+      t0=$(now_s)
+      rc=0
+      bg_wait "$SETPOINT" --config "$WORK/setpoint-$name.yaml" --now "$END" train --from-source \
+        --history-weeks "$WEEKS" --promote > "$WORK/train-$name.txt" 2> "$WORK/train-$name.log" || rc=$?
+      record "setpoint train --from-source ($name; exit $rc)" "$t0"
+      if [[ $rc != 0 ]]; then
+        echo "setpoint train failed (exit $rc):" >&2
+        tail -n 30 "$WORK/train-$name.log" >&2
+        return 1
+      fi
+      head -n 3 "$WORK/train-$name.log" >&2
+      head -n 2 "$WORK/train-$name.txt" >&2
+    fi
     t0=$(now_s)
     rc=0
     bg_wait "$SETPOINT" --config "$WORK/setpoint-$name.yaml" --now "$END" run --once --output json \

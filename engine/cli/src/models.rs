@@ -45,7 +45,7 @@ pub struct SourceArgs {
     /// Learn from the loop's configured metric source (Prometheus, VictoriaMetrics): read
     /// --history-weeks weeks ending now (see --now), summarised per week in the source, and
     /// label each 4-week window from what followed: degradations seen in the history's peaks
-    /// (CPU or disk at ≥ 90 % for 5 % of a week, memory's busiest hour at ≥ 95 %, connections at
+    /// (CPU or disk at ≥ 90 % for a tenth of a week, memory's busiest hour at ≥ 95 %, connections at
     /// ≥ 95 % of the limit), --incidents and --alerts.
     #[arg(long)]
     from_source: bool,

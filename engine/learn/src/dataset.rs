@@ -224,8 +224,21 @@ impl Schema {
             }
         }
         let mut filled = Vec::with_capacity(values.len());
-        for weeks in values.chunks(WINDOW_WEEKS as usize) {
-            if weeks.iter().flatten().count() < MIN_PRESENT_WEEKS {
+        for (m, weeks) in values.chunks(WINDOW_WEEKS as usize).enumerate() {
+            let present = weeks.iter().flatten().count();
+            // With peak features a metric missing from the whole window is an explicit missing
+            // value (zeros, its `_peak_coverage` 0), as in training; otherwise the boosters
+            // never saw such a hole, and what they would make of it is arbitrary.
+            if present == 0
+                && self
+                    .metrics
+                    .get(m)
+                    .is_some_and(|name| self.peak_metrics.contains(name))
+            {
+                filled.extend(std::iter::repeat_n(0.0, weeks.len()));
+                continue;
+            }
+            if present < MIN_PRESENT_WEEKS {
                 return (None, missing);
             }
             for i in 0..weeks.len() {
@@ -415,11 +428,10 @@ pub fn build(history: &History, events: &[Event], config: &DatasetConfig) -> Res
     let peak_metrics: Vec<usize> = (0..history.metrics.len())
         .filter(|&m| {
             history.metrics[m].is_ratio()
-                && !history.targets.is_empty()
                 && history
                     .targets
                     .iter()
-                    .all(|t| t.peaks.get(m).is_some_and(|p| !p.is_empty()))
+                    .any(|t| t.peaks.get(m).is_some_and(|p| !p.is_empty()))
         })
         .collect();
     let schema = Schema::with_peaks(
@@ -463,10 +475,18 @@ pub fn build(history: &History, events: &[Event], config: &DatasetConfig) -> Res
         for t in (w - 1)..weeks.saturating_sub(horizon) {
             // Weeks without data (NaN) are filled from the nearest present one when enough
             // are present, as the classify stage does; else the window teaches nothing.
+            // With peak features, a metric missing from the whole window is an explicit
+            // missing value (zeros, and its `_peak_coverage` 0), as the classify stage sees it.
             let Some(filled) = target
                 .weekly
                 .iter()
-                .map(|m| fill_missing_weeks(&m[t + 1 - w..=t]))
+                .map(|m| {
+                    let weeks = &m[t + 1 - w..=t];
+                    fill_missing_weeks(weeks).or_else(|| {
+                        (schema.has_peaks() && weeks.iter().all(|v| !v.is_finite()))
+                            .then(|| vec![0.0; weeks.len()])
+                    })
+                })
                 .collect::<Option<Vec<Vec<f64>>>>()
             else {
                 continue;

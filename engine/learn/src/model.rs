@@ -679,7 +679,7 @@ impl Classifier for ModelClassifier {
         }
         c.confidence = (c.confidence * (0.9 + 0.1 * coverage)).clamp(0.0, 1.0);
         let note = format!(
-            "{} of {wanted} weekly features missing ({names}), filled from the nearest week present",
+            "{} of {wanted} weekly features missing ({names}), filled from the nearest week present (a metric missing throughout: an explicit missing value)",
             missing.len()
         );
         if c.class == Class::ScaleDown {

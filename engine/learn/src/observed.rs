@@ -15,7 +15,8 @@ use crate::history::{Event, EventKind, History, Role};
 #[serde(deny_unknown_fields, default)]
 pub struct DegradationRules {
     /// A load metric spending at least this share of a week at or above the near-saturation
-    /// level queues: a latency spike (0.05 is about 8 hours of the week).
+    /// level queues: a latency spike. 0.10 is 2.4 hours a day: a daily peak hour near the top
+    /// is what capacity is for; a tenth of the week there is sustained saturation.
     pub load_share: f64,
     /// Memory whose busiest hour reaches this share: memory pressure (the OOM killer's
     /// territory).
@@ -28,7 +29,7 @@ pub struct DegradationRules {
 impl Default for DegradationRules {
     fn default() -> Self {
         Self {
-            load_share: 0.05,
+            load_share: 0.10,
             memory_peak: 0.95,
             connections_peak: 0.95,
         }

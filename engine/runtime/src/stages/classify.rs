@@ -1,7 +1,12 @@
 //! Classify: the loop's classifier (its promoted model, or the bootstrap heuristics) gives
 //! each target `scale_down`, `remain` or `scale_up`, with a confidence and an explanation.
+//!
+//! Whatever the classifier says, a target one of whose dimensions the safety floor projects
+//! to reach its whole current size within the floor's horizon is `scale_up`
+//! (`projected_saturation`): a classifier learns from the degradations its history holds, and
+//! a workload climbing towards a size it never reached before has none to learn from.
 
-use setpoint_core::{Classification, FeatureVector};
+use setpoint_core::{Class, Classification, Evidence, FeatureVector, SafetyFloor};
 use tracing::info_span;
 
 use super::{Fingerprinted, TargetRun};
@@ -31,6 +36,9 @@ pub fn classify(classifier: &ActiveClassifier, fingerprinted: Fingerprinted) -> 
             }
             rule.push_str(note);
         }
+        if let Some(floor) = &run.entry.floor {
+            escalate_projected_saturation(&mut classification, floor);
+        }
         classification
     };
     let span = &run.span;
@@ -48,4 +56,40 @@ pub fn classify(classifier: &ActiveClassifier, fingerprinted: Fingerprinted) -> 
         features,
         classification,
     }
+}
+
+/// Makes `classification` `scale_up` when the floor projects a dimension to saturate within
+/// its horizon, keeping what the classifier said in the explanation. The confidence is the
+/// projection's, not a probability: 1.0 for a dimension at its size now, 0.8 at the horizon.
+fn escalate_projected_saturation(classification: &mut Classification, floor: &SafetyFloor) {
+    let Some((dimension, weeks)) = floor.saturating() else {
+        return;
+    };
+    if classification.class == Class::ScaleUp {
+        return;
+    }
+    let horizon = floor.settings.horizon_weeks.max(f64::EPSILON);
+    let said = format!(
+        "{} said {} ({:.2}: {})",
+        classification.model,
+        classification.class,
+        classification.confidence,
+        classification.explanation.rule
+    );
+    classification.class = Class::ScaleUp;
+    classification.confidence = (1.0 - 0.2 * (weeks / horizon)).clamp(0.8, 1.0);
+    classification.explanation.code = "projected_saturation".to_string();
+    classification.explanation.rule = format!(
+        "{} is projected to reach its whole current size in {weeks:.1} weeks (within the floor's {horizon:.0}-week horizon): scale up ahead of it; {said}",
+        dimension.metric()
+    );
+    classification.explanation.evidence.insert(
+        0,
+        Evidence {
+            feature: format!("{}_weeks_to_saturation", dimension.metric()),
+            value: Some(weeks),
+            test: format!("<= {horizon:.0} weeks"),
+            held: true,
+        },
+    );
 }

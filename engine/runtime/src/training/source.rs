@@ -119,7 +119,7 @@ pub async fn read_history(
         let mut peaks = Vec::with_capacity(metrics.len());
         for spec in &descriptor.metrics {
             let target_weeks = o.weeks.get(&spec.name);
-            let means: Vec<f64> = match target_weeks {
+            let means: Vec<f64> = match target_weeks.filter(|ws| !ws.is_empty()) {
                 Some(ws) if spec.aggregation == Aggregation::Mean || !summarised => {
                     ws.iter().map(|w| w.mean.unwrap_or(f64::NAN)).collect()
                 }
