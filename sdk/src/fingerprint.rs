@@ -35,6 +35,11 @@ pub struct MetricDef {
     pub aggregation: Aggregation,
     /// What it measures, for the descriptor and the feature descriptions.
     pub description: &'static str,
+    /// The target attribute dividing the query's raw values into a ratio (see
+    /// [`MetricDef::ratio_of_capacity`]).
+    pub capacity: Option<&'static str>,
+    /// The query (already a ratio) for targets without that attribute or series.
+    pub fallback_query: Option<&'static str>,
 }
 
 impl MetricDef {
@@ -46,6 +51,31 @@ impl MetricDef {
             unit: "ratio",
             aggregation: Aggregation::Mean,
             description,
+            capacity: None,
+            fallback_query: None,
+        }
+    }
+
+    /// A utilisation ratio of a capacity the target declares: `query` returns raw values
+    /// (e.g. disk operations per second), the host divides each target's by its `capacity`
+    /// attribute (e.g. the inventory's `provisioned_iops`), and targets without it — or without
+    /// series for `query` — are answered by `fallback_query`, already a ratio. Summarised by
+    /// the weekly mean.
+    pub const fn ratio_of_capacity(
+        name: &'static str,
+        query: &'static str,
+        capacity: &'static str,
+        fallback_query: &'static str,
+        description: &'static str,
+    ) -> Self {
+        Self {
+            name,
+            query,
+            unit: "ratio",
+            aggregation: Aggregation::Mean,
+            description,
+            capacity: Some(capacity),
+            fallback_query: Some(fallback_query),
         }
     }
 }
@@ -115,6 +145,8 @@ pub fn metric_specs(metrics: &[MetricDef]) -> Vec<MetricSpec> {
             aggregation: m.aggregation,
             unit: m.unit.to_string(),
             description: m.description.to_string(),
+            capacity: m.capacity.map(str::to_string),
+            fallback_query: m.fallback_query.map(str::to_string),
         })
         .collect()
 }
@@ -246,6 +278,8 @@ mod tests {
             unit: "count",
             aggregation: Aggregation::Max,
             description: "under-replicated partitions",
+            capacity: None,
+            fallback_query: None,
         },
     ];
 

@@ -62,7 +62,7 @@ pub mod types {
 
 /// The contract version this SDK builds plugins for: the WIT package version. The host accepts
 /// a plugin of the same major version (for 0.x, the same minor) no newer than its own.
-pub const ABI_VERSION: &str = "0.4.0";
+pub const ABI_VERSION: &str = "0.5.0";
 
 use types::{
     Descriptor, FeatureVector, PluginError, Proposal, ProposeRequest, Series, Target, Window,

@@ -30,7 +30,7 @@ fn inspect_prints_what_the_postgres_plugin_declares() {
     for needle in [
         "plugin      postgres",
         "technology  postgres",
-        "abi         0.4.0",
+        "abi         0.5.0",
         "actions     scale_down, scale_up",
         "metrics (4):",
         "cpu  [mean, ratio]  host CPU utilisation",
@@ -47,7 +47,7 @@ fn inspect_prints_what_the_postgres_plugin_declares() {
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(json["name"], "postgres");
     assert_eq!(json["technology"], "postgres");
-    assert_eq!(json["abi_version"], "0.4.0");
+    assert_eq!(json["abi_version"], "0.5.0");
     assert_eq!(json["metrics"].as_array().unwrap().len(), 4);
     assert_eq!(json["metrics"][0]["aggregation"], "mean");
     assert!(

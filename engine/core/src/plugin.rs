@@ -42,6 +42,14 @@ pub struct MetricSpec {
     pub unit: String,
     /// What it measures.
     pub description: String,
+    /// The target attribute (label) whose value divides each target's raw values into a ratio
+    /// of its capacity, e.g. `provisioned_iops`; targets without it take `fallback_query`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<String>,
+    /// The query (already a ratio) for targets `query` does not answer or that have no
+    /// capacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_query: Option<String>,
 }
 
 /// One feature of a plugin's feature schema.

@@ -419,11 +419,13 @@ pub(crate) mod tests {
                     aggregation: Aggregation::Mean,
                     unit: "ratio".into(),
                     description: String::new(),
+                    capacity: None,
+                    fallback_query: None,
                 })
                 .collect(),
             features: Vec::new(),
             actions: Vec::new(),
-            abi_version: "0.4.0".into(),
+            abi_version: "0.5.0".into(),
             scenarios: vec![
                 SimScenario {
                     name: "reporting".into(),

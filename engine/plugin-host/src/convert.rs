@@ -248,6 +248,8 @@ pub(crate) fn descriptor(d: wit::Descriptor) -> Result<core::PluginDescriptor, S
                 },
                 unit: m.unit,
                 description: m.description,
+                capacity: m.capacity,
+                fallback_query: m.fallback_query,
             })
             .collect(),
         features: d

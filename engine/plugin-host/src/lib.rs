@@ -87,7 +87,7 @@ fn batch_size<I>(inputs: &[I], points: impl Fn(&I) -> usize) -> usize {
 
 /// The contract version this host speaks: the WIT package version of `sdk/wit/setpoint.wit`.
 /// Plugins declare theirs in `describe()` and in the names of their imports.
-pub const ABI_VERSION: &str = "0.4.0";
+pub const ABI_VERSION: &str = "0.5.0";
 
 /// Whether a plugin built for `plugin` can run on a host speaking `host`: the same major
 /// version (for 0.x, the same minor — before 1.0 a minor release may break), no newer than the

@@ -64,6 +64,8 @@ impl Adapter for MongoDb {
                     aggregation: Aggregation::Mean,
                     unit: "ratio".into(),
                     description: description.to_string(),
+                    capacity: None,
+                    fallback_query: None,
                 })
                 .collect(),
             features: METRICS

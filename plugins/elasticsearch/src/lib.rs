@@ -49,6 +49,8 @@ const METRICS: [MetricDef; 5] = [
         unit: "seconds",
         aggregation: Aggregation::Mean,
         description: "mean search query time",
+        capacity: None,
+        fallback_query: None,
     },
     MetricDef {
         name: "unassigned",
@@ -57,6 +59,8 @@ const METRICS: [MetricDef; 5] = [
         // One moment with unassigned shards is enough to forbid a scale-in.
         aggregation: Aggregation::Max,
         description: "unassigned shards",
+        capacity: None,
+        fallback_query: None,
     },
     MetricDef::ratio(
         "disk",

@@ -48,6 +48,8 @@ const METRICS: [MetricDef; 6] = [
         unit: "messages",
         aggregation: Aggregation::Mean,
         description: "consumer-group lag summed over groups, topics and partitions",
+        capacity: None,
+        fallback_query: None,
     },
     MetricDef {
         name: "lag_growth",
@@ -55,6 +57,8 @@ const METRICS: [MetricDef; 6] = [
         unit: "messages/s",
         aggregation: Aggregation::Mean,
         description: "growth of the consumer-group lag (positive: consumers fall behind)",
+        capacity: None,
+        fallback_query: None,
     },
     MetricDef {
         name: "under_replicated",
@@ -63,6 +67,8 @@ const METRICS: [MetricDef; 6] = [
         // One moment under-replicated is enough to forbid a scale-in.
         aggregation: Aggregation::Max,
         description: "under-replicated partitions",
+        capacity: None,
+        fallback_query: None,
     },
 ];
 

@@ -36,10 +36,12 @@ const METRICS: [MetricDef; 4] = [
         r#"sum by (instance) (pg_stat_activity_count{state="active"}) / on (instance) pg_settings_max_connections"#,
         "active connections as a share of max_connections",
     ),
-    MetricDef::ratio(
+    MetricDef::ratio_of_capacity(
         "iops",
+        "sum by (instance) (rate(node_disk_reads_completed_total[5m]) + rate(node_disk_writes_completed_total[5m]))",
+        "provisioned_iops",
         "max by (instance) (rate(node_disk_io_time_seconds_total[5m]))",
-        "busy fraction of the busiest disk",
+        "disk reads and writes completed per second as a share of the provisioned IOPS (else the busiest disk's busy fraction)",
     ),
 ];
 

@@ -56,6 +56,8 @@ const METRICS: [MetricDef; 4] = [
         // The worst moment matters: one evicting burst means the cache is already too small.
         aggregation: Aggregation::Max,
         description: "keys evicted per second",
+        capacity: None,
+        fallback_query: None,
     },
 ];
 

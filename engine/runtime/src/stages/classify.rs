@@ -4,7 +4,9 @@
 //! Whatever the classifier says, a target one of whose dimensions the safety floor projects
 //! to reach its whole current size within the floor's horizon is `scale_up`
 //! (`projected_saturation`): a classifier learns from the degradations its history holds, and
-//! a workload climbing towards a size it never reached before has none to learn from.
+//! a workload climbing towards a size it never reached before has none to learn from. And a
+//! `scale_down` the floor forbids on every dimension (a thin week, unknown peaks or size) is
+//! `remain` (`floor_holds`), so that the class says what will happen, and why.
 
 use setpoint_core::{Class, Classification, Evidence, FeatureVector, SafetyFloor};
 use tracing::info_span;
@@ -38,6 +40,7 @@ pub fn classify(classifier: &ActiveClassifier, fingerprinted: Fingerprinted) -> 
         }
         if let Some(floor) = &run.entry.floor {
             escalate_projected_saturation(&mut classification, floor);
+            hold_what_the_floor_forbids(&mut classification, floor);
         }
         classification
     };
@@ -91,5 +94,25 @@ fn escalate_projected_saturation(classification: &mut Classification, floor: &Sa
             test: format!("<= {horizon:.0} weeks"),
             held: true,
         },
+    );
+}
+
+/// Makes a `scale_down` that the floor forbids on every dimension `remain`, naming why.
+fn hold_what_the_floor_forbids(classification: &mut Classification, floor: &SafetyFloor) {
+    if classification.class != Class::ScaleDown || floor.allows_any_shrink() {
+        return;
+    }
+    let why: Vec<String> = floor
+        .dimensions
+        .iter()
+        .map(|d| d.describe(&floor.settings))
+        .collect();
+    classification.class = Class::Remain;
+    classification.explanation.code = "floor_holds".to_string();
+    classification.explanation.rule = format!(
+        "would scale down ({}: {}), but the safety floor lets no dimension shrink ({})",
+        classification.model,
+        classification.explanation.rule,
+        why.join("; ")
     );
 }

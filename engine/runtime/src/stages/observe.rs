@@ -131,39 +131,124 @@ pub async fn observe(lp: &LoopRuntime, window: &Window) -> ObservedFleet {
         observation.problem(target, ObserveIssue::UnusableSize { problem });
     }
     let summarise = lp.source.summarises_weekly();
+    let mut queries = 0;
     for metric in &descriptor.metrics {
-        let query = range_query(
-            metric,
-            &descriptor.technology,
-            window,
-            summarise.then_some(metric.aggregation),
-        );
-        let result = lp
-            .source
-            .query_range(&query)
-            .instrument(info_span!("observe", metric = %metric.name))
-            .await;
-        observation.answer(&metric.name, result, &names);
-    }
-    let mut queries = descriptor.metrics.len();
-    // The weekly peaks of every ratio metric (the safety floor's, the classifier's peak
-    // features): the engine's own queries, whatever the plugin summarises.
-    for metric in descriptor.metrics.iter().filter(|m| is_ratio(m)) {
-        // Raw samples: the peaks are summarised here from the plugin's series. A metric whose
-        // own query failed is missing already (and said once): its dimension may not shrink.
-        if !summarise || observation.failed_metrics.contains_key(&metric.name) {
-            continue;
-        }
-        for stat in PeakStat::ALL {
-            let aggregation = stat.aggregation();
-            let query = range_query(metric, &descriptor.technology, window, Some(aggregation));
+        let capacities = metric
+            .capacity
+            .as_deref()
+            .map(|attribute| capacities(&targets, attribute));
+        let plans = match (&capacities, &metric.fallback_query) {
+            (None, _) => vec![QueryPlan::Whole(metric.query.clone())],
+            (Some(_), None) => vec![QueryPlan::PerCapacity],
+            (Some(_), Some(fallback)) => {
+                vec![QueryPlan::PerCapacity, QueryPlan::Rest(fallback.clone())]
+            }
+        };
+        let no_capacities = HashMap::new();
+        let capacities = capacities.as_ref().unwrap_or(&no_capacities);
+        for plan in plans {
+            let promql = match &plan {
+                QueryPlan::Whole(q) | QueryPlan::Rest(q) => q.clone(),
+                QueryPlan::PerCapacity => metric.query.clone(),
+            };
+            let answered: Vec<String> = observation
+                .series
+                .iter()
+                .filter(|(_, s)| s.iter().any(|s| s.metric == metric.name))
+                .map(|(id, _)| id.clone())
+                .collect();
+            let query = range_query(
+                metric,
+                &promql,
+                &descriptor.technology,
+                window,
+                summarise.then_some(metric.aggregation),
+            );
             let result = lp
                 .source
                 .query_range(&query)
-                .instrument(info_span!("observe", metric = %metric.name, peak = ?aggregation))
+                .instrument(info_span!("observe", metric = %metric.name))
                 .await;
-            observation.peak_answer(&metric.name, stat, result, &names);
             queries += 1;
+            let result = plan.select(result, &names, capacities, &answered);
+            let kept: Vec<String> = match &result {
+                Ok(r) => r
+                    .series
+                    .iter()
+                    .map(|(label, _)| names.get(label).cloned().unwrap_or(label.clone()))
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            observation.answer(&metric.name, result, &names);
+            // The weekly peaks of every ratio metric (the safety floor's, the classifier's peak
+            // features): the engine's own queries, whatever the plugin summarises. Raw
+            // samples: the peaks are summarised here from the plugin's series. A metric whose
+            // own query failed is missing already (and said once): it may not shrink.
+            if !is_ratio(metric)
+                || !summarise
+                || observation.failed_metrics.contains_key(&metric.name)
+            {
+                continue;
+            }
+            for stat in PeakStat::ALL {
+                // The share of time near saturation is a threshold on the ratio, which raw
+                // values divided afterwards cannot give: one query per capacity, at the level
+                // that is near saturation for it.
+                let levels: Vec<Option<f64>> = match (&plan, stat) {
+                    (QueryPlan::PerCapacity, PeakStat::NearSaturation) => {
+                        let mut distinct: Vec<f64> = kept
+                            .iter()
+                            .filter_map(|id| capacities.get(id).copied())
+                            .collect();
+                        distinct.sort_by(f64::total_cmp);
+                        distinct.dedup();
+                        distinct.into_iter().map(Some).collect()
+                    }
+                    _ => vec![None],
+                };
+                for level in levels {
+                    let aggregation = match level {
+                        Some(capacity) => {
+                            Aggregation::ShareAtLeast(setpoint_core::NEAR_SATURATION * capacity)
+                        }
+                        None => stat.aggregation(),
+                    };
+                    let query = range_query(
+                        metric,
+                        &promql,
+                        &descriptor.technology,
+                        window,
+                        Some(aggregation),
+                    );
+                    let result = lp
+                        .source
+                        .query_range(&query)
+                        .instrument(
+                            info_span!("observe", metric = %metric.name, peak = ?aggregation),
+                        )
+                        .await;
+                    queries += 1;
+                    let result = match (level, result) {
+                        // Already a share: keep the targets of this capacity, undivided.
+                        (Some(capacity), Ok(mut r)) => {
+                            r.series.retain(|(label, _)| {
+                                let id = names.get(label).unwrap_or(label);
+                                kept.contains(id) && capacities.get(id) == Some(&capacity)
+                            });
+                            r.problems.clear();
+                            Ok(r)
+                        }
+                        (_, result) => {
+                            plan.select(result, &names, capacities, &answered)
+                                .map(|mut r| {
+                                    r.problems.clear();
+                                    r
+                                })
+                        }
+                    };
+                    observation.peak_answer(&metric.name, stat, result, &names);
+                }
+            }
         }
     }
     tracing::info!(
@@ -331,23 +416,89 @@ impl FloorContext {
     }
 }
 
+/// One query of a metric and which targets it answers.
+enum QueryPlan {
+    /// A metric without capacity: its query answers every target.
+    Whole(String),
+    /// A metric with a capacity: its query's raw values, divided by each target's capacity,
+    /// for the targets that have one.
+    PerCapacity,
+    /// The fallback query, for the targets the others did not answer.
+    Rest(String),
+}
+
+impl QueryPlan {
+    /// Keeps (and scales) the part of `result` this plan answers: `answered` lists the targets
+    /// an earlier plan of the metric answered already.
+    fn select(
+        &self,
+        result: Result<setpoint_observe::QueryResult, setpoint_observe::ObserveError>,
+        names: &HashMap<String, String>,
+        capacities: &HashMap<String, f64>,
+        answered: &[String],
+    ) -> Result<setpoint_observe::QueryResult, setpoint_observe::ObserveError> {
+        let mut result = result?;
+        let id = |label: &String| names.get(label).cloned().unwrap_or(label.clone());
+        match self {
+            QueryPlan::Whole(_) => {}
+            QueryPlan::PerCapacity => {
+                result
+                    .series
+                    .retain(|(label, _)| capacities.contains_key(&id(label)));
+                for (label, series) in &mut result.series {
+                    if let Some(capacity) = capacities.get(&id(label)) {
+                        for v in &mut series.values {
+                            *v /= capacity;
+                        }
+                    }
+                }
+                result
+                    .problems
+                    .retain(|(label, _)| capacities.contains_key(&id(label)));
+            }
+            QueryPlan::Rest(_) => {
+                result
+                    .series
+                    .retain(|(label, _)| !answered.contains(&id(label)));
+                result
+                    .problems
+                    .retain(|(label, _)| !answered.contains(&id(label)));
+            }
+        }
+        Ok(result)
+    }
+}
+
+/// Each target's capacity from its `attribute` label: a positive number, else none (the
+/// target is then answered by the metric's fallback query).
+fn capacities(targets: &[Target], attribute: &str) -> HashMap<String, f64> {
+    targets
+        .iter()
+        .filter_map(|t| {
+            let value = t.labels.get(attribute)?.trim().parse::<f64>().ok()?;
+            (value.is_finite() && value > 0.0).then(|| (t.id.clone(), value))
+        })
+        .collect()
+}
+
 /// Whether a metric is a utilisation ratio (0..=1 of the target's capacity): only those have
 /// peaks against a size and a saturation level.
 fn is_ratio(metric: &MetricSpec) -> bool {
     metric.unit == "ratio"
 }
 
-/// The fleet-wide range query of `metric` over `window`, summarised per week in the source with
+/// The fleet-wide range query `promql` of `metric` over `window`, summarised per week in the source with
 /// `weekly` when it is given.
 fn range_query(
     metric: &MetricSpec,
+    promql: &str,
     technology: &str,
     window: &Window,
     weekly: Option<Aggregation>,
 ) -> RangeQuery {
     RangeQuery {
         metric: metric.name.clone(),
-        promql: metric.query.clone(),
+        promql: promql.to_string(),
         technology: technology.to_string(),
         start: window.start,
         end: window.end,

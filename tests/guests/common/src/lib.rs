@@ -26,6 +26,8 @@ pub fn descriptor(name: &str, actions: Vec<ActionKind>) -> Descriptor {
             aggregation: Aggregation::Mean,
             unit: "ratio".to_string(),
             description: "cpu".to_string(),
+            capacity: None,
+            fallback_query: None,
         }],
         features: vec![FeatureSpec {
             name: FEATURE.to_string(),

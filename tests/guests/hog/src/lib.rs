@@ -19,6 +19,8 @@ fn descriptor(name: &str) -> Descriptor {
             aggregation: Aggregation::Mean,
             unit: "ratio".to_string(),
             description: "cpu".to_string(),
+            capacity: None,
+            fallback_query: None,
         }],
         features: vec![FeatureSpec {
             name: "cpu_w1".to_string(),
