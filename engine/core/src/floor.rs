@@ -87,6 +87,11 @@ impl Dimension {
     }
 }
 
+/// The share of its size at which a dimension is saturated: a busiest hour at 95 % leaves no
+/// room for a burst (memory pressure, connections refused, queueing). The floor projects peaks
+/// to it, and the history's degradation rules use it for memory and connections.
+pub const SATURATED: f64 = 0.95;
+
 /// The level from which a ratio counts as near saturation: the time a week spends at or above
 /// it is one of the classifier's features and the history's degradation signal.
 pub const NEAR_SATURATION: f64 = 0.9;
@@ -161,8 +166,13 @@ pub enum DimensionFloor {
         growth_per_week: f64,
         /// The peak projected `horizon_weeks` ahead by the higher of the two trends.
         projected: f64,
-        /// Weeks until the projected peak reaches the whole current size, when it is rising.
+        /// Weeks until the peak reaches [`SATURATED`] of the current size, when it is rising
+        /// (0 when it is there already).
         weeks_to_saturation: Option<f64>,
+        /// Whether every week's mean rose above the one before: a sustained climb, not a
+        /// noisy week.
+        #[serde(default)]
+        rising: bool,
         /// The smallest size the dimension may be left with (millicores, bytes), rounded up.
         required: u64,
     },
@@ -208,6 +218,7 @@ impl DimensionBound {
                 growth_per_week,
                 projected,
                 weeks_to_saturation,
+                rising,
                 required,
             } => {
                 let mut text = format!(
@@ -223,7 +234,11 @@ impl DimensionBound {
                     settings.headroom * 100.0
                 );
                 if let Some(weeks) = weeks_to_saturation {
-                    text.push_str(&format!("; saturates in {weeks:.1} weeks"));
+                    text.push_str(&format!(
+                        "; {:.0} % in {weeks:.1} weeks{}",
+                        SATURATED * 100.0,
+                        if *rising { ", rising every week" } else { "" }
+                    ));
                 }
                 text.push(')');
                 if *required >= self.current {
@@ -336,16 +351,35 @@ impl SafetyFloor {
         self.saturating().is_none() && self.dimensions.iter().any(DimensionBound::may_shrink)
     }
 
-    /// The first dimension projected to reach its whole current size within the horizon, with
+    /// The first dimension at or projected to reach [`SATURATED`] within the horizon, with
     /// the weeks until it does.
     pub fn saturating(&self) -> Option<(Dimension, f64)> {
-        self.dimensions.iter().find_map(|d| match &d.floor {
-            DimensionFloor::Known {
-                weeks_to_saturation: Some(weeks),
-                ..
-            } if *weeks <= self.settings.horizon_weeks => Some((d.dimension, *weeks)),
-            _ => None,
+        self.saturating_where(|_| true)
+    }
+
+    /// The first dimension not saturated yet but climbing week after week and projected to
+    /// reach [`SATURATED`] within the horizon, with the weeks until it does: the problem ahead
+    /// that a scale-up should meet.
+    pub fn projected_saturation(&self) -> Option<(Dimension, f64)> {
+        self.saturating_where(|d| {
+            matches!(d.floor, DimensionFloor::Known { peak, rising: true, .. } if peak < SATURATED)
         })
+    }
+
+    fn saturating_where(
+        &self,
+        which: impl Fn(&DimensionBound) -> bool,
+    ) -> Option<(Dimension, f64)> {
+        self.dimensions
+            .iter()
+            .filter(|d| which(d))
+            .find_map(|d| match &d.floor {
+                DimensionFloor::Known {
+                    weeks_to_saturation: Some(weeks),
+                    ..
+                } if *weeks <= self.settings.horizon_weeks => Some((d.dimension, *weeks)),
+                _ => None,
+            })
     }
 }
 
@@ -382,13 +416,16 @@ fn dimension_floor(
     let slope_per_week = slope(&peaks);
     let means: Vec<f64> = weeks.iter().filter_map(|w| w.mean).collect();
     let growth_per_week = compound_growth(&means);
+    let rising = means.len() == weeks.len()
+        && means.len() >= 3
+        && means.windows(2).all(|pair| pair[1] > pair[0]);
     let ahead = settings.horizon_weeks.max(0.0);
     let linear = peak + slope_per_week.max(0.0) * ahead;
     let compound = peak * (1.0 + growth_per_week.max(0.0)).powf(ahead);
     let projected = linear.max(compound);
     // Beyond a year a trend says nothing worth printing.
     let weeks_to_saturation =
-        weeks_to(1.0, peak, slope_per_week, growth_per_week).filter(|w| *w <= 52.0);
+        weeks_to(SATURATED, peak, slope_per_week, growth_per_week).filter(|w| *w <= 52.0);
     let needed = projected * (1.0 + settings.headroom.max(0.0)) * current as f64;
     let granule = dimension.granule(needed);
     let required = if needed.is_finite() && needed < u64::MAX as f64 / 2.0 {
@@ -402,6 +439,7 @@ fn dimension_floor(
         growth_per_week,
         projected,
         weeks_to_saturation,
+        rising,
         required,
     }
 }
@@ -498,7 +536,8 @@ mod tests {
 
     #[test]
     fn memory_creep_is_projected_forward() {
-        // 60 → 75 % over four weeks: +5 pt a week reaches 95 % in four more.
+        // 60 → 75 % over four weeks: +5 pt a week reaches 95 % in four more (compound
+        // growth, +8 %/week on the means, sooner).
         let creep = vec![
             week(0.58, 0.60),
             week(0.63, 0.65),
@@ -536,6 +575,10 @@ mod tests {
         );
         // Memory saturates within the horizon: CPU, idle as it is, does not shrink either.
         assert_eq!(floor.saturating().map(|(d, _)| d), Some(Dimension::Memory));
+        assert_eq!(
+            floor.projected_saturation().map(|(d, _)| d),
+            Some(Dimension::Memory)
+        );
         assert!(!floor.allows_any_shrink());
         assert_eq!(floor.violations(&size(4000, 32)), [(Dimension::Cpu, 8000)]);
     }

@@ -655,7 +655,7 @@ pub mod review;
 
 pub use clock::{Clock, FixedClock, SharedClock, SystemClock, fixed_clock, system_clock};
 pub use floor::{
-    Dimension, DimensionBound, DimensionFloor, FloorSettings, NEAR_SATURATION, PeakStat,
+    Dimension, DimensionBound, DimensionFloor, FloorSettings, NEAR_SATURATION, PeakStat, SATURATED,
     SafetyFloor, WeekPeak,
 };
 pub use intent::{Intent, IntentStatus, OpStatus, OperationResult};

@@ -30,8 +30,8 @@ impl Default for DegradationRules {
     fn default() -> Self {
         Self {
             load_share: 0.10,
-            memory_peak: 0.95,
-            connections_peak: 0.95,
+            memory_peak: setpoint_core::SATURATED,
+            connections_peak: setpoint_core::SATURATED,
         }
     }
 }

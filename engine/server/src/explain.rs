@@ -44,13 +44,20 @@ pub fn render(entry: &JournalEntry) -> String {
         let _ = writeln!(out, "  none");
     }
     for f in &entry.features.features {
+        // Shares print as percentages; the projection's horizon is in weeks.
         let value = f
             .value
-            .map(|v| format!("{:>6.1} %", v * 100.0))
+            .map(|v| {
+                if f.name.ends_with("_weeks_to_saturation") {
+                    format!("{v:>5.1} wk")
+                } else {
+                    format!("{:>6.1} %", v * 100.0)
+                }
+            })
             .unwrap_or_else(|| "missing".to_string());
         let _ = writeln!(
             out,
-            "  {:<16} {:>9} · {:>3.0} %",
+            "  {:<28} {:>9} · {:>3.0} %",
             f.name,
             value,
             f.coverage * 100.0
@@ -107,8 +114,9 @@ pub fn render(entry: &JournalEntry) -> String {
         if let Some((dimension, weeks)) = floor.saturating() {
             let _ = writeln!(
                 out,
-                "  {} is projected to reach its whole current size in {weeks:.1} weeks: nothing shrinks",
-                dimension.metric()
+                "  {} is saturated or projected to reach {:.0} % of its size in {weeks:.1} weeks: nothing shrinks",
+                dimension.metric(),
+                setpoint_core::SATURATED * 100.0
             );
         }
         let classed_down = entry

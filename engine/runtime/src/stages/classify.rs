@@ -1,8 +1,9 @@
 //! Classify: the loop's classifier (its promoted model, or the bootstrap heuristics) gives
 //! each target `scale_down`, `remain` or `scale_up`, with a confidence and an explanation.
 //!
-//! Whatever the classifier says, a target one of whose dimensions the safety floor projects
-//! to reach its whole current size within the floor's horizon is `scale_up`
+//! Whatever the classifier says, a target one of whose dimensions the safety floor projects,
+//! by its rising trend, to reach saturation ([`setpoint_core::SATURATED`] of its size) within
+//! the floor's horizon is `scale_up`
 //! (`projected_saturation`): a classifier learns from the degradations its history holds, and
 //! a workload climbing towards a size it never reached before has none to learn from. And a
 //! `scale_down` the floor forbids on every dimension (a thin week, unknown peaks or size) is
@@ -65,7 +66,7 @@ pub fn classify(classifier: &ActiveClassifier, fingerprinted: Fingerprinted) -> 
 /// its horizon, keeping what the classifier said in the explanation. The confidence is the
 /// projection's, not a probability: 1.0 for a dimension at its size now, 0.8 at the horizon.
 fn escalate_projected_saturation(classification: &mut Classification, floor: &SafetyFloor) {
-    let Some((dimension, weeks)) = floor.saturating() else {
+    let Some((dimension, weeks)) = floor.projected_saturation() else {
         return;
     };
     if classification.class == Class::ScaleUp {
@@ -83,8 +84,9 @@ fn escalate_projected_saturation(classification: &mut Classification, floor: &Sa
     classification.confidence = (1.0 - 0.2 * (weeks / horizon)).clamp(0.8, 1.0);
     classification.explanation.code = "projected_saturation".to_string();
     classification.explanation.rule = format!(
-        "{} is projected to reach its whole current size in {weeks:.1} weeks (within the floor's {horizon:.0}-week horizon): scale up ahead of it; {said}",
-        dimension.metric()
+        "{}'s peak is projected to reach {:.0} % of its size in {weeks:.1} weeks (within the floor's {horizon:.0}-week horizon): scale up ahead of it; {said}",
+        dimension.metric(),
+        setpoint_core::SATURATED * 100.0
     );
     classification.explanation.evidence.insert(
         0,
