@@ -400,3 +400,108 @@ async fn train_logs_the_run_and_registers_the_model_in_mlflow() {
     );
     drop(server);
 }
+
+#[test]
+fn trains_and_evaluates_from_the_loops_own_source() {
+    let state = tempfile::tempdir().unwrap();
+    let now = ["--now", "2026-11-30T06:00:00Z"];
+    let mut args = vec!["train", "--loop", "weekly-rightsizing", "--from-source"];
+    args.extend(["--folds", "0", "--output", "json"]);
+    args.extend(now);
+    let trained = json(&setpoint(state.path(), &args))[0].clone();
+    let parameters = &trained["parameters"];
+    // The registry records where the data came from, its range and the labels per class.
+    assert!(
+        parameters["source"].as_str().unwrap().starts_with("simulated"),
+        "{parameters}"
+    );
+    assert_eq!(parameters["history_start"], "2026-08-31T06:00:00+00:00");
+    assert_eq!(parameters["history_end"], "2026-11-30T06:00:00+00:00");
+    assert_eq!(parameters["history_weeks"], "13");
+    for class in ["scale_down", "remain", "scale_up"] {
+        let n: usize = parameters[format!("label_count_{class}")]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(n > 0, "{class}: {parameters}");
+    }
+    // The peak features' schema.
+    let version = trained["version"].as_str().unwrap();
+    assert!(
+        artifact(state.path(), version).contains("cpu_weeks_to_saturation"),
+        "the model's schema has the peak features"
+    );
+    let list = json(&setpoint(state.path(), &["models", "list", "--output", "json"]));
+    assert_eq!(list[0]["schema_version"], "setpoint-learn/features/2");
+
+    // A time split: trained on what was known by the split, scored on what followed.
+    let mut args = vec!["evaluate", "--loop", "weekly-rightsizing", "--from-source"];
+    args.extend(["--output", "json"]);
+    args.extend(now);
+    let evaluated = json(&setpoint(state.path(), &args))[0].clone();
+    let split = &evaluated["split"];
+    assert_eq!(split["split_week"], 7, "{split}");
+    let scored: u64 = split["test_counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(split["held_out"]["windows"].as_u64(), Some(scored));
+    let model = &split["held_out"]["model"];
+    for key in ["regretted", "flagged_two_weeks_ahead", "degradations"] {
+        assert!(model[key].is_u64(), "{key}: {model}");
+    }
+
+    // Too short a history, or a split that leaves nothing to score: said, nothing registered.
+    let before = json(&setpoint(state.path(), &["models", "list", "--output", "json"]));
+    let out = setpoint(
+        state.path(),
+        &["train", "--from-source", "--history-weeks", "8", "--now", now[1]],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("at least 12"), "{stderr}");
+    let out = setpoint(
+        state.path(),
+        &["evaluate", "--from-source", "--split-week", "9", "--now", now[1]],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pick a split between"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = json(&setpoint(state.path(), &["models", "list", "--output", "json"]));
+    assert_eq!(before, after);
+}
+
+#[test]
+fn a_malformed_incident_file_is_refused_with_its_line_and_nothing_is_registered() {
+    let state = tempfile::tempdir().unwrap();
+    let incidents = state.path().join("incidents.csv");
+    std::fs::write(
+        &incidents,
+        "target,time,kind\npg-transactional-001,2026-10-05T10:00:00Z,latency_spike\npg-reporting-001,yesterday,oom_kill\n",
+    )
+    .unwrap();
+    let out = setpoint(
+        state.path(),
+        &[
+            "train",
+            "--loop",
+            "weekly-rightsizing",
+            "--from-source",
+            "--incidents",
+            incidents.to_str().unwrap(),
+            "--now",
+            "2026-11-30T06:00:00Z",
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("incidents.csv:3:"), "{stderr}");
+    let list = json(&setpoint(state.path(), &["models", "list", "--output", "json"]));
+    assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
+}

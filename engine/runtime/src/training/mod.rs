@@ -377,6 +377,23 @@ fn train_dataset(
             feedback_rows += 1;
         }
     }
+    let counts = dataset.class_counts();
+    if let Some(k) = counts.iter().position(|&n| n == 0) {
+        let class = setpoint_learn::CLASSES[k];
+        return Err(learn_error(
+            &loop_name,
+            format!(
+                "no window of the history is labelled {class} ({} windows: {}); the model could never learn when to say it. Train on a longer history or a larger fleet (--history-weeks), add --incidents or --alerts, or keep classifier.kind: bootstrap",
+                dataset.rows.len(),
+                setpoint_learn::CLASSES
+                    .iter()
+                    .zip(counts)
+                    .map(|(c, n)| format!("{c} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
     let config = TrainConfig {
         seed: options.seed,
         folds: options.folds,
@@ -384,7 +401,6 @@ fn train_dataset(
     };
     let model = setpoint_learn::train(&dataset, &config, progress)
         .map_err(|e| learn_error(&loop_name, e))?;
-    let counts = dataset.class_counts();
     for (class, n) in setpoint_learn::CLASSES.iter().zip(counts) {
         parameters.insert(format!("label_count_{class}"), n.to_string());
     }
