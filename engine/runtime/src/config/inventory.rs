@@ -155,7 +155,7 @@ impl fmt::Display for Problem {
                 let kind = if *whole { "a whole number" } else { "a number" };
                 write!(f, "{value:?} is not {kind}")
             }
-            Problem::NotPositive { value } => write!(f, "{value:?} must be positive"),
+            Problem::NotPositive { value } => write!(f, "must be positive, got {value}"),
             Problem::PartialSize => f.write_str(
                 "a size needs both cpu and memory_gib (parameters go with them), or neither",
             ),
@@ -374,8 +374,13 @@ fn parse_yaml(text: &str) -> Result<Vec<(StaticTarget, usize)>, Refusal> {
         let inner = error.into_inner();
         let line = inner.location().map_or(1, |l| l.line());
         let message = inner.to_string();
-        // serde_yaml appends " at line L column C"; the line is said once, up front.
+        // serde_yaml appends " at line L column C" and may prefix the path (`targets[0]: `);
+        // the line is said once, up front, and the field beside it.
         let message = message.split(" at line ").next().unwrap_or(&message);
+        let message = match message.split_once(": ") {
+            Some((prefix, rest)) if !prefix.contains(' ') => rest,
+            _ => message,
+        };
         (line, key, Problem::Syntax(message.to_string()))
     })?;
     Ok(with_lines(listed.0, yaml_item_lines(text), text))
@@ -999,7 +1004,7 @@ pg-c,,,,,,
             "loops:\n  - name: w\n    targets:\n      - id: a\n        provisioned_iops: 0\n";
         let error = Config::parse(declared, "t.yaml").unwrap_err().to_string();
         assert!(
-            error.contains("loops[0].targets[0].provisioned_iops: \"0\" must be positive"),
+            error.contains("loops[0].targets[0].provisioned_iops: must be positive, got 0"),
             "{error}"
         );
     }
