@@ -336,7 +336,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let config = load_config(&cli)?;
             Runtime::new(config.clone())?;
             print!("{}", serde_yaml::to_string(&config)?);
-            eprintln!("config ok: {} loop(s)", config.loops.len());
+            let inventoried: usize = config.loops.iter().map(|l| l.inventoried.len()).sum();
+            eprintln!(
+                "config ok: {} loop(s), {inventoried} target(s) from inventory files",
+                config.loops.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
