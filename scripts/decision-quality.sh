@@ -166,7 +166,7 @@ write_config() { # file url state extra-source-line classifier
     fi
     echo "    policies: builtin"
     echo "    mode: dry-run"
-    sed -n '/^targets:/,$p' "$WORK/inventory.yaml" | sed 's/^/    /'
+    echo "    inventory: $WORK/inventory.yaml"
   } > "$1"
 }
 

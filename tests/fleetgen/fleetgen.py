@@ -10,7 +10,8 @@ Standard library only. Writes
     ``--format openmetrics``); each series is written whole, its samples in time order;
   * ``--truth FILE``: per target its size, behaviour, faults, observed statistics, what happens
     in the weeks after the end, whether halving it would be unsafe, and its true class;
-  * ``--inventory FILE``: a ``targets:`` fragment in setpoint's configuration format.
+  * ``--inventory FILE``: the fleet's inventory, a ``targets:`` list that a loop reads with
+    ``inventory: FILE``.
 
 Every figure here is this generator's own: sizes, behaviours, noise and the truth rules are
 documented in README.md next to this file.
@@ -709,7 +710,7 @@ def truth_for(t, args, grid, cpu, mem, conn, iops):
 # --------------------------------------------------------------------------- inventory
 
 def inventory_yaml(targets, args):
-    lines = ["# fleetgen inventory: paste under a loop of setpoint.yaml",
+    lines = ["# fleetgen inventory: a loop's `inventory:` file (or paste the targets under it)",
              f"# {len(targets)} targets, seed {args.seed}, end {rfc3339(args.end_ts)}",
              "targets:"]
     teams = ["payments", "search", "catalog", "identity", "analytics", "platform"]
@@ -724,8 +725,8 @@ def inventory_yaml(targets, args):
             f"        shared_buffers: {s['shared_buffers']}",
             f"        effective_cache_size: {s['effective_cache_size']}",
             f"        max_connections: \"{s['max_connections']}\"",
-            f"    labels: {{ fleet: fleetgen, team: {teams[i % len(teams)]}, "
-            f"provisioned_iops: \"{s['provisioned_iops']}\" }}",
+            f"    labels: {{ fleet: fleetgen, team: {teams[i % len(teams)]} }}",
+            f"    provisioned_iops: {s['provisioned_iops']}",
         ]
     return "\n".join(lines) + "\n"
 
@@ -745,7 +746,7 @@ def main(argv=None):
                          "openmetrics: seconds, '# EOF' (promtool backfill)")
     ap.add_argument("--out", default="-", help="series file (default stdout; '' for none)")
     ap.add_argument("--truth", help="ground-truth JSON file")
-    ap.add_argument("--inventory", help="inventory.yaml fragment (setpoint targets)")
+    ap.add_argument("--inventory", help="inventory.yaml (a loop's inventory: file)")
     ap.add_argument("--prefix", default="pgf", help="target id prefix (ids are PREFIX-0001…)")
     ap.add_argument("--future-weeks", type=int, default=6, help="weeks after the end in the truth (default 6)")
     ap.add_argument("--io-time-share", type=float, default=0.3,

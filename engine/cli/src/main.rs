@@ -26,7 +26,8 @@ use setpoint_state::KillSwitchScope;
 const EXIT_TARGETS_FAILED: u8 = 3;
 
 /// Exit status when the run completed on degraded observations (a metric query or discovery
-/// failed): affected targets held, nothing shrank, but the data was incomplete.
+/// failed, a target had no series): affected targets held, nothing shrank, but the data was
+/// incomplete.
 const EXIT_DEGRADED: u8 = 4;
 
 const AFTER_HELP: &str = "\
@@ -36,7 +37,7 @@ With no command, setpoint runs one cycle of every configured loop and prints the
 Exit status: 0 success; 1 error (bad config, policy that does not parse, state store); 2 bad
 usage; 3 the cycle completed but some targets failed (a plugin trapped, a stage errored) —
 the report names them; 4 the cycle completed on degraded observations (a metric query or
-discovery failed; affected targets held, nothing shrank).";
+discovery failed, a target had no series; affected targets held, nothing shrank).";
 
 /// setpoint closes the loop between infrastructure telemetry and action: it observes metrics,
 /// classifies each target (scale down / remain / scale up), proposes concrete plans through
@@ -340,7 +341,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let config = load_config(&cli)?;
             Runtime::new(config.clone())?;
             print!("{}", serde_yaml::to_string(&config)?);
-            eprintln!("config ok: {} loop(s)", config.loops.len());
+            let inventoried: usize = config.loops.iter().map(|l| l.inventoried.len()).sum();
+            eprintln!(
+                "config ok: {} loop(s), {inventoried} target(s) from inventory files",
+                config.loops.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -413,9 +418,17 @@ fn run_loops(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::from(EXIT_TARGETS_FAILED));
             }
             let degraded: Vec<&String> = reports.iter().flat_map(|r| &r.degraded).collect();
-            if !degraded.is_empty() {
+            let without_series: Vec<&String> = reports
+                .iter()
+                .flat_map(|r| &r.targets_without_series)
+                .collect();
+            if !degraded.is_empty() || !without_series.is_empty() {
                 for d in &degraded {
                     eprintln!("degraded: {d}");
+                }
+                if !without_series.is_empty() {
+                    let ids: Vec<&str> = without_series.iter().map(|s| s.as_str()).collect();
+                    eprintln!("degraded: targets with no series: {}", ids.join(", "));
                 }
                 return Ok(ExitCode::from(EXIT_DEGRADED));
             }

@@ -112,6 +112,13 @@ pub fn render(report: &CycleReport) -> String {
             report.unmatched_series.join("; ")
         );
     }
+    if !report.targets_without_series.is_empty() {
+        let _ = writeln!(
+            out,
+            "targets with no series (each holds on insufficient data; check that it is scraped, or alias its exporters' label values; docs/targets.md): {}",
+            report.targets_without_series.join(", ")
+        );
+    }
     let failed: Vec<&TargetRow> = report.rows.iter().filter(|r| r.error.is_some()).collect();
     if !failed.is_empty() {
         let _ = writeln!(out, "{} target(s) failed:", failed.len());

@@ -102,6 +102,13 @@ pub enum ObserveIssue {
         /// Why.
         problem: String,
     },
+    /// No series of any metric the source answered named this target: its id and aliases
+    /// match no label value (a target that is declared but not scraped, or whose exporters
+    /// use other names). Said once rather than once per metric.
+    NoMatchingSeries {
+        /// The label values that would have matched: its id, then its aliases.
+        names: Vec<String>,
+    },
     /// The size labels on the target's discovery series are unusable.
     UnusableSize {
         /// Which label, and why.
@@ -119,7 +126,9 @@ impl ObserveIssue {
             ObserveIssue::QueryFailed { metric, .. }
             | ObserveIssue::NoSeries { metric }
             | ObserveIssue::SeriesDropped { metric, .. } => Some(metric),
-            ObserveIssue::UnusableSize { .. } | ObserveIssue::Text(_) => None,
+            ObserveIssue::NoMatchingSeries { .. }
+            | ObserveIssue::UnusableSize { .. }
+            | ObserveIssue::Text(_) => None,
         }
     }
 }
@@ -134,6 +143,12 @@ impl fmt::Display for ObserveIssue {
                 write!(f, "{metric}: the source returned no series for this target")
             }
             ObserveIssue::SeriesDropped { metric, problem } => write!(f, "{metric}: {problem}"),
+            ObserveIssue::NoMatchingSeries { names } => write!(
+                f,
+                "no series of any metric names this target ({}): check that it is scraped, or \
+                 add the label values its exporters use to its aliases",
+                names.join(", ")
+            ),
             ObserveIssue::UnusableSize { problem } => write!(f, "resources: {problem}"),
             ObserveIssue::Text(text) => f.write_str(text),
         }

@@ -90,6 +90,7 @@ pub(crate) async fn run(
             .iter()
             .map(|(label, metrics)| format!("{label} ({})", metrics.join(", ")))
             .collect(),
+        targets_without_series: fleet.without_series,
         rows,
         interrupted,
         duration_seconds: started.elapsed().as_secs_f64(),
@@ -138,6 +139,7 @@ fn keep_only(
     now: DateTime<Utc>,
 ) -> Result<()> {
     fleet.targets.retain(|o| o.target.id == only);
+    fleet.without_series.retain(|id| id == only);
     if !fleet.targets.is_empty() {
         return Ok(());
     }
@@ -190,4 +192,53 @@ fn cycle_span(lp: &LoopRuntime, cycle: u64, now: DateTime<Utc>) -> tracing::Span
         setpoint.policy_bundle = %lp.policy_hash,
         setpoint.targets = tracing::field::Empty,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use crate::{Config, Runtime, Shutdown};
+
+    /// An inventoried target that the source has no series for is listed once for the cycle,
+    /// and its row holds on insufficient data naming the labels that would have matched.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_target_with_no_series_is_listed_and_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("inventory.csv"),
+            "id,aliases,cpu,memory_gib,provisioned_iops\npg-ghost,10.9.9.9:9187,4,16,3000\n",
+        )
+        .unwrap();
+        let config = "state_dir: state\nloops:\n  - name: w\n    inventory: inventory.csv\n";
+        let path = dir.path().join("setpoint.yaml");
+        std::fs::write(&path, config).unwrap();
+        let runtime = Runtime::new(Config::load(&path).unwrap()).unwrap();
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-23T06:00:00Z")
+            .unwrap()
+            .to_utc();
+        let reports = runtime.run_once(now, None, &Shutdown::new()).await.unwrap();
+        let report = &reports[0];
+
+        assert_eq!(report.targets_without_series, ["pg-ghost"]);
+        let ghost = report.rows.iter().find(|r| r.target == "pg-ghost").unwrap();
+        assert_eq!(ghost.class_reason.as_deref(), Some("insufficient_data"));
+        assert_eq!(
+            ghost.observe_issues,
+            [setpoint_core::ObserveIssue::NoMatchingSeries {
+                names: vec!["pg-ghost".into(), "10.9.9.9:9187".into()],
+            }
+            .to_string()]
+        );
+        // The simulated fleet's own targets have series, and the fact is said once: not again
+        // per metric among the cycle's degradations.
+        assert!(report.rows.len() > 1);
+        assert!(
+            report.degraded.iter().all(|d| !d.contains("pg-ghost")),
+            "{:?}",
+            report.degraded
+        );
+        let json = serde_json::to_value(report).unwrap();
+        assert_eq!(json["targets_without_series"][0], "pg-ghost");
+    }
 }

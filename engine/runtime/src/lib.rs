@@ -271,6 +271,11 @@ pub struct CycleReport {
     /// Declare the target or add its value to a target's `aliases` (docs/targets.md).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unmatched_series: Vec<String>,
+    /// Targets (declared, inventoried or discovered) that no series of any answered metric
+    /// named, by id: each holds on insufficient data, its row saying so. Check that it is
+    /// scraped, or add its exporters' label values to its `aliases` (docs/targets.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets_without_series: Vec<String>,
     /// One row per target, sorted by id.
     pub rows: Vec<TargetRow>,
     /// Whether the cycle stopped early on a shutdown request.

@@ -47,6 +47,19 @@ pub struct LoopConfig {
     /// them in metric series, and targets that discovery does not find.
     #[serde(default)]
     pub targets: Vec<StaticTarget>,
+    /// Inventory files listing more targets, as `targets:` does: one path or a list, relative
+    /// to the config file; `.csv`, `.yaml`/`.yml` or `.json` (see [`read_inventory`]).
+    #[serde(
+        default,
+        deserialize_with = "super::inventory::one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub inventory: Vec<PathBuf>,
+    /// The targets read from `inventory` by [`Config::load`] (or
+    /// [`Config::read_inventories`]), checked against `targets` and each other. Not a key of
+    /// the file: the files are read again at every load.
+    #[serde(skip)]
+    pub inventoried: Vec<StaticTarget>,
     /// What carries out `act` verdicts in `enforce` mode, asked in this order: each operation
     /// of a plan goes to the first actuator that supports it (e.g. Patroni for parameters and
     /// restarts, then a webhook for resizes). Listing actuators in `dry-run` executes nothing.
@@ -76,6 +89,26 @@ pub struct StaticTarget {
     /// Extra labels, visible to policies as `input.target.labels`.
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// The storage's provisioned IOPS, when it has a fixed allowance (a cloud volume):
+    /// given to plugins and policies as the target's label [`PROVISIONED_IOPS_LABEL`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioned_iops: Option<u64>,
+}
+
+/// The target label carrying a declared target's `provisioned_iops`, so plugins
+/// (`target.labels`) and policies (`input.target.labels.provisioned_iops`) see it as the other
+/// facts about a target that the engine does not interpret itself.
+pub const PROVISIONED_IOPS_LABEL: &str = "provisioned_iops";
+
+impl StaticTarget {
+    /// The target's labels with `provisioned_iops` among them, when it is given.
+    pub fn labels_with_iops(&self) -> std::collections::BTreeMap<String, String> {
+        let mut labels = self.labels.clone();
+        if let Some(iops) = self.provisioned_iops {
+            labels.insert(PROVISIONED_IOPS_LABEL.to_string(), iops.to_string());
+        }
+        labels
+    }
 }
 
 /// A target's current size, in operators' units.
@@ -104,6 +137,11 @@ impl ResourcesConfig {
 }
 
 impl LoopConfig {
+    /// Every target the configuration names: `targets:`, then the inventory files'.
+    pub fn declared_targets(&self) -> impl Iterator<Item = &StaticTarget> + Clone {
+        self.targets.iter().chain(&self.inventoried)
+    }
+
     /// The quickstart loop.
     pub fn quickstart() -> Self {
         Self::quickstart_for(default_plugin())
@@ -143,6 +181,8 @@ impl LoopConfig {
             floor: FloorConfig::default(),
             limits: LimitsConfig::default(),
             targets: Vec::new(),
+            inventory: Vec::new(),
+            inventoried: Vec::new(),
             actuators: Vec::new(),
             act: ActConfig::default(),
         }

@@ -17,11 +17,13 @@ use setpoint_classify::Thresholds;
 use setpoint_core::{Bounds, Mode};
 
 mod act;
+mod inventory;
 mod loops;
 mod surfaces;
 mod values;
 
 pub use act::*;
+pub use inventory::*;
 pub use loops::*;
 pub use surfaces::*;
 pub use values::*;
@@ -60,6 +62,23 @@ pub enum ConfigError {
         /// Every problem found, each starting with its path.
         problems: Vec<String>,
     },
+    /// A loop's inventory files cannot be read, or list targets that are invalid or clash.
+    #[error("{}", inventory_errors(path, errors))]
+    Inventory {
+        /// The loop's `inventory` key (`loops[0].inventory`).
+        path: String,
+        /// Every problem found, each naming its file and line.
+        errors: Vec<InventoryError>,
+    },
+}
+
+/// Each inventory problem, file and line first, then the key that named the file.
+fn inventory_errors(path: &str, errors: &[InventoryError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{e} (in {path})"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The whole configuration.
@@ -193,8 +212,32 @@ impl Config {
             for actuator in &mut lp.actuators {
                 actuator.resolve_paths(base);
             }
+            for file in &mut lp.inventory {
+                if file.is_relative() {
+                    *file = base.join(&*file);
+                }
+            }
         }
+        config.read_inventories()?;
         Ok(config)
+    }
+
+    /// Reads every loop's inventory files into its [`LoopConfig::inventoried`] targets
+    /// ([`Config::load`] does; [`Config::parse`] reads no file). Relative paths are taken as
+    /// they are, relative to the working directory. The first loop whose inventory has
+    /// problems is refused with every one of them.
+    pub fn read_inventories(&mut self) -> Result<(), ConfigError> {
+        for (i, lp) in self.loops.iter_mut().enumerate() {
+            let path = format!("loops[{i}]");
+            lp.inventoried =
+                read_inventory(&lp.inventory, &lp.targets, &path).map_err(|errors| {
+                    ConfigError::Inventory {
+                        path: format!("{path}.inventory"),
+                        errors,
+                    }
+                })?;
+        }
+        Ok(())
     }
 
     /// With the quickstart's loops, adds one loop per plugin component (`*.wasm`) in
@@ -340,10 +383,13 @@ impl Config {
             let mut names = BTreeSet::new();
             for (j, target) in lp.targets.iter().enumerate() {
                 let tpath = format!("{path}.targets[{j}]");
-                if target.id.trim().is_empty() || target.id.chars().any(char::is_control) {
+                if !valid_id(&target.id) {
                     out.push(format!(
                         "{tpath}.id: must be non-empty without control characters"
                     ));
+                }
+                if let Some(problem) = target.iops_problem() {
+                    out.push(format!("{tpath}.provisioned_iops: {problem}"));
                 }
                 for name in std::iter::once(&target.id).chain(&target.aliases) {
                     if !names.insert(name.as_str()) {

@@ -45,6 +45,10 @@ pub struct ObservedFleet {
     /// Series whose target label names no target (neither discovered nor declared, nor an
     /// alias): label value → the metrics that answered for it. Listed, never silently dropped.
     pub unmatched: BTreeMap<String, Vec<String>>,
+    /// Targets that no series of any answered metric named, sorted: declared or inventoried
+    /// but not scraped, or scraped under names that are not their aliases. Each also holds
+    /// with [`ObserveIssue::NoMatchingSeries`] on its row.
+    pub without_series: Vec<String>,
 }
 
 /// Something that made a cycle's observation incomplete: the cycle completes, the affected
@@ -124,8 +128,11 @@ pub async fn observe(lp: &LoopRuntime, window: &Window) -> ObservedFleet {
             Vec::new()
         }
     };
-    let (targets, names, label_problems) =
-        resolve_targets(discovered, &lp.config.targets, &descriptor.technology);
+    let (targets, names, label_problems) = resolve_targets(
+        discovered,
+        lp.config.declared_targets(),
+        &descriptor.technology,
+    );
     for (target, problem) in label_problems {
         tracing::warn!(target = %target, %problem, "unusable size labels");
         observation.problem(target, ObserveIssue::UnusableSize { problem });
@@ -263,7 +270,7 @@ pub async fn observe(lp: &LoopRuntime, window: &Window) -> ObservedFleet {
         window: *window,
         summarised: summarise,
     };
-    observation.into_fleet(targets, &descriptor.metrics, queries, &floor)
+    observation.into_fleet(targets, &names, &descriptor.metrics, queries, &floor)
 }
 
 /// What computing each target's floor needs besides its series.
@@ -516,9 +523,9 @@ fn range_query(
 /// that discovery missed are added; a discovered target without declared resources takes them
 /// from its `setpoint_cpu` / `setpoint_memory_gib` / `setpoint_param_*` labels. Returns the
 /// targets, the label-value → id map, and the targets whose size labels are unusable.
-pub(crate) fn resolve_targets(
+pub(crate) fn resolve_targets<'a>(
     discovered: Vec<Target>,
-    declared: &[crate::config::StaticTarget],
+    declared: impl IntoIterator<Item = &'a crate::config::StaticTarget> + Clone,
     technology: &str,
 ) -> (
     Vec<Target>,
@@ -526,7 +533,7 @@ pub(crate) fn resolve_targets(
     HashMap<String, String>,
 ) {
     let mut names: HashMap<String, String> = HashMap::new();
-    for t in declared {
+    for t in declared.clone() {
         names.insert(t.id.clone(), t.id.clone());
         for alias in &t.aliases {
             names.insert(alias.clone(), t.id.clone());
@@ -562,9 +569,7 @@ pub(crate) fn resolve_targets(
             target.resources = resources.resolve();
             problems.remove(&t.id);
         }
-        target
-            .labels
-            .extend(t.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        target.labels.extend(t.labels_with_iops());
     }
     (targets.into_values().collect(), names, problems)
 }
@@ -706,15 +711,46 @@ impl Observation {
     fn into_fleet(
         mut self,
         targets: Vec<Target>,
+        names: &HashMap<String, String>,
         metrics: &[MetricSpec],
         queries: usize,
         floor: &FloorContext,
     ) -> ObservedFleet {
+        // Target id → the label values that name it, for the rows of targets nothing named.
+        let mut named_by: HashMap<&str, Vec<String>> = HashMap::new();
+        for (label, id) in names {
+            named_by.entry(id.as_str()).or_default().push(label.clone());
+        }
+        let mut without_series = Vec::new();
         let mut observed: Vec<Observed> = targets
             .into_iter()
             .map(|target| {
                 let series = self.series.remove(&target.id).unwrap_or_default();
-                let issues = self.issues_of(&target.id, metrics, &series);
+                let mut issues = self.issues_of(&target.id, metrics, &series);
+                if issues
+                    .iter()
+                    .any(|i| matches!(i, ObserveIssue::NoSeries { .. }))
+                    && issues.iter().all(|i| {
+                        matches!(
+                            i,
+                            ObserveIssue::NoSeries { .. }
+                                | ObserveIssue::QueryFailed { .. }
+                                | ObserveIssue::UnusableSize { .. }
+                        )
+                    })
+                    && series.is_empty()
+                {
+                    // Every metric that answered lacks it: one fact about the target, not one
+                    // per metric.
+                    issues.retain(|i| !matches!(i, ObserveIssue::NoSeries { .. }));
+                    let mut labels = named_by.remove(target.id.as_str()).unwrap_or_default();
+                    labels.sort_by_key(|l| (*l != target.id, l.clone()));
+                    if labels.is_empty() {
+                        labels.push(target.id.clone());
+                    }
+                    issues.insert(0, ObserveIssue::NoMatchingSeries { names: labels });
+                    without_series.push(target.id.clone());
+                }
                 let peaks = self.peaks.remove(&target.id).unwrap_or_default();
                 let weeks: BTreeMap<String, Vec<WeekPeak>> = metrics
                     .iter()
@@ -734,7 +770,12 @@ impl Observation {
         observed.sort_by(|a, b| a.target.id.cmp(&b.target.id));
         for o in &observed {
             for issue in &o.issues {
-                if !matches!(issue, ObserveIssue::QueryFailed { .. }) {
+                // A failed query is reported once for the fleet, a target with no series in
+                // `without_series`.
+                if !matches!(
+                    issue,
+                    ObserveIssue::QueryFailed { .. } | ObserveIssue::NoMatchingSeries { .. }
+                ) {
                     self.degraded.push(Degradation::Target {
                         target: o.target.id.clone(),
                         issue: issue.clone(),
@@ -752,11 +793,16 @@ impl Observation {
         for (label, metrics) in &unmatched {
             tracing::warn!(label = %label, metrics = ?metrics, "series with no target; declare it or add an alias");
         }
+        without_series.sort();
+        for target in &without_series {
+            tracing::warn!(target = %target, "target with no series; it holds on insufficient data until its id or an alias names a series");
+        }
         ObservedFleet {
             targets: observed,
             queries,
             degraded: self.degraded,
             unmatched,
+            without_series,
         }
     }
 
@@ -830,7 +876,7 @@ mod tests {
             window: window_for(now, 4, 300),
             summarised: true,
         };
-        let fleet = observation.into_fleet(vec![target], &[], 2, &floor);
+        let fleet = observation.into_fleet(vec![target], &names, &[], 2, &floor);
         assert_eq!(fleet.targets.len(), 1);
         assert_eq!(
             fleet.targets[0].series.len(),
@@ -843,6 +889,78 @@ mod tests {
                 "10.0.0.9:9100".to_string(),
                 vec!["cpu".to_string(), "memory".to_string()]
             )])
+        );
+    }
+
+    #[test]
+    fn a_target_no_answered_metric_names_is_listed_once() {
+        let spec = |name: &str| MetricSpec {
+            name: name.into(),
+            query: String::new(),
+            aggregation: Aggregation::Mean,
+            unit: "ratio".into(),
+            description: String::new(),
+        };
+        let metrics = [spec("cpu"), spec("memory"), spec("connections")];
+        let series = |metric: &str| MetricSeries {
+            metric: metric.into(),
+            ..MetricSeries::default()
+        };
+        let target = |id: &str| Target {
+            id: id.into(),
+            technology: "postgres".into(),
+            labels: BTreeMap::new(),
+            resources: setpoint_core::Resources {
+                cpu_millicores: 1000,
+                memory_bytes: 1 << 30,
+                replicas: 1,
+                parameters: BTreeMap::new(),
+            },
+        };
+        let names = HashMap::from([
+            ("pg-ghost".to_string(), "pg-ghost".to_string()),
+            ("10.0.0.9:9187".to_string(), "pg-ghost".to_string()),
+        ]);
+        let mut observation = Observation::default();
+        for metric in ["cpu", "memory"] {
+            let answer = setpoint_observe::QueryResult {
+                series: vec![("pg-a".to_string(), series(metric))],
+                // A dropped series still named pg-dropped: it is not "without series".
+                problems: vec![("pg-dropped".to_string(), "two series".to_string())],
+            };
+            observation.answer(metric, Ok(answer), &names);
+        }
+        let failed = setpoint_observe::ObserveError::Malformed {
+            source_name: "tsdb".into(),
+            metric: "connections".into(),
+            message: "truncated".into(),
+        };
+        observation.answer("connections", Err(failed), &names);
+        let now = Utc.with_ymd_and_hms(2026, 11, 23, 6, 0, 0).unwrap();
+        let floor = FloorContext {
+            settings: FloorSettings::default(),
+            window: window_for(now, 4, 300),
+            summarised: true,
+        };
+        let targets = vec![target("pg-a"), target("pg-dropped"), target("pg-ghost")];
+        let fleet = observation.into_fleet(targets, &names, &metrics, 3, &floor);
+        assert_eq!(fleet.without_series, ["pg-ghost"]);
+        let ghost = &fleet.targets[2].issues;
+        assert_eq!(
+            ghost[0],
+            ObserveIssue::NoMatchingSeries {
+                names: vec!["pg-ghost".into(), "10.0.0.9:9187".into()]
+            }
+        );
+        // The failed query is still said; the per-metric "no series" is not.
+        assert!(matches!(ghost[1], ObserveIssue::QueryFailed { .. }));
+        assert_eq!(ghost.len(), 2, "{ghost:?}");
+        assert!(
+            fleet
+                .degraded
+                .iter()
+                .all(|d| !d.to_string().starts_with("pg-ghost")),
+            "said once, in without_series"
         );
     }
 
@@ -883,12 +1001,14 @@ mod tests {
                     parameters: BTreeMap::new(),
                 }),
                 labels: BTreeMap::new(),
+                provisioned_iops: None,
             },
             StaticTarget {
                 id: "pg-declared-only".into(),
                 aliases: vec![],
                 resources: None,
                 labels: BTreeMap::new(),
+                provisioned_iops: Some(3000),
             },
         ];
         let (targets, names, problems) = resolve_targets(discovered, &declared, "postgres");
@@ -898,6 +1018,11 @@ mod tests {
         assert_eq!(targets[2].resources.cpu_millicores, 8000);
         assert_eq!(names["127.0.0.1:9100"], "pg-main");
         assert_eq!(targets[0].resources.cpu_millicores, 0);
+        assert_eq!(
+            targets[0].labels[crate::config::PROVISIONED_IOPS_LABEL],
+            "3000",
+            "provisioned_iops reaches plugins and policies as a label"
+        );
     }
 
     #[test]
@@ -942,6 +1067,7 @@ mod tests {
                 parameters: BTreeMap::new(),
             }),
             labels: BTreeMap::new(),
+            provisioned_iops: None,
         }];
         let (targets, _, problems) = resolve_targets(discovered, &declared, "postgres");
         assert_eq!(targets[0].resources.cpu_millicores, 4000);
