@@ -217,6 +217,25 @@ fn evaluate_on_an_unseen_history_beats_the_bootstrap_heuristics() {
         held_out["model"]["regretted"].as_u64().unwrap()
             <= held_out["bootstrap"]["regretted"].as_u64().unwrap()
     );
+    // Calibrated on the cross-validation's out-of-fold predictions, the probabilities score
+    // better than the raw ones on the unseen history, and 0.8 means at least 80 %.
+    assert!(
+        trained[0]["calibration"]["source"]
+            .as_str()
+            .unwrap()
+            .contains("out-of-fold"),
+        "{}",
+        trained[0]["calibration"]
+    );
+    let probabilities = &held_out["probabilities"];
+    let brier = |set: &str| probabilities[set]["brier"].as_f64().unwrap();
+    assert!(brier("calibrated") < brier("raw"), "{probabilities}");
+    let at_threshold = &probabilities["calibrated"]["at_threshold"];
+    assert_eq!(at_threshold["threshold"].as_f64(), Some(0.8));
+    assert!(
+        at_threshold["accuracy"].as_f64().unwrap() >= 0.8,
+        "{probabilities}"
+    );
 }
 
 /// `kind: model` with no promoted model stops the cycle and says how to fix it; only an explicit
