@@ -128,8 +128,9 @@ fn cycle(config: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
     let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    // Four metrics, and the safety floor's p99 and busiest hour of CPU and memory.
-    assert_eq!(reports[0]["queries"], 8);
+    // Four metrics, and the p99, busiest hour and time near saturation of each (the safety
+    // floor's and the classifier's peak features).
+    assert_eq!(reports[0]["queries"], 16);
 }
 
 /// Evaluation points (multiples of the step) in `[from, to]`.

@@ -217,6 +217,25 @@ fn evaluate_on_an_unseen_history_beats_the_bootstrap_heuristics() {
         held_out["model"]["regretted"].as_u64().unwrap()
             <= held_out["bootstrap"]["regretted"].as_u64().unwrap()
     );
+    // Calibrated on the cross-validation's out-of-fold predictions, the probabilities score
+    // better than the raw ones on the unseen history, and 0.8 means at least 80 %.
+    assert!(
+        trained[0]["calibration"]["source"]
+            .as_str()
+            .unwrap()
+            .contains("out-of-fold"),
+        "{}",
+        trained[0]["calibration"]
+    );
+    let probabilities = &held_out["probabilities"];
+    let brier = |set: &str| probabilities[set]["brier"].as_f64().unwrap();
+    assert!(brier("calibrated") < brier("raw"), "{probabilities}");
+    let at_threshold = &probabilities["calibrated"]["at_threshold"];
+    assert_eq!(at_threshold["threshold"].as_f64(), Some(0.8));
+    assert!(
+        at_threshold["accuracy"].as_f64().unwrap() >= 0.8,
+        "{probabilities}"
+    );
 }
 
 /// `kind: model` with no promoted model stops the cycle and says how to fix it; only an explicit
@@ -412,7 +431,10 @@ fn trains_and_evaluates_from_the_loops_own_source() {
     let parameters = &trained["parameters"];
     // The registry records where the data came from, its range and the labels per class.
     assert!(
-        parameters["source"].as_str().unwrap().starts_with("simulated"),
+        parameters["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("simulated"),
         "{parameters}"
     );
     assert_eq!(parameters["history_start"], "2026-08-31T06:00:00+00:00");
@@ -432,7 +454,10 @@ fn trains_and_evaluates_from_the_loops_own_source() {
         artifact(state.path(), version).contains("cpu_weeks_to_saturation"),
         "the model's schema has the peak features"
     );
-    let list = json(&setpoint(state.path(), &["models", "list", "--output", "json"]));
+    let list = json(&setpoint(
+        state.path(),
+        &["models", "list", "--output", "json"],
+    ));
     assert_eq!(list[0]["schema_version"], "setpoint-learn/features/2");
 
     // A time split: trained on what was known by the split, scored on what followed.
@@ -455,17 +480,34 @@ fn trains_and_evaluates_from_the_loops_own_source() {
     }
 
     // Too short a history, or a split that leaves nothing to score: said, nothing registered.
-    let before = json(&setpoint(state.path(), &["models", "list", "--output", "json"]));
+    let before = json(&setpoint(
+        state.path(),
+        &["models", "list", "--output", "json"],
+    ));
     let out = setpoint(
         state.path(),
-        &["train", "--from-source", "--history-weeks", "8", "--now", now[1]],
+        &[
+            "train",
+            "--from-source",
+            "--history-weeks",
+            "8",
+            "--now",
+            now[1],
+        ],
     );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("at least 12"), "{stderr}");
     let out = setpoint(
         state.path(),
-        &["evaluate", "--from-source", "--split-week", "9", "--now", now[1]],
+        &[
+            "evaluate",
+            "--from-source",
+            "--split-week",
+            "9",
+            "--now",
+            now[1],
+        ],
     );
     assert!(!out.status.success());
     assert!(
@@ -473,7 +515,10 @@ fn trains_and_evaluates_from_the_loops_own_source() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let after = json(&setpoint(state.path(), &["models", "list", "--output", "json"]));
+    let after = json(&setpoint(
+        state.path(),
+        &["models", "list", "--output", "json"],
+    ));
     assert_eq!(before, after);
 }
 
@@ -502,6 +547,9 @@ fn a_malformed_incident_file_is_refused_with_its_line_and_nothing_is_registered(
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("incidents.csv:3:"), "{stderr}");
-    let list = json(&setpoint(state.path(), &["models", "list", "--output", "json"]));
+    let list = json(&setpoint(
+        state.path(),
+        &["models", "list", "--output", "json"],
+    ));
     assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
 }

@@ -51,8 +51,8 @@ fn the_weekly_report_goes_out_by_email_and_to_slack() {
     for needle in [
         "Subject: [setpoint] weekly report",
         "awaiting review",
-        "classes: remain 34, scale_down 10, scale_up 10",
-        "verdicts: hold 36, review 18",
+        "classes: remain 26, scale_down 10, scale_up 18",
+        "verdicts: hold 28, review 26",
         "pg-reporting-01",
     ] {
         assert!(body.contains(needle), "{needle:?} not in the mail:\n{body}");
@@ -65,7 +65,7 @@ fn the_weekly_report_goes_out_by_email_and_to_slack() {
     assert!(text.contains("weekly report"), "{text}");
     assert!(text.contains("18 awaiting review"), "{text}");
     assert!(text.contains("#1 pg-"), "{text}");
-    assert!(text.contains("verdicts: hold 36, review 18"), "{text}");
+    assert!(text.contains("verdicts: hold 28, review 26"), "{text}");
 
     // --no-notify sends nothing.
     let quiet = std::process::Command::new(setpoint_binary())

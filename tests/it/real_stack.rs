@@ -116,8 +116,8 @@ async fn backfilled_history_classifies_as_on_the_simulator_through_both_tsdbs() 
         config.state_dir = dir.path().join(format!("state-lib-{tsdb}"));
         let report = run(config, now).await;
         assert_eq!(
-            report.queries, 8,
-            "{tsdb}: one range query per metric, and the floor's two per CPU and memory"
+            report.queries, 16,
+            "{tsdb}: one range query per metric, and three weekly peak statistics of each"
         );
         assert_eq!(report.failed(), 0, "{tsdb}: {:#?}", report.rows);
         // At the backfill's end the live database had not started: it alone has no series.

@@ -293,19 +293,19 @@ fn one_range_query_per_metric_whatever_the_fleet_size() {
         let run = run(dir.path(), &server, &targets, "");
         assert_eq!(run.status, Some(0), "{}", run.stderr);
         let requests = server.range_requests();
-        // Four metrics, and the safety floor's p99 and busiest hour of CPU and memory.
-        assert_eq!(requests.len(), 8, "{size} targets: {requests:#?}");
+        // Four metrics, and the p99, busiest hour and time near saturation of each.
+        assert_eq!(requests.len(), 16, "{size} targets: {requests:#?}");
         assert!(requests.iter().all(|q| q.contains("[1w:300s]")));
         assert_eq!(
             requests
                 .iter()
                 .filter(|q| q.contains("quantile_over_time(0.99") || q.contains("[1h:300s])[1w:1h]"))
                 .count(),
-            4
+            8
         );
-        assert_eq!(run.report["queries"], 8);
+        assert_eq!(run.report["queries"], 16);
         assert!(
-            run.stderr.contains("queries=8"),
+            run.stderr.contains("queries=16"),
             "the trace shows the count: {}",
             run.stderr
         );

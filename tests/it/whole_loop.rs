@@ -55,9 +55,9 @@ async fn quickstart_classifies_proposes_and_gates_every_action() {
 
     assert!(report.rows.len() >= 50, "{} targets", report.rows.len());
     assert_eq!(report.failed(), 0, "{:#?}", report.rows);
-    // One range query per metric of the plugin, whatever the fleet size, and the safety
-    // floor's two peak queries (p99, busiest hour) for each of CPU and memory.
-    assert_eq!(report.queries, 8);
+    // One range query per metric of the plugin, whatever the fleet size, and three weekly
+    // peak statistics (p99, busiest hour, time near saturation) of each ratio metric.
+    assert_eq!(report.queries, 16);
 
     let reporting = row(&report, "pg-reporting-01");
     assert_eq!(reporting.class, Some(Class::ScaleDown));
@@ -301,7 +301,9 @@ async fn history_advances_and_is_journalled() {
     assert_eq!(entries.len(), 2);
     let last = entries.last().unwrap();
     assert_eq!(last.stable_cycles, 2);
-    assert_eq!(last.features.features.len(), 16);
+    // The plugin's 16-dim fingerprint, then the engine's six peak features per metric.
+    assert_eq!(last.features.features.len(), 16 + 4 * 6);
+    assert_eq!(last.features.features[16].name, "connections_p99");
     let input = last.policy_input.as_ref().unwrap();
     assert_eq!(input["history"]["stable_cycles"], 2);
     assert_eq!(input["now"], "2026-11-30T06:00:00Z");

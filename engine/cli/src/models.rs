@@ -13,7 +13,8 @@ use comfy_table::Table;
 use indicatif::{ProgressBar, ProgressStyle};
 use setpoint_core::SharedClock;
 use setpoint_learn::{
-    CLASSES, ClassMetrics, EventKind, HeldOut, OutcomeReport, Stage, TrainedModel,
+    CLASSES, Calibration, ClassMetrics, EventKind, HeldOut, OutcomeReport, ProbabilityQuality,
+    Reliability, Stage, TrainedModel,
 };
 use setpoint_runtime::training::{self, LabelSource, TrainOptions};
 use setpoint_runtime::{Config, LoopRuntime, Runtime};
@@ -129,11 +130,22 @@ fn history_summary(loop_name: &str, h: &training::SourceHistory) -> String {
         h.label_sources.alerts
     );
     if !h.targets_without_data.is_empty() {
+        let shown: Vec<&str> = h
+            .targets_without_data
+            .iter()
+            .take(20)
+            .map(String::as_str)
+            .collect();
         let _ = writeln!(
             out,
-            "  {} target(s) with no series, not learned from: {}",
+            "  {} target(s) with no series, not learned from: {}{}",
             h.targets_without_data.len(),
-            h.targets_without_data.join(", ")
+            shown.join(", "),
+            if h.targets_without_data.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            }
         );
     }
     if !h.unmatched_series.is_empty() {
@@ -432,6 +444,7 @@ pub fn train(config: &Config, args: &TrainArgs, clock: &SharedClock) -> Result<E
                 "promoted": promoted.is_some(),
                 "parameters": trained.record.parameters,
                 "metrics": trained.model.metrics(),
+                "calibration": trained.model.calibration(),
                 "importance": trained.model.importance(),
                 "surrogate_rules": trained.model.surrogate_rules().iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "tags": trained.record.tags,
@@ -452,6 +465,122 @@ pub fn train(config: &Config, args: &TrainArgs, clock: &SharedClock) -> Result<E
 
 fn percent(value: f64) -> String {
     format!("{:.1} %", value * 100.0)
+}
+
+/// Brier score, calibration error and the rows at the policy's confidence threshold, raw and
+/// calibrated, then the reliability table over the bins that hold any row.
+fn probability_report(quality: &ProbabilityQuality, calibrated_label: &str) -> String {
+    let mut out = String::new();
+    let mut summary = Table::new();
+    summary.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    let threshold = quality.raw.at_threshold.threshold;
+    summary.set_header(vec![
+        "probabilities".to_string(),
+        "Brier".to_string(),
+        "calibration error".to_string(),
+        format!("windows at ≥ {threshold}"),
+        format!("right at ≥ {threshold}"),
+    ]);
+    let mut sets: Vec<(&str, &Reliability)> = vec![("raw", &quality.raw)];
+    if let Some(c) = &quality.calibrated {
+        sets.push((calibrated_label, c));
+    }
+    for (name, r) in &sets {
+        summary.add_row(vec![
+            name.to_string(),
+            format!("{:.4}", r.brier),
+            format!("{:.4}", r.ece),
+            format!(
+                "{} ({})",
+                r.at_threshold.rows,
+                percent(r.at_threshold.share)
+            ),
+            percent(r.at_threshold.accuracy),
+        ]);
+    }
+    let _ = writeln!(out, "{summary}");
+    let (name, said) = sets.last().copied().unwrap_or(("raw", &quality.raw));
+    let _ = writeln!(
+        out,
+        "  {threshold} means {} ({name} confidence of {threshold} or more, {} of {} windows)",
+        percent(said.at_threshold.accuracy),
+        said.at_threshold.rows,
+        quality.rows
+    );
+    let mut bins = Table::new();
+    bins.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    let mut header = vec!["confidence".to_string()];
+    for (name, _) in &sets {
+        header.extend([
+            format!("{name} windows"),
+            "mean confidence".to_string(),
+            "right".to_string(),
+        ]);
+    }
+    bins.set_header(header);
+    for (k, bin) in quality.raw.bins.iter().enumerate() {
+        let rows: Vec<_> = sets.iter().filter_map(|(_, r)| r.bins.get(k)).collect();
+        if rows.iter().all(|b| b.rows == 0) {
+            continue;
+        }
+        let mut row = vec![format!("{:.1}–{:.1}", bin.lower, bin.upper)];
+        for b in rows {
+            if b.rows == 0 {
+                row.extend(["0".to_string(), "—".to_string(), "—".to_string()]);
+            } else {
+                row.extend([
+                    b.rows.to_string(),
+                    format!("{:.3}", b.mean_confidence),
+                    percent(b.accuracy),
+                ]);
+            }
+        }
+        bins.add_row(row);
+    }
+    let _ = writeln!(out, "{bins}");
+    out
+}
+
+/// The calibration of a trained model: what it was fitted on, each class's method and why, and
+/// how raw and calibrated probabilities score on the held-out windows.
+fn calibration_report(calibration: Option<&Calibration>) -> String {
+    let mut out = String::new();
+    let Some(c) = calibration else {
+        let _ = writeln!(
+            out,
+            "
+uncalibrated (a model written before calibration): its probabilities are the boosters' raw ones"
+        );
+        return out;
+    };
+    if c.rows == 0 {
+        let _ = writeln!(
+            out,
+            "
+uncalibrated: {}",
+            c.source
+        );
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "
+calibration: {}, fitted on {} ({} windows)",
+        c.methods(),
+        c.source,
+        c.rows
+    );
+    for class in &c.classes {
+        if let Some(why) = &class.fallback {
+            let _ = writeln!(out, "  {}: {why}", class.class);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "on those windows (calibrated: each group of targets mapped by a calibration fitted on the others):"
+    );
+    out.push_str(&probability_report(&c.held_out, "calibrated"));
+    out
 }
 
 fn confusion_table(metrics: &ClassMetrics) -> String {
@@ -538,6 +667,7 @@ fn train_report(
             let _ = writeln!(out, "\n(no cross-validation: --folds 0)");
         }
     }
+    out.push_str(&calibration_report(model.calibration()));
     let _ = writeln!(out, "\nfeature importance (share of split gain):");
     for f in model.importance().iter().take(10) {
         let _ = writeln!(out, "  {:<18} {}", f.feature, percent(f.gain));
@@ -602,6 +732,18 @@ fn log_to_mlflow(
     for (key, value) in &record.metrics {
         run.metric(key, *value);
     }
+    if let Some(c) = model.calibration().filter(|c| c.rows > 0) {
+        run.metric("held_out_brier_raw", c.held_out.raw.brier);
+        run.metric("held_out_ece_raw", c.held_out.raw.ece);
+        if let Some(calibrated) = &c.held_out.calibrated {
+            run.metric("held_out_brier_calibrated", calibrated.brier);
+            run.metric("held_out_ece_calibrated", calibrated.ece);
+            run.metric(
+                "held_out_accuracy_at_threshold_calibrated",
+                calibrated.at_threshold.accuracy,
+            );
+        }
+    }
     if let Some(cv) = model.metrics() {
         for (fold, f1) in cv.fold_macro_f1.iter().enumerate() {
             run.metrics.push(setpoint_mlflow::Metric {
@@ -614,6 +756,7 @@ fn log_to_mlflow(
     }
     let report = serde_json::json!({
         "metrics": model.metrics(),
+        "calibration": model.calibration(),
         "importance": model.importance(),
         "surrogate_rules": model.surrogate_rules().iter().map(ToString::to_string).collect::<Vec<_>>(),
     });
@@ -665,11 +808,18 @@ fn evaluate_report(loop_name: &str, version: &str, seed: u64, held_out: &HeldOut
     for report in [&held_out.model, &held_out.surrogate, &held_out.bootstrap] {
         table.add_row(outcome_row(report));
     }
+    let probabilities = if held_out.probabilities.calibrated.is_some() {
+        "model probabilities against the outcomes:".to_string()
+    } else {
+        "model probabilities against the outcomes (uncalibrated: a model written before calibration):"
+            .to_string()
+    };
     format!(
-        "loop {loop_name}: model {} on a held-out history (seed {seed}, {} windows)\n{table}\n{}\n",
+        "loop {loop_name}: model {} on a held-out history (seed {seed}, {} windows)\n{table}\n{}\n{probabilities}\n{}",
         &version[..version.len().min(12)],
         held_out.windows,
-        confusion_table(&held_out.model.classes)
+        confusion_table(&held_out.model.classes),
+        probability_report(&held_out.probabilities, "calibrated")
     )
 }
 
@@ -737,6 +887,11 @@ fn split_report(loop_name: &str, e: &training::SplitEvaluation) -> String {
     let _ = writeln!(
         out,
         "unsafe shrinks: scale_down on a window followed by a degradation within the outcome horizon"
+    );
+    let _ = writeln!(
+        out,
+        "\nmodel probabilities against the outcomes of the scored windows:\n{}",
+        probability_report(&e.held_out.probabilities, "calibrated")
     );
     out
 }
@@ -956,6 +1111,7 @@ pub fn models(state_dir: &Path, command: &ModelsCommand, clock: &SharedClock) ->
                             "parameters": record.parameters,
                             "metrics": record.metrics,
                             "tags": record.tags,
+                            "calibration": model.calibration(),
                             "importance": model.importance(),
                             "surrogate_rules": model.surrogate_rules().iter().map(ToString::to_string).collect::<Vec<_>>(),
                             "promotions": trail,
@@ -1096,6 +1252,15 @@ fn show_model(
             let _ = writeln!(out, "  {key:<22} {value}");
         }
     }
+    let _ = writeln!(
+        out,
+        "\ncalibration\n  {}",
+        match model.calibration() {
+            Some(c) if c.rows > 0 => format!("{} ({} held-out windows)", c.methods(), c.rows),
+            Some(c) => format!("uncalibrated: {}", c.source),
+            None => "uncalibrated (a model written before calibration)".to_string(),
+        }
+    );
     let _ = writeln!(out, "\nfeature importance");
     for f in model.importance().iter().take(10) {
         let _ = writeln!(out, "  {:<18} {}", f.feature, percent(f.gain));

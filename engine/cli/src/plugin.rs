@@ -181,6 +181,13 @@ fn render(source: &str, d: &PluginDescriptor) -> String {
             m.description,
             m.query
         );
+        if let Some(capacity) = &m.capacity {
+            let _ = writeln!(
+                out,
+                "    divided by each target's {capacity}; targets without it: {}",
+                m.fallback_query.as_deref().unwrap_or("none (missing)")
+            );
+        }
     }
     let _ = writeln!(out, "\nfeatures ({}):", d.features.len());
     let width = d.features.iter().map(|f| f.name.len()).max().unwrap_or(0);

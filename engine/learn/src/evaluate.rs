@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use setpoint_classify::{BootstrapHeuristics, Classifier, Thresholds};
 use setpoint_core::Class;
 
+use crate::calibrate::{HeldOutPredictions, round6};
 use crate::dataset::{Dataset, DatasetConfig, build, vector};
 use crate::history::{Event, History};
 use crate::model::{Ensemble, Stage, TrainConfig, TrainedModel, argmax, fit_boosters};
@@ -98,6 +99,144 @@ pub struct CrossValidation {
     pub bootstrap: ClassMetrics,
 }
 
+/// The confidence a policy asks of a classification before it acts (the decision policy's
+/// default `min_confidence`): the reliability reports say how often the model is right above it.
+pub const CONFIDENCE_THRESHOLD: f64 = 0.8;
+
+/// Bins of a reliability table, of equal width on `[0, 1]`.
+pub const RELIABILITY_BINS: usize = 10;
+
+/// One bin of a reliability table: rows whose predicted class's probability falls in
+/// `[lower, upper)` (the last bin includes 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReliabilityBin {
+    /// Lower edge.
+    pub lower: f64,
+    /// Upper edge.
+    pub upper: f64,
+    /// Rows in the bin.
+    pub rows: usize,
+    /// Their mean confidence (0 when the bin is empty).
+    pub mean_confidence: f64,
+    /// Share of them whose predicted class is the label (0 when the bin is empty).
+    pub accuracy: f64,
+}
+
+/// How the classifications at or above a confidence fare.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AtThreshold {
+    /// The confidence.
+    pub threshold: f64,
+    /// Rows classified with at least that confidence.
+    pub rows: usize,
+    /// Their share of all rows.
+    pub share: f64,
+    /// Share of them classified as labelled: what the threshold means (0 when there are none).
+    pub accuracy: f64,
+}
+
+/// How well one set of probabilities matches the labels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reliability {
+    /// Multiclass Brier score: mean over rows of the sum over classes of `(p - y)²`, from 0
+    /// (certain and right) to 2 (certain and wrong).
+    pub brier: f64,
+    /// Expected calibration error: the rows-weighted mean gap between a bin's mean confidence
+    /// and its accuracy.
+    pub ece: f64,
+    /// The reliability table, [`RELIABILITY_BINS`] bins on the predicted class's confidence.
+    pub bins: Vec<ReliabilityBin>,
+    /// The rows at [`CONFIDENCE_THRESHOLD`] or above.
+    pub at_threshold: AtThreshold,
+}
+
+impl Reliability {
+    /// Scores `proba` (in [`CLASSES`](crate::CLASSES) order) against `labels`; the predicted
+    /// class of a row is its most probable one, as the classifier's.
+    pub fn new(proba: &[[f64; 3]], labels: &[Class]) -> Self {
+        let n = proba.len().min(labels.len());
+        let mut brier = 0.0;
+        let mut sums = vec![(0usize, 0.0f64, 0usize); RELIABILITY_BINS];
+        let (mut confident, mut confident_right) = (0usize, 0usize);
+        for (p, label) in proba.iter().zip(labels) {
+            let k = class_index(*label);
+            brier += p
+                .iter()
+                .enumerate()
+                .map(|(j, v)| (v - if j == k { 1.0 } else { 0.0 }).powi(2))
+                .sum::<f64>();
+            let predicted = argmax(p);
+            let confidence = p[class_index(predicted)].clamp(0.0, 1.0);
+            let right = usize::from(predicted == *label);
+            let bin = ((confidence * RELIABILITY_BINS as f64) as usize).min(RELIABILITY_BINS - 1);
+            if let Some(slot) = sums.get_mut(bin) {
+                slot.0 += 1;
+                slot.1 += confidence;
+                slot.2 += right;
+            }
+            if confidence >= CONFIDENCE_THRESHOLD {
+                confident += 1;
+                confident_right += right;
+            }
+        }
+        // Rounded: these numbers are stored in model artifacts (see `round6`).
+        let ratio = |a: f64, b: usize| if b == 0 { 0.0 } else { round6(a / b as f64) };
+        let bins: Vec<ReliabilityBin> = sums
+            .iter()
+            .enumerate()
+            .map(|(i, &(rows, conf, right))| ReliabilityBin {
+                lower: i as f64 / RELIABILITY_BINS as f64,
+                upper: (i + 1) as f64 / RELIABILITY_BINS as f64,
+                rows,
+                mean_confidence: ratio(conf, rows),
+                accuracy: ratio(right as f64, rows),
+            })
+            .collect();
+        let ece = bins
+            .iter()
+            .map(|b| b.rows as f64 * (b.mean_confidence - b.accuracy).abs())
+            .sum::<f64>();
+        Self {
+            brier: ratio(brier, n),
+            ece: ratio(ece, n),
+            bins,
+            at_threshold: AtThreshold {
+                threshold: CONFIDENCE_THRESHOLD,
+                rows: confident,
+                share: ratio(confident as f64, n),
+                accuracy: ratio(confident_right as f64, confident),
+            },
+        }
+    }
+}
+
+/// A model's probabilities on rows it did not train on, raw (the boosters' softmax) and
+/// calibrated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbabilityQuality {
+    /// Rows scored.
+    pub rows: usize,
+    /// The boosters' softmax probabilities.
+    pub raw: Reliability,
+    /// The calibrated ones; `None` for a model without a calibrator.
+    pub calibrated: Option<Reliability>,
+}
+
+impl ProbabilityQuality {
+    /// Scores raw and, when there are any, calibrated probabilities against `labels`.
+    pub fn new(raw: &[[f64; 3]], calibrated: Option<&[[f64; 3]]>, labels: &[Class]) -> Self {
+        Self {
+            rows: raw.len().min(labels.len()),
+            raw: Reliability::new(raw, labels),
+            calibrated: calibrated.map(|c| Reliability::new(c, labels)),
+        }
+    }
+}
+
 /// Fold of each row: targets grouped, stratified by the classes of their windows.
 fn folds(dataset: &Dataset, k: u32, seed: u64) -> Vec<usize> {
     let mut classes: BTreeMap<&str, [bool; 3]> = BTreeMap::new();
@@ -125,15 +264,16 @@ fn folds(dataset: &Dataset, k: u32, seed: u64) -> Vec<usize> {
         .collect()
 }
 
-/// Cross-validates the boosters of `config` on `dataset`.
+/// Cross-validates the boosters of `config` on `dataset`; also returns the out-of-fold
+/// probabilities, which the calibrator is fitted on.
 pub(crate) fn cross_validate(
     dataset: &Dataset,
     config: &TrainConfig,
     progress: &mut dyn FnMut(Stage, usize, usize),
-) -> Result<CrossValidation> {
+) -> Result<(CrossValidation, HeldOutPredictions)> {
     let k = config.folds.max(2);
-    let cols = dataset.schema.len();
     let fold = folds(dataset, k, config.seed);
+    let mut proba = vec![[0.0; 3]; dataset.rows.len()];
     let mut predicted = vec![Class::Remain; dataset.rows.len()];
     let mut fold_macro_f1 = Vec::new();
     let total = 3 * k as usize;
@@ -143,26 +283,13 @@ pub(crate) fn cross_validate(
         if test.is_empty() {
             continue;
         }
-        let rows: Vec<&[f64]> = train
-            .iter()
-            .map(|&i| dataset.rows[i].values.as_slice())
-            .collect();
-        let labels: Vec<Class> = train.iter().map(|&i| dataset.rows[i].label).collect();
-        let boosters = fit_boosters(&rows, &labels, cols, &config.booster, config.seed, |b| {
+        let p = fit_and_predict(dataset, &train, &test, config, &mut |b| {
             progress(Stage::CrossValidation, 3 * f + b, total)
         })?;
-        let ensemble = Ensemble {
-            boosters: &boosters,
-            cols,
-        };
-        let test_rows: Vec<Vec<f64>> = test
-            .iter()
-            .map(|&i| dataset.rows[i].values.clone())
-            .collect();
-        let p = ensemble.proba_rows(&test_rows);
         let mut fold_labels = Vec::with_capacity(test.len());
         let mut fold_predicted = Vec::with_capacity(test.len());
         for (&i, p) in test.iter().zip(&p) {
+            proba[i] = *p;
             predicted[i] = argmax(p);
             fold_labels.push(dataset.rows[i].label);
             fold_predicted.push(predicted[i]);
@@ -176,12 +303,81 @@ pub(crate) fn cross_validate(
         .iter()
         .map(|r| rules.classify(&vector(&dataset.schema, &r.values)).class)
         .collect();
-    Ok(CrossValidation {
+    let cv = CrossValidation {
         folds: k,
         model: ClassMetrics::new(&labels, &predicted),
         fold_macro_f1,
         bootstrap: ClassMetrics::new(&labels, &bootstrap),
+    };
+    let held = HeldOutPredictions {
+        source: format!("out-of-fold predictions of the {k}-fold cross-validation"),
+        proba,
+        labels,
+        groups: fold,
+    };
+    Ok((cv, held))
+}
+
+/// Share of the targets held out to calibrate a model trained without cross-validation: one
+/// fold of this many.
+const CALIBRATION_FOLDS: u32 = 5;
+
+/// Without cross-validation: boosters fitted on all targets but one fold of
+/// [`CALIBRATION_FOLDS`] predict that fold, for the calibrator only (the model itself is fitted
+/// on every row). Its rows are grouped again by target for cross-fitting the reported quality.
+pub(crate) fn held_out_predictions(
+    dataset: &Dataset,
+    config: &TrainConfig,
+    progress: &mut dyn FnMut(Stage, usize, usize),
+) -> Result<HeldOutPredictions> {
+    let fold = folds(dataset, CALIBRATION_FOLDS, config.seed);
+    let train: Vec<usize> = (0..dataset.rows.len()).filter(|&i| fold[i] != 0).collect();
+    let test: Vec<usize> = (0..dataset.rows.len()).filter(|&i| fold[i] == 0).collect();
+    let proba = fit_and_predict(dataset, &train, &test, config, &mut |b| {
+        progress(Stage::Calibration, b, 3)
+    })?;
+    let held = dataset.subset(&test);
+    let targets = held
+        .rows
+        .iter()
+        .map(|r| r.target.as_str())
+        .collect::<BTreeSet<_>>()
+        .len();
+    Ok(HeldOutPredictions {
+        source: format!(
+            "{} windows of {targets} targets (one in {CALIBRATION_FOLDS}) held out from boosters fitted on the others",
+            test.len()
+        ),
+        proba,
+        labels: held.rows.iter().map(|r| r.label).collect(),
+        groups: folds(&held, CALIBRATION_FOLDS, config.seed.wrapping_add(1)),
     })
+}
+
+/// Fits boosters on the `train` rows and returns their raw probabilities for the `test` rows.
+fn fit_and_predict(
+    dataset: &Dataset,
+    train: &[usize],
+    test: &[usize],
+    config: &TrainConfig,
+    done: &mut dyn FnMut(usize),
+) -> Result<Vec<[f64; 3]>> {
+    let cols = dataset.schema.len();
+    let rows: Vec<&[f64]> = train
+        .iter()
+        .map(|&i| dataset.rows[i].values.as_slice())
+        .collect();
+    let labels: Vec<Class> = train.iter().map(|&i| dataset.rows[i].label).collect();
+    let boosters = fit_boosters(&rows, &labels, cols, &config.booster, config.seed, done)?;
+    let ensemble = Ensemble {
+        boosters: &boosters,
+        cols,
+    };
+    let test_rows: Vec<Vec<f64>> = test
+        .iter()
+        .map(|&i| dataset.rows[i].values.clone())
+        .collect();
+    Ok(ensemble.proba_rows(&test_rows))
 }
 
 /// One classifier's record on a held-out history.
@@ -224,6 +420,9 @@ pub struct HeldOut {
     pub surrogate: OutcomeReport,
     /// The bootstrap heuristics.
     pub bootstrap: OutcomeReport,
+    /// The model's probabilities against the outcome labels: Brier score and reliability,
+    /// raw and calibrated.
+    pub probabilities: ProbabilityQuality,
 }
 
 /// Replays `history` (with `events` as outcomes, labelled by `config`'s horizon and levels)
@@ -259,11 +458,17 @@ pub fn evaluate_dataset(
         )));
     }
     let values: Vec<Vec<f64>> = dataset.rows.iter().map(|r| r.values.clone()).collect();
-    let by_model: Vec<Class> = model
-        .predict_proba_rows(&values)?
+    let raw = model.predict_proba_rows_raw(&values)?;
+    let calibrated: Option<Vec<[f64; 3]>> = model
+        .calibration()
+        .map(|c| raw.iter().map(|p| c.apply(*p)).collect());
+    let by_model: Vec<Class> = calibrated
+        .as_deref()
+        .unwrap_or(&raw)
         .iter()
         .map(argmax)
         .collect();
+    let labels: Vec<Class> = dataset.rows.iter().map(|r| r.label).collect();
     let by_surrogate: Vec<Class> = values
         .iter()
         .map(|v| model.surrogate().predict(v))
@@ -278,6 +483,7 @@ pub fn evaluate_dataset(
         model: report("model", dataset, events, horizon, &by_model),
         surrogate: report("surrogate", dataset, events, horizon, &by_surrogate),
         bootstrap: report("bootstrap", dataset, events, horizon, &by_rules),
+        probabilities: ProbabilityQuality::new(&raw, calibrated.as_deref(), &labels),
     })
 }
 

@@ -10,8 +10,10 @@
 //! 2. [`dataset::build`] cuts rolling windows into labelled rows over a named, versioned,
 //!    hashed feature [`Schema`] (the plugins' fingerprint plus each metric's trend and level);
 //! 3. [`train`] fits three one-vs-rest gradient-boosted ensembles (`forust-ml`) whose margins a
-//!    softmax turns into class probabilities, cross-validates them, and fits a small decision
-//!    tree (`linfa-trees`) to their predictions so operators can read the boundary as rules;
+//!    softmax turns into class probabilities, cross-validates them, calibrates the probabilities
+//!    on predictions for rows the boosters did not see ([`calibrate`]: a confidence of 0.8 is
+//!    then right about 80 % of the time), and fits a small decision tree (`linfa-trees`) to the
+//!    model's predictions so operators can read the boundary as rules;
 //! 4. [`TrainedModel`] is one JSON artifact (schema, parameters, boosters, class order, metrics,
 //!    rules) whose SHA-256 is its version, and [`TrainedModel::classifier`] plugs it into the
 //!    engine as a [`setpoint_classify::Classifier`] that says how sure it is and why;
@@ -26,6 +28,7 @@ use std::path::PathBuf;
 
 use setpoint_core::Class;
 
+pub mod calibrate;
 pub mod dataset;
 pub mod evaluate;
 pub mod history;
@@ -36,10 +39,11 @@ pub mod surrogate;
 #[cfg(test)]
 mod testkit;
 
+pub use calibrate::{Calibration, ClassCalibration, ClassMap};
 pub use dataset::{Dataset, DatasetConfig, Labels, Schema, build, load_incidents};
 pub use evaluate::{
-    ClassMetrics, CrossValidation, FeatureImportance, HeldOut, OutcomeReport, evaluate,
-    evaluate_dataset,
+    AtThreshold, CONFIDENCE_THRESHOLD, ClassMetrics, CrossValidation, FeatureImportance, HeldOut,
+    OutcomeReport, ProbabilityQuality, Reliability, ReliabilityBin, evaluate, evaluate_dataset,
 };
 pub use history::{Event, EventKind, History, HistoryConfig, simulate};
 pub use model::{

@@ -2,7 +2,9 @@
 //! [`Classifier`].
 //!
 //! `forust-ml` boosts binary log-loss models only, so each class gets a one-vs-rest booster and
-//! a softmax over the three margins gives the probabilities. Boosters are fitted single-threaded
+//! a softmax over the three margins gives the raw probabilities, which the model's
+//! [`Calibration`] (fitted on predictions for rows the boosters did not train on) maps to the
+//! probabilities it reports. Boosters are fitted single-threaded
 //! (`parallel = false`): with a fixed seed and no row or column sampling, a fit is then a pure
 //! function of the data, and the artifact's bytes — hence its version — are too.
 
@@ -16,8 +18,11 @@ use setpoint_classify::Classifier;
 use setpoint_core::{Class, Classification, Evidence, Explanation, FeatureVector};
 use sha2::{Digest, Sha256};
 
+use crate::calibrate::{self, Calibration, ClassCalibration, ClassMap};
 use crate::dataset::{Dataset, Schema, hex};
-use crate::evaluate::{CrossValidation, FeatureImportance, cross_validate};
+use crate::evaluate::{
+    CrossValidation, FeatureImportance, ProbabilityQuality, cross_validate, held_out_predictions,
+};
 use crate::surrogate::{Rule, Surrogate, TreeParams};
 use crate::{CLASSES, Error, Result, class_index};
 
@@ -88,6 +93,9 @@ impl Default for TrainConfig {
 pub enum Stage {
     /// Fitting the boosters of each fold (`done` and `total` count boosters).
     CrossValidation,
+    /// Without cross-validation: fitting the boosters whose predictions for held-out targets
+    /// the calibrator is fitted on.
+    Calibration,
     /// Fitting the final boosters on every row.
     Fit,
     /// Fitting the surrogate tree.
@@ -99,6 +107,7 @@ impl Stage {
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::CrossValidation => "cross-validation",
+            Stage::Calibration => "calibration",
             Stage::Fit => "fit",
             Stage::Surrogate => "surrogate",
         }
@@ -132,6 +141,10 @@ struct Artifact {
     metrics: Option<CrossValidation>,
     importance: Vec<FeatureImportance>,
     surrogate: Surrogate,
+    /// Absent from artifacts written before calibration existed: such a model reports its
+    /// raw probabilities, and leaving the field out keeps their bytes, hence their versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    calibration: Option<Calibration>,
     boosters: Vec<GradientBooster>,
 }
 
@@ -328,10 +341,18 @@ pub fn train(
     {
         return Err(Error::Dataset("non-finite feature value".into()));
     }
-    let metrics = if config.folds >= 2 {
-        Some(cross_validate(dataset, config, progress)?)
+    let (metrics, held) = if config.folds >= 2 {
+        let (cv, held) = cross_validate(dataset, config, progress)?;
+        (Some(cv), Ok(held))
     } else {
-        None
+        (None, held_out_predictions(dataset, config, progress))
+    };
+    let calibration = match held {
+        Ok(held) => calibrate::fit(&held),
+        // Too few targets to hold some out with every class left to train on: the model is
+        // still usable, and says why its probabilities are raw.
+        Err(Error::Dataset(why)) => uncalibrated(&why),
+        Err(e) => return Err(e),
     };
     let rows: Vec<&[f64]> = dataset.rows.iter().map(|r| r.values.as_slice()).collect();
     let labels: Vec<Class> = dataset.rows.iter().map(|r| r.label).collect();
@@ -343,7 +364,12 @@ pub fn train(
         cols,
     };
     let values: Vec<Vec<f64>> = dataset.rows.iter().map(|r| r.values.clone()).collect();
-    let predicted: Vec<Class> = ensemble.proba_rows(&values).iter().map(argmax).collect();
+    // The surrogate explains the classes the classifier gives, which are the calibrated ones.
+    let predicted: Vec<Class> = ensemble
+        .proba_rows(&values)
+        .into_iter()
+        .map(|p| argmax(&calibration.apply(p)))
+        .collect();
     progress(Stage::Surrogate, 0, 1);
     let surrogate = Surrogate::fit(
         &dataset.schema.features,
@@ -367,9 +393,29 @@ pub fn train(
         metrics,
         importance: importance(&boosters, &dataset.schema.features),
         surrogate,
+        calibration: Some(calibration),
         boosters,
     };
     TrainedModel::from_artifact(artifact)
+}
+
+/// A calibration that maps nothing, and says why.
+fn uncalibrated(why: &str) -> Calibration {
+    Calibration {
+        source: format!("none: no held-out predictions ({why})"),
+        rows: 0,
+        classes: CLASSES
+            .iter()
+            .map(|&class| ClassCalibration {
+                class,
+                positives: 0,
+                negatives: 0,
+                map: ClassMap::Identity,
+                fallback: Some("uncalibrated: no held-out predictions".to_string()),
+            })
+            .collect(),
+        held_out: ProbabilityQuality::new(&[], None, &[]),
+    }
 }
 
 /// A trained model: the artifact, its JSON and its version.
@@ -434,6 +480,9 @@ impl TrainedModel {
                 "the surrogate's features are not the schema's".into(),
             ));
         }
+        if let Some(calibration) = &artifact.calibration {
+            calibration.check()?;
+        }
         Self::from_artifact(artifact)
     }
 
@@ -477,19 +526,47 @@ impl TrainedModel {
         &self.artifact.surrogate.rules
     }
 
-    /// Class probabilities of one row (values in schema order), in [`CLASSES`] order. A NaN
-    /// value is read as missing, as the boosters were trained to.
+    /// The calibrator, or `None` for a model written before calibration existed
+    /// ("uncalibrated": its probabilities are the boosters' raw ones).
+    pub fn calibration(&self) -> Option<&Calibration> {
+        self.artifact.calibration.as_ref()
+    }
+
+    /// Class probabilities of one row (values in schema order), in [`CLASSES`] order,
+    /// calibrated when the model has a calibrator. A NaN value is read as missing, as the
+    /// boosters were trained to.
     pub fn predict_proba(&self, row: &[f64]) -> Result<[f64; 3]> {
+        Ok(self.calibrate(self.predict_proba_raw(row)?))
+    }
+
+    /// The boosters' softmax probabilities of one row, before calibration.
+    pub fn predict_proba_raw(&self, row: &[f64]) -> Result<[f64; 3]> {
         self.check_width(row)?;
         Ok(self.ensemble().proba(row))
     }
 
-    /// Class probabilities of many rows.
+    /// Class probabilities of many rows, calibrated as [`TrainedModel::predict_proba`]'s.
     pub fn predict_proba_rows(&self, rows: &[Vec<f64>]) -> Result<Vec<[f64; 3]>> {
+        Ok(self
+            .predict_proba_rows_raw(rows)?
+            .into_iter()
+            .map(|p| self.calibrate(p))
+            .collect())
+    }
+
+    /// The boosters' softmax probabilities of many rows, before calibration.
+    pub fn predict_proba_rows_raw(&self, rows: &[Vec<f64>]) -> Result<Vec<[f64; 3]>> {
         for row in rows {
             self.check_width(row)?;
         }
         Ok(self.ensemble().proba_rows(rows))
+    }
+
+    fn calibrate(&self, raw: [f64; 3]) -> [f64; 3] {
+        match &self.artifact.calibration {
+            Some(c) => c.apply(raw),
+            None => raw,
+        }
     }
 
     fn check_width(&self, row: &[f64]) -> Result<()> {
@@ -538,7 +615,7 @@ impl ModelClassifier {
         let model = &self.model;
         let schema = model.schema();
         let ensemble = model.ensemble();
-        let p = ensemble.proba(row);
+        let p = model.calibrate(ensemble.proba(row));
         let class = argmax(&p);
         let k = class_index(class);
         let contributions = ensemble.contributions(k, row);
@@ -577,8 +654,13 @@ impl ModelClassifier {
             })
             .collect();
         let mut rule = format!(
-            "{MODEL_NAME} model {}: {class} with p = {:.2} ({})",
+            "{MODEL_NAME} model {}: {class} with {}p = {:.2} ({})",
             model.short_version(),
+            if model.calibration().is_some() {
+                ""
+            } else {
+                "uncalibrated "
+            },
             p[k],
             others.join(", ")
         );
@@ -868,6 +950,8 @@ mod tests {
         assert_eq!(loaded.version(), a.version());
         assert_eq!(loaded.surrogate_rules(), a.surrogate_rules());
         assert_eq!(loaded.metrics(), a.metrics());
+        assert!(a.calibration().is_some());
+        assert_eq!(loaded.calibration(), a.calibration());
         assert_eq!(loaded.training().dataset, d.fingerprint());
         for fv in [instance_a(), instance_b()] {
             assert_eq!(
@@ -878,6 +962,104 @@ mod tests {
         // Another seed folds differently: the recorded metrics, hence the version, change.
         let c = train(&d, &TrainConfig { seed: 2, ..config }, &mut |_, _, _| {}).unwrap();
         assert_ne!(c.version(), a.version());
+    }
+
+    /// Calibrated on the cross-validation's out-of-fold predictions, the model's
+    /// probabilities score better on a history it has never seen, and 0.8 means at least 80 %.
+    #[test]
+    fn calibration_lowers_the_brier_score_on_a_held_out_history() {
+        let h = small_history(3);
+        let d = build(&h, &h.events, &DatasetConfig::default()).unwrap();
+        let m = train(
+            &d,
+            &TrainConfig {
+                folds: 3,
+                ..config()
+            },
+            &mut |_, _, _| {},
+        )
+        .unwrap();
+        let c = m.calibration().unwrap();
+        assert!(c.source.contains("out-of-fold"), "{}", c.source);
+        assert_eq!(c.rows, d.rows.len());
+        let fitted = &c.held_out;
+        let cross_fitted = fitted.calibrated.as_ref().unwrap();
+        assert!(cross_fitted.brier < fitted.raw.brier, "{fitted:#?}");
+        let held = small_history(77);
+        let report = evaluate(&m, &held, &held.events, &DatasetConfig::default()).unwrap();
+        let q = &report.probabilities;
+        assert_eq!(q.rows, report.windows);
+        let calibrated = q.calibrated.as_ref().unwrap();
+        assert!(calibrated.brier < q.raw.brier, "{q:#?}");
+        assert!(calibrated.ece < q.raw.ece, "{q:#?}");
+        assert!(calibrated.at_threshold.accuracy >= 0.8, "{q:#?}");
+        let rows: usize = calibrated.bins.iter().map(|b| b.rows).sum();
+        assert_eq!(rows, q.rows);
+        // Calibrating does not cost classification quality.
+        assert!(report.model.classes.macro_f1 >= 0.88, "{report:#?}");
+        for fv in [instance_a(), instance_b()] {
+            let row = m.schema().row_from_features(&fv).unwrap();
+            let p = m.predict_proba(&row).unwrap();
+            assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{p:?}");
+            assert!(p.iter().all(|v| (0.0..=1.0).contains(v)), "{p:?}");
+            assert_ne!(p, m.predict_proba_raw(&row).unwrap());
+            let c = m.classifier().classify(&fv);
+            assert_eq!(c.confidence, p[class_index(c.class)]);
+        }
+    }
+
+    /// Without cross-validation, boosters fitted on four fifths of the targets predict the
+    /// rest for the calibrator; the model itself is still fitted on every row.
+    #[test]
+    fn without_folds_a_fifth_of_the_targets_is_held_out_for_calibration() {
+        let m = model();
+        let c = m.calibration().unwrap();
+        assert!(c.source.contains("held out"), "{}", c.source);
+        assert!(c.rows > 0 && c.rows < m.training().rows / 3, "{c:#?}");
+        assert!(c.held_out.calibrated.is_some());
+        let h = small_history(4);
+        let d = build(&h, &h.events, &DatasetConfig::default()).unwrap();
+        let mut calls = Vec::new();
+        train(&d, &config(), &mut |stage, done, total| {
+            calls.push((stage, done, total))
+        })
+        .unwrap();
+        assert_eq!(calls.first(), Some(&(Stage::Calibration, 1, 3)));
+        assert!(calls.contains(&(Stage::Calibration, 3, 3)));
+    }
+
+    /// A model written before calibration existed has no `calibration`: it loads, keeps its
+    /// bytes (hence its version), reports raw probabilities and says it is uncalibrated.
+    #[test]
+    fn an_artifact_without_calibrator_loads_as_uncalibrated() {
+        let json = model().to_json();
+        let start = json.find(r#","calibration":"#).unwrap();
+        let end = json.find(r#","boosters":"#).unwrap();
+        let old = format!("{}{}", &json[..start], &json[end..]);
+        let loaded = TrainedModel::from_json(&old).unwrap();
+        assert!(loaded.calibration().is_none());
+        assert_eq!(loaded.to_json(), old);
+        assert_eq!(loaded.version(), hex(&Sha256::digest(old.as_bytes())));
+        assert_ne!(loaded.version(), model().version());
+        let row = model().schema().row_from_features(&instance_b()).unwrap();
+        assert_eq!(
+            loaded.predict_proba(&row).unwrap(),
+            model().predict_proba_raw(&row).unwrap()
+        );
+        let c = loaded.classifier().classify(&instance_b());
+        assert_eq!(c.class, Class::ScaleUp);
+        assert!(
+            c.explanation
+                .rule
+                .contains("scale_up with uncalibrated p = "),
+            "{}",
+            c.explanation.rule
+        );
+        let calibrated = model().classifier().classify(&instance_b());
+        assert!(!calibrated.explanation.rule.contains("uncalibrated"));
+        let held = small_history(77);
+        let report = evaluate(&loaded, &held, &held.events, &DatasetConfig::default()).unwrap();
+        assert!(report.probabilities.calibrated.is_none());
     }
 
     #[test]

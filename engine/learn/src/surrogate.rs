@@ -12,12 +12,13 @@
 //! surrogate whose rules change between two runs on the same data explains nothing, so the tree
 //! is rebuilt here over the training rows, top-down along linfa's: at each node the split is
 //! scored exactly (weighted Gini as a fraction of integers), and among splits of equal score the
-//! first feature in a fixed preference order and its lowest cut win. While that cuts the rows as
-//! linfa's split did, the rebuilt tree follows linfa's children and stops where linfa stopped;
-//! where a tie made linfa go elsewhere, the branch is grown by the same exact rule (same depth
-//! leaf-size and gain limits). Thresholds are the roundest numbers between the two sets; leaves take
-//! their class from the rows that reach them (ties to `remain`, then `scale_up`), and sibling
-//! leaves of one class merge. The result depends on the rows alone, not even on their order.
+//! first feature in a fixed preference order and its lowest cut win. Where to stop is decided by
+//! the same exact rule (linfa's depth, leaf-size and gain limits), not by where linfa stopped:
+//! linfa's gain is one of those `f32` sums, so a node whose gain sits at the limit was a leaf in
+//! one fit and a split in the next. (linfa's tree then no longer changes the result; it still
+//! names the class of an empty node.) Thresholds are the roundest numbers between the two sets;
+//! leaves take their class from the rows that reach them (ties to `remain`, then `scale_up`),
+//! and sibling leaves of one class merge. The result depends on the rows alone, not even on their order.
 
 use std::fmt;
 
@@ -351,8 +352,8 @@ impl Builder<'_> {
             .and_then(|n| n.prediction())
             .and_then(|p| CLASSES.get(p).copied())
             .unwrap_or(Class::Remain);
-        // linfa stopped here (depth, size, no gain): so does the rebuilt tree.
-        if fitted.is_some_and(|n| n.is_leaf()) || depth >= self.max_depth {
+        // Not where linfa stopped: its gain limit is checked on a sum whose order varies.
+        if depth >= self.max_depth {
             return self.leaf(idx, fallback);
         }
         let Some(split) = self.best_split(idx) else {

@@ -144,11 +144,19 @@ pub async fn observe(lp: &LoopRuntime, window: &Window) -> ObservedFleet {
             .capacity
             .as_deref()
             .map(|attribute| capacities(&targets, attribute));
+        // Only the queries some target needs: the raw one when a target has the capacity, the
+        // fallback when one has not (or its raw series may be missing).
         let plans = match (&capacities, &metric.fallback_query) {
             (None, _) => vec![QueryPlan::Whole(metric.query.clone())],
-            (Some(_), None) => vec![QueryPlan::PerCapacity],
-            (Some(_), Some(fallback)) => {
-                vec![QueryPlan::PerCapacity, QueryPlan::Rest(fallback.clone())]
+            (Some(c), fallback) => {
+                let mut plans = Vec::new();
+                if !c.is_empty() || fallback.is_none() {
+                    plans.push(QueryPlan::PerCapacity);
+                }
+                if let Some(fallback) = fallback {
+                    plans.push(QueryPlan::Rest(fallback.clone()));
+                }
+                plans
             }
         };
         let no_capacities = HashMap::new();
@@ -900,6 +908,8 @@ mod tests {
             aggregation: Aggregation::Mean,
             unit: "ratio".into(),
             description: String::new(),
+            capacity: None,
+            fallback_query: None,
         };
         let metrics = [spec("cpu"), spec("memory"), spec("connections")];
         let series = |metric: &str| MetricSeries {

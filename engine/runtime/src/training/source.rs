@@ -98,6 +98,23 @@ pub async fn read_history(
     let step = lp.config.window.step.0.as_secs();
     let window = observe::window_for(options.end, options.weeks, step);
     let fleet = observe::observe(lp, &window).await;
+    // A history with a metric missing for the whole fleet would teach the model a world
+    // without it: refused, not learned from.
+    let failed: Vec<String> = fleet
+        .degraded
+        .iter()
+        .filter(|d| matches!(d, Degradation::QueryFailed { .. }))
+        .map(Degradation::to_string)
+        .collect();
+    if !failed.is_empty() {
+        return Err(learn_error(
+            &loop_name,
+            format!(
+                "the history is incomplete, nothing was learned from it: {}",
+                failed.join("; ")
+            ),
+        ));
+    }
     let descriptor = lp.plugin.descriptor();
     let metrics: Vec<MetricInfo> = descriptor
         .metrics
@@ -140,6 +157,17 @@ pub async fn read_history(
             weekly,
             peaks,
         });
+    }
+    if targets.is_empty() {
+        return Err(learn_error(
+            &loop_name,
+            format!(
+                "no target had any series in the {} weeks before {} ({} targets declared or discovered)",
+                options.weeks,
+                window.end.to_rfc3339(),
+                fleet.targets.len()
+            ),
+        ));
     }
     let mut history = History {
         metrics,
