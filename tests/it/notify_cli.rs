@@ -63,7 +63,7 @@ fn the_weekly_report_goes_out_by_email_and_to_slack() {
     assert_eq!(posts[0].path(), "/services/T000/B000/secret-token");
     let text = posts[0].json()["text"].as_str().unwrap().to_string();
     assert!(text.contains("weekly report"), "{text}");
-    assert!(text.contains("18 awaiting review"), "{text}");
+    assert!(text.contains("26 awaiting review"), "{text}");
     assert!(text.contains("#1 pg-"), "{text}");
     assert!(text.contains("verdicts: hold 28, review 26"), "{text}");
 
