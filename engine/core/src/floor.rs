@@ -357,13 +357,12 @@ impl SafetyFloor {
         self.saturating_where(|_| true)
     }
 
-    /// The first dimension not saturated yet but climbing week after week and projected to
-    /// reach [`SATURATED`] within the horizon, with the weeks until it does: the problem ahead
-    /// that a scale-up should meet.
+    /// The first dimension climbing week after week and projected to reach [`SATURATED`]
+    /// within the horizon (or there already), with the weeks until it does: the problem ahead
+    /// that a scale-up should meet. A dimension near saturation without a sustained climb (a
+    /// spiky one) is the classifier's to judge.
     pub fn projected_saturation(&self) -> Option<(Dimension, f64)> {
-        self.saturating_where(|d| {
-            matches!(d.floor, DimensionFloor::Known { peak, rising: true, .. } if peak < SATURATED)
-        })
+        self.saturating_where(|d| matches!(d.floor, DimensionFloor::Known { rising: true, .. }))
     }
 
     fn saturating_where(

@@ -1,9 +1,9 @@
 //! Classify: the loop's classifier (its promoted model, or the bootstrap heuristics) gives
 //! each target `scale_down`, `remain` or `scale_up`, with a confidence and an explanation.
 //!
-//! Whatever the classifier says, a target one of whose dimensions the safety floor projects,
-//! by its rising trend, to reach saturation ([`setpoint_core::SATURATED`] of its size) within
-//! the floor's horizon is `scale_up`
+//! Whatever the classifier says, a target one of whose dimensions climbs every week and is
+//! projected by the safety floor to reach saturation ([`setpoint_core::SATURATED`] of its size)
+//! within the floor's horizon, or is there already, is `scale_up`
 //! (`projected_saturation`): a classifier learns from the degradations its history holds, and
 //! a workload climbing towards a size it never reached before has none to learn from. And a
 //! `scale_down` the floor forbids on every dimension (a thin week, unknown peaks or size) is
