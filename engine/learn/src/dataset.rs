@@ -870,6 +870,71 @@ mod tests {
     }
 
     #[test]
+    fn a_metric_missing_throughout_is_an_explicit_missing_value_never_room_to_shrink() {
+        use crate::history::{MetricInfo, Pattern, TargetHistory};
+        use setpoint_core::WeekPeak;
+        let idle = WeekPeak {
+            mean: Some(0.1),
+            p99: Some(0.15),
+            max_hourly: Some(0.14),
+            near_saturation: Some(0.0),
+            coverage: 1.0,
+        };
+        let weeks = 8;
+        let target = |id: &str, with_iops: bool| TargetHistory {
+            id: id.into(),
+            scenario: "observed".into(),
+            pattern: Pattern::Observed,
+            weekly: vec![
+                vec![0.1; weeks],
+                if with_iops {
+                    vec![0.1; weeks]
+                } else {
+                    vec![f64::NAN; weeks]
+                },
+            ],
+            peaks: vec![
+                vec![idle; weeks],
+                if with_iops {
+                    vec![idle; weeks]
+                } else {
+                    Vec::new()
+                },
+            ],
+        };
+        let history = History {
+            metrics: vec![
+                MetricInfo::observed("cpu", true),
+                MetricInfo::observed("iops", true),
+            ],
+            weeks: weeks as u32,
+            targets: vec![target("with", true), target("without", false)],
+            events: Vec::new(),
+        };
+        let d = build(&history, &[], &DatasetConfig::default()).unwrap();
+        assert_eq!(d.schema.version, SCHEMA_VERSION_PEAKS);
+        assert_eq!(d.schema.peak_metrics, ["cpu", "iops"]);
+        let coverage = d
+            .schema
+            .features
+            .iter()
+            .position(|f| f == "iops_peak_coverage")
+            .unwrap();
+        for row in &d.rows {
+            assert!(row.values.iter().all(|v| v.is_finite()), "{row:?}");
+            if row.target == "with" {
+                assert_eq!(row.label, Class::ScaleDown);
+                assert_eq!(row.values[coverage], 1.0);
+            } else {
+                // Idle on CPU, but its I/O is unknown: seen as missing, and no evidence of room.
+                assert_eq!(row.label, Class::Remain);
+                assert_eq!(row.values[coverage], 0.0);
+            }
+        }
+        assert_eq!(d.rows.iter().filter(|r| r.target == "without").count(), 2);
+    }
+
+    #[test]
     fn incidents_of_unknown_targets_are_counted() {
         let h = history();
         let events = vec![Event {

@@ -975,6 +975,64 @@ mod tests {
     }
 
     #[test]
+    fn a_capacity_metric_divides_each_targets_raw_values_and_leaves_the_rest_to_its_fallback() {
+        let target = |id: &str, iops: Option<&str>| Target {
+            id: id.into(),
+            technology: "postgres".into(),
+            labels: iops
+                .map(|v| BTreeMap::from([("provisioned_iops".to_string(), v.to_string())]))
+                .unwrap_or_default(),
+            resources: setpoint_core::Resources {
+                cpu_millicores: 4000,
+                memory_bytes: 16 << 30,
+                replicas: 1,
+                parameters: BTreeMap::new(),
+            },
+        };
+        let targets = [
+            target("pg-a", Some("3000")),
+            target("pg-b", Some("not a number")),
+            target("pg-c", None),
+        ];
+        let capacities = capacities(&targets, "provisioned_iops");
+        assert_eq!(capacities, HashMap::from([("pg-a".to_string(), 3000.0)]));
+        let series = |values: &[f64]| MetricSeries {
+            metric: "iops".into(),
+            timestamps_ms: (0..values.len() as i64).collect(),
+            values: values.to_vec(),
+            sample_counts: None,
+        };
+        let names = HashMap::from([("10.0.0.1:9100".to_string(), "pg-a".to_string())]);
+        let raw = setpoint_observe::QueryResult {
+            series: vec![
+                ("10.0.0.1:9100".into(), series(&[1500.0, 2700.0])),
+                ("pg-b".into(), series(&[900.0])),
+            ],
+            problems: Vec::new(),
+        };
+        // Operations per second over the provisioned IOPS, for the target that has them.
+        let per_capacity = QueryPlan::PerCapacity
+            .select(Ok(raw), &names, &capacities, &[])
+            .unwrap();
+        assert_eq!(per_capacity.series.len(), 1);
+        assert_eq!(per_capacity.series[0].1.values, [0.5, 0.9]);
+        // The fallback answers the others, never one already answered.
+        let busy = setpoint_observe::QueryResult {
+            series: vec![
+                ("10.0.0.1:9100".into(), series(&[0.2])),
+                ("pg-b".into(), series(&[0.3])),
+                ("pg-c".into(), series(&[0.4])),
+            ],
+            problems: Vec::new(),
+        };
+        let rest = QueryPlan::Rest(String::new())
+            .select(Ok(busy), &names, &capacities, &["pg-a".to_string()])
+            .unwrap();
+        let answered: Vec<&str> = rest.series.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(answered, ["pg-b", "pg-c"]);
+    }
+
+    #[test]
     fn declared_targets_fold_aliases_and_supply_resources() {
         use crate::config::{ResourcesConfig, StaticTarget};
         let discovered = vec![
