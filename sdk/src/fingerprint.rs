@@ -69,13 +69,9 @@ impl MetricDef {
         description: &'static str,
     ) -> Self {
         Self {
-            name,
-            query,
-            unit: "ratio",
-            aggregation: Aggregation::Mean,
-            description,
             capacity: Some(capacity),
             fallback_query: Some(fallback_query),
+            ..Self::ratio(name, query, description)
         }
     }
 }

@@ -352,8 +352,13 @@ fn progress_bar(loop_name: &str) -> ProgressBar {
     bar
 }
 
-fn stage_name(stage: Stage) -> &'static str {
-    stage.as_str()
+/// A training progress callback that drives `bar`.
+fn show_progress(bar: &ProgressBar) -> impl FnMut(Stage, usize, usize) + '_ {
+    |stage, done, total| {
+        bar.set_message(stage.as_str());
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    }
 }
 
 /// Trains, reports, logs to MLflow when configured, and registers.
@@ -380,11 +385,7 @@ pub fn train(config: &Config, args: &TrainArgs, clock: &SharedClock) -> Result<E
             None
         };
         let bar = progress_bar(&loop_name);
-        let mut progress = |stage, done, total| {
-            bar.set_message(stage_name(stage));
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        };
+        let mut progress = show_progress(&bar);
         let trained = match &history {
             Some(history) => {
                 training::train_on_source(lp, history, &options, clock.now(), &mut progress)
@@ -917,11 +918,7 @@ fn evaluate_from_source(
             &history,
             &TrainOptions::default(),
             args.split_week,
-            &mut |stage, done, total| {
-                bar.set_message(stage_name(stage));
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            },
+            &mut show_progress(&bar),
         );
         bar.finish_and_clear();
         let evaluation = evaluation?;
