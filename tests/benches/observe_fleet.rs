@@ -176,6 +176,7 @@ async fn observe_once(
             weekly: (weekly && source.summarises_weekly()).then_some(WeeklySummary {
                 aggregation: metric.aggregation,
                 weeks: WEEKS,
+                counted: true,
             }),
         };
         let result = source.query_range(&query).await?;

@@ -237,6 +237,7 @@ async fn a_batch_answers_each_target_as_a_call_of_its_own_would() {
                 weekly: weekly.then_some(WeeklySummary {
                     aggregation: metric.aggregation,
                     weeks: 4,
+                    counted: true,
                 }),
             };
             for (id, s) in fleet.query_range(&query).await.unwrap().series {

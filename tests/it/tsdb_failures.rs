@@ -295,7 +295,18 @@ fn one_range_query_per_metric_whatever_the_fleet_size() {
         let requests = server.range_requests();
         // Four metrics, and the p99, busiest hour and time near saturation of each.
         assert_eq!(requests.len(), 16, "{size} targets: {requests:#?}");
-        assert!(requests.iter().all(|q| q.contains("[1w:300s]")));
+        assert!(
+            requests.iter().all(|q| q.contains(":300s]")),
+            "{requests:#?}"
+        );
+        // Each metric's samples are counted once, with its own query, not again per peak.
+        assert_eq!(
+            requests
+                .iter()
+                .filter(|q| q.contains("count_over_time("))
+                .count(),
+            4
+        );
         assert_eq!(
             requests
                 .iter()
@@ -422,6 +433,57 @@ fn nan_and_infinite_values_are_missing_data() {
     assert_eq!(row["verdict"], "hold", "{row}");
     assert_eq!(run.row("db-003")["class"], "scale_down");
     run.assert_nothing_shrinks();
+}
+
+#[test]
+fn impossible_values_are_rejected_and_never_evidence() {
+    // -5 is -500 % utilisation; 1e308 is no share of anything. Either, taken as evidence, made
+    // a confident scale-down or scale-up.
+    let dir = tempfile::tempdir().unwrap();
+    let targets = ids(3);
+    let server = serve(
+        targets.clone(),
+        BTreeMap::from([(
+            "cpu",
+            Behaviour::Answer {
+                only: None,
+                values: BTreeMap::from([
+                    ("db-001".to_string(), "-5".to_string()),
+                    ("db-002".to_string(), "1e308".to_string()),
+                ]),
+            },
+        )]),
+    );
+    for extra in ["", ", summarise_weekly: false"] {
+        let dir = dir.path().join(format!("run{}", extra.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = run(&dir, &server, &targets, extra);
+        assert_eq!(run.status, Some(4), "{extra}: {}", run.stderr);
+        run.assert_holds_because("db-001", "cpu: value -5 is outside its domain");
+        run.assert_holds_because("db-002", "cpu: value 1e308 is outside its domain");
+        for id in ["db-001", "db-002"] {
+            let row = run.row(id);
+            assert_eq!(row["class_reason"], "insufficient_data", "{extra}: {row}");
+            assert_eq!(
+                row["rejected_evidence"],
+                serde_json::json!(["cpu"]),
+                "{row}"
+            );
+        }
+        assert_eq!(
+            run.row("db-003")["class"],
+            "scale_down",
+            "the rest carry on"
+        );
+        assert!(
+            run.degraded()
+                .iter()
+                .any(|d| d.starts_with("db-001: cpu: value -5 is outside")),
+            "{:?}",
+            run.degraded()
+        );
+        run.assert_nothing_shrinks();
+    }
 }
 
 #[test]

@@ -441,6 +441,7 @@ impl<'a> Validator<'a> {
                     setpoint_observe::WeeklySummary {
                         aggregation: spec.aggregation,
                         weeks: self.window.weeks,
+                        counted: true,
                     },
                 )
             })

@@ -80,7 +80,7 @@ pub struct StageError {
 
 /// What was wrong with one target's data: each costs the target a metric, so it holds rather
 /// than shrinks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "issue", rename_all = "snake_case")]
 pub enum ObserveIssue {
     /// The metric's query failed for the whole fleet.
@@ -101,6 +101,16 @@ pub enum ObserveIssue {
         metric: String,
         /// Why.
         problem: String,
+    },
+    /// The source's values of a metric for this target fell outside the metric's domain: a
+    /// broken exporter or query, never evidence — the metric is missing for this target.
+    OutOfDomain {
+        /// The metric.
+        metric: String,
+        /// The first value outside the domain.
+        value: f64,
+        /// The values the metric can take.
+        domain: crate::Domain,
     },
     /// No series of any metric the source answered named this target: its id and aliases
     /// match no label value (a target that is declared but not scraped, or whose exporters
@@ -125,7 +135,8 @@ impl ObserveIssue {
         match self {
             ObserveIssue::QueryFailed { metric, .. }
             | ObserveIssue::NoSeries { metric }
-            | ObserveIssue::SeriesDropped { metric, .. } => Some(metric),
+            | ObserveIssue::SeriesDropped { metric, .. }
+            | ObserveIssue::OutOfDomain { metric, .. } => Some(metric),
             ObserveIssue::NoMatchingSeries { .. }
             | ObserveIssue::UnusableSize { .. }
             | ObserveIssue::Text(_) => None,
@@ -143,6 +154,23 @@ impl fmt::Display for ObserveIssue {
                 write!(f, "{metric}: the source returned no series for this target")
             }
             ObserveIssue::SeriesDropped { metric, problem } => write!(f, "{metric}: {problem}"),
+            ObserveIssue::OutOfDomain {
+                metric,
+                value,
+                domain,
+            } => {
+                // 1e308 written out in full would be 309 digits.
+                let value = if value.abs() >= 1e6 {
+                    format!("{value:e}")
+                } else {
+                    value.to_string()
+                };
+                write!(
+                    f,
+                    "{metric}: value {value} is outside its domain {domain}: a broken exporter \
+                     or query, not evidence"
+                )
+            }
             ObserveIssue::NoMatchingSeries { names } => write!(
                 f,
                 "no series of any metric names this target ({}): check that it is scraped, or \

@@ -664,8 +664,8 @@ pub use journal::{
     SwitchSetter,
 };
 pub use plugin::{
-    Aggregation, FeatureSpec, MetricSeries, MetricSpec, PluginDescriptor, SimMetric, SimScenario,
-    Window,
+    Aggregation, Domain, FeatureSpec, MetricSeries, MetricSpec, PluginDescriptor, SimMetric,
+    SimScenario, Window,
 };
 pub use review::{ReviewFeedback, ReviewItem, ReviewStatus};
 

@@ -52,6 +52,55 @@ pub struct MetricSpec {
     pub fallback_query: Option<String>,
 }
 
+impl MetricSpec {
+    /// The values the metric can take. Outside them a value is no measurement of the target
+    /// but a broken exporter or query (−500 % utilisation, 1e308), and is never evidence.
+    pub fn domain(&self) -> Domain {
+        let max = match (self.unit.as_str(), &self.capacity) {
+            // A share of the target's own size: above twice the size is no share of it.
+            ("ratio", None) => 2.0,
+            // A share of a declared capacity may burst past it (IOPS credits), not without bound.
+            ("ratio", Some(_)) => 100.0,
+            // Every other unit counts something (connections, keys/s, messages, seconds).
+            _ => f64::MAX,
+        };
+        Domain {
+            min: -Domain::ROUNDING,
+            max,
+        }
+    }
+}
+
+/// The closed range of values a metric can take.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Domain {
+    /// The least value.
+    pub min: f64,
+    /// The greatest value.
+    pub max: f64,
+}
+
+impl Domain {
+    /// How far below zero a value may be and still count as zero: `1 - idle / total` from
+    /// counters read a moment apart can dip just under it.
+    pub const ROUNDING: f64 = 0.01;
+
+    /// Whether `value` is finite and within the range.
+    pub fn contains(&self, value: f64) -> bool {
+        value.is_finite() && value >= self.min && value <= self.max
+    }
+}
+
+impl std::fmt::Display for Domain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.max == f64::MAX {
+            write!(f, "{}..", self.min)
+        } else {
+            write!(f, "{}..={}", self.min, self.max)
+        }
+    }
+}
+
 /// One feature of a plugin's feature schema.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureSpec {

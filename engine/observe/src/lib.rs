@@ -55,6 +55,10 @@ pub struct WeeklySummary {
     pub aggregation: Aggregation,
     /// Whole weeks, ending at the query's `end`.
     pub weeks: u32,
+    /// Whether a TSDB also counts each week's samples. Each count is another pass over every
+    /// sample, so a caller summarising one series several ways asks for it once; a summary
+    /// made here from raw samples always has its counts.
+    pub counted: bool,
 }
 
 /// Milliseconds in a week.
@@ -312,6 +316,7 @@ mod tests {
                 WeeklySummary {
                     aggregation,
                     weeks: 1,
+                    counted: true,
                 },
             )
             .values
@@ -346,6 +351,7 @@ mod tests {
             WeeklySummary {
                 aggregation: Aggregation::Mean,
                 weeks: 4,
+                counted: true,
             },
         );
         // W-4 has no samples: no point, rather than a zero.
@@ -365,6 +371,7 @@ mod tests {
             WeeklySummary {
                 aggregation: Aggregation::P95,
                 weeks: 1,
+                counted: true,
             },
         );
         // As quantile_over_time(0.95, …): rank 0.95 × 99 = 94.05, between 95 and 96.
@@ -375,6 +382,7 @@ mod tests {
             WeeklySummary {
                 aggregation: Aggregation::Max,
                 weeks: 1,
+                counted: true,
             },
         );
         assert_eq!(max.values, [100.0]);

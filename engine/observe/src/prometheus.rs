@@ -468,7 +468,7 @@ impl PrometheusSource {
         let form = [
             (
                 "query",
-                weekly_promql(&query.promql, summary.aggregation, step),
+                weekly_promql(&query.promql, summary.aggregation, step, summary.counted),
             ),
             ("start", seconds(first_eval)),
             ("end", seconds(last_eval)),
@@ -529,11 +529,13 @@ impl PrometheusSource {
             }
             let mut series = MetricSeries {
                 metric: query.metric.clone(),
-                sample_counts: Some(Vec::new()),
+                sample_counts: summary.counted.then(Vec::new),
                 ..MetricSeries::default()
             };
             // Oldest first.
             for (back, (value, count)) in by_week.into_iter().rev() {
+                // Uncounted, a week with no samples has no aggregate either.
+                let count = if summary.counted { count } else { Some(1) };
                 let (Some(value), Some(count)) = (value, count) else {
                     continue;
                 };
@@ -621,9 +623,15 @@ impl PrometheusSource {
 /// The label that tells a weekly summary's aggregate from its sample count.
 const STAT_LABEL: &str = "setpoint_stat";
 
-/// The PromQL that summarises `promql` per week at `step_seconds` resolution: the aggregate and
-/// the count of finite samples (NaN and ±Inf filtered out first, as the plugin would).
-pub fn weekly_promql(promql: &str, aggregation: Aggregation, step_seconds: u64) -> String {
+/// The PromQL that summarises `promql` per week at `step_seconds` resolution: the aggregate and,
+/// when `counted`, the count of finite samples (NaN and ±Inf filtered out first, as the plugin
+/// would).
+pub fn weekly_promql(
+    promql: &str,
+    aggregation: Aggregation,
+    step_seconds: u64,
+    counted: bool,
+) -> String {
     let finite = format!("(({promql}) > -Inf < +Inf)[1w:{step_seconds}s]");
     let aggregate = match aggregation {
         Aggregation::Mean => format!("avg_over_time({finite})"),
@@ -637,9 +645,14 @@ pub fn weekly_promql(promql: &str, aggregation: Aggregation, step_seconds: u64) 
             "avg_over_time(((({promql}) > -Inf < +Inf) >= bool {level})[1w:{step_seconds}s])"
         ),
     };
-    format!(
-        r#"label_replace({aggregate}, "{STAT_LABEL}", "value", "", "") or label_replace(count_over_time({finite}), "{STAT_LABEL}", "count", "", "")"#
-    )
+    let value = format!(r#"label_replace({aggregate}, "{STAT_LABEL}", "value", "", "")"#);
+    if counted {
+        format!(
+            r#"{value} or label_replace(count_over_time({finite}), "{STAT_LABEL}", "count", "", "")"#
+        )
+    } else {
+        value
+    }
 }
 
 /// One week of one target as the two halves of a weekly summary bring it.

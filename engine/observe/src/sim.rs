@@ -626,6 +626,7 @@ pub(crate) mod tests {
         q.weekly = Some(crate::WeeklySummary {
             aggregation: Aggregation::Mean,
             weeks: 4,
+            counted: true,
         });
         let summarised = fleet.query(&q).unwrap();
         let s = series_of(&summarised, "pg-reporting-01");

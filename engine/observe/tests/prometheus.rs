@@ -392,6 +392,7 @@ async fn weekly_summaries_are_one_request_with_aggregate_and_count_per_week() {
         weekly: Some(WeeklySummary {
             aggregation: Aggregation::Mean,
             weeks: 2,
+            counted: true,
         }),
         ..query(300, 21)
     };
@@ -426,6 +427,44 @@ async fn weekly_summaries_are_one_request_with_aggregate_and_count_per_week() {
 }
 
 #[tokio::test]
+async fn an_uncounted_weekly_summary_asks_for_the_aggregate_alone() {
+    use setpoint_core::Aggregation;
+    use setpoint_observe::WeeklySummary;
+
+    let end = at("2026-11-23T06:00:00Z").timestamp();
+    let (url, seen) = server(Box::new(move |seen| {
+        let t1 = format!("{}.999", end - 1);
+        Some((
+            200,
+            format!(
+                r#"{{"status":"success","data":{{"resultType":"matrix","result":[
+                {{"metric":{{"instance":"a","setpoint_stat":"value"}},"values":[[{t1},"0.75"]]}},
+                {{"metric":{{"instance":"b","setpoint_stat":"value"}},"values":[[{t1},"+Inf"]]}}]}}}}"#
+            ),
+        ))
+        .filter(|_| seen.head.contains("/api/v1/query_range"))
+    }));
+    let source = PrometheusSource::new(config(&url)).unwrap();
+    let q = RangeQuery {
+        weekly: Some(WeeklySummary {
+            aggregation: Aggregation::P99,
+            weeks: 1,
+            counted: false,
+        }),
+        ..query(300, 21)
+    };
+    let result = source.query_range(&q).await.unwrap();
+    let promql = urlencoding_decode(&form_value(&seen.seen()[0].body, "query"));
+    assert!(promql.contains("quantile_over_time(0.99, "), "{promql}");
+    // Counting is another pass over every sample: the caller has the counts already.
+    assert!(!promql.contains("count_over_time("), "{promql}");
+    let ids: Vec<&str> = result.series.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["a"], "an infinite aggregate is no data");
+    assert_eq!(result.series[0].1.values, [0.75]);
+    assert_eq!(result.series[0].1.sample_counts, None);
+}
+
+#[tokio::test]
 async fn weekly_summaries_can_be_turned_off() {
     use setpoint_core::Aggregation;
     use setpoint_observe::WeeklySummary;
@@ -441,6 +480,7 @@ async fn weekly_summaries_can_be_turned_off() {
         weekly: Some(WeeklySummary {
             aggregation: Aggregation::Mean,
             weeks: 1,
+            counted: true,
         }),
         ..query(300, 1)
     };

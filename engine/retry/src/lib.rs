@@ -367,7 +367,11 @@ mod tests {
             )
             .await;
         // Tokio's timer ticks in milliseconds and rounds a deadline up to the next tick.
-        assert!(start.elapsed() <= deadline + MS, "took {:?}", start.elapsed());
+        assert!(
+            start.elapsed() <= deadline + MS,
+            "took {:?}",
+            start.elapsed()
+        );
         let error = outcome.unwrap_err();
         assert!(error.attempts() > 1 && error.attempts() < 20, "{error:?}");
     }

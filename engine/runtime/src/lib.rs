@@ -233,6 +233,10 @@ pub struct TargetRow {
     /// What was wrong with this target's data (a failed query, no series), one line each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub observe_issues: Vec<String>,
+    /// The metrics whose values for this target fell outside their domain and were not taken
+    /// as evidence (for the engine's metrics; the reason is in `observe_issues`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected_evidence: Vec<String>,
     /// The stage that failed, with `error` (for the engine's metrics).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_stage: Option<StageName>,
@@ -309,6 +313,14 @@ impl From<&JournalEntry> for TargetRow {
                 .observe_issues
                 .iter()
                 .map(ToString::to_string)
+                .collect(),
+            rejected_evidence: entry
+                .observe_issues
+                .iter()
+                .filter_map(|issue| match issue {
+                    setpoint_core::ObserveIssue::OutOfDomain { metric, .. } => Some(metric.clone()),
+                    _ => None,
+                })
                 .collect(),
             error_stage: error.map(|e| e.stage),
             sandbox_trap: error.is_some_and(|e| e.kind == FailureKind::SandboxTrap),

@@ -178,6 +178,7 @@ pub async fn observe(lp: &LoopRuntime, window: &Window) -> ObservedFleet {
                 &descriptor.technology,
                 window,
                 summarise.then_some(metric.aggregation),
+                true,
             );
             let result = lp
                 .source
@@ -194,7 +195,7 @@ pub async fn observe(lp: &LoopRuntime, window: &Window) -> ObservedFleet {
                     .collect(),
                 Err(_) => Vec::new(),
             };
-            observation.answer(&metric.name, result, &names);
+            observation.answer(metric, result, &names);
             // The weekly peaks of every ratio metric (the safety floor's, the classifier's peak
             // features): the engine's own queries, whatever the plugin summarises. Raw
             // samples: the peaks are summarised here from the plugin's series. A metric whose
@@ -234,6 +235,8 @@ pub async fn observe(lp: &LoopRuntime, window: &Window) -> ObservedFleet {
                         &descriptor.technology,
                         window,
                         Some(aggregation),
+                        // The plugin's own query counted the samples of this promql already.
+                        false,
                     );
                     let result = lp
                         .source
@@ -261,7 +264,7 @@ pub async fn observe(lp: &LoopRuntime, window: &Window) -> ObservedFleet {
                                 })
                         }
                     };
-                    observation.peak_answer(&metric.name, stat, result, &names);
+                    observation.peak_answer(metric, stat, result, &names);
                 }
             }
         }
@@ -302,6 +305,7 @@ impl FloorContext {
         let summary = WeeklySummary {
             aggregation: Aggregation::Mean,
             weeks: self.window.weeks,
+            counted: true,
         };
         for s in series {
             let weekly;
@@ -378,6 +382,7 @@ impl FloorContext {
                     WeeklySummary {
                         aggregation: stat.aggregation(),
                         weeks: self.window.weeks,
+                        counted: true,
                     },
                 ))
             }
@@ -391,6 +396,7 @@ impl FloorContext {
                 WeeklySummary {
                     aggregation: Aggregation::Mean,
                     weeks: self.window.weeks,
+                    counted: true,
                 },
             ))
         };
@@ -399,8 +405,13 @@ impl FloorContext {
             stat(PeakStat::MaxHourlyMean),
             stat(PeakStat::NearSaturation),
         );
-        // The counts come with every summarised series; the mean's are the plugin's own.
-        let counts_from = mean.as_ref().or(p99.as_ref());
+        // The counts come with the plugin's series (summarised or not): the peak queries of a
+        // summarising source do not count again.
+        let counts_from = if self.summarised {
+            Some(plugin_series)
+        } else {
+            mean.as_ref()
+        };
         (0..weeks)
             .map(|i| {
                 let week_end = end_ms - (weeks - 1 - i) as i64 * setpoint_observe::WEEK_MS;
@@ -429,6 +440,22 @@ impl FloorContext {
             })
             .collect()
     }
+}
+
+/// The issue of a series with a finite value outside its metric's domain. Non-finite values
+/// are missing samples, said elsewhere.
+fn out_of_domain(spec: &MetricSpec, series: &MetricSeries) -> Option<ObserveIssue> {
+    let domain = spec.domain();
+    let value = series
+        .values
+        .iter()
+        .copied()
+        .find(|v| v.is_finite() && !domain.contains(*v))?;
+    Some(ObserveIssue::OutOfDomain {
+        metric: spec.name.clone(),
+        value,
+        domain,
+    })
 }
 
 /// One query of a metric and which targets it answers.
@@ -502,14 +529,15 @@ fn is_ratio(metric: &MetricSpec) -> bool {
     metric.unit == "ratio"
 }
 
-/// The fleet-wide range query `promql` of `metric` over `window`, summarised per week in the source with
-/// `weekly` when it is given.
+/// The fleet-wide range query `promql` of `metric` over `window`, summarised per week in the
+/// source with `weekly` when it is given, with each week's sample count when `counted`.
 fn range_query(
     metric: &MetricSpec,
     promql: &str,
     technology: &str,
     window: &Window,
     weekly: Option<Aggregation>,
+    counted: bool,
 ) -> RangeQuery {
     RangeQuery {
         metric: metric.name.clone(),
@@ -522,6 +550,7 @@ fn range_query(
         weekly: weekly.map(|aggregation| WeeklySummary {
             aggregation,
             weeks: window.weeks,
+            counted,
         }),
     }
 }
@@ -644,15 +673,30 @@ impl Observation {
     /// floor — it may not shrink — and degrades the cycle, as a failed metric does.
     fn peak_answer(
         &mut self,
-        metric: &str,
+        spec: &MetricSpec,
         stat: PeakStat,
         result: Result<setpoint_observe::QueryResult, setpoint_observe::ObserveError>,
         names: &HashMap<String, String>,
     ) {
+        let metric = spec.name.as_str();
         match result {
             Ok(result) => {
                 for (label, series) in result.series {
                     let target = names.get(&label).cloned().unwrap_or(label);
+                    if let Some(issue) = out_of_domain(spec, &series) {
+                        // Said once per metric, whichever of its queries saw it first.
+                        let said = self.problems.get(&target).is_some_and(|issues| {
+                            issues.iter().any(|i| {
+                                matches!(i, ObserveIssue::OutOfDomain { .. })
+                                    && i.metric() == Some(metric)
+                            })
+                        });
+                        if !said {
+                            tracing::warn!(target = %target, metric, ?stat, %issue, "impossible values; not evidence");
+                            self.problem(target, issue);
+                        }
+                        continue;
+                    }
                     self.peaks
                         .entry(target)
                         .or_default()
@@ -677,12 +721,14 @@ impl Observation {
     }
 
     /// Takes in one metric's answer; `names` maps the label values naming a target to its id.
+    /// A target's series with a value outside the metric's domain is dropped with the reason.
     fn answer(
         &mut self,
-        metric: &str,
+        spec: &MetricSpec,
         result: Result<setpoint_observe::QueryResult, setpoint_observe::ObserveError>,
         names: &HashMap<String, String>,
     ) {
+        let metric = spec.name.as_str();
         let result = match result {
             Ok(result) => result,
             Err(error) => {
@@ -702,6 +748,11 @@ impl Observation {
         }
         for (label, series) in result.series {
             let target = names.get(&label).cloned().unwrap_or(label);
+            if let Some(issue) = out_of_domain(spec, &series) {
+                tracing::warn!(target = %target, metric, %issue, "impossible values; not evidence");
+                self.problem(target, issue);
+                continue;
+            }
             let slot = self.series.entry(target.clone()).or_default();
             if slot.iter().any(|s| s.metric == series.metric) {
                 // Two label values of one target both answered: keep the first, say so,
@@ -849,6 +900,82 @@ mod tests {
 
     use super::*;
 
+    fn ratio(name: &str) -> MetricSpec {
+        MetricSpec {
+            name: name.into(),
+            query: String::new(),
+            aggregation: Aggregation::Mean,
+            unit: "ratio".into(),
+            description: String::new(),
+            capacity: None,
+            fallback_query: None,
+        }
+    }
+
+    #[test]
+    fn impossible_values_are_an_issue_on_their_target_and_never_evidence() {
+        let series = |values: Vec<f64>| MetricSeries {
+            metric: "cpu".into(),
+            timestamps_ms: (0..values.len() as i64).collect(),
+            values,
+            sample_counts: None,
+        };
+        let names = HashMap::new();
+        let mut observation = Observation::default();
+        let answer = setpoint_observe::QueryResult {
+            series: vec![
+                ("pg-negative".to_string(), series(vec![0.2, -5.0])),
+                ("pg-huge".to_string(), series(vec![1e308])),
+                // Rounding just under zero, a saturated share just over one, and a missing
+                // sample are all fine.
+                ("pg-ok".to_string(), series(vec![-0.004, 1.03, f64::NAN])),
+            ],
+            problems: Vec::new(),
+        };
+        observation.answer(&ratio("cpu"), Ok(answer), &names);
+        assert_eq!(
+            observation.series.keys().collect::<Vec<_>>(),
+            ["pg-ok"],
+            "only values the metric can take are evidence"
+        );
+        let issue = &observation.problems["pg-negative"][0];
+        assert!(
+            matches!(issue, ObserveIssue::OutOfDomain { value, .. } if *value == -5.0),
+            "{issue:?}"
+        );
+        assert_eq!(
+            issue.to_string(),
+            "cpu: value -5 is outside its domain -0.01..=2: a broken exporter or query, not evidence"
+        );
+        assert!(matches!(
+            observation.problems["pg-huge"][0],
+            ObserveIssue::OutOfDomain { .. }
+        ));
+        // A peak query seeing the same values says nothing twice and keeps no peak.
+        let answer = setpoint_observe::QueryResult {
+            series: vec![("pg-negative".to_string(), series(vec![-5.0]))],
+            problems: Vec::new(),
+        };
+        observation.peak_answer(&ratio("cpu"), PeakStat::P99, Ok(answer), &names);
+        assert_eq!(observation.problems["pg-negative"].len(), 1);
+        assert!(observation.peaks.is_empty());
+        // A count is never negative, however large.
+        let connections = MetricSpec {
+            unit: "count".into(),
+            ..ratio("cpu")
+        };
+        assert!(connections.domain().contains(1e12));
+        assert!(!connections.domain().contains(-1.0));
+        let iops = MetricSpec {
+            capacity: Some("provisioned_iops".into()),
+            ..ratio("iops")
+        };
+        assert!(
+            iops.domain().contains(30.0),
+            "a burst past the provisioned IOPS"
+        );
+    }
+
     #[test]
     fn series_that_name_no_target_are_listed_not_dropped() {
         let series = |metric: &str| MetricSeries {
@@ -865,7 +992,7 @@ mod tests {
                 ],
                 problems: Vec::new(),
             };
-            observation.answer(metric, Ok(answer), &names);
+            observation.answer(&ratio(metric), Ok(answer), &names);
         }
         let target = Target {
             id: "pg-a".into(),
@@ -938,14 +1065,14 @@ mod tests {
                 // A dropped series still named pg-dropped: it is not "without series".
                 problems: vec![("pg-dropped".to_string(), "two series".to_string())],
             };
-            observation.answer(metric, Ok(answer), &names);
+            observation.answer(&spec(metric), Ok(answer), &names);
         }
         let failed = setpoint_observe::ObserveError::Malformed {
             source_name: "tsdb".into(),
             metric: "connections".into(),
             message: "truncated".into(),
         };
-        observation.answer("connections", Err(failed), &names);
+        observation.answer(&spec("connections"), Err(failed), &names);
         let now = Utc.with_ymd_and_hms(2026, 11, 23, 6, 0, 0).unwrap();
         let floor = FloorContext {
             settings: FloorSettings::default(),

@@ -240,6 +240,7 @@ fn weekly_values(
             WeeklySummary {
                 aggregation: Aggregation::Mean,
                 weeks: u32::try_from(weeks).unwrap_or(u32::MAX),
+                counted: true,
             },
         );
         &summary
@@ -289,6 +290,7 @@ async fn alerts(
         weekly: summarised.then_some(WeeklySummary {
             aggregation: Aggregation::Max,
             weeks: window.weeks,
+            counted: true,
         }),
     };
     let answer = lp
@@ -319,6 +321,7 @@ async fn alerts(
                 WeeklySummary {
                     aggregation: Aggregation::Max,
                     weeks: window.weeks,
+                    counted: true,
                 },
             )
         };

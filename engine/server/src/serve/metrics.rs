@@ -48,6 +48,13 @@ struct ActuatorLabels {
     result: String,
 }
 
+/// A metric of a loop.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MetricLabels {
+    loop_name: String,
+    metric: String,
+}
+
 /// A model of a loop.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModelLabels {
@@ -77,6 +84,7 @@ pub struct EngineMetrics {
     sandbox_traps: Family<PluginLabels, Counter>,
     policy_duration: Histograms,
     policy_errors: Family<LoopLabels, Counter>,
+    evidence_rejected: Family<MetricLabels, Counter>,
     actuator_operations: Family<ActuatorLabels, Counter>,
     review_queue: Family<LoopLabels, Gauge>,
     agreement: Family<ModelLabels, Gauge<f64, AtomicU64>>,
@@ -128,6 +136,13 @@ impl EngineMetrics {
             "Policy evaluations that failed (the target held with policy_error)",
             policy_errors.clone(),
         );
+        let evidence_rejected = Family::default();
+        registry.register(
+            "evidence_rejected",
+            "Targets whose values of a metric fell outside its domain (negative, far above 1 for \
+             a ratio) and were not taken as evidence",
+            evidence_rejected.clone(),
+        );
         let actuator_operations = Family::default();
         registry.register(
             "actuator_operations",
@@ -161,6 +176,7 @@ impl EngineMetrics {
             sandbox_traps,
             policy_duration,
             policy_errors,
+            evidence_rejected,
             actuator_operations,
             review_queue,
             agreement,
@@ -200,6 +216,13 @@ impl EngineMetrics {
             }
             if row.policy_error {
                 self.policy_errors.get_or_create(&loop_labels).inc();
+            }
+            for metric in &row.rejected_evidence {
+                let labels = MetricLabels {
+                    loop_name: report.loop_name.clone(),
+                    metric: metric.clone(),
+                };
+                self.evidence_rejected.get_or_create(&labels).inc();
             }
             if let Some(stage @ (StageName::Features | StageName::Propose)) = row.error_stage {
                 let labels = PluginLabels {
@@ -330,5 +353,43 @@ impl EngineMetrics {
             tracing::error!(%error, "cannot encode the metrics");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn rejected_evidence_is_counted_per_loop_and_metric() {
+        let report: CycleReport = serde_json::from_value(serde_json::json!({
+            "loop_name": "pg", "cycle": 1, "now": "2026-11-23T06:00:00Z", "mode": "dry-run",
+            "source": "tsdb", "plugin": "postgres", "queries": 16, "degraded": [],
+            "duration_seconds": 1.0, "interrupted": false,
+            "rows": [
+                {"target": "db-1", "technology": "postgres", "class": null, "confidence": null,
+                 "class_reason": "insufficient_data", "stable_cycles": 0, "verdict": "hold",
+                 "change": null, "reason": null, "outcome": null, "error": null,
+                 "rejected_evidence": ["cpu", "memory"]},
+                {"target": "db-2", "technology": "postgres", "class": null, "confidence": null,
+                 "class_reason": "insufficient_data", "stable_cycles": 0, "verdict": "hold",
+                 "change": null, "reason": null, "outcome": null, "error": null,
+                 "rejected_evidence": ["cpu"]}
+            ]
+        }))
+        .unwrap();
+        let metrics = EngineMetrics::new();
+        metrics.observe_cycle(&report);
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"setpoint_evidence_rejected_total{loop_name="pg",metric="cpu"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"setpoint_evidence_rejected_total{loop_name="pg",metric="memory"} 1"#),
+            "{text}"
+        );
     }
 }
