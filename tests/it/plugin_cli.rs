@@ -186,3 +186,91 @@ fn validate_fails_on_each_hostile_guest_with_its_reason() {
         }
     }
 }
+
+/// A loop pinned to its plugin's digest: `plugin inspect` prints the digest to pin; the pinned
+/// file runs; the same path with another component behind it (a Redis plugin where the
+/// PostgreSQL one was) is refused at load, naming both digests, and nothing runs.
+#[test]
+fn a_pinned_plugin_swapped_behind_its_loop_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = postgres_file(&dir);
+    let output = setpoint(&["plugin", "inspect", &file, "--output", "json"]);
+    assert!(output.status.success(), "{output:?}");
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let pinned = json["sha256"].as_str().unwrap().to_string();
+    assert_eq!(pinned.len(), 64);
+    let table = setpoint(&["plugin", "inspect", &file]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains(&format!("plugin: {{ path: {file}, sha256: {pinned} }}")),
+        "{text}"
+    );
+
+    let config = dir.path().join("setpoint.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir: {}\nloops:\n  - name: pinned\n    source: {{ kind: simulated }}\n    plugin: {{ path: {file}, sha256: {} }}\n",
+            dir.path().join("state").display(),
+            pinned.to_uppercase()
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--config", config.as_str()];
+        all.extend_from_slice(args);
+        setpoint(&all)
+    };
+    let ok = run(&["run", "--once", "--now", "2026-11-23T06:00:00Z"]);
+    assert!(ok.status.success(), "{ok:?}");
+
+    std::fs::write(&file, setpoint_plugins_bundled::redis()).unwrap();
+    let swapped = setpoint_plugin_host::digest(setpoint_plugins_bundled::redis());
+    for args in [
+        &["config", "check"][..],
+        &["run", "--once", "--now", "2026-11-30T06:00:00Z"][..],
+    ] {
+        let refused = run(args);
+        assert!(!refused.status.success(), "{args:?}: {refused:?}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("is not the pinned one")
+                && stderr.contains(&swapped)
+                && stderr.contains(&pinned),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_malformed_pin_is_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = postgres_file(&dir);
+    let config = dir.path().join("setpoint.yaml");
+    for (plugin, needle) in [
+        (
+            format!("{{ path: {file}, sha256: abc }}"),
+            "plugin.sha256: \"abc\" is not a SHA-256 digest",
+        ),
+        (
+            format!("{{ path: {file}, sha: {} }}", "0".repeat(64)),
+            "unknown field `sha`",
+        ),
+        (
+            format!("{{ path: builtin:postgres, sha256: {} }}", "0".repeat(64)),
+            "a builtin plugin is part of setpoint's binary",
+        ),
+    ] {
+        std::fs::write(
+            &config,
+            format!("loops:\n  - name: pinned\n    source: {{ kind: simulated }}\n    plugin: {plugin}\n"),
+        )
+        .unwrap();
+        let output = setpoint(&["--config", &config.display().to_string(), "config", "check"]);
+        assert_eq!(output.status.code(), Some(1), "{plugin}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(needle), "{plugin}: {stderr}");
+        assert!(stderr.contains("setpoint.yaml"), "names the file: {stderr}");
+    }
+}

@@ -124,6 +124,8 @@ fn read(plugin: &str) -> Result<Vec<u8>> {
 #[derive(Serialize)]
 struct Inspection<'a> {
     source: &'a str,
+    /// The component's digest, to pin a loop to it.
+    sha256: String,
     /// The contract version, checked equal to the host's at load.
     abi_version: String,
     #[serde(flatten)]
@@ -139,12 +141,24 @@ fn inspect(args: &InspectArgs) -> Result<ExitCode> {
         Output::Json => {
             let inspection = Inspection {
                 source: &args.plugin,
+                sha256: setpoint_plugin_host::digest(&bytes),
                 abi_version: setpoint_plugin_host::ABI_VERSION.to_string(),
                 descriptor: d,
             };
             println!("{}", serde_json::to_string_pretty(&inspection)?);
         }
-        Output::Table => print!("{}", render(&args.plugin, d)),
+        Output::Table => {
+            print!("{}", render(&args.plugin, d));
+            let sha256 = setpoint_plugin_host::digest(&bytes);
+            if args.plugin.starts_with("builtin:") {
+                println!("\nsha256      {sha256}");
+            } else {
+                println!(
+                    "\nsha256      {sha256}\n  pin it in a loop: plugin: {{ path: {}, sha256: {sha256} }}",
+                    args.plugin
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -89,6 +89,16 @@ fn batch_size<I>(inputs: &[I], points: impl Fn(&I) -> usize) -> usize {
 /// Plugins declare theirs in `describe()` and in the names of their imports.
 pub const ABI_VERSION: &str = "0.5.0";
 
+/// The SHA-256 digest of a plugin's component, in lowercase hex: what a loop pins it by
+/// (`plugin: {path, sha256}`) and `setpoint plugin inspect` prints.
+pub fn digest(wasm: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(wasm)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
 /// Whether a plugin built for `plugin` can run on a host speaking `host`: the same major
 /// version (for 0.x, the same minor — before 1.0 a minor release may break), no newer than the
 /// host's. `Err` says why not, in words a plugin author can act on.

@@ -613,11 +613,24 @@ fn resolve_loop(config: LoopConfig, cache: &Arc<CompileCache>) -> Result<LoopRun
                 })?;
             host.load(&format!("builtin:{name}"), bytes)
         }
-        config::PluginRef::File(path) => {
+        config::PluginRef::File { path, sha256 } => {
             let bytes = std::fs::read(path).map_err(|error| RuntimeError::Plugin {
                 loop_name: loop_name.clone(),
                 message: format!("cannot read plugin {}: {error}", path.display()),
             })?;
+            if let Some(pinned) = sha256 {
+                let actual = setpoint_plugin_host::digest(&bytes);
+                if &actual != pinned {
+                    return Err(RuntimeError::Plugin {
+                        loop_name: loop_name.clone(),
+                        message: format!(
+                            "plugin {} is not the pinned one: its sha256 is {actual}, the loop pins {pinned}; if the change is intended, check it (`setpoint plugin inspect {}`) and pin the new digest",
+                            path.display(),
+                            path.display()
+                        ),
+                    });
+                }
+            }
             host.load(&path.display().to_string(), &bytes)
         }
     }

@@ -18,7 +18,8 @@ pub struct LoopConfig {
     /// The observation window.
     #[serde(default)]
     pub window: WindowConfig,
-    /// The plugin: `builtin:postgres` or a path to a `.wasm` component.
+    /// The plugin: `builtin:postgres`, a path to a `.wasm` component, or a component pinned
+    /// by its digest: `{path: x.wasm, sha256: <hex>}`.
     #[serde(default = "default_plugin")]
     pub plugin: PluginRef,
     /// Where metrics come from.
@@ -153,7 +154,7 @@ impl LoopConfig {
         let name = match &plugin {
             PluginRef::Builtin(name) if name == "postgres" => "weekly-rightsizing".to_string(),
             PluginRef::Builtin(name) => format!("{name}-rightsizing"),
-            PluginRef::File(path) => format!(
+            PluginRef::File { path, .. } => format!(
                 "{}-rightsizing",
                 path.file_stem()
                     .map(|s| s.to_string_lossy().to_string())
@@ -233,27 +234,108 @@ pub enum PluginRef {
     /// A plugin shipped inside setpoint, by name.
     Builtin(String),
     /// A `.wasm` component on disk.
-    File(PathBuf),
+    File {
+        /// Where it is.
+        path: PathBuf,
+        /// The SHA-256 (lowercase hex) the file must have, when the loop pins it: a file
+        /// swapped behind the loop is then refused at load rather than run.
+        sha256: Option<String>,
+    },
+}
+
+impl PluginRef {
+    /// An unpinned component file.
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        PluginRef::File {
+            path: path.into(),
+            sha256: None,
+        }
+    }
 }
 
 impl fmt::Display for PluginRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PluginRef::Builtin(name) => write!(f, "builtin:{name}"),
-            PluginRef::File(path) => write!(f, "{}", path.display()),
+            PluginRef::File { path, .. } => write!(f, "{}", path.display()),
         }
     }
 }
 
 impl Serialize for PluginRef {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        match self {
+            PluginRef::File {
+                path,
+                sha256: Some(sha256),
+            } => {
+                use serde::ser::SerializeStruct;
+                let mut pinned = serializer.serialize_struct("PinnedPlugin", 2)?;
+                pinned.serialize_field("path", path)?;
+                pinned.serialize_field("sha256", sha256)?;
+                pinned.end()
+            }
+            _ => serializer.collect_str(self),
+        }
     }
+}
+
+/// `plugin: {path, sha256}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PinnedPlugin {
+    path: String,
+    sha256: String,
 }
 
 impl<'de> Deserialize<'de> for PluginRef {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
+        struct PluginVisitor;
+        impl<'de> serde::de::Visitor<'de> for PluginVisitor {
+            type Value = PluginRef;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("builtin:<name>, a path to a .wasm component, or {path, sha256}")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<PluginRef, E> {
+                PluginRef::parse(text).map_err(E::custom)
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<PluginRef, A::Error> {
+                use serde::de::Error;
+                let pinned =
+                    PinnedPlugin::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                let PluginRef::File { path, .. } =
+                    PluginRef::parse(&pinned.path).map_err(A::Error::custom)?
+                else {
+                    return Err(A::Error::custom(
+                        "plugin.path: a builtin plugin is part of setpoint's binary and needs no pin",
+                    ));
+                };
+                let sha256 = pinned.sha256.trim().to_ascii_lowercase();
+                if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(A::Error::custom(format!(
+                        "plugin.sha256: {:?} is not a SHA-256 digest (64 hex digits; `setpoint plugin inspect {}` prints it)",
+                        pinned.sha256, pinned.path
+                    )));
+                }
+                Ok(PluginRef::File {
+                    path,
+                    sha256: Some(sha256),
+                })
+            }
+        }
+        deserializer.deserialize_any(PluginVisitor)
+    }
+}
+
+impl PluginRef {
+    /// `builtin:<name>` or a path to a `.wasm` component.
+    fn parse(text: &str) -> Result<Self, String> {
         if let Some(name) = text.strip_prefix("builtin:") {
             let known: Vec<&str> = setpoint_plugins_bundled::all()
                 .iter()
@@ -262,17 +344,17 @@ impl<'de> Deserialize<'de> for PluginRef {
             if known.contains(&name) {
                 Ok(PluginRef::Builtin(name.to_string()))
             } else {
-                Err(serde::de::Error::custom(format!(
+                Err(format!(
                     "unknown builtin plugin {name:?}; builtin plugins: {}",
                     known.join(", ")
-                )))
+                ))
             }
         } else if text.ends_with(".wasm") {
-            Ok(PluginRef::File(PathBuf::from(text)))
+            Ok(PluginRef::file(text))
         } else {
-            Err(serde::de::Error::custom(format!(
-                "invalid plugin {text:?}: use builtin:<name> or a path to a .wasm component"
-            )))
+            Err(format!(
+                "invalid plugin {text:?}: use builtin:<name>, a path to a .wasm component, or {{path, sha256}}"
+            ))
         }
     }
 }

@@ -199,7 +199,7 @@ impl Config {
             *file = base.join(&*file);
         }
         for lp in &mut config.loops {
-            if let PluginRef::File(p) = &mut lp.plugin
+            if let PluginRef::File { path: p, .. } = &mut lp.plugin
                 && p.is_relative()
             {
                 *p = base.join(&*p);
@@ -263,7 +263,7 @@ impl Config {
             .collect();
         found.sort();
         for path in found {
-            let lp = LoopConfig::quickstart_for(PluginRef::File(path));
+            let lp = LoopConfig::quickstart_for(PluginRef::file(path));
             if self.loops.iter().any(|l| l.name == lp.name) {
                 continue;
             }
