@@ -10,6 +10,7 @@ mod plugin;
 mod report;
 mod review;
 mod serve;
+mod state;
 mod telemetry;
 
 use std::path::{Path, PathBuf};
@@ -81,6 +82,9 @@ enum Command {
     /// A kill switch makes every decision in its scope `block` with reason `kill_switch`, from
     /// the next cycle on (a running `setpoint run` reads them at every cycle).
     KillSwitch(KillSwitchArgs),
+    /// The state store: check it, back it up, restore a backup.
+    #[command(subcommand)]
+    State(state::StateCommand),
     /// Work with policy bundles.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -221,6 +225,11 @@ struct KillSwitchArgs {
     /// Who turns it on, recorded with the switch (default: $USER).
     #[arg(long, env = "USER", default_value = "unknown")]
     by: String,
+    /// Set a switch for a loop or target that the configuration and the store do not know
+    /// (one not yet configured or seen); without it such a switch is refused, so that a typo
+    /// protects nothing silently.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -321,7 +330,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             explain::explain(&dir, &args.target, matches!(args.output, Output::Json))?;
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::KillSwitch(args)) => kill_switch(&state_dir(&cli)?, args, &clock),
+        Some(Command::KillSwitch(args)) => kill_switch(&load_config(&cli)?, args, &clock),
+        Some(Command::State(command)) => state::run(&state_dir(&cli)?, command, &clock),
         Some(Command::Policy(PolicyCommand::Test { dir, golden })) => {
             policy_test(dir.as_deref(), golden.as_deref())
         }
@@ -463,12 +473,16 @@ fn run_loops(cli: &Cli, args: &RunArgs) -> Result<ExitCode> {
     })
 }
 
-fn kill_switch(dir: &Path, args: &KillSwitchArgs, clock: &SharedClock) -> Result<ExitCode> {
+fn kill_switch(config: &Config, args: &KillSwitchArgs, clock: &SharedClock) -> Result<ExitCode> {
+    let dir = config.state_dir.as_path();
     let scope = match (&args.loop_name, &args.target) {
         (Some(name), _) => KillSwitchScope::Loop(name.clone()),
         (None, Some(id)) => KillSwitchScope::Target(id.clone()),
         (None, None) => KillSwitchScope::Global,
     };
+    if !matches!(args.state, Switch::Status) && !args.force {
+        check_switch_scope(config, &scope)?;
+    }
     let switches = match args.state {
         Switch::Status => setpoint_state::read_kill_switches(dir)?,
         Switch::On => {
@@ -512,6 +526,50 @@ fn kill_switch(dir: &Path, args: &KillSwitchArgs, clock: &SharedClock) -> Result
         println!("kill switches on: {}", on.join(", "));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses a loop or target switch that names nothing the configuration or the store knows.
+fn check_switch_scope(config: &Config, scope: &KillSwitchScope) -> Result<()> {
+    match scope {
+        KillSwitchScope::Global => Ok(()),
+        KillSwitchScope::Loop(name) => {
+            let loops: Vec<&str> = config.loops.iter().map(|l| l.name.as_str()).collect();
+            if loops.contains(&name.as_str()) {
+                return Ok(());
+            }
+            bail!(
+                "no loop named {name:?} in the configuration (loops: {}); nothing was switched. --force sets it anyway",
+                loops.join(", ")
+            )
+        }
+        KillSwitchScope::Target(id) => {
+            let declared = config.loops.iter().any(|l| {
+                l.declared_targets()
+                    .any(|t| &t.id == id || t.aliases.contains(id))
+            });
+            if declared {
+                return Ok(());
+            }
+            // Discovered targets are known from the journal. A running cycle holds the store:
+            // a short wait, then the operator decides.
+            let store = setpoint_state::Store::open_waiting(
+                &config.state_dir,
+                std::time::Duration::from_secs(5),
+            )
+            .with_context(|| {
+                format!(
+                    "checking that target {id:?} exists (--force sets the switch without checking)"
+                )
+            })?;
+            if store.targets()?.iter().any(|t| t == id) {
+                return Ok(());
+            }
+            bail!(
+                "no target {id:?} is declared in the configuration or was ever decided in {}; nothing was switched. --force sets it anyway",
+                config.state_dir.display()
+            )
+        }
+    }
 }
 
 fn policy_test(dir: Option<&Path>, golden: Option<&Path>) -> Result<ExitCode> {

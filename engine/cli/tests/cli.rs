@@ -354,3 +354,127 @@ fn an_unreachable_tsdb_completes_degraded_with_exit_status_4() {
     assert_eq!(row["class_reason"], "insufficient_data");
     assert_eq!(row["verdict"], "hold");
 }
+
+#[test]
+fn a_kill_switch_cannot_vanish_or_miss_its_scope_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = |out: &Output| assert!(out.status.success(), "{}", stderr(out));
+    ok(&setpoint(dir.path(), &["run", "--once", "--now", NOW]));
+    // A typo protects nothing: refused, and nothing is switched.
+    for scope in [
+        &["--loop", "weekly-rigthsizing"][..],
+        &["--target", "pg-reprting-01"],
+    ] {
+        let args: Vec<&str> = ["kill-switch", "on"].iter().chain(scope).copied().collect();
+        let out = setpoint(dir.path(), &args);
+        assert_eq!(out.status.code(), Some(1), "{scope:?}");
+        assert!(
+            stderr(&out).contains("nothing was switched"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert!(stdout(&setpoint(dir.path(), &["kill-switch", "status"])).contains("none on"));
+    // Known scopes (a discovered target is known from the journal), or --force.
+    ok(&setpoint(
+        dir.path(),
+        &["kill-switch", "on", "--target", "pg-reporting-01"],
+    ));
+    ok(&setpoint(
+        dir.path(),
+        &["kill-switch", "on", "--loop", "weekly-rightsizing"],
+    ));
+    ok(&setpoint(
+        dir.path(),
+        &["kill-switch", "on", "--loop", "next-loop", "--force"],
+    ));
+
+    // Deleted, or replaced by anything setpoint did not write: every reader stops.
+    let file = dir.path().join("kill-switches.json");
+    let written = std::fs::read(&file).unwrap();
+    for junk in [None, Some("[]"), Some("{}"), Some(r#"{"hello":1}"#)] {
+        match junk {
+            None => std::fs::remove_file(&file).unwrap(),
+            Some(text) => std::fs::write(&file, text).unwrap(),
+        }
+        for args in [
+            &["run", "--once", "--now", "2026-11-30T06:00:00Z"][..],
+            &["kill-switch", "status"],
+            &["kill-switch", "on", "--target", "pg-reporting-01"],
+        ] {
+            let out = setpoint(dir.path(), args);
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{junk:?} {args:?}: {}",
+                stdout(&out)
+            );
+            assert!(stderr(&out).contains("kill switches:"), "{}", stderr(&out));
+        }
+    }
+    std::fs::write(&file, &written).unwrap();
+    let status = stdout(&setpoint(dir.path(), &["kill-switch", "status"]));
+    assert!(status.contains("target pg-reporting-01"), "{status}");
+    // The explicit way back: `off` writes the file anew, all off.
+    std::fs::remove_file(&file).unwrap();
+    ok(&setpoint(dir.path(), &["kill-switch", "off"]));
+    assert!(stdout(&setpoint(dir.path(), &["kill-switch", "status"])).contains("none on"));
+}
+
+#[test]
+fn a_damaged_store_is_refused_and_restored_explicitly() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = |out: &Output| {
+        assert!(out.status.success(), "{}", stderr(out));
+        stdout(out)
+    };
+    ok(&setpoint(dir.path(), &["run", "--once", "--now", NOW]));
+    let check = ok(&setpoint(dir.path(), &["state", "check"]));
+    assert!(check.contains("state ok"), "{check}");
+    let backup = dir.path().join("b1");
+    let backed = ok(&setpoint(
+        dir.path(),
+        &["state", "backup", "--to", backup.to_str().unwrap()],
+    ));
+    assert!(backed.contains("journal records"), "{backed}");
+    let reviews = |dir: &Path| {
+        let out = setpoint(dir, &["review", "list", "--output", "json", "--now", NOW]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or(0)
+    };
+    let queued = reviews(dir.path());
+    assert!(queued > 0);
+
+    // Emptied: every command refuses it, exit 1, and leaves it as it is.
+    let db = dir.path().join("setpoint.redb");
+    std::fs::write(&db, b"").unwrap();
+    for args in [
+        &["run", "--once", "--now", "2026-11-30T06:00:00Z"][..],
+        &["state", "check"],
+        &["explain", "pg-reporting-01"],
+    ] {
+        let out = setpoint(dir.path(), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&out).contains("is damaged"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(std::fs::metadata(&db).unwrap().len(), 0);
+
+    let restored = ok(&setpoint(
+        dir.path(),
+        &["state", "restore", backup.to_str().unwrap(), "--now", NOW],
+    ));
+    assert!(restored.contains("replaced-20261123T060000Z"), "{restored}");
+    assert_eq!(
+        reviews(dir.path()),
+        queued,
+        "the review queue is back whole"
+    );
+    ok(&setpoint(dir.path(), &["state", "check"]));
+}

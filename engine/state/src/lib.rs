@@ -25,9 +25,11 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use setpoint_core::{JournalEntry, KillSwitches, TargetHistory};
 
+mod backup;
 pub mod intents;
 pub mod models;
 pub mod reviews;
+pub use backup::{BACKUPS_DIR, SCHEMA_VERSION, StoreSummary, restore};
 pub use intents::FollowUps;
 pub use models::{ModelRecord, Promotion, PromotionKind};
 
@@ -38,7 +40,6 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// Separates key parts; a unit separator cannot appear in loop names or target ids we accept.
 const SEP: char = '\u{1f}';
-const KILL_SWITCHES_KEY: &str = "kill_switches";
 
 /// The file name of the database inside the state directory.
 pub const DB_FILE: &str = "setpoint.redb";
@@ -79,6 +80,42 @@ pub enum StateError {
         path: PathBuf,
         /// What failed.
         message: String,
+    },
+    /// The database file is damaged: emptied, truncated, overwritten or failing its checksums.
+    /// Nothing was changed; recovery is the operator's explicit choice.
+    #[error(
+        "state database {path} is damaged: {detail}. Nothing was changed. `setpoint state check` \
+         says what is wrong; `setpoint state restore FILE` puts back a backup; moving the file \
+         aside starts a new store without its history, journal and reviews"
+    )]
+    Damaged {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The kill-switch file is gone from a state directory that has a store: a switch that was
+    /// on may have been deleted with it.
+    #[error(
+        "kill switches: {path} is missing from a state directory that has a store, so a switch \
+         that was on may have been deleted with it; nothing ran. Put the file back, or, if no \
+         switch should be on, recreate it with `setpoint kill-switch off` (all off)"
+    )]
+    KillSwitchesMissing {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The kill-switch file is not one setpoint wrote.
+    #[error(
+        "kill switches: {path} is not a kill-switch file ({problem}); nothing ran. Fix it or \
+         recreate it with `setpoint kill-switch off` (all off) after checking which switches \
+         should be on"
+    )]
+    KillSwitchesMalformed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
     },
     /// A stored value could not be decoded (written by an incompatible version, or damaged).
     #[error("state database {path}: record {key:?} is unreadable: {source}")]
@@ -258,24 +295,110 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in `dir`.
+    /// Opens the store in `dir`, creating it (and an all-off kill-switch file) when there is
+    /// none. An existing database is checked whole as it opens: an emptied, truncated or
+    /// overwritten file is refused with [`StateError::Damaged`] — never started afresh over,
+    /// never panicked on.
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|source| StateError::CreateDir {
             path: dir.to_path_buf(),
             source,
         })?;
         let path = dir.join(DB_FILE);
-        let db = Database::create(&path).map_err(|source| match source {
-            redb::DatabaseError::DatabaseAlreadyOpen => StateError::InUse {
-                path: dir.to_path_buf(),
-            },
-            source => StateError::Open {
-                path: path.clone(),
-                source,
-            },
-        })?;
+        let damaged = |detail: String| StateError::Damaged {
+            path: path.clone(),
+            detail,
+        };
+        let exists = match std::fs::metadata(&path) {
+            // The store library initialises an empty file as a new database: the history that
+            // was in it would be gone without a word.
+            Ok(meta) if meta.len() == 0 => {
+                return Err(damaged(
+                    "it is empty (0 bytes), so everything it held is gone".to_string(),
+                ));
+            }
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => {
+                return Err(StateError::Storage {
+                    path: path.clone(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        let repaired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut builder = Database::builder();
+        builder.set_check_integrity_on_open(true);
+        let noticed = repaired.clone();
+        builder.set_repair_callback(move |_| {
+            noticed.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        // The store library may panic on a file damaged outside it (its debug builds do on
+        // purpose): that is a damaged file to report, not a crash.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if exists {
+                builder.open(&path)
+            } else {
+                builder.create(&path)
+            }
+        }));
+        let db = match opened {
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                return Err(damaged(format!("reading it failed ({message})")));
+            }
+            Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
+                return Err(StateError::InUse {
+                    path: dir.to_path_buf(),
+                });
+            }
+            Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)))) => {
+                return Err(damaged(detail));
+            }
+            Ok(Err(source)) => return Err(StateError::Open { path, source }),
+            Ok(Ok(db)) => db,
+        };
+        if repaired.load(std::sync::atomic::Ordering::Relaxed) {
+            // After a crash mid-write: the store library rolls back to the last whole commit.
+            tracing::warn!(path = %path.display(), "state database repaired after an unclean shutdown");
+        }
         let store = Self { db, path };
+        if exists {
+            let version = store.schema_version()?;
+            if version > SCHEMA_VERSION {
+                return Err(StateError::Storage {
+                    path: store.path.clone(),
+                    message: format!(
+                        "written in schema {version} by a newer setpoint (this one knows {SCHEMA_VERSION}); upgrade setpoint"
+                    ),
+                });
+            }
+            if version < SCHEMA_VERSION {
+                // Migrating rewrites the store: a copy as it was is kept first.
+                let mut to = dir
+                    .join(BACKUPS_DIR)
+                    .join(format!("before-schema-{SCHEMA_VERSION}"));
+                let mut n = 1;
+                while to.exists() {
+                    n += 1;
+                    to = dir
+                        .join(BACKUPS_DIR)
+                        .join(format!("before-schema-{SCHEMA_VERSION}-{n}"));
+                }
+                store.backup_to(dir, &to)?;
+                tracing::info!(from = version, to = SCHEMA_VERSION, backup = %to.display(), "migrating the state store; a copy as it was is kept");
+            }
+        }
         store.create_tables()?;
+        store.set_schema_version()?;
+        let switches = dir.join(KILL_SWITCHES_FILE);
+        if !exists && !switches.exists() {
+            write_kill_switches(dir, &KillSwitches::default())?;
+        }
         Ok(store)
     }
 
@@ -498,21 +621,57 @@ impl Store {
 /// honoured from the next cycle on.
 pub const KILL_SWITCHES_FILE: &str = "kill-switches.json";
 
-/// Reads the kill switches stored in `dir` (all off when none were ever set).
+/// Reads the kill switches stored in `dir`: all off when there is no state at all yet. The
+/// file is created with the store, so its absence beside one is
+/// [`StateError::KillSwitchesMissing`], and anything but the file setpoint writes (`[]`, `{}`,
+/// other keys) is [`StateError::KillSwitchesMalformed`]: a kill switch that can vanish
+/// silently is none.
 pub fn read_kill_switches(dir: &Path) -> Result<KillSwitches> {
     let path = dir.join(KILL_SWITCHES_FILE);
     match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
-            path: path.clone(),
-            key: KILL_SWITCHES_KEY.to_string(),
-            source,
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(KillSwitches::default()),
+        Ok(bytes) => {
+            parse_kill_switches(&bytes).map_err(|problem| StateError::KillSwitchesMalformed {
+                path: path.clone(),
+                problem,
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if dir.join(DB_FILE).exists() {
+                Err(StateError::KillSwitchesMissing { path })
+            } else {
+                Ok(KillSwitches::default())
+            }
+        }
         Err(e) => Err(StateError::Storage {
             path,
             message: e.to_string(),
         }),
     }
+}
+
+/// The switches of a kill-switch file: an object with exactly the keys setpoint writes.
+fn parse_kill_switches(bytes: &[u8]) -> std::result::Result<KillSwitches, String> {
+    /// The file as written: every key present (an older file has no `set_by`).
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        global: bool,
+        loops: std::collections::BTreeMap<String, bool>,
+        targets: std::collections::BTreeMap<String, bool>,
+        #[serde(default)]
+        set_by: std::collections::BTreeMap<String, setpoint_core::SwitchSetter>,
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if !value.is_object() {
+        return Err(format!("expected an object, found {value}"));
+    }
+    let file: File = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    Ok(KillSwitches {
+        global: file.global,
+        loops: file.loops,
+        targets: file.targets,
+        set_by: file.set_by,
+    })
 }
 
 /// Turns a kill switch on or off in `dir` and returns the resulting set.
@@ -531,7 +690,17 @@ pub fn set_kill_switch_by(
         path: dir.to_path_buf(),
         source,
     })?;
-    let mut switches = read_kill_switches(dir)?;
+    // Turning a switch off is also how an operator recreates a missing or malformed file
+    // (all off), having checked which switches should be on; turning one on never builds on
+    // switches it cannot read.
+    let mut switches = match (read_kill_switches(dir), on) {
+        (Ok(switches), _) => switches,
+        (
+            Err(StateError::KillSwitchesMissing { .. } | StateError::KillSwitchesMalformed { .. }),
+            false,
+        ) => KillSwitches::default(),
+        (Err(error), _) => return Err(error),
+    };
     let key = scope.key();
     match (on, by) {
         (true, Some((by, at))) => {
@@ -567,12 +736,18 @@ pub fn set_kill_switch_by(
             }
         }
     }
+    write_kill_switches(dir, &switches)?;
+    Ok(switches)
+}
+
+/// Replaces the kill-switch file atomically (a temporary file, synced, then renamed).
+fn write_kill_switches(dir: &Path, switches: &KillSwitches) -> Result<()> {
     let path = dir.join(KILL_SWITCHES_FILE);
     let io = |e: std::io::Error| StateError::Storage {
         path: path.clone(),
         message: e.to_string(),
     };
-    let mut text = serde_json::to_string_pretty(&switches).map_err(|e| StateError::Storage {
+    let mut text = serde_json::to_string_pretty(switches).map_err(|e| StateError::Storage {
         path: path.clone(),
         message: e.to_string(),
     })?;
@@ -585,7 +760,7 @@ pub fn set_kill_switch_by(
         file.sync_all().map_err(io)?;
     }
     std::fs::rename(&tmp, &path).map_err(io)?;
-    Ok(switches)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -707,6 +882,132 @@ mod tests {
         assert!(
             matches!(second, Err(StateError::InUse { .. })),
             "{second:?}"
+        );
+    }
+
+    /// A store with a few cycles of one target, closed.
+    fn filled(dir: &Path) -> DateTime<Utc> {
+        let now = DateTime::parse_from_rfc3339("2026-11-23T06:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let store = Store::open(dir).unwrap();
+        for _ in 0..20 {
+            let cycle = store.begin_cycle("weekly", now).unwrap();
+            let history = TargetHistory::new(now);
+            store
+                .record_target(&entry("pg-1", cycle, now), &history)
+                .unwrap();
+        }
+        now
+    }
+
+    #[test]
+    fn an_emptied_store_is_refused_not_started_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        filled(dir.path());
+        std::fs::write(dir.path().join(DB_FILE), b"").unwrap();
+        let error = Store::open(dir.path()).unwrap_err();
+        assert!(matches!(error, StateError::Damaged { .. }), "{error}");
+        assert!(error.to_string().contains("empty (0 bytes)"), "{error}");
+        // Refusing changed nothing: still empty, not a new database.
+        assert_eq!(
+            std::fs::metadata(dir.path().join(DB_FILE)).unwrap().len(),
+            0
+        );
+    }
+
+    #[test]
+    fn an_overwritten_store_is_refused_without_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        filled(dir.path());
+        let path = dir.path().join(DB_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        // Everything after the header: the roots point into garbage.
+        let mut noise = 0x9e37_79b9_7f4a_7c15_u64;
+        for byte in bytes.iter_mut().skip(4096) {
+            noise ^= noise << 13;
+            noise ^= noise >> 7;
+            noise ^= noise << 17;
+            *byte = noise as u8;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let error = Store::open(dir.path()).unwrap_err();
+        assert!(matches!(error, StateError::Damaged { .. }), "{error}");
+        assert!(
+            error.to_string().contains("setpoint state restore"),
+            "{error}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was changed");
+    }
+
+    #[test]
+    fn noise_in_the_middle_of_a_store_is_refused_or_harmless() {
+        let dir = tempfile::tempdir().unwrap();
+        filled(dir.path());
+        let path = dir.path().join(DB_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let (from, len) = (bytes.len() / 2, (64 << 10).min(bytes.len() / 2));
+        for (i, byte) in bytes[from..from + len].iter_mut().enumerate() {
+            *byte = (i as u8).wrapping_mul(31) ^ 0xa5;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        match Store::open(dir.path()) {
+            // The noise hit committed data: refused.
+            Err(StateError::Damaged { .. }) => {}
+            // It hit free pages only: every record is still there.
+            Ok(store) => {
+                assert_eq!(store.entries("pg-1").unwrap().len(), 20);
+                assert_eq!(store.cycles("weekly").unwrap().len(), 20);
+            }
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn kill_switches_that_vanish_or_are_not_ours_stop_the_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        // No state yet: nothing was ever switched on.
+        assert_eq!(
+            read_kill_switches(dir.path()).unwrap(),
+            KillSwitches::default()
+        );
+        filled(dir.path());
+        let file = dir.path().join(KILL_SWITCHES_FILE);
+        assert!(file.exists(), "created with the store");
+        set_kill_switch(dir.path(), &KillSwitchScope::Loop("weekly".into()), true).unwrap();
+
+        std::fs::remove_file(&file).unwrap();
+        let error = read_kill_switches(dir.path()).unwrap_err();
+        assert!(
+            matches!(error, StateError::KillSwitchesMissing { .. }),
+            "{error}"
+        );
+        // Turning one on never builds on switches it cannot read.
+        assert!(set_kill_switch(dir.path(), &KillSwitchScope::Global, true).is_err());
+        for junk in [
+            "[]",
+            "{}",
+            r#"{"hello":1}"#,
+            "not json",
+            r#"{"global":false,"loops":{},"targets":{},"extra":1}"#,
+        ] {
+            std::fs::write(&file, junk).unwrap();
+            let error = read_kill_switches(dir.path()).unwrap_err();
+            assert!(
+                matches!(error, StateError::KillSwitchesMalformed { .. }),
+                "{junk}: {error}"
+            );
+        }
+        // A file written before `set_by` was recorded still reads.
+        std::fs::write(&file, r#"{"global":true,"loops":{},"targets":{}}"#).unwrap();
+        assert!(read_kill_switches(dir.path()).unwrap().global);
+        // The explicit way back: all off, written anew.
+        std::fs::remove_file(&file).unwrap();
+        let switches = set_kill_switch(dir.path(), &KillSwitchScope::Global, false).unwrap();
+        assert_eq!(switches, KillSwitches::default());
+        assert_eq!(
+            read_kill_switches(dir.path()).unwrap(),
+            KillSwitches::default()
         );
     }
 }
