@@ -343,3 +343,67 @@ fn a_passing_failure_is_retried_and_a_failed_verification_is_reported() {
         setpoint_core::ReviewStatus::Approved
     );
 }
+
+/// A journal edited behind setpoint's back suspends enforce mode: `journal verify` names the
+/// record, the next cycle runs as dry-run and says why, and once an operator acknowledges the
+/// break an approval is executed again.
+#[test]
+fn a_broken_journal_chain_suspends_enforce_until_acknowledged() {
+    let setup = Setup::new("enforce");
+    ok(setup.run(&["run", "--once"]));
+    assert!(
+        ok(setup.run(&["journal", "verify"])).contains("journal chain intact"),
+        "a fresh store verifies"
+    );
+    // Someone with the file rewrites a decision's plan.
+    {
+        let db = redb::Database::open(setup.state().join("setpoint.redb")).unwrap();
+        let journal: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("journal");
+        let txn = db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(journal).unwrap();
+            let (key, value) = {
+                use redb::ReadableTable;
+                let (k, v) = table
+                    .iter()
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .find(|(k, _)| k.value().starts_with("pg-reporting-02"))
+                    .unwrap();
+                (
+                    k.value().to_string(),
+                    String::from_utf8(v.value().to_vec()).unwrap(),
+                )
+            };
+            let edited = value.replacen("vCPU", "vCPU, then 1 vCPU", 1);
+            assert_ne!(edited, value);
+            table.insert(key.as_str(), edited.as_bytes()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let verify = setup.run(&["journal", "verify"]);
+    assert_eq!(verify.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&verify.stderr);
+    assert!(
+        said.contains("record journal:pg-reporting-02/weekly/")
+            && said.contains("changed outside setpoint"),
+        "{said}"
+    );
+
+    let out = setup.run(&["run", "--once"]);
+    assert_eq!(out.status.code(), Some(4), "degraded");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("dry-run: nothing was executed"), "{report}");
+    assert!(report.contains("journal chain broken"), "{report}");
+
+    let acknowledged = ok(setup.run(&["journal", "acknowledge", "--by", "dana"]));
+    assert!(
+        acknowledged.contains("acknowledged by dana"),
+        "{acknowledged}"
+    );
+    ok(setup.run(&["journal", "verify"]));
+    let id = setup.pending_review("pg-reporting-01");
+    let out = ok(setup.run(&["review", "approve", &id, "--comment", "checked"]));
+    assert!(out.contains("pg-reporting-01: executed"), "{out}");
+    assert_eq!(setup.api.changes(REPORTING_01), 1);
+}

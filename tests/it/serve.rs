@@ -538,6 +538,17 @@ async fn approving_needs_an_approver() {
         page.contains("target pg-reporting-01</td><td>carol</td>"),
         "{page}"
     );
+    // The journal chain's head, to keep a copy of.
+    let head =
+        setpoint_state::Store::open_waiting(&server.state, std::time::Duration::from_secs(30))
+            .unwrap()
+            .chain_head()
+            .unwrap()
+            .unwrap();
+    assert!(
+        page.contains(&format!("chain head <code>{head}</code>")),
+        "{page}"
+    );
     // Without credentials the page sends browsers to the sign-in form.
     let response = client
         .get(format!("{}/", server.base))

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
 use setpoint_test_support::{HttpFake, Response};
@@ -392,6 +393,91 @@ fn a_query_error_holds_the_fleet() {
 #[test]
 fn a_timeout_holds_the_fleet() {
     memory_fails(Behaviour::Silent, "no answer within 1s");
+}
+
+#[test]
+fn an_answer_over_the_size_cap_is_refused_as_it_streams_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let targets = ids(3);
+    // 100 kB of an answer where 20 kB are allowed: refused, not read whole.
+    let huge = format!(
+        r#"{{"status":"success","data":{{"resultType":"matrix","result":[{}]}}}}"#,
+        vec![r#"{"metric":{"instance":"x"},"values":[]}"#; 2500].join(",")
+    );
+    let server = serve(
+        targets.clone(),
+        BTreeMap::from([("memory", Behaviour::Reply(200, huge))]),
+    );
+    let run = run(dir.path(), &server, &targets, ", max_response_bytes: 20000");
+    assert_eq!(run.status, Some(4), "{}", run.stderr);
+    for id in &targets {
+        run.assert_holds_because(id, "larger than 20000 bytes (max_response_bytes)");
+    }
+    run.assert_nothing_shrinks();
+}
+
+#[test]
+fn a_hanging_source_costs_the_cycle_its_observe_deadline_not_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let targets = ids(3);
+    let silent = || Behaviour::Silent;
+    let server = serve(
+        targets.clone(),
+        BTreeMap::from([
+            ("cpu", silent()),
+            ("memory", silent()),
+            ("connections", silent()),
+            ("iops", silent()),
+        ]),
+    );
+    let config = dir.path().join("deadline.yaml");
+    let mut yaml = format!(
+        "state_dir: {}\nloops:\n  - name: w\n    observe_deadline: 3s\n    source: {{ kind: prometheus, url: '{}', timeout: 10s, retries: 2 }}\n    targets:\n",
+        dir.path().join("state").display(),
+        server.url()
+    );
+    for id in &targets {
+        yaml.push_str(&format!(
+            "      - {{ id: {id}, resources: {{ cpu: 8, memory_gib: 32 }} }}\n"
+        ));
+    }
+    std::fs::write(&config, yaml).unwrap();
+    let started = std::time::Instant::now();
+    let out = Command::new(setpoint_binary())
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "run",
+            "--once",
+            "--output",
+            "json",
+            "--now",
+            "2026-11-23T06:00:00Z",
+        ])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    // Without the deadline: 16 queries × 3 attempts × 10 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reports: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let degraded = reports[0]["degraded"].to_string();
+    assert!(
+        degraded.contains("the cycle's observe deadline (3s) passed"),
+        "{degraded}"
+    );
+    for row in reports[0]["rows"].as_array().unwrap() {
+        assert_eq!(row["verdict"], "hold", "{row}");
+    }
 }
 
 #[test]

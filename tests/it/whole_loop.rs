@@ -286,6 +286,43 @@ async fn no_scale_in_is_ever_proposed_against_the_guards() {
     );
 }
 
+/// Hysteresis counts periods of the loop's schedule (Mondays 06:00), not invocations: three
+/// cycles within minutes count once, a cycle run early counts for the period it falls in, and
+/// replays a week apart count one each.
+#[tokio::test(flavor = "multi_thread")]
+async fn stable_cycles_count_schedule_periods_not_invocations() {
+    let state = tempfile::tempdir().unwrap();
+    let stable = |report: &CycleReport| row(report, "pg-reporting-01").stable_cycles;
+    let mut cycles = Vec::new();
+    for minutes in [0, 1, 3] {
+        let report = run_once(quickstart(state.path()), now() + Duration::minutes(minutes)).await;
+        cycles.push(report.cycle);
+        assert_eq!(stable(&report), 1, "{minutes} min after the first");
+    }
+    assert_eq!(
+        cycles,
+        [1, 2, 3],
+        "every cycle still ran and was journalled"
+    );
+    // Sunday night, before the next Monday 06:00: still the first period.
+    let early = run_once(
+        quickstart(state.path()),
+        now() + Duration::days(6) + Duration::hours(17),
+    )
+    .await;
+    assert_eq!(stable(&early), 1);
+    let next = run_once(quickstart(state.path()), now() + Duration::days(7)).await;
+    assert_eq!(stable(&next), 2);
+    let after = run_once(quickstart(state.path()), now() + Duration::days(14)).await;
+    assert_eq!(stable(&after), 3);
+    let store = setpoint_state::Store::open(state.path()).unwrap();
+    let history = store
+        .history("weekly-rightsizing", "pg-reporting-01")
+        .unwrap()
+        .unwrap();
+    assert_eq!(history.classes.len(), 3, "one class per period");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn history_advances_and_is_journalled() {
     let state = tempfile::tempdir().unwrap();

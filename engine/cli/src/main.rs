@@ -4,6 +4,7 @@
 //! bundled PostgreSQL plugin and policies, in dry-run — and prints the weekly report.
 
 mod explain;
+mod journal;
 mod models;
 mod notify;
 mod plugin;
@@ -82,6 +83,9 @@ enum Command {
     /// A kill switch makes every decision in its scope `block` with reason `kill_switch`, from
     /// the next cycle on (a running `setpoint run` reads them at every cycle).
     KillSwitch(KillSwitchArgs),
+    /// The decision journal's tamper-evident chain: verify it, acknowledge a break.
+    #[command(subcommand)]
+    Journal(journal::JournalCommand),
     /// The state store: check it, back it up, restore a backup.
     #[command(subcommand)]
     State(state::StateCommand),
@@ -332,6 +336,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Some(Command::KillSwitch(args)) => kill_switch(&load_config(&cli)?, args, &clock),
         Some(Command::State(command)) => state::run(&state_dir(&cli)?, command, &clock),
+        Some(Command::Journal(command)) => journal::run(&state_dir(&cli)?, command, &clock),
         Some(Command::Policy(PolicyCommand::Test { dir, golden })) => {
             policy_test(dir.as_deref(), golden.as_deref())
         }

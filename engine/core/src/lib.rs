@@ -525,6 +525,10 @@ pub struct ClassRecord {
     pub at: DateTime<Utc>,
     /// The class given then.
     pub class: Class,
+    /// The start of the loop's schedule period the cycle fell in (its latest scheduled time
+    /// at or before `at`): cycles of one period count once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<DateTime<Utc>>,
 }
 
 /// The last action taken (or approved) on a target.
@@ -567,9 +571,43 @@ impl TargetHistory {
 
     /// Records this cycle's class and updates the stable-cycle count.
     pub fn record_class(&mut self, at: DateTime<Utc>, class: Class) {
+        self.record_class_in_period(at, None, class);
+    }
+
+    /// Records this cycle's class as the class of the schedule period starting at `period`.
+    /// Hysteresis counts periods, not invocations: another cycle in the period of the last
+    /// record (a second `run --once`, a cycle run early) replaces that record rather than
+    /// adding one, so it never counts twice.
+    pub fn record_class_in_period(
+        &mut self,
+        at: DateTime<Utc>,
+        period: Option<DateTime<Utc>>,
+        class: Class,
+    ) {
+        let same_period = period.is_some()
+            && self
+                .classes
+                .last()
+                .is_some_and(|last| last.period == period);
+        if same_period && let Some(last) = self.classes.pop() {
+            if last.class == class {
+                self.classes.push(ClassRecord { at, class, period });
+                return;
+            }
+            // The period's class changed: count the run the earlier periods left.
+            let run = self
+                .classes
+                .iter()
+                .rev()
+                .take_while(|r| r.class == class)
+                .count();
+            self.stable_cycles = u32::try_from(run).unwrap_or(u32::MAX).saturating_add(1);
+            self.classes.push(ClassRecord { at, class, period });
+            return;
+        }
         let same = self.classes.last().is_some_and(|last| last.class == class);
         self.stable_cycles = if same { self.stable_cycles + 1 } else { 1 };
-        self.classes.push(ClassRecord { at, class });
+        self.classes.push(ClassRecord { at, class, period });
         if self.classes.len() > Self::MAX_CLASSES {
             let excess = self.classes.len() - Self::MAX_CLASSES;
             self.classes.drain(..excess);
@@ -672,6 +710,31 @@ pub use review::{ReviewFeedback, ReviewItem, ReviewStatus};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_period_counts_once_and_its_last_class_wins() {
+        let t = |day: i64| {
+            DateTime::<Utc>::from_timestamp(1_795_500_000 + day * 86_400, 0).unwrap_or_default()
+        };
+        let mut history = TargetHistory::new(t(0));
+        let (p1, p2, p3) = (Some(t(0)), Some(t(7)), Some(t(14)));
+        history.record_class_in_period(t(0), p1, Class::ScaleDown);
+        history.record_class_in_period(t(1), p2, Class::ScaleDown);
+        history.record_class_in_period(t(2), p2, Class::ScaleDown);
+        assert_eq!(history.stable_cycles, 2, "the second period counted once");
+        // The period's class changes on a later cycle of it: the run restarts there...
+        history.record_class_in_period(t(3), p2, Class::Remain);
+        assert_eq!(history.stable_cycles, 1);
+        // ...and changing back restores the run the earlier period left.
+        history.record_class_in_period(t(4), p2, Class::ScaleDown);
+        assert_eq!(history.stable_cycles, 2);
+        history.record_class_in_period(t(14), p3, Class::ScaleDown);
+        assert_eq!(history.stable_cycles, 3);
+        assert_eq!(history.classes.len(), 3);
+        // Without a schedule every cycle counts, as before.
+        history.record_class(t(15), Class::ScaleDown);
+        assert_eq!(history.stable_cycles, 4);
+    }
 
     fn resources(cpu: u64, memory: u64, replicas: u32) -> Resources {
         Resources {

@@ -243,6 +243,31 @@ pub enum ObserveError {
         /// What is wrong with it.
         message: String,
     },
+    /// The answer is larger than the source may send.
+    #[error(
+        "{source_name}: the answer for {metric:?} is larger than {limit} bytes \
+         (max_response_bytes); narrow the query or raise the limit"
+    )]
+    TooLarge {
+        /// The source.
+        source_name: String,
+        /// The metric or query.
+        metric: String,
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// The cycle's observe deadline passed before this query was answered.
+    #[error(
+        "{source_name}: the cycle's observe deadline ({deadline:?}) passed before {metric:?} was answered"
+    )]
+    CycleDeadline {
+        /// The source.
+        source_name: String,
+        /// The metric.
+        metric: String,
+        /// The deadline of the whole observe stage.
+        deadline: std::time::Duration,
+    },
     /// The server refused the query (`"status": "error"`).
     #[error("{source_name}: query for {metric:?} failed: {message}")]
     QueryFailed {

@@ -77,6 +77,10 @@ pub struct PrometheusConfig {
     /// for a backend without subqueries; raw samples are then fetched and summarised here.
     #[serde(default = "default_true")]
     pub summarise_weekly: bool,
+    /// The largest answer one request may bring, in bytes (default 64 MiB): a larger one is
+    /// refused as it streams in, never read whole into memory.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: u64,
 }
 
 fn default_true() -> bool {
@@ -91,6 +95,9 @@ fn default_retries() -> u32 {
 }
 fn default_max_points() -> u64 {
     11_000
+}
+fn default_max_response_bytes() -> u64 {
+    64 << 20
 }
 
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
@@ -115,6 +122,7 @@ impl PrometheusConfig {
             max_points_per_series: default_max_points(),
             discovery_metric: None,
             summarise_weekly: true,
+            max_response_bytes: default_max_response_bytes(),
         }
     }
 }
@@ -266,6 +274,65 @@ impl PrometheusSource {
         }
     }
 
+    /// The body of `response`, refused as soon as it is known to exceed
+    /// `max_response_bytes` (its declared length, or what has streamed in).
+    async fn read_body(
+        &self,
+        mut response: reqwest::Response,
+        metric: &str,
+    ) -> Result<String, Attempt> {
+        let limit = self.config.max_response_bytes;
+        let too_large = || Attempt {
+            transient: false,
+            error: ObserveError::TooLarge {
+                source_name: self.name.clone(),
+                metric: metric.to_string(),
+                limit,
+            },
+        };
+        if response.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() as u64 + chunk.len() as u64 > limit {
+                        return Err(too_large());
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(Attempt {
+                        transient: e.is_timeout(),
+                        error: if e.is_timeout() {
+                            ObserveError::Timeout {
+                                source_name: self.name.clone(),
+                                metric: metric.to_string(),
+                                timeout: self.config.timeout,
+                            }
+                        } else {
+                            ObserveError::Unreachable {
+                                source_name: self.name.clone(),
+                                metric: metric.to_string(),
+                                message: error_chain(&e),
+                            }
+                        },
+                    });
+                }
+            }
+        }
+        String::from_utf8(body).map_err(|_| Attempt {
+            transient: false,
+            error: ObserveError::Malformed {
+                source_name: self.name.clone(),
+                metric: metric.to_string(),
+                message: "the answer is not UTF-8".to_string(),
+            },
+        })
+    }
+
     async fn call_once(
         &self,
         path: &str,
@@ -302,22 +369,7 @@ impl PrometheusSource {
             }
         })?;
         let status = response.status();
-        let body = response.text().await.map_err(|e| Attempt {
-            transient: e.is_timeout(),
-            error: if e.is_timeout() {
-                ObserveError::Timeout {
-                    source_name: source_name.clone(),
-                    metric: metric.to_string(),
-                    timeout: self.config.timeout,
-                }
-            } else {
-                ObserveError::Unreachable {
-                    source_name: source_name.clone(),
-                    metric: metric.to_string(),
-                    message: error_chain(&e),
-                }
-            },
-        })?;
+        let body = self.read_body(response, metric).await?;
         let parsed: Result<ApiResponse, _> = serde_json::from_str(&body);
         if !status.is_success() {
             let detail = match &parsed {

@@ -35,12 +35,32 @@ pub(crate) async fn run(
     // cycles of a long-running `setpoint run`.
     let store = Store::open_waiting(state_dir, STORE_WAIT)?;
     let kill_switches = setpoint_state::read_kill_switches(state_dir)?;
+    // Enforce mode acts on what the journal says was decided and approved: with the chain
+    // broken, that cannot be trusted, so the cycle runs as dry-run until an operator
+    // acknowledges the break.
+    let chain_break = match lp.config.mode {
+        setpoint_core::Mode::Enforce => store.verify_chain()?.broken,
+        setpoint_core::Mode::DryRun => None,
+    };
+    let mode = match chain_break {
+        Some(_) => setpoint_core::Mode::DryRun,
+        None => lp.config.mode,
+    };
     let cycle = store.begin_cycle(lp.config.name.as_str(), now)?;
     let span = cycle_span(lp, cycle, now);
     let classifier = active_classifier(lp, &store, now, &span)?;
     let step = lp.config.window.step.0.as_secs();
     let window = observe::window_for(now, lp.config.window.weeks, step);
-    let mut fleet = observe::observe(lp, &window).instrument(span.clone()).await;
+    let deadline = Some(lp.config.observe_deadline.0);
+    let mut fleet = observe::observe(lp, &window, deadline)
+        .instrument(span.clone())
+        .await;
+    if let Some(broken) = chain_break {
+        tracing::error!(%broken, "journal chain broken: enforce suspended, running as dry-run");
+        fleet
+            .degraded
+            .push(observe::Degradation::JournalChain { broken });
+    }
     if let Some(only) = only_target {
         keep_only(&mut fleet, only, lp, &store, cycle, now)?;
     }
@@ -54,6 +74,7 @@ pub(crate) async fn run(
         window,
         plugin_label,
         targeted,
+        mode,
     };
     let enforcer = Enforcer::for_loop(lp, state_dir, clock.as_ref());
     // Plugin calls and policy evaluations are synchronous and CPU-bound: run the whole batch
@@ -80,7 +101,7 @@ pub(crate) async fn run(
         loop_name: lp.config.name.to_string(),
         cycle,
         now,
-        mode: lp.config.mode,
+        mode,
         source: lp.source.name().to_string(),
         plugin: context.plugin_label,
         queries: fleet.queries,

@@ -331,9 +331,13 @@ impl From<&JournalEntry> for TargetRow {
 }
 
 impl CycleReport {
-    /// Targets whose cycle failed at some stage.
+    /// Targets whose cycle failed at some stage, a policy evaluation error included (the
+    /// target held, but the policy did not decide it).
     pub fn failed(&self) -> usize {
-        self.rows.iter().filter(|r| r.error.is_some()).count()
+        self.rows
+            .iter()
+            .filter(|r| r.error.is_some() || r.policy_error)
+            .count()
     }
 }
 

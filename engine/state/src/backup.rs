@@ -12,8 +12,9 @@ use serde::Serialize;
 
 use crate::{DB_FILE, KILL_SWITCHES_FILE, META, Result, StateError, Store};
 
-/// The schema the store is written in. 1: before the reviews' per-target index; 2: with it.
-pub const SCHEMA_VERSION: u32 = 2;
+/// The schema the store is written in. 1: before the reviews' per-target index; 2: with it;
+/// 3: with the chain over the journal and the reviews.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The META key of the schema version.
 const SCHEMA_KEY: &str = "schema_version";
@@ -206,7 +207,10 @@ mod tests {
         }
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
-        let kept = dir.path().join(BACKUPS_DIR).join("before-schema-2");
+        let kept = dir
+            .path()
+            .join(BACKUPS_DIR)
+            .join(format!("before-schema-{SCHEMA_VERSION}"));
         let before = Store::open(&kept).unwrap().summary().unwrap();
         assert_eq!(before.journal_records, 3);
         assert_eq!(before.cycles, 3);

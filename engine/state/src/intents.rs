@@ -15,6 +15,7 @@ use setpoint_core::{
     ActionRecord, Intent, IntentStatus, JournalEntry, ReviewItem, ReviewStatus, TargetHistory,
 };
 
+use crate::chain::LinkKind;
 use crate::reviews::REVIEWS;
 use crate::{HISTORY, JOURNAL, Result, Store, check_name, cycle_part, key};
 
@@ -53,9 +54,11 @@ impl Store {
             if let Some(intent) = follow_ups.intent {
                 entry.intent = Some(intent.clone());
             }
+            let bytes = self.encode(&entry)?;
             journal
-                .insert(journal_key.as_str(), self.encode(&entry)?.as_slice())
+                .insert(journal_key.as_str(), bytes.as_slice())
                 .map_err(|e| self.storage(e))?;
+            self.append_link(&txn, LinkKind::Journal, &journal_key, &bytes)?;
             let mut histories = txn.open_table(HISTORY).map_err(|e| self.storage(e))?;
             histories
                 .insert(history_key.as_str(), self.encode(history)?.as_slice())
@@ -104,9 +107,11 @@ impl Store {
                 .transpose()?;
             if let Some(mut entry) = stored {
                 entry.finish_intent(intent);
+                let bytes = self.encode(&entry)?;
                 journal
-                    .insert(journal_key.as_str(), self.encode(&entry)?.as_slice())
+                    .insert(journal_key.as_str(), bytes.as_slice())
                     .map_err(|e| self.storage(e))?;
+                self.append_link(&txn, LinkKind::Journal, &journal_key, &bytes)?;
             }
             if done {
                 let mut histories = txn.open_table(HISTORY).map_err(|e| self.storage(e))?;
@@ -172,9 +177,11 @@ impl Store {
             .transpose()?;
         if let Some(mut item) = stored {
             item.status = status;
+            let bytes = self.encode(&item)?;
             reviews
-                .insert(k.as_str(), self.encode(&item)?.as_slice())
+                .insert(k.as_str(), bytes.as_slice())
                 .map_err(|e| self.storage(e))?;
+            self.append_link(txn, LinkKind::Review, &k, &bytes)?;
         }
         Ok(())
     }

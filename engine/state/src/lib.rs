@@ -26,10 +26,12 @@ use serde::{Deserialize, Serialize};
 use setpoint_core::{JournalEntry, KillSwitches, TargetHistory};
 
 mod backup;
+mod chain;
 pub mod intents;
 pub mod models;
 pub mod reviews;
 pub use backup::{BACKUPS_DIR, SCHEMA_VERSION, StoreSummary, restore};
+pub use chain::{ChainBreak, ChainHead, ChainReport, Link, LinkKind};
 pub use intents::FollowUps;
 pub use models::{ModelRecord, Promotion, PromotionKind};
 
@@ -395,6 +397,7 @@ impl Store {
         }
         store.create_tables()?;
         store.set_schema_version()?;
+        store.start_chain()?;
         let switches = dir.join(KILL_SWITCHES_FILE);
         if !exists && !switches.exists() {
             write_kill_switches(dir, &KillSwitches::default())?;
@@ -443,6 +446,7 @@ impl Store {
             reviews::REVIEWS,
             reviews::REVIEWS_BY_TARGET,
             intents::INTENTS,
+            chain::CHAIN,
         ] {
             txn.open_table(table).map_err(|e| self.storage(e))?;
         }

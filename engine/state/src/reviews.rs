@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use setpoint_core::{ReviewFeedback, ReviewItem, ReviewStatus};
 
+use crate::chain::LinkKind;
 use crate::{META, Result, StateError, Store, check_name, cycle_part};
 
 pub(crate) const REVIEWS: redb::TableDefinition<&str, &[u8]> =
@@ -143,17 +144,21 @@ impl Store {
         }
         for (k, mut old) in superseded {
             old.status = ReviewStatus::Superseded;
+            let bytes = self.encode(&old)?;
             reviews
-                .insert(k.as_str(), self.encode(&old)?.as_slice())
+                .insert(k.as_str(), bytes.as_slice())
                 .map_err(|e| self.storage(e))?;
+            self.append_link(txn, LinkKind::Review, &k, &bytes)?;
         }
         let mut item = item.clone();
         item.id = id;
         item.status = ReviewStatus::Pending;
         let k = cycle_part(id);
+        let bytes = self.encode(&item)?;
         reviews
-            .insert(k.as_str(), self.encode(&item)?.as_slice())
+            .insert(k.as_str(), bytes.as_slice())
             .map_err(|e| self.storage(e))?;
+        self.append_link(txn, LinkKind::Review, &k, &bytes)?;
         index
             .insert(
                 index_key(&item.loop_name, &item.target, id).as_str(),
@@ -178,9 +183,11 @@ impl Store {
         let txn = self.db.begin_write().map_err(|e| self.storage(e))?;
         {
             let mut reviews = txn.open_table(REVIEWS).map_err(|e| self.storage(e))?;
+            let (k, bytes) = (cycle_part(item.id), self.encode(item)?);
             reviews
-                .insert(cycle_part(item.id).as_str(), self.encode(item)?.as_slice())
+                .insert(k.as_str(), bytes.as_slice())
                 .map_err(|e| self.storage(e))?;
+            self.append_link(&txn, LinkKind::Review, &k, &bytes)?;
         }
         txn.commit().map_err(|e| self.storage(e))
     }

@@ -25,6 +25,12 @@ pub struct LoopConfig {
     /// Where metrics come from.
     #[serde(default)]
     pub source: SourceConfig,
+    /// The longest a cycle's observe stage may take, every query and retry included (default
+    /// 5m): a source that hangs or trickles costs at most this. A metric not answered by then
+    /// is missing for the cycle — nothing shrinks on it — and the cycle says so. Training from
+    /// the source (`train --from-source`) is not bound by it.
+    #[serde(default = "default_observe_deadline")]
+    pub observe_deadline: HumanDuration,
     /// How targets are classified.
     #[serde(default)]
     pub classifier: ClassifierConfig,
@@ -168,6 +174,7 @@ impl LoopConfig {
             schedule: default_schedule(),
             window: WindowConfig::default(),
             source: SourceConfig::default(),
+            observe_deadline: default_observe_deadline(),
             // The quickstart shows the learned classifier: trained on the simulator's history
             // at the first run, deterministically from the source's seed.
             classifier: ClassifierConfig::Model {
@@ -188,6 +195,10 @@ impl LoopConfig {
             act: ActConfig::default(),
         }
     }
+}
+
+fn default_observe_deadline() -> HumanDuration {
+    HumanDuration(Duration::from_secs(300))
 }
 
 fn default_schedule() -> Schedule {

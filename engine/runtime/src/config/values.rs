@@ -79,6 +79,19 @@ impl Schedule {
     }
 }
 
+impl Schedule {
+    /// The start of the schedule period `at` falls in: the latest time at or before `at` that
+    /// the schedule fires. A cycle at any moment of a period counts for that period.
+    pub fn period_of(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        use chrono::Timelike;
+        let at = at.with_nanosecond(0).unwrap_or(at);
+        self.cron.as_ref()?.find_previous_occurrence(&at, true).ok()
+    }
+}
+
 impl FromStr for Schedule {
     type Err = String;
 

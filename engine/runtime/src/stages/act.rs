@@ -26,7 +26,7 @@ pub fn act(context: &CycleContext<'_>, decided: Decided) -> Staged<Acted> {
             &run.entry.target,
             &decision,
             &proposals,
-            lp.config.mode,
+            context.mode,
             Some(&lp.actuators),
         )
     };

@@ -119,7 +119,7 @@ pub fn policy_input(
         proposals,
         now,
         now_ns: now.timestamp_nanos_opt().unwrap_or(i64::MAX),
-        mode: lp.config.mode,
+        mode: context.mode,
         loop_info: LoopInfo {
             name: lp.config.name.to_string(),
             plugin: context.plugin_label.clone(),

@@ -58,6 +58,9 @@ pub struct CycleContext<'a> {
     /// A cycle for one target (an approval re-checked at once): the class history is not
     /// advanced, so hysteresis counts scheduled cycles only.
     pub targeted: bool,
+    /// The mode this cycle runs in: the loop's, except that a broken journal chain runs an
+    /// enforce loop as dry-run.
+    pub mode: setpoint_core::Mode,
 }
 
 /// One target on its way through a cycle.
@@ -85,7 +88,7 @@ impl TargetRun {
             setpoint.target = %target.id,
             setpoint.technology = %target.technology,
             setpoint.loop_name = %lp.config.name,
-            setpoint.dry_run = lp.config.mode == setpoint_core::Mode::DryRun,
+            setpoint.dry_run = context.mode == setpoint_core::Mode::DryRun,
             setpoint.policy_bundle = %lp.policy_hash,
             setpoint.class = tracing::field::Empty,
             setpoint.confidence = tracing::field::Empty,

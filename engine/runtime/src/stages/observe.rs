@@ -74,12 +74,22 @@ pub enum Degradation {
         /// What it lacks.
         issue: ObserveIssue,
     },
+    /// The journal's chain is broken: an enforce loop ran as dry-run.
+    JournalChain {
+        /// The first thing found wrong.
+        broken: setpoint_state::ChainBreak,
+    },
 }
 
 impl fmt::Display for Degradation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Degradation::Discovery { error } => write!(f, "discovery: {error}"),
+            Degradation::JournalChain { broken } => write!(
+                f,
+                "journal chain broken ({broken}): enforce suspended, this cycle ran as dry-run; \
+                 `setpoint journal verify` says more, `setpoint journal acknowledge` resumes"
+            ),
             Degradation::QueryFailed { metric, error } => {
                 write!(
                     f,
@@ -109,14 +119,25 @@ pub fn window_for(now: DateTime<Utc>, weeks: u32, step_seconds: u64) -> Window {
 /// Observes the loop's fleet over `window`: discovery, the declared targets, one range query
 /// per metric of the plugin. A failed discovery or query degrades the observation; it never
 /// fails the cycle (the affected targets hold on missing data).
-pub async fn observe(lp: &LoopRuntime, window: &Window) -> ObservedFleet {
+pub async fn observe(
+    lp: &LoopRuntime,
+    window: &Window,
+    deadline: Option<std::time::Duration>,
+) -> ObservedFleet {
     let descriptor = lp.plugin.descriptor();
     let mut observation = Observation::default();
-    let discovered = match lp
-        .source
-        .discover(&descriptor.technology)
-        .instrument(info_span!("discover"))
-        .await
+    let deadline = deadline.map(|total| Deadline {
+        at: tokio::time::Instant::now() + total,
+        total,
+    });
+    let discovered = match within(
+        deadline,
+        lp,
+        "discovery",
+        lp.source.discover(&descriptor.technology),
+    )
+    .instrument(info_span!("discover"))
+    .await
     {
         Ok(targets) => targets,
         // A source that cannot list targets still leaves the declared ones to decide (they
@@ -180,9 +201,7 @@ pub async fn observe(lp: &LoopRuntime, window: &Window) -> ObservedFleet {
                 summarise.then_some(metric.aggregation),
                 true,
             );
-            let result = lp
-                .source
-                .query_range(&query)
+            let result = within(deadline, lp, &metric.name, lp.source.query_range(&query))
                 .instrument(info_span!("observe", metric = %metric.name))
                 .await;
             queries += 1;
@@ -238,9 +257,7 @@ pub async fn observe(lp: &LoopRuntime, window: &Window) -> ObservedFleet {
                         // The plugin's own query counted the samples of this promql already.
                         false,
                     );
-                    let result = lp
-                        .source
-                        .query_range(&query)
+                    let result = within(deadline, lp, &metric.name, lp.source.query_range(&query))
                         .instrument(
                             info_span!("observe", metric = %metric.name, peak = ?aggregation),
                         )
@@ -282,6 +299,35 @@ pub async fn observe(lp: &LoopRuntime, window: &Window) -> ObservedFleet {
         summarised: summarise,
     };
     observation.into_fleet(targets, &names, &descriptor.metrics, queries, &floor)
+}
+
+/// When the observe stage of a cycle must be done, and how long it was given.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: tokio::time::Instant,
+    total: std::time::Duration,
+}
+
+/// `ask`, cut at the cycle's deadline when there is one: what is not answered by then is a
+/// [`setpoint_observe::ObserveError::CycleDeadline`], as any failed query is.
+async fn within<T>(
+    deadline: Option<Deadline>,
+    lp: &LoopRuntime,
+    metric: &str,
+    ask: impl std::future::Future<Output = Result<T, setpoint_observe::ObserveError>>,
+) -> Result<T, setpoint_observe::ObserveError> {
+    let Some(deadline) = deadline else {
+        return ask.await;
+    };
+    tokio::time::timeout_at(deadline.at, ask)
+        .await
+        .unwrap_or_else(|_| {
+            Err(setpoint_observe::ObserveError::CycleDeadline {
+                source_name: lp.source.name().to_string(),
+                metric: metric.to_string(),
+                deadline: deadline.total,
+            })
+        })
 }
 
 /// What computing each target's floor needs besides its series.

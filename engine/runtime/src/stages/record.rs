@@ -46,7 +46,9 @@ impl Prior {
     /// that follow in the entry: the policy sees this cycle's class.
     pub fn advance(&mut self, context: &CycleContext<'_>, entry: &mut JournalEntry) {
         if let Some(classification) = &entry.classification {
-            self.history.record_class(context.now, classification.class);
+            let period = context.lp.config.schedule.period_of(context.now);
+            self.history
+                .record_class_in_period(context.now, period, classification.class);
         }
         entry.stable_cycles = self.history.stable_cycles;
     }

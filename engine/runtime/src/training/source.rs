@@ -97,7 +97,8 @@ pub async fn read_history(
     }
     let step = lp.config.window.step.0.as_secs();
     let window = observe::window_for(options.end, options.weeks, step);
-    let fleet = observe::observe(lp, &window).await;
+    // An operator's training run reads as long as the history takes: no cycle deadline.
+    let fleet = observe::observe(lp, &window, None).await;
     // A history with a metric missing for the whole fleet would teach the model a world
     // without it: refused, not learned from.
     let failed: Vec<String> = fleet

@@ -26,6 +26,8 @@ pub struct IndexData {
     pub reviews: Vec<ReviewItem>,
     /// The kill switches.
     pub switches: KillSwitches,
+    /// The head of the journal's chain, to compare with a copy kept elsewhere.
+    pub chain_head: Option<setpoint_state::ChainHead>,
     /// The time the page is drawn at: which reviews still wait.
     pub now: DateTime<Utc>,
 }
@@ -44,6 +46,7 @@ impl IndexData {
             entries,
             reviews: store.reviews()?,
             switches: setpoint_state::read_kill_switches(dir)?,
+            chain_head: store.chain_head()?,
             now,
         })
     }
@@ -216,6 +219,7 @@ struct IndexPage<'a> {
     rows: Vec<IndexRow<'a>>,
     pending: Vec<&'a ReviewItem>,
     switches: Vec<SwitchRow<'a>>,
+    chain_head: String,
 }
 
 /// The kill switches that are on, global first, then loops and targets.
@@ -315,6 +319,10 @@ pub fn index(
             .filter(|r| r.awaits_decision(data.now))
             .collect(),
         switches: switches_on(&data.switches),
+        chain_head: data
+            .chain_head
+            .as_ref()
+            .map_or("none yet".to_string(), ToString::to_string),
     }
     .render()
 }
