@@ -480,6 +480,111 @@ fn a_hanging_source_costs_the_cycle_its_observe_deadline_not_more() {
     }
 }
 
+/// Every secret the configuration holds — a password in the source's URL, an MLflow password
+/// and token, an OTLP authorization header, a Slack webhook URL — stays out of everything a run
+/// prints or records: `config check`, the report (text and JSON), the log, `explain`.
+#[test]
+fn configured_secrets_never_appear_in_any_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let targets = ids(2);
+    let server = serve(targets.clone(), BTreeMap::new());
+    let secrets = [
+        "url-pw-4711",
+        "mlflow-pw-4711",
+        "mlflow-tok-4711",
+        "otlp-tok-4711",
+        "slack-hook-4711",
+    ];
+    let url = server
+        .url()
+        .replacen("http://", "http://ops:url-pw-4711@", 1);
+    let mut yaml = format!(
+        "state_dir: {}\n\
+         mlflow: {{ tracking_uri: 'http://127.0.0.1:9', username: ml, password: mlflow-pw-4711, token: mlflow-tok-4711 }}\n\
+         notify: {{ slack: {{ webhook_url: 'http://127.0.0.1:9/hooks/slack-hook-4711' }} }}\n\
+         loops:\n  - name: w\n    source: {{ kind: prometheus, url: '{url}', timeout: 2s, retries: 0 }}\n    targets:\n",
+        dir.path().join("state").display(),
+    );
+    for id in &targets {
+        yaml.push_str(&format!(
+            "      - {{ id: {id}, resources: {{ cpu: 8, memory_gib: 32 }} }}\n"
+        ));
+    }
+    let config = dir.path().join("setpoint.yaml");
+    std::fs::write(&config, &yaml).unwrap();
+    let with_otlp = dir.path().join("otlp.yaml");
+    std::fs::write(
+        &with_otlp,
+        format!(
+            "{yaml}telemetry: {{ otlp: {{ endpoint: 'http://127.0.0.1:9', headers: {{ authorization: 'Bearer otlp-tok-4711' }} }} }}\n"
+        ),
+    )
+    .unwrap();
+    let setpoint = |config: &Path, args: &[&str]| {
+        let out = Command::new(setpoint_binary())
+            .args(["-v", "--config"])
+            .arg(config)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let mut outputs = vec![setpoint(&with_otlp, &["config", "check"])];
+    assert_eq!(outputs[0].0, Some(0), "{}", outputs[0].1);
+    assert!(outputs[0].1.contains("(redacted)"), "{}", outputs[0].1);
+    let now = ["--now", "2026-11-23T06:00:00Z", "--no-notify"];
+    for output in ["table", "json"] {
+        let mut args = vec!["run", "--once", "--output", output];
+        args.extend_from_slice(&now);
+        outputs.push(setpoint(&config, &args));
+    }
+    outputs.push(setpoint(
+        &config,
+        &["explain", "db-001", "--output", "json"],
+    ));
+    outputs.push(setpoint(&config, &["explain", "db-001"]));
+    // The URL was authenticated with: the server saw the credentials, nobody else did.
+    assert!(
+        outputs[1].1.contains("prometheus(http://127.0.0.1:"),
+        "{}",
+        outputs[1].1
+    );
+    for (status, text) in &outputs {
+        for secret in secrets {
+            assert!(
+                !text.contains(secret),
+                "{secret} printed ({status:?}):\n{text}"
+            );
+        }
+    }
+
+    // A password in the URL and `auth:` too: which one is meant is not guessed.
+    let both = dir.path().join("both.yaml");
+    std::fs::write(
+        &both,
+        yaml.replace(
+            "retries: 0 }",
+            "retries: 0, auth: { kind: bearer, token: t } }",
+        ),
+    )
+    .unwrap();
+    let (status, text) = setpoint(&both, &["config", "check"]);
+    assert_eq!(status, Some(1), "{text}");
+    assert!(
+        text.contains("the url carries credentials and `auth:` is set too"),
+        "{text}"
+    );
+    assert!(!text.contains("url-pw-4711"), "{text}");
+}
+
 #[test]
 fn nan_and_infinite_values_are_missing_data() {
     let dir = tempfile::tempdir().unwrap();

@@ -149,7 +149,11 @@ fn exporter_settings(config: &TelemetryConfig) -> Result<Option<Settings>> {
     Ok(Some(Settings {
         protocol,
         endpoint,
-        headers: otlp.headers.into_iter().collect(),
+        headers: otlp
+            .headers
+            .into_iter()
+            .map(|(name, value)| (name, value.expose().to_string()))
+            .collect(),
         timeout: otlp.timeout.map(|t| t.0),
         service_name,
     }))

@@ -1,5 +1,6 @@
 //! Where the MLflow tracking server is and how to reach it.
 
+use setpoint_secret::Secret;
 use std::fmt;
 use std::time::Duration;
 
@@ -43,10 +44,10 @@ pub struct MlflowConfig {
     pub username: Option<String>,
     /// Basic-auth password (default: `MLFLOW_TRACKING_PASSWORD`).
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// Bearer token (default: `MLFLOW_TRACKING_TOKEN`); used when there is no user name.
     #[serde(default)]
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// Timeout of one HTTP request, artifact uploads included. A request with its retries is
     /// given at most `(timeout + 100ms) × (retries + 1)` plus the backoffs between them (200 ms
     /// doubling up to 5 s).
@@ -214,12 +215,14 @@ impl MlflowConfig {
         if let Some(username) = username {
             let password = self
                 .password
-                .clone()
+                .as_ref()
+                .map(|p| p.expose().to_string())
                 .or_else(|| env(ENV_PASSWORD))
                 .unwrap_or_default();
             return Credentials::Basic { username, password };
         }
-        match non_empty(self.token.clone()).or_else(|| non_empty(env(ENV_TOKEN))) {
+        let token = self.token.as_ref().map(|t| t.expose().to_string());
+        match non_empty(token).or_else(|| non_empty(env(ENV_TOKEN))) {
             Some(token) => Credentials::Bearer { token },
             None => Credentials::None,
         }

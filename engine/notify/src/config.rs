@@ -77,8 +77,8 @@ pub struct SlackConfig {
     pub webhook_url_file: Option<PathBuf>,
     /// The webhook URL itself, when it need not be kept out of the config file. Exactly one of
     /// `webhook_url` and `webhook_url_file`.
-    #[serde(default, serialize_with = "redacted")]
-    pub webhook_url: Option<String>,
+    #[serde(default)]
+    pub webhook_url: Option<setpoint_secret::Secret>,
     /// Timeout of one request.
     #[serde(
         default = "default_timeout",
@@ -173,17 +173,6 @@ fn default_max_backoff() -> Duration {
 /// Writes a duration the way it is read (`10s`), so a printed config reads back.
 fn human<S: serde::Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&humantime::format_duration(*value).to_string())
-}
-
-/// Keeps an inline webhook URL (a secret) out of printed configurations.
-fn redacted<S: serde::Serializer>(
-    value: &Option<String>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    match value {
-        Some(_) => serializer.serialize_str("(redacted)"),
-        None => serializer.serialize_none(),
-    }
 }
 
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {

@@ -56,7 +56,7 @@ impl Slack {
                 problems.push("notify.slack: webhook_url_file or webhook_url is required".into());
                 return None;
             }
-            (Some(url), None) => ("webhook_url", url.trim().to_string()),
+            (Some(url), None) => ("webhook_url", url.expose().trim().to_string()),
             (None, Some(path)) => match read_secret("webhook_url_file", path) {
                 Ok(url) => ("webhook_url_file", url.trim().to_string()),
                 Err(e) => {

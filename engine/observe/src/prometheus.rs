@@ -18,6 +18,8 @@ use setpoint_core::{MetricSeries, Resources, Target};
 use setpoint_core::Aggregation;
 use setpoint_retry::RetryPolicy;
 
+use setpoint_secret::Secret;
+
 use crate::{
     BoxFuture, MetricSource, ObserveError, QueryResult, RangeQuery, WEEK_MS, WeeklySummary,
 };
@@ -29,14 +31,14 @@ pub enum Auth {
     /// `Authorization: Bearer <token>`.
     Bearer {
         /// The token.
-        token: String,
+        token: Secret,
     },
     /// HTTP basic authentication.
     Basic {
         /// User name.
         username: String,
         /// Password.
-        password: String,
+        password: Secret,
     },
 }
 
@@ -44,7 +46,10 @@ pub enum Auth {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrometheusConfig {
-    /// Base URL, e.g. `http://127.0.0.1:9090` (VictoriaMetrics: its HTTP address).
+    /// Base URL, e.g. `http://127.0.0.1:9090` (VictoriaMetrics: its HTTP address). A password
+    /// in it (`https://user:pass@host`) is taken as basic authentication and never shown;
+    /// with `auth:` set too, the source is refused.
+    #[serde(serialize_with = "show_url")]
     pub url: String,
     /// Timeout of one HTTP request. A query with its retries is given at most
     /// `(timeout + 100ms) × (retries + 1)` plus the backoffs between them (200 ms doubling up
@@ -104,6 +109,10 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
     let text = String::deserialize(deserializer)?;
     humantime::parse_duration(&text)
         .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
+}
+
+fn show_url<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&setpoint_secret::redact_url(url))
 }
 
 fn show_duration<S: serde::Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
@@ -194,9 +203,23 @@ fn parse_value(text: &str) -> Option<f64> {
 
 impl PrometheusSource {
     /// A source for `config`; fails on a malformed URL or an unreadable CA file.
-    pub fn new(config: PrometheusConfig) -> Result<Self, ObserveError> {
-        let base = config.url.trim_end_matches('/').to_string();
+    pub fn new(mut config: PrometheusConfig) -> Result<Self, ObserveError> {
+        let (bare, credentials) = setpoint_secret::split_url_credentials(&config.url);
+        let base = bare.trim_end_matches('/').to_string();
         let name = format!("prometheus({base})");
+        if let Some((username, password)) = credentials {
+            if config.auth.is_some() {
+                return Err(ObserveError::InvalidQuery {
+                    source_name: name,
+                    metric: String::new(),
+                    message: "the url carries credentials and `auth:` is set too: keep one \
+                              (`auth: {kind: basic, ...}` keeps the password out of the URL)"
+                        .to_string(),
+                });
+            }
+            config.auth = Some(Auth::Basic { username, password });
+            config.url = bare;
+        }
         let invalid = |message: String| ObserveError::InvalidQuery {
             source_name: name.clone(),
             metric: String::new(),
@@ -342,9 +365,9 @@ impl PrometheusSource {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let mut request = self.client.post(format!("{}{path}", self.base)).form(form);
         request = match &self.config.auth {
-            Some(Auth::Bearer { token }) => request.bearer_auth(token),
+            Some(Auth::Bearer { token }) => request.bearer_auth(token.expose()),
             Some(Auth::Basic { username, password }) => {
-                request.basic_auth(username, Some(password))
+                request.basic_auth(username, Some(password.expose()))
             }
             None => request,
         };

@@ -42,7 +42,7 @@ pub struct OtlpConfig {
     /// Headers sent with every export (authentication tokens, tenant ids), added to those of
     /// `OTEL_EXPORTER_OTLP_HEADERS`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub headers: std::collections::BTreeMap<String, String>,
+    pub headers: std::collections::BTreeMap<String, setpoint_secret::Secret>,
     /// How long one export may take. Default: `OTEL_EXPORTER_OTLP_TIMEOUT`, else 10s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,

@@ -11,7 +11,7 @@ impl SourceSpec for PrometheusConfig {
     const KIND: &'static str = "prometheus";
 
     fn describe(&self) -> String {
-        self.url.clone()
+        setpoint_secret::redact_url(&self.url)
     }
 
     fn build(&self, _: &SourceContext<'_>) -> Result<Arc<dyn MetricSource>, ObserveError> {
