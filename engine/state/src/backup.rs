@@ -173,15 +173,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::tests::entry;
-    use chrono::{DateTime, Utc};
+    use crate::tests::{at, entry};
     use setpoint_core::TargetHistory;
-
-    fn at() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-23T06:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
-    }
 
     fn fill(dir: &Path, cycles: usize) {
         let store = Store::open(dir).unwrap();

@@ -366,14 +366,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::tests::entry;
+    use crate::tests::{at, entry};
     use setpoint_core::TargetHistory;
-
-    fn at() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-23T06:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
-    }
 
     /// A store with three journal records and one decided review.
     fn store(dir: &std::path::Path) -> Store {

@@ -796,6 +796,13 @@ mod tests {
         }
     }
 
+    /// A fixed time for the tests: a Monday 06:00 UTC.
+    pub(crate) fn at() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-23T06:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
     pub(crate) fn entry(target: &str, cycle: u64, at: DateTime<Utc>) -> JournalEntry {
         let target = Target {
             id: target.into(),
@@ -891,9 +898,7 @@ mod tests {
 
     /// A store with a few cycles of one target, closed.
     fn filled(dir: &Path) -> DateTime<Utc> {
-        let now = DateTime::parse_from_rfc3339("2026-11-23T06:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
+        let now = at();
         let store = Store::open(dir).unwrap();
         for _ in 0..20 {
             let cycle = store.begin_cycle("weekly", now).unwrap();

@@ -1075,15 +1075,7 @@ mod tests {
 
     #[test]
     fn a_target_no_answered_metric_names_is_listed_once() {
-        let spec = |name: &str| MetricSpec {
-            name: name.into(),
-            query: String::new(),
-            aggregation: Aggregation::Mean,
-            unit: "ratio".into(),
-            description: String::new(),
-            capacity: None,
-            fallback_query: None,
-        };
+        let spec = ratio;
         let metrics = [spec("cpu"), spec("memory"), spec("connections")];
         let series = |metric: &str| MetricSeries {
             metric: metric.into(),
