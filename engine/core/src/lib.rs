@@ -584,6 +584,13 @@ impl TargetHistory {
         period: Option<DateTime<Utc>>,
         class: Class,
     ) {
+        // A cycle dated before the last counted period (the clock jumped back, or an older
+        // time replayed) says nothing about how long the class has held: it changes no count.
+        if let (Some(p), Some(last)) = (period, self.classes.last().and_then(|l| l.period))
+            && p < last
+        {
+            return;
+        }
         let same_period = period.is_some()
             && self
                 .classes
@@ -729,6 +736,11 @@ mod tests {
         history.record_class_in_period(t(4), p2, Class::ScaleDown);
         assert_eq!(history.stable_cycles, 2);
         history.record_class_in_period(t(14), p3, Class::ScaleDown);
+        assert_eq!(history.stable_cycles, 3);
+        assert_eq!(history.classes.len(), 3);
+        // The clock jumps back a week: nothing is counted again.
+        history.record_class_in_period(t(8), p2, Class::ScaleDown);
+        history.record_class_in_period(t(1), p1, Class::ScaleUp);
         assert_eq!(history.stable_cycles, 3);
         assert_eq!(history.classes.len(), 3);
         // Without a schedule every cycle counts, as before.
