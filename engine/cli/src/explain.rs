@@ -15,7 +15,8 @@ pub fn explain(dir: &Path, target: &str, json: bool) -> Result<()> {
         );
     }
     // A running `setpoint run` holds the store during a cycle; wait for it rather than fail.
-    let store = Store::open_waiting(dir, std::time::Duration::from_secs(30))?;
+    // A snapshot: a running cycle is not waited for.
+    let store = Store::open_for_reading(dir)?;
     let Some(entry) = store.last_entry(target)? else {
         let known = store.targets()?;
         let hint = close_matches(target, &known);

@@ -66,7 +66,13 @@ pub enum ReviewCommand {
 
 /// Runs a review command.
 pub fn run(config: &Config, command: &ReviewCommand, clock: SharedClock) -> Result<ExitCode> {
-    let store = review::open_store(&config.state_dir)?;
+    // Listing and showing read a snapshot beside a running cycle; deciding waits for it.
+    let store = match command {
+        ReviewCommand::List { .. } | ReviewCommand::Show { .. } => {
+            setpoint_state::Store::open_for_reading(&config.state_dir)?
+        }
+        _ => review::open_store(&config.state_dir)?,
+    };
     match command {
         ReviewCommand::List { all, output } => {
             let items = review::queue(&store, *all, clock.now())?;

@@ -478,3 +478,29 @@ fn a_damaged_store_is_refused_and_restored_explicitly() {
     );
     ok(&setpoint(dir.path(), &["state", "check"]));
 }
+
+#[test]
+fn readers_do_not_wait_for_a_process_that_holds_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = setpoint(dir.path(), &["run", "--once", "--now", NOW]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // This process writes the store, as a running cycle does.
+    let writer = setpoint_state::Store::open(dir.path()).unwrap();
+    let started = Instant::now();
+    let list = setpoint(
+        dir.path(),
+        &["review", "list", "--output", "json", "--now", NOW],
+    );
+    assert!(list.status.success(), "{}", stderr(&list));
+    let items: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert!(!items.as_array().unwrap().is_empty());
+    let explain = setpoint(dir.path(), &["explain", "pg-reporting-01"]);
+    assert!(explain.status.success(), "{}", stderr(&explain));
+    // The store-wait is 30 s: the readers read a snapshot instead.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the readers waited: {:?}",
+        started.elapsed()
+    );
+    drop(writer);
+}

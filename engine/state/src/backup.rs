@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition};
+use redb::{ReadableTableMetadata, TableDefinition};
 use serde::Serialize;
 
 use crate::{DB_FILE, KILL_SWITCHES_FILE, META, Result, StateError, Store};

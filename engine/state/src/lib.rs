@@ -263,9 +263,45 @@ impl std::str::FromStr for KillSwitchScope {
 
 /// The store. Cheap to share by reference; redb serialises writers itself.
 pub struct Store {
-    db: Database,
+    db: Db,
     path: PathBuf,
 }
+
+/// The database as this process opened it: to write (one process at a time), or to read a
+/// snapshot while another process writes.
+enum Db {
+    Writer(Database),
+    Reader(redb::ReadOnlyDatabase),
+}
+
+/// Why a write transaction could not start.
+#[derive(Debug, thiserror::Error)]
+enum DbError {
+    #[error(transparent)]
+    Transaction(#[from] redb::TransactionError),
+    #[error("the store was opened for reading only")]
+    ReadOnly,
+}
+
+impl Db {
+    fn begin_read(&self) -> std::result::Result<redb::ReadTransaction, redb::TransactionError> {
+        match self {
+            Db::Writer(db) => db.begin_read(),
+            Db::Reader(db) => db.begin_read(),
+        }
+    }
+
+    fn begin_write(&self) -> std::result::Result<redb::WriteTransaction, DbError> {
+        match self {
+            Db::Writer(db) => Ok(db.begin_write()?),
+            Db::Reader(_) => Err(DbError::ReadOnly),
+        }
+    }
+}
+
+/// Every process opens the file in this mode: one writer, and readers that read snapshots
+/// beside it instead of waiting for it.
+const CONCURRENCY: redb::ConcurrencyMode = redb::ConcurrencyMode::SingleWriter;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -331,6 +367,7 @@ impl Store {
         let repaired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut builder = Database::builder();
         builder.set_check_integrity_on_open(true);
+        builder.set_concurrency_mode(CONCURRENCY);
         let noticed = repaired.clone();
         builder.set_repair_callback(move |_| {
             noticed.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -368,7 +405,10 @@ impl Store {
             // After a crash mid-write: the store library rolls back to the last whole commit.
             tracing::warn!(path = %path.display(), "state database repaired after an unclean shutdown");
         }
-        let store = Self { db, path };
+        let store = Self {
+            db: Db::Writer(db),
+            path,
+        };
         if exists {
             let version = store.schema_version()?;
             if version > SCHEMA_VERSION {
@@ -403,6 +443,38 @@ impl Store {
             write_kill_switches(dir, &KillSwitches::default())?;
         }
         Ok(store)
+    }
+
+    /// Opens the store to read it, without waiting for a process that writes it (a running
+    /// cycle): what was committed when each read starts is what is read. A state directory
+    /// without a store yet gets a new one, as [`Store::open`] makes it. Writing through this
+    /// store fails.
+    pub fn open_for_reading(dir: &Path) -> Result<Self> {
+        let path = dir.join(DB_FILE);
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.len() > 0 => {}
+            // Nothing to read beside a writer: an empty file is refused by the writer's open.
+            _ => return Self::open(dir),
+        }
+        let mut builder = Database::builder();
+        builder.set_concurrency_mode(CONCURRENCY);
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            builder.open_read_only(&path)
+        }));
+        match opened {
+            Ok(Ok(db)) => Ok(Self {
+                db: Db::Reader(db),
+                path,
+            }),
+            Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)))) => {
+                Err(StateError::Damaged { path, detail })
+            }
+            Ok(Err(source)) => Err(StateError::Open { path, source }),
+            Err(_) => Err(StateError::Damaged {
+                path,
+                detail: "reading it failed".to_string(),
+            }),
+        }
     }
 
     /// Opens the store, waiting up to `wait` while another process (a running cycle) holds it.

@@ -12,7 +12,7 @@
 //! why stays on the item, and the decision that follows cites it in the journal.
 
 use chrono::{DateTime, Utc};
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{ReadableTable, ReadableTableMetadata};
 use setpoint_core::{ReviewFeedback, ReviewItem, ReviewStatus};
 
 use crate::chain::LinkKind;

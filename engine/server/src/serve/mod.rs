@@ -120,9 +120,6 @@ impl fmt::Display for ServeEvent {
 /// How long a request waits for the store while a cycle holds it.
 const STORE_WAIT: Duration = Duration::from_secs(20);
 
-/// A scrape waits less: Prometheus would rather have the last values than time out.
-const SCRAPE_STORE_WAIT: Duration = Duration::from_millis(500);
-
 /// What every request handler shares.
 struct AppState {
     config: Config,
@@ -185,7 +182,7 @@ pub fn serve(
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or(listen);
-        refresh_reviews(&state, STORE_WAIT).await;
+        refresh_reviews(&state).await;
         let app = router(state.clone());
         let server_shutdown = shutdown.clone();
         let server = tokio::spawn(async move {
@@ -200,7 +197,7 @@ pub fn serve(
                     for report in &reports {
                         metrics.observe_cycle(report);
                     }
-                    refresh_reviews(&state, STORE_WAIT).await;
+                    refresh_reviews(&state).await;
                 }
                 Err(error) => on_event(&ServeEvent::FirstCycleFailed(error)),
             }
@@ -216,7 +213,7 @@ pub fn serve(
                 .run_scheduled(shutdown.clone(), move |report| {
                     after_cycle.metrics.observe_cycle(report);
                     let state = after_cycle.clone();
-                    tokio::spawn(async move { refresh_reviews(&state, STORE_WAIT).await });
+                    tokio::spawn(async move { refresh_reviews(&state).await });
                 })
                 .await?;
         }
@@ -260,7 +257,22 @@ where
     .map_err(ServeError::StoreTask)?
 }
 
-async fn refresh_reviews(state: &Shared, wait: Duration) {
+/// [`with_store`] for what only reads: a snapshot, never waiting for a running cycle.
+async fn reading_store<T, F>(state: &Shared, f: F) -> Result<T, ServeError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Store) -> Result<T, ServeError> + Send + 'static,
+{
+    let dir = state.config.state_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        let store = Store::open_for_reading(&dir)?;
+        f(&store)
+    })
+    .await
+    .map_err(ServeError::StoreTask)?
+}
+
+async fn refresh_reviews(state: &Shared) {
     if !state
         .config
         .state_dir
@@ -269,14 +281,14 @@ async fn refresh_reviews(state: &Shared, wait: Duration) {
     {
         return;
     }
-    match with_store(state, wait, |store| Ok(store.reviews()?)).await {
+    match reading_store(state, |store| Ok(store.reviews()?)).await {
         Ok(reviews) => state.metrics.observe_reviews(&reviews, state.clock.now()),
         Err(error) => tracing::debug!(error = %describe(&error), "reviews not refreshed"),
     }
 }
 
 async fn metrics_handler(State(state): State<Shared>) -> Response {
-    refresh_reviews(&state, SCRAPE_STORE_WAIT).await;
+    refresh_reviews(&state).await;
     (
         [(
             header::CONTENT_TYPE,
@@ -357,7 +369,7 @@ async fn pages_index(
     };
     let dir = state.config.state_dir.clone();
     let now = state.clock.now();
-    let data = with_store(&state, STORE_WAIT, move |store| {
+    let data = reading_store(&state, move |store| {
         Ok(pages::IndexData::load(store, &dir, now)?)
     })
     .await;
@@ -380,7 +392,7 @@ async fn pages_target(
     };
     let target = id.clone();
     let now = state.clock.now();
-    let data = with_store(&state, STORE_WAIT, move |store| {
+    let data = reading_store(&state, move |store| {
         Ok(pages::TargetData::load(store, &target, now)?)
     })
     .await;
@@ -418,7 +430,7 @@ async fn api_reviews(State(state): State<Shared>, headers: HeaderMap) -> Respons
     if state.auth.user(&headers).is_none() {
         return failure(StatusCode::UNAUTHORIZED, "authentication required", true);
     }
-    match with_store(&state, STORE_WAIT, |store| Ok(store.reviews()?)).await {
+    match reading_store(&state, |store| Ok(store.reviews()?)).await {
         Ok(reviews) => Json(reviews).into_response(),
         Err(error) => failure(StatusCode::SERVICE_UNAVAILABLE, &describe(&error), true),
     }
@@ -547,7 +559,7 @@ async fn decide(
             item.loop_name
         ));
     }
-    refresh_reviews(&state, STORE_WAIT).await;
+    refresh_reviews(&state).await;
     tracing::info!(review = item.id, user = %user.name, approve, "review decided on the web");
     if json {
         Json(serde_json::json!({
