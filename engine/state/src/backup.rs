@@ -151,6 +151,9 @@ pub fn restore(state_dir: &Path, backup: &Path, replaced: &Path) -> Result<Store
             copy_synced(&from, &current)?;
         }
     }
+    // A backup is a copy of a store that was open: opened once here, by the one writer, it is
+    // checked whole and closed cleanly, so that readers can open it beside a later cycle.
+    drop(Store::open(state_dir)?);
     Ok(summary)
 }
 
@@ -236,6 +239,18 @@ mod tests {
                 .backup_to(&state, &backup)
                 .is_err()
         );
+        // The copy of an open store reads too (repaired by a writer's open first).
+        let copied = dir.path().join("copied");
+        std::fs::create_dir_all(&copied).unwrap();
+        std::fs::copy(backup.join(DB_FILE), copied.join(DB_FILE)).unwrap();
+        assert_eq!(
+            Store::open_for_reading(&copied)
+                .unwrap()
+                .summary()
+                .unwrap()
+                .journal_records,
+            4
+        );
         // Later: the store is emptied, the kill switches deleted.
         std::fs::write(state.join(DB_FILE), b"").unwrap();
         std::fs::remove_file(state.join(KILL_SWITCHES_FILE)).unwrap();
@@ -244,6 +259,10 @@ mod tests {
         let replaced = dir.path().join("replaced");
         let summary = restore(&state, &backup, &replaced).unwrap();
         assert_eq!(summary.journal_records, 4);
+        // Readers open the restored store beside nobody: it was closed cleanly.
+        let reader = Store::open_for_reading(&state).unwrap();
+        assert_eq!(reader.summary().unwrap().journal_records, 4);
+        drop(reader);
         let store = Store::open(&state).unwrap();
         assert_eq!(store.entries("pg-1").unwrap().len(), 4);
         assert!(crate::read_kill_switches(&state).unwrap().global);

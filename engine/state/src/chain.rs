@@ -235,7 +235,16 @@ impl Store {
 
     /// The chain's head, when it has started.
     pub fn chain_head(&self) -> Result<Option<ChainHead>> {
-        self.get(CHAIN, HEAD_KEY)
+        // A store from before the chain, read before a writer of this version opened it, has
+        // no chain table yet: no head, rather than an error on the page that shows it.
+        let txn = self.db.begin_read().map_err(|e| self.storage(e))?;
+        let table = match txn.open_table(CHAIN) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.storage(e)),
+        };
+        let value = table.get(HEAD_KEY).map_err(|e| self.storage(e))?;
+        value.map(|v| self.decode(HEAD_KEY, v.value())).transpose()
     }
 
     /// Checks the chain from its latest baseline: every link's hash and its link to the one

@@ -466,6 +466,11 @@ impl Store {
                 db: Db::Reader(db),
                 path,
             }),
+            // Left by a writer that did not close it (a crash, a copied file): only a writer
+            // may repair it, which the store's own open does, checking it whole.
+            Ok(Err(redb::DatabaseError::RepairAborted)) => {
+                Self::open_waiting(dir, std::time::Duration::from_secs(30))
+            }
             Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)))) => {
                 Err(StateError::Damaged { path, detail })
             }
