@@ -294,7 +294,11 @@ impl MlflowClient {
                 problems: vec![format!("cannot build the HTTP client: {e}")],
             })?;
         Ok(Self {
-            base: config.tracking_uri.trim().trim_end_matches('/').to_string(),
+            // Credentials in the URI are in `credentials`: the base never shows them.
+            base: setpoint_secret::split_url_credentials(config.tracking_uri.trim())
+                .0
+                .trim_end_matches('/')
+                .to_string(),
             http,
             credentials,
             retry: retry_policy(config),

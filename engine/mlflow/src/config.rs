@@ -31,7 +31,9 @@ pub const ENV_TOKEN: &str = "MLFLOW_TRACKING_TOKEN";
 #[serde(deny_unknown_fields)]
 pub struct MlflowConfig {
     /// Base URL of the tracking server, e.g. `http://127.0.0.1:5000` (a path prefix behind a
-    /// reverse proxy is kept: `https://ml.example.com/mlflow`).
+    /// reverse proxy is kept: `https://ml.example.com/mlflow`). A password in it
+    /// (`https://user:pass@host`) is used as basic authentication and never shown.
+    #[serde(serialize_with = "show_uri")]
     pub tracking_uri: String,
     /// Experiment the runs go to; created if absent.
     #[serde(default = "default_experiment")]
@@ -67,7 +69,10 @@ pub struct MlflowConfig {
 impl fmt::Debug for MlflowConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MlflowConfig")
-            .field("tracking_uri", &self.tracking_uri)
+            .field(
+                "tracking_uri",
+                &setpoint_secret::redact_url(&self.tracking_uri),
+            )
             .field("experiment", &self.experiment)
             .field("registered_model", &self.registered_model)
             .field("username", &self.username)
@@ -93,6 +98,10 @@ fn default_timeout() -> Duration {
 
 fn default_retries() -> u32 {
     3
+}
+
+fn show_uri<S: serde::Serializer>(uri: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&setpoint_secret::redact_url(uri))
 }
 
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
@@ -162,16 +171,20 @@ impl MlflowConfig {
     pub fn problems(&self, prefix: &str) -> Vec<String> {
         let mut problems = Vec::new();
         let uri = self.tracking_uri.trim();
+        let shown = setpoint_secret::redact_url(uri);
         if !(uri.starts_with("http://") || uri.starts_with("https://")) {
             problems.push(format!(
-                "{prefix}tracking_uri: {:?} must start with http:// or https:// \
-                 (a file or database store cannot be reached over REST)",
-                self.tracking_uri
+                "{prefix}tracking_uri: {shown:?} must start with http:// or https:// \
+                 (a file or database store cannot be reached over REST)"
             ));
         } else if let Err(e) = reqwest::Url::parse(uri) {
+            problems.push(format!("{prefix}tracking_uri: {shown:?} is not a URL: {e}"));
+        }
+        if setpoint_secret::split_url_credentials(uri).1.is_some()
+            && (self.username.is_some() || self.token.is_some())
+        {
             problems.push(format!(
-                "{prefix}tracking_uri: {:?} is not a URL: {e}",
-                self.tracking_uri
+                "{prefix}tracking_uri: carries credentials and username or token is set too: keep one"
             ));
         }
         if self.experiment.trim().is_empty() {
@@ -211,6 +224,14 @@ impl MlflowConfig {
     /// over a token, as in MLflow's own clients.
     pub fn credentials(&self, env: impl Fn(&str) -> Option<String>) -> Credentials {
         let non_empty = |value: Option<String>| value.filter(|v| !v.is_empty());
+        if let (_, Some((username, password))) =
+            setpoint_secret::split_url_credentials(self.tracking_uri.trim())
+        {
+            return Credentials::Basic {
+                username,
+                password: password.expose().to_string(),
+            };
+        }
         let username = non_empty(self.username.clone()).or_else(|| non_empty(env(ENV_USERNAME)));
         if let Some(username) = username {
             let password = self
@@ -273,6 +294,37 @@ mod tests {
                 "mlflow.timeout"
             ]
         );
+    }
+
+    #[test]
+    fn credentials_in_the_uri_are_used_and_never_shown() {
+        let config = MlflowConfig::new("https://ml:uri-pw-4711@mlflow.example/prefix");
+        assert!(config.problems("mlflow.").is_empty());
+        match config.credentials(|_| Some("from-env".into())) {
+            Credentials::Basic { username, password } => {
+                assert_eq!(
+                    (username.as_str(), password.as_str()),
+                    ("ml", "uri-pw-4711")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let shown = format!("{config:?} {}", serde_yaml::to_string(&config).unwrap());
+        assert!(!shown.contains("uri-pw-4711"), "{shown}");
+        assert!(
+            shown.contains("https://ml:(redacted)@mlflow.example/prefix"),
+            "{shown}"
+        );
+        let client = crate::MlflowClient::new(&config, config.credentials(|_| None)).unwrap();
+        assert_eq!(client.tracking_uri(), "https://mlflow.example/prefix");
+        // Credentials in the URI and a user or token too: which one is meant is not guessed.
+        let both = MlflowConfig {
+            token: Some("t".into()),
+            ..config
+        };
+        let problems = both.problems("mlflow.").join("; ");
+        assert!(problems.contains("carries credentials"), "{problems}");
+        assert!(!problems.contains("uri-pw-4711"), "{problems}");
     }
 
     #[test]

@@ -228,7 +228,7 @@ impl PrometheusSource {
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(invalid(format!(
                 "url {:?} must start with http:// or https://",
-                config.url
+                setpoint_secret::redact_url(&config.url)
             )));
         }
         if config.max_points_per_series < 2 {
