@@ -297,6 +297,23 @@ impl PrometheusSource {
         }
     }
 
+    /// What a failed request or body read was: a timeout, or the server out of reach.
+    fn transport_error(&self, e: &reqwest::Error, metric: &str) -> ObserveError {
+        if e.is_timeout() {
+            ObserveError::Timeout {
+                source_name: self.name.clone(),
+                metric: metric.to_string(),
+                timeout: self.config.timeout,
+            }
+        } else {
+            ObserveError::Unreachable {
+                source_name: self.name.clone(),
+                metric: metric.to_string(),
+                message: error_chain(e),
+            }
+        }
+    }
+
     /// The body of `response`, refused as soon as it is known to exceed
     /// `max_response_bytes` (its declared length, or what has streamed in).
     async fn read_body(
@@ -329,19 +346,7 @@ impl PrometheusSource {
                 Err(e) => {
                     return Err(Attempt {
                         transient: e.is_timeout(),
-                        error: if e.is_timeout() {
-                            ObserveError::Timeout {
-                                source_name: self.name.clone(),
-                                metric: metric.to_string(),
-                                timeout: self.config.timeout,
-                            }
-                        } else {
-                            ObserveError::Unreachable {
-                                source_name: self.name.clone(),
-                                metric: metric.to_string(),
-                                message: error_chain(&e),
-                            }
-                        },
+                        error: self.transport_error(&e, metric),
                     });
                 }
             }
@@ -372,24 +377,9 @@ impl PrometheusSource {
             None => request,
         };
         let source_name = self.name.clone();
-        let response = request.send().await.map_err(|e| {
-            let error = if e.is_timeout() {
-                ObserveError::Timeout {
-                    source_name: source_name.clone(),
-                    metric: metric.to_string(),
-                    timeout: self.config.timeout,
-                }
-            } else {
-                ObserveError::Unreachable {
-                    source_name: source_name.clone(),
-                    metric: metric.to_string(),
-                    message: error_chain(&e),
-                }
-            };
-            Attempt {
-                error,
-                transient: true,
-            }
+        let response = request.send().await.map_err(|e| Attempt {
+            error: self.transport_error(&e, metric),
+            transient: true,
         })?;
         let status = response.status();
         let body = self.read_body(response, metric).await?;
