@@ -28,6 +28,10 @@ mod plugin_cache;
 /// `setpoint plugin inspect` and `setpoint plugin validate`.
 mod plugin_cli;
 
+/// `setpoint config check` and `setpoint policy test`: undefined policy functions, and errors
+/// that name their field and line.
+mod config_cli;
+
 /// `setpoint train`, `evaluate` and `models`: the learned classifier and its registry.
 mod models_cli;
 

@@ -238,7 +238,8 @@ struct KillSwitchArgs {
 
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
-    /// Run the Rego tests (rules named test_*) and the golden cases of a policy bundle.
+    /// Run the Rego tests (rules named test_*) and the golden cases of a policy bundle, after
+    /// checking that every function it calls is defined.
     Test {
         /// Bundle directory; default: ./policies if it exists, else the builtin bundle.
         dir: Option<PathBuf>,
@@ -250,7 +251,8 @@ enum PolicyCommand {
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
-    /// Check the configuration and print it with every default filled in.
+    /// Check the configuration (and that every function its policies call is defined) and
+    /// print it with every default filled in.
     Check,
 }
 
@@ -354,7 +356,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Some(Command::Config(ConfigCommand::Check)) => {
             let config = load_config(&cli)?;
-            Runtime::new(config.clone())?;
+            let runtime = Runtime::new(config.clone())?;
+            for lp in runtime.loops() {
+                lp.check_policies()?;
+            }
             print!("{}", serde_yaml::to_string(&config)?);
             let inventoried: usize = config.loops.iter().map(|l| l.inventoried.len()).sum();
             eprintln!(

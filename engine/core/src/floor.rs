@@ -407,6 +407,20 @@ fn dimension_floor(
             settings.min_coverage * 100.0
         ));
     }
+    // Each statistic on its own: the higher of the two peaks would hide an impossible one
+    // (f64::max skips a NaN and outbids a negative value), and a broken series is no evidence
+    // whatever its other statistics say.
+    let impossible = weeks.iter().any(|w| {
+        let peak_ok = |v: f64| v.is_finite() && v >= 0.0;
+        !w.p99.is_none_or(peak_ok)
+            || !w.max_hourly.is_none_or(peak_ok)
+            || !w.mean.is_none_or(f64::is_finite)
+    });
+    if impossible {
+        return unknown(
+            "a week has an impossible value (non-finite, or a negative peak)".to_string(),
+        );
+    }
     let peaks: Vec<f64> = weeks.iter().filter_map(WeekPeak::peak).collect();
     if peaks.len() != weeks.len() || peaks.iter().any(|p| !p.is_finite() || *p < 0.0) {
         return unknown("a week has no usable peak (p99 or busiest hour)".to_string());

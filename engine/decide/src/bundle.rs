@@ -90,6 +90,32 @@ impl PolicyBundle {
         Ok(bundle)
     }
 
+    /// Checks what loading leaves to evaluation: every call must name a function of the bundle
+    /// or a builtin of this build. Fails with [`PolicyError::UndefinedFunction`], naming each
+    /// offending call's `file:line:col` and function.
+    ///
+    /// Loading does not run it: a bundle with such a call still loads and runs, and a target
+    /// whose evaluation reaches the call holds with `policy_error`, as for any evaluation
+    /// error. `setpoint config check` and `setpoint policy test` run it, so the call is found
+    /// before it is deployed rather than at the first input that reaches it.
+    pub fn check(&self) -> Result<()> {
+        let mut engine = Engine::new();
+        for (name, text) in &self.files {
+            engine
+                .add_policy(name.clone(), text.clone())
+                .map_err(|e| PolicyError::Syntax {
+                    file: name.clone(),
+                    message: regorus_error(&e, true),
+                })?;
+        }
+        let calls = crate::check::undefined_calls(engine.get_modules());
+        if calls.is_empty() {
+            Ok(())
+        } else {
+            Err(PolicyError::UndefinedFunction { calls })
+        }
+    }
+
     /// The Rego sources, as `(name, text)` pairs in load order.
     pub fn files(&self) -> &[(String, String)] {
         &self.files

@@ -21,6 +21,7 @@
 //!   well-formed decision becomes [`Decision::policy_error`](setpoint_core::Decision::policy_error).
 
 mod bundle;
+mod check;
 mod engine;
 mod testing;
 
@@ -28,6 +29,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use bundle::{PolicyBundle, default_bundle};
+pub use check::UndefinedCall;
 pub use engine::{PolicyEngine, PolicyEvaluation};
 pub use testing::{TestCase, TestKind, TestReport, run_tests};
 
@@ -95,12 +97,20 @@ pub enum PolicyError {
         message: String,
     },
     /// The policies parse but cannot be prepared for evaluation: unsafe variables, bad imports,
-    /// or no [`ENTRY_POINT`] rule. (Calls to unknown functions are only found by evaluating;
-    /// they fail closed at run time and are caught by [`run_tests`].)
+    /// or no [`ENTRY_POINT`] rule. (Calls to unknown functions are not found by preparing: see
+    /// [`PolicyError::UndefinedFunction`].)
     #[error("{message}")]
     Compile {
         /// regorus' message.
         message: String,
+    },
+    /// Calls to functions that neither the bundle nor regorus defines, found by
+    /// [`PolicyBundle::check`] (and so by [`run_tests`]); the interpreter would only find each
+    /// when an evaluation reaches it.
+    #[error("{}", calls.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    UndefinedFunction {
+        /// Every such call, in file and line order.
+        calls: Vec<UndefinedCall>,
     },
 }
 

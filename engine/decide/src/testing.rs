@@ -68,8 +68,11 @@ impl TestReport {
 /// subdirectory holding an `input.json`).
 ///
 /// A failing test is a failed [`TestCase`], not an error; errors are reserved for a bundle that
-/// cannot be prepared or a golden directory that cannot be listed.
+/// cannot be prepared, one that calls an undefined function ([`PolicyBundle::check`], as
+/// `opa test` refuses such a bundle before running any test), or a golden directory that cannot
+/// be listed.
 pub fn run_tests(bundle: &PolicyBundle, golden_dir: Option<&Path>) -> Result<TestReport> {
+    bundle.check()?;
     let mut report = TestReport::default();
     run_rego_tests(bundle, &mut report)?;
     if let Some(dir) = golden_dir {

@@ -209,6 +209,50 @@ mod loading {
     }
 
     #[test]
+    fn a_call_to_an_undefined_function_fails_the_check_and_holds_when_reached() {
+        let rego = "package setpoint\nimport rego.v1\nimport data.lib\n\ndecision := {\"verdict\": \"hold\", \"proposal\": null, \"reasons\": [{\"code\": \"x\", \"message\": m}]} if {\n    m := no_such_fn(1)\n}\n\ntest_it if {\n    lib.helpr(2)\n}\n";
+        let lib = "package lib\nimport rego.v1\n\nhelper(x) := x\n";
+        let bundle = PolicyBundle::from_sources(
+            vec![
+                ("policies/d.rego".into(), rego.into()),
+                ("policies/lib.rego".into(), lib.into()),
+            ],
+            json!({}),
+        )
+        .expect("loading still accepts it: the interpreter resolves calls when it evaluates");
+
+        let err = bundle.check().unwrap_err();
+        assert!(
+            matches!(err, PolicyError::UndefinedFunction { .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "policies/d.rego:6:10: call to undefined function no_such_fn; \
+             policies/d.rego:10:5: call to undefined function lib.helpr"
+        );
+        let err = run_tests(&bundle, None).unwrap_err();
+        assert!(err.to_string().contains("no_such_fn"), "{err}");
+
+        // Deployed anyway, the target that reaches the call holds.
+        let mut engine = PolicyEngine::new(&bundle, &KillSwitches::default()).unwrap();
+        let evaluation = engine.decide(&input("past-approval-stable-act"));
+        assert_eq!(evaluation.decision.verdict, Verdict::Hold);
+        assert_eq!(evaluation.decision.reasons[0].code, "policy_error");
+        let error = evaluation.error.unwrap();
+        assert!(error.contains("no_such_fn"), "{error}");
+    }
+
+    #[test]
+    fn the_default_bundle_passes_the_check() {
+        default_bundle().unwrap().check().unwrap();
+        PolicyBundle::load(&policies_dir())
+            .unwrap()
+            .check()
+            .unwrap();
+    }
+
+    #[test]
     fn an_empty_directory_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let err = PolicyBundle::load(dir.path()).unwrap_err();

@@ -85,7 +85,8 @@ pub enum RuntimeError {
         /// What went wrong, naming the plugin.
         message: String,
     },
-    /// A loop's policy bundle could not be loaded (a syntax error names file:line:col).
+    /// A loop's policy bundle could not be loaded (a syntax error names file:line:col), or
+    /// failed [`LoopRuntime::check_policies`].
     #[error("loop {loop_name}: policy bundle {bundle}: {source}")]
     Policy {
         /// The loop.
@@ -374,6 +375,19 @@ impl LoopRuntime {
         })
     }
 
+    /// Checks the loop's policies for what loading leaves to evaluation: calls to undefined
+    /// functions ([`PolicyBundle::check`]). `config check` runs it; a cycle does not need it,
+    /// since a target whose evaluation reaches such a call holds with `policy_error`.
+    pub fn check_policies(&self) -> Result<()> {
+        self.policies
+            .check()
+            .map_err(|source| RuntimeError::Policy {
+                loop_name: self.config.name.to_string(),
+                bundle: bundle_label(&self.config.policies),
+                source,
+            })
+    }
+
     /// `name version` of the loop's plugin, as reports and the journal name it.
     pub fn plugin_label(&self) -> String {
         let descriptor = self.plugin.descriptor();
@@ -597,6 +611,14 @@ pub(crate) fn bundled_fleet_for(seed: u64, technology: &str) -> Option<Simulated
         })
 }
 
+/// A loop's policy bundle as errors name it: `builtin` or its directory.
+fn bundle_label(policies: &config::PolicyRef) -> String {
+    match policies {
+        config::PolicyRef::Builtin => "builtin".to_string(),
+        config::PolicyRef::Dir(dir) => dir.display().to_string(),
+    }
+}
+
 fn resolve_loop(config: LoopConfig, cache: &Arc<CompileCache>) -> Result<LoopRuntime> {
     let loop_name = config.name.to_string();
     let host = PluginHost::new(config.limits.resolve())
@@ -648,10 +670,7 @@ fn resolve_loop(config: LoopConfig, cache: &Arc<CompileCache>) -> Result<LoopRun
     }
     .map_err(|source| RuntimeError::Policy {
         loop_name: loop_name.clone(),
-        bundle: match &config.policies {
-            config::PolicyRef::Builtin => "builtin".to_string(),
-            config::PolicyRef::Dir(dir) => dir.display().to_string(),
-        },
+        bundle: bundle_label(&config.policies),
         source,
     })?;
     let source = config

@@ -18,10 +18,12 @@
 mod http;
 mod kube;
 mod smtp;
+mod tls;
 
 pub use http::{HttpFake, Request, Response, slack_webhook};
 pub use kube::{FakeKube, merge_patch};
 pub use smtp::{Mail, SmtpSink};
+pub use tls::make_certificates;
 
 use std::net::{SocketAddr, TcpListener};
 

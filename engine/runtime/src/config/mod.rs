@@ -193,10 +193,16 @@ impl Config {
                 }
             }
         }
-        if let Some(file) = config.serve.as_mut().and_then(|s| s.tokens_file.as_mut())
-            && file.is_relative()
-        {
-            *file = base.join(&*file);
+        if let Some(serve) = config.serve.as_mut() {
+            let mut files: Vec<&mut PathBuf> = serve.tokens_file.iter_mut().collect();
+            if let Some(tls) = serve.tls.as_mut() {
+                files.extend([&mut tls.cert_file, &mut tls.key_file]);
+            }
+            for file in files {
+                if file.is_relative() {
+                    *file = base.join(&*file);
+                }
+            }
         }
         for lp in &mut config.loops {
             if let PluginRef::File { path: p, .. } = &mut lp.plugin
@@ -343,6 +349,9 @@ impl Config {
                 "telemetry.otlp.endpoint: must be an http:// or https:// URL, got {endpoint:?}"
             ));
         }
+        if let Some(serve) = &self.serve {
+            out.extend(serve.problems("serve."));
+        }
         let mut seen = BTreeSet::new();
         for (i, lp) in self.loops.iter().enumerate() {
             let path = format!("loops[{i}]");
@@ -469,7 +478,10 @@ loops:
         assert_eq!(lp.mode, Mode::Enforce);
         assert_eq!(
             lp.source,
-            SourceConfig::Simulated(crate::sources::SimulatedConfig { seed: 7 })
+            SourceConfig::Simulated(crate::sources::SimulatedConfig {
+                seed: 7,
+                targets: None
+            })
         );
         assert_eq!(lp.bounds.resolve().min_cpu_millicores, 2000);
         assert_eq!(lp.limits.resolve().memory_bytes, 32 * 1024 * 1024);

@@ -14,6 +14,10 @@ pub struct SimulatedConfig {
     /// Seed of the simulation: the same seed gives the same fleet and samples.
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// About this many targets, the scenarios' proportions scaled up or down (at least one per
+    /// scenario), for load tests and demos of a large fleet. Default: each scenario's own count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<std::num::NonZeroUsize>,
 }
 
 fn default_seed() -> u64 {
@@ -24,6 +28,7 @@ impl Default for SimulatedConfig {
     fn default() -> Self {
         Self {
             seed: default_seed(),
+            targets: None,
         }
     }
 }
@@ -32,7 +37,10 @@ impl SourceSpec for SimulatedConfig {
     const KIND: &'static str = "simulated";
 
     fn describe(&self) -> String {
-        format!("simulated(seed {})", self.seed)
+        match self.targets {
+            Some(targets) => format!("simulated(seed {}, {targets} targets)", self.seed),
+            None => format!("simulated(seed {})", self.seed),
+        }
     }
 
     fn seed(&self) -> Option<u64> {
@@ -43,7 +51,11 @@ impl SourceSpec for SimulatedConfig {
     /// none, for a technology setpoint bundles, gets the bundled plugin's.
     fn build(&self, context: &SourceContext<'_>) -> Result<Arc<dyn MetricSource>, ObserveError> {
         let descriptor = context.descriptor;
-        let fleet = if descriptor.scenarios.is_empty() {
+        let fleet = if let Some(targets) = self.targets
+            && !descriptor.scenarios.is_empty()
+        {
+            SimulatedFleet::sized(self.seed, descriptor, targets.get())
+        } else if descriptor.scenarios.is_empty() {
             crate::bundled_fleet_for(self.seed, &descriptor.technology)
                 .unwrap_or_else(|| SimulatedFleet::new(self.seed, descriptor))
         } else {

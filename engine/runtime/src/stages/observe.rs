@@ -1332,3 +1332,177 @@ mod tests {
         assert_eq!((window.end - window.start).num_days(), 35);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! Property test of the observe stage's safety contract: missing, partial, stale or
+    //! impossible evidence never lets a target shrink. Whatever each metric's query answers, a
+    //! dimension whose metric failed, is missing, or carried a value outside its domain may not
+    //! shrink, and a gap in any metric's week lets nothing shrink.
+
+    #![allow(clippy::unwrap_used)]
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What one metric's answer for the target is like.
+    #[derive(Debug, Clone)]
+    enum Answer {
+        /// Complete and plausible.
+        Good,
+        /// The query failed for the fleet.
+        Failed,
+        /// The target has no series.
+        Missing,
+        /// One sample is outside the metric's domain.
+        Impossible(f64),
+        /// A stretch of one week (its index back from the end) has no samples: the exporter
+        /// was down, the data stale.
+        Gap(u32),
+    }
+
+    fn answer() -> impl Strategy<Value = Answer> {
+        prop_oneof![
+            3 => Just(Answer::Good),
+            1 => Just(Answer::Failed),
+            1 => Just(Answer::Missing),
+            1 => prop::sample::select(vec![-5.0, -0.02, 2.5, 1e308]).prop_map(Answer::Impossible),
+            1 => (0u32..4).prop_map(Answer::Gap),
+        ]
+    }
+
+    fn ratio(name: &str) -> MetricSpec {
+        MetricSpec {
+            name: name.into(),
+            query: String::new(),
+            aggregation: Aggregation::Mean,
+            unit: "ratio".into(),
+            description: String::new(),
+            capacity: None,
+            fallback_query: None,
+        }
+    }
+
+    /// Hourly samples of a quiet target over the window (a shrink the floor would allow), with
+    /// `answer`'s damage done.
+    fn series(metric: &str, window: &Window, level: f64, answer: &Answer) -> MetricSeries {
+        let step = window.step_seconds as i64 * 1000;
+        let (start, end) = (
+            window.start.timestamp_millis(),
+            window.end.timestamp_millis(),
+        );
+        let mut timestamps_ms: Vec<i64> = (0..)
+            .map(|k| start + k * step)
+            .take_while(|t| *t < end)
+            .collect();
+        if let Answer::Gap(back) = answer {
+            // A third of the week: below the least coverage a week needs.
+            let week_end = end - i64::from(*back) * setpoint_observe::WEEK_MS;
+            let from = week_end - setpoint_observe::WEEK_MS / 3;
+            timestamps_ms.retain(|t| !(from..week_end).contains(t));
+        }
+        let mut values: Vec<f64> = timestamps_ms
+            .iter()
+            .enumerate()
+            .map(|(i, _)| level + 0.05 * ((i % 24) as f64 / 24.0))
+            .collect();
+        if let Answer::Impossible(v) = answer {
+            let i = values.len() / 2;
+            values[i] = *v;
+        }
+        MetricSeries {
+            metric: metric.into(),
+            timestamps_ms,
+            values,
+            sample_counts: None,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn missing_stale_or_impossible_evidence_never_lets_a_target_shrink(
+            answers in prop::collection::vec(answer(), 3),
+            levels in prop::collection::vec(0.02..0.3f64, 3),
+        ) {
+            let now = Utc.with_ymd_and_hms(2026, 11, 23, 6, 0, 0).unwrap();
+            let window = window_for(now, 4, 3600);
+            let metrics = [ratio("cpu"), ratio("memory"), ratio("connections")];
+            let target = Target {
+                id: "pg-a".into(),
+                technology: "postgres".into(),
+                labels: BTreeMap::new(),
+                resources: setpoint_core::Resources {
+                    cpu_millicores: 16_000,
+                    memory_bytes: 64 << 30,
+                    replicas: 1,
+                    parameters: BTreeMap::new(),
+                },
+            };
+            let names = HashMap::from([("pg-a".to_string(), "pg-a".to_string())]);
+            let mut observation = Observation::default();
+            for ((spec, answer), level) in metrics.iter().zip(&answers).zip(&levels) {
+                let result = match answer {
+                    Answer::Failed => Err(setpoint_observe::ObserveError::Malformed {
+                        source_name: "tsdb".into(),
+                        metric: spec.name.clone(),
+                        message: "truncated".into(),
+                    }),
+                    Answer::Missing => Ok(setpoint_observe::QueryResult {
+                        series: Vec::new(),
+                        problems: Vec::new(),
+                    }),
+                    _ => Ok(setpoint_observe::QueryResult {
+                        series: vec![("pg-a".into(), series(&spec.name, &window, *level, answer))],
+                        problems: Vec::new(),
+                    }),
+                };
+                observation.answer(spec, result, &names);
+            }
+            let floor = FloorContext {
+                settings: FloorSettings::default(),
+                window,
+                // Raw samples: the floor's weeks are summarised here, from the same series.
+                summarised: false,
+            };
+            let fleet = observation.into_fleet(vec![target], &names, &metrics, 3, &floor);
+            let observed = &fleet.targets[0];
+            let floor = &observed.floor;
+            let bad = |a: &Answer| !matches!(a, Answer::Good | Answer::Gap(_));
+            for (dimension, answer) in [
+                (setpoint_core::Dimension::Cpu, &answers[0]),
+                (setpoint_core::Dimension::Memory, &answers[1]),
+            ] {
+                if bad(answer) {
+                    prop_assert!(
+                        !floor.bound(dimension).unwrap().may_shrink(),
+                        "{dimension:?} may shrink after {answer:?}: {floor:?}"
+                    );
+                }
+            }
+            if answers.iter().any(|a| matches!(a, Answer::Gap(_))) {
+                prop_assert!(!floor.allows_any_shrink(), "a gap, yet {floor:?}");
+            }
+            // What was wrong is said on the target's row.
+            for (spec, answer) in metrics.iter().zip(&answers) {
+                if bad(answer) {
+                    prop_assert!(
+                        observed.issues.iter().any(|i| {
+                            i.metric() == Some(spec.name.as_str())
+                                || matches!(i, ObserveIssue::NoMatchingSeries { .. })
+                        }),
+                        "{answer:?} of {} unsaid: {:?}", spec.name, observed.issues
+                    );
+                }
+            }
+            // And a quiet target with complete data may shrink: the property is not vacuous.
+            if answers[..2].iter().all(|a| matches!(a, Answer::Good))
+                && !answers.iter().any(|a| matches!(a, Answer::Gap(_)))
+            {
+                prop_assert!(floor.allows_any_shrink(), "{floor:?}");
+            }
+        }
+    }
+}
