@@ -17,6 +17,7 @@
 
 mod http;
 mod kube;
+pub mod load;
 mod smtp;
 mod tls;
 

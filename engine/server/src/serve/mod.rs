@@ -8,12 +8,15 @@
 //! binary decides how it is printed.
 
 mod auth;
+mod cache;
+mod guard;
+mod listener;
 mod metrics;
 mod pages;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path as UrlPath, Query, State};
@@ -28,10 +31,15 @@ use setpoint_state::{KillSwitchScope, StateError, Store};
 
 use crate::describe;
 use crate::review::{self, Decided, ReviewDecision, ReviewError};
-use auth::{Auth, Role, User, Via};
+use auth::{Auth, Identified, Role, User, Via};
+use guard::{BodyLimits, Origins};
 use metrics::EngineMetrics;
 
 pub use auth::AuthError;
+pub use listener::TlsError;
+
+/// The longest comment a decision may carry, in characters.
+const MAX_COMMENT_CHARS: usize = 4096;
 
 /// How `setpoint serve` runs, besides what the configuration's `serve:` says.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,6 +58,9 @@ pub enum ServeError {
     /// The tokens file could not be used.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// The TLS certificate or key could not be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The loops could not be set up, or running them on their schedules failed.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
@@ -82,7 +93,15 @@ pub enum ServeEvent {
     /// Neither a tokens file nor a proxy is configured.
     NoAuthentication,
     /// The server listens on this address.
-    Listening(String),
+    Listening {
+        /// The address.
+        address: String,
+        /// Whether it speaks HTTPS.
+        tls: bool,
+    },
+    /// No origin is setpoint's own (listening on every address without `serve.public_url`):
+    /// every form is refused.
+    NoPublicUrl,
     /// The first cycle (`run_once_first`) failed; the loops still run on their schedules.
     FirstCycleFailed(RuntimeError),
     /// The loops run on their schedules from now on.
@@ -90,8 +109,6 @@ pub enum ServeEvent {
         /// How many loops.
         loops: usize,
     },
-    /// The HTTP server ended with an error.
-    ServerFailed(std::io::Error),
     /// The HTTP server's task panicked or was cancelled.
     ServerTaskFailed(tokio::task::JoinError),
     /// Everything stopped after a shutdown signal.
@@ -104,13 +121,21 @@ impl fmt::Display for ServeEvent {
             ServeEvent::NoAuthentication => f.write_str(
                 "no serve.tokens_file or serve.proxy configured: everyone may view, nobody may approve",
             ),
-            ServeEvent::Listening(address) => write!(f, "listening on http://{address}"),
+            ServeEvent::Listening { address, tls } => write!(
+                f,
+                "listening on {}://{address}",
+                if *tls { "https" } else { "http" }
+            ),
+            ServeEvent::NoPublicUrl => f.write_str(
+                "serve.public_url is not set and setpoint listens on every address: forms \
+                 (sign-in, approvals, kill switches) are refused until serve.public_url names \
+                 the URL people open the page at",
+            ),
             ServeEvent::FirstCycleFailed(error) => write!(f, "first cycle failed: {error}"),
             ServeEvent::Scheduled { loops } => write!(
                 f,
                 "running {loops} loop(s) on their schedules; Ctrl-C to stop"
             ),
-            ServeEvent::ServerFailed(error) => write!(f, "server error: {error}"),
             ServeEvent::ServerTaskFailed(error) => write!(f, "server task failed: {error}"),
             ServeEvent::Stopped => f.write_str("stopped"),
         }
@@ -125,6 +150,10 @@ struct AppState {
     config: Config,
     runtime: Arc<Runtime>,
     auth: Auth,
+    /// The origins a state-changing request may come from.
+    origins: Origins,
+    /// The index page's data, while the store and the kill switches are unchanged.
+    index: cache::FileCache<pages::IndexData>,
     metrics: Arc<EngineMetrics>,
     clock: SharedClock,
 }
@@ -144,6 +173,10 @@ pub fn serve(
         .clone()
         .unwrap_or_else(|| serve_config.listen.clone());
     let auth = Auth::load(&serve_config)?;
+    let tls = match &serve_config.tls {
+        Some(tls) => Some(listener::tls_acceptor(&tls.cert_file, &tls.key_file)?),
+        None => None,
+    };
     if !auth.configured() {
         on_event(&ServeEvent::NoAuthentication);
     }
@@ -155,13 +188,6 @@ pub fn serve(
             .map(|l| (l.name.as_str(), l.mode == setpoint_core::Mode::DryRun)),
     );
     let runtime = Arc::new(Runtime::new(config.clone())?.with_clock(clock.clone()));
-    let state = Arc::new(AppState {
-        config,
-        runtime: runtime.clone(),
-        auth,
-        metrics: metrics.clone(),
-        clock,
-    });
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -178,25 +204,47 @@ pub fn serve(
                 });
             }
         };
-        let address = listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or(listen);
-        refresh_reviews(&state).await;
-        let app = router(state.clone());
-        let server_shutdown = shutdown.clone();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { server_shutdown.wait().await })
-                .await
+        let bound = listener.local_addr().map_err(|source| ServeError::Listen {
+            address: listen.clone(),
+            source,
+        })?;
+        let origins = Origins::new(serve_config.public_origin(), bound, tls.is_some());
+        if !origins.any() {
+            on_event(&ServeEvent::NoPublicUrl);
+        }
+        let state = Arc::new(AppState {
+            index: cache::FileCache::of_state_dir(&config.state_dir),
+            config,
+            runtime: runtime.clone(),
+            auth,
+            origins,
+            metrics: metrics.clone(),
+            clock,
         });
-        on_event(&ServeEvent::Listening(address));
+        refresh_reviews(&state).await;
+        let limits = BodyLimits {
+            max_bytes: usize::try_from(serve_config.max_body_bytes).unwrap_or(usize::MAX),
+            timeout: serve_config.body_timeout.0,
+        };
+        let app = router(state.clone(), limits);
+        let server = tokio::spawn(listener::serve(
+            listener,
+            app,
+            tls.clone(),
+            serve_config.header_timeout.0,
+            shutdown.clone(),
+        ));
+        on_event(&ServeEvent::Listening {
+            address: bound.to_string(),
+            tls: tls.is_some(),
+        });
         if options.run_once_first && !options.no_loops {
             match runtime.run_once(state.clock.now(), None, &shutdown).await {
                 Ok(reports) => {
                     for report in &reports {
                         metrics.observe_cycle(report);
                     }
+                    state.index.invalidate().await;
                     refresh_reviews(&state).await;
                 }
                 Err(error) => on_event(&ServeEvent::FirstCycleFailed(error)),
@@ -213,21 +261,22 @@ pub fn serve(
                 .run_scheduled(shutdown.clone(), move |report| {
                     after_cycle.metrics.observe_cycle(report);
                     let state = after_cycle.clone();
-                    tokio::spawn(async move { refresh_reviews(&state).await });
+                    tokio::spawn(async move {
+                        state.index.invalidate().await;
+                        refresh_reviews(&state).await;
+                    });
                 })
                 .await?;
         }
-        match server.await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => on_event(&ServeEvent::ServerFailed(error)),
-            Err(error) => on_event(&ServeEvent::ServerTaskFailed(error)),
+        if let Err(error) = server.await {
+            on_event(&ServeEvent::ServerTaskFailed(error));
         }
         on_event(&ServeEvent::Stopped);
         Ok(())
     })
 }
 
-fn router(state: Shared) -> Router {
+fn router(state: Shared, limits: BodyLimits) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -239,6 +288,11 @@ fn router(state: Shared) -> Router {
         .route("/reviews/{id}/approve", post(approve))
         .route("/reviews/{id}/reject", post(reject))
         .route("/kill-switches", post(kill_switch))
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            guard::bounded_body,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(limits.max_bytes))
         .with_state(state)
 }
 
@@ -332,8 +386,8 @@ fn wants_json(headers: &HeaderMap) -> bool {
 
 /// The request's user, or the response that refuses it: JSON clients get 401, browsers the
 /// sign-in page.
-fn viewer(state: &AppState, headers: &HeaderMap) -> Result<User, Box<Response>> {
-    state.auth.user(headers).ok_or_else(|| {
+fn viewer(state: &AppState, headers: &HeaderMap) -> Result<Identified, Box<Response>> {
+    state.auth.identify(headers, Instant::now()).ok_or_else(|| {
         Box::new(
             if wants_json(headers) || headers.contains_key(header::AUTHORIZATION) {
                 failure(StatusCode::UNAUTHORIZED, "authentication required", true)
@@ -342,6 +396,40 @@ fn viewer(state: &AppState, headers: &HeaderMap) -> Result<User, Box<Response>> 
             },
         )
     })
+}
+
+/// `response` with the session cookie a request started, if it started one.
+fn with_session(mut response: Response, set_cookie: Option<HeaderValue>) -> Response {
+    if let Some(cookie) = set_cookie {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// A form's fields; an empty body is an empty form (an API client approving without a
+/// comment), anything else that is not a form is refused with the extractor's status.
+fn form_fields<T: Default>(
+    headers: &HeaderMap,
+    form: Result<Form<T>, FormRejection>,
+    json: bool,
+) -> Result<T, Box<Response>> {
+    match form {
+        Ok(Form(fields)) => Ok(fields),
+        Err(_)
+            if headers
+                .get(header::CONTENT_LENGTH)
+                .is_none_or(|length| length == "0")
+                && !headers.contains_key(header::TRANSFER_ENCODING)
+                && !headers.contains_key(header::CONTENT_TYPE) =>
+        {
+            Ok(T::default())
+        }
+        Err(rejection) => Err(Box::new(failure(
+            rejection.status(),
+            &rejection.body_text(),
+            json,
+        ))),
+    }
 }
 
 /// Filters of the index page.
@@ -363,22 +451,27 @@ async fn pages_index(
     headers: HeaderMap,
     Query(filters): Query<Filters>,
 ) -> Response {
-    let user = match viewer(&state, &headers) {
-        Ok(user) => user,
+    let Identified { user, set_cookie } = match viewer(&state, &headers) {
+        Ok(identified) => identified,
         Err(response) => return *response,
     };
-    let dir = state.config.state_dir.clone();
+    let data = state
+        .index
+        .get(|| {
+            let dir = state.config.state_dir.clone();
+            reading_store(&state, move |store| {
+                Ok(pages::IndexData::load(store, &dir)?)
+            })
+        })
+        .await;
     let now = state.clock.now();
-    let data = reading_store(&state, move |store| {
-        Ok(pages::IndexData::load(store, &dir, now)?)
-    })
-    .await;
-    match data {
+    let response = match data {
         Ok(data) => with_flash(&headers, |flash| {
-            pages::index(&data, &filters, &user, flash)
+            pages::index(&data, &filters, &user, flash, now)
         }),
         Err(error) => failure(StatusCode::SERVICE_UNAVAILABLE, &describe(&error), false),
-    }
+    };
+    with_session(response, set_cookie)
 }
 
 async fn pages_target(
@@ -386,8 +479,8 @@ async fn pages_target(
     headers: HeaderMap,
     UrlPath(id): UrlPath<String>,
 ) -> Response {
-    let user = match viewer(&state, &headers) {
-        Ok(user) => user,
+    let Identified { user, set_cookie } = match viewer(&state, &headers) {
+        Ok(identified) => identified,
         Err(response) => return *response,
     };
     let target = id.clone();
@@ -396,7 +489,7 @@ async fn pages_target(
         Ok(pages::TargetData::load(store, &target, now)?)
     })
     .await;
-    match data {
+    let response = match data {
         Ok(Some(data)) => with_flash(&headers, |flash| pages::target(&data, &user, flash)),
         Ok(None) => failure(
             StatusCode::NOT_FOUND,
@@ -404,7 +497,8 @@ async fn pages_target(
             false,
         ),
         Err(error) => failure(StatusCode::SERVICE_UNAVAILABLE, &describe(&error), false),
-    }
+    };
+    with_session(response, set_cookie)
 }
 
 /// The cookie that carries the outcome of a decision to the page it redirects to.
@@ -427,7 +521,7 @@ fn with_flash(
 }
 
 async fn api_reviews(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    if state.auth.user(&headers).is_none() {
+    if state.auth.identify(&headers, Instant::now()).is_none() {
         return failure(StatusCode::UNAUTHORIZED, "authentication required", true);
     }
     match reading_store(&state, |store| Ok(store.reviews()?)).await {
@@ -453,14 +547,7 @@ async fn approve(
     UrlPath(id): UrlPath<u64>,
     form: Result<Form<DecisionForm>, FormRejection>,
 ) -> Response {
-    decide(
-        state,
-        headers,
-        id,
-        true,
-        form.map(|f| f.0).unwrap_or_default(),
-    )
-    .await
+    decide(state, headers, id, true, form).await
 }
 
 async fn reject(
@@ -469,14 +556,7 @@ async fn reject(
     UrlPath(id): UrlPath<u64>,
     form: Result<Form<DecisionForm>, FormRejection>,
 ) -> Response {
-    decide(
-        state,
-        headers,
-        id,
-        false,
-        form.map(|f| f.0).unwrap_or_default(),
-    )
-    .await
+    decide(state, headers, id, false, form).await
 }
 
 /// Approves or rejects review `id` for an approver; in an enforce loop an approval is
@@ -486,9 +566,13 @@ async fn decide(
     headers: HeaderMap,
     id: u64,
     approve: bool,
-    form: DecisionForm,
+    form: Result<Form<DecisionForm>, FormRejection>,
 ) -> Response {
     let json = wants_json(&headers) || headers.contains_key(header::AUTHORIZATION);
+    let form = match form_fields(&headers, form, json) {
+        Ok(form) => form,
+        Err(response) => return *response,
+    };
     let user = match approver(
         &state,
         &headers,
@@ -500,6 +584,14 @@ async fn decide(
         Err(response) => return *response,
     };
     let comment = form.comment.trim().to_string();
+    let length = comment.chars().count();
+    if length > MAX_COMMENT_CHARS {
+        return failure(
+            StatusCode::BAD_REQUEST,
+            &format!("comment: at most {MAX_COMMENT_CHARS} characters, got {length}"),
+            json,
+        );
+    }
     if !approve && comment.is_empty() {
         return failure(
             StatusCode::BAD_REQUEST,
@@ -559,6 +651,7 @@ async fn decide(
             item.loop_name
         ));
     }
+    state.index.invalidate().await;
     refresh_reviews(&state).await;
     tracing::info!(review = item.id, user = %user.name, approve, "review decided on the web");
     if json {
@@ -585,7 +678,12 @@ fn approver(
     what: &str,
     json: bool,
 ) -> Result<User, Box<Response>> {
-    let Some(user) = state.auth.user(headers).filter(|u| u.via != Via::Anonymous) else {
+    let Some(user) = state
+        .auth
+        .identify(headers, Instant::now())
+        .map(|i| i.user)
+        .filter(|u| u.via != Via::Anonymous)
+    else {
         return Err(Box::new(failure(
             StatusCode::UNAUTHORIZED,
             &format!("authentication required: only an approver may {what}"),
@@ -599,10 +697,21 @@ fn approver(
             json,
         )));
     }
-    if !auth::same_site(headers, &user, csrf) {
+    if let Err(refusal) = state.origins.check(headers, user.via) {
         return Err(Box::new(failure(
             StatusCode::FORBIDDEN,
-            "refused: the request did not come from setpoint's own page (CSRF check)",
+            &format!(
+                "refused: {refusal}, not from setpoint's own page ({}; set serve.public_url \
+                 when people open it at another URL)",
+                expected_origins(&state.origins)
+            ),
+            json,
+        )));
+    }
+    if !auth::csrf_matches(&user, csrf) {
+        return Err(Box::new(failure(
+            StatusCode::FORBIDDEN,
+            "refused: the form does not carry this session's CSRF value (reload the page)",
             json,
         )));
     }
@@ -647,7 +756,10 @@ async fn kill_switch(
     form: Result<Form<KillSwitchForm>, FormRejection>,
 ) -> Response {
     let json = wants_json(&headers) || headers.contains_key(header::AUTHORIZATION);
-    let form = form.map(|f| f.0).unwrap_or_default();
+    let form: KillSwitchForm = match form_fields(&headers, form, json) {
+        Ok(form) => form,
+        Err(response) => return *response,
+    };
     let user = match approver(
         &state,
         &headers,
@@ -689,6 +801,7 @@ async fn kill_switch(
         }
     })
     .await;
+    state.index.invalidate().await;
     let switches = match written {
         Ok(Ok(switches)) => switches,
         Ok(Err(error)) => {
@@ -727,6 +840,15 @@ fn redirect_with_flash(to: &str, message: &str) -> Response {
     response
 }
 
+/// The origins named in refusals.
+fn expected_origins(origins: &Origins) -> String {
+    if origins.any() {
+        format!("expected {}", origins.allowed().join(" or "))
+    } else {
+        "no origin is accepted until serve.public_url is set".to_string()
+    }
+}
+
 async fn login_form(State(state): State<Shared>) -> Response {
     page(
         StatusCode::OK,
@@ -735,38 +857,87 @@ async fn login_form(State(state): State<Shared>) -> Response {
 }
 
 /// The sign-in form's field.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 struct LoginForm {
+    #[serde(default)]
     token: String,
 }
 
-async fn login(State(state): State<Shared>, Form(form): Form<LoginForm>) -> Response {
-    let token = form.token.trim();
-    if state.auth.by_token(token, Via::Cookie).is_none() {
+/// Starts a session for a token from the tokens file. The form must come from our own page,
+/// so another site cannot sign a browser in as someone else.
+async fn login(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    form: Result<Form<LoginForm>, FormRejection>,
+) -> Response {
+    let form: LoginForm = match form_fields(&headers, form, false) {
+        Ok(form) => form,
+        Err(response) => return *response,
+    };
+    if let Err(refusal) = state.origins.check(&headers, Via::Session) {
         return page(
-            StatusCode::UNAUTHORIZED,
-            pages::login_page(state.auth.configured(), Some("unknown token")),
+            StatusCode::FORBIDDEN,
+            pages::login_page(
+                state.auth.configured(),
+                Some(&format!(
+                    "refused: {refusal}, not from this page ({})",
+                    expected_origins(&state.origins)
+                )),
+            ),
         );
     }
-    let mut response = Redirect::to("/").into_response();
-    // HttpOnly: scripts cannot read it; SameSite=Strict: other sites cannot send it.
-    match HeaderValue::from_str(&format!(
-        "{}={token}; Path=/; HttpOnly; SameSite=Strict",
-        auth::COOKIE
-    )) {
-        Ok(value) => {
-            response.headers_mut().insert(header::SET_COOKIE, value);
+    match state.auth.sign_in(form.token.trim(), Instant::now()) {
+        Ok(Some((user, cookie))) => {
+            tracing::info!(user = %user.name, "signed in");
+            let mut response = Redirect::to("/").into_response();
+            response.headers_mut().insert(header::SET_COOKIE, cookie);
             response
         }
-        Err(_) => failure(StatusCode::BAD_REQUEST, "a token must be plain text", false),
+        Ok(None) => page(
+            StatusCode::UNAUTHORIZED,
+            pages::login_page(state.auth.configured(), Some("unknown token")),
+        ),
+        Err(error) => failure(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string(), false),
     }
 }
 
-async fn logout() -> Response {
+/// The sign-out form's field.
+#[derive(Debug, Default, Deserialize)]
+struct LogoutForm {
+    #[serde(default)]
+    csrf: Option<String>,
+}
+
+/// Ends the session, when the form comes from its own page.
+async fn logout(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    form: Result<Form<LogoutForm>, FormRejection>,
+) -> Response {
+    let form: LogoutForm = match form_fields(&headers, form, false) {
+        Ok(form) => form,
+        Err(response) => return *response,
+    };
+    let signed_in = state
+        .auth
+        .identify(&headers, Instant::now())
+        .map(|i| i.user)
+        .filter(|u| u.via == Via::Session);
+    if let Some(user) = signed_in {
+        if state.origins.check(&headers, user.via).is_err()
+            || !auth::csrf_matches(&user, form.csrf.as_deref())
+        {
+            return failure(
+                StatusCode::FORBIDDEN,
+                "refused: sign out from setpoint's own page",
+                false,
+            );
+        }
+        state.auth.sign_out(&headers);
+    }
     let mut response = Redirect::to("/login").into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("setpoint_token=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
-    );
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, state.auth.clear_cookie());
     response
 }

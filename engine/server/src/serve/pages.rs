@@ -22,19 +22,19 @@ use crate::html::{Chart, Reason};
 pub struct IndexData {
     /// Each target's latest journal entry, by target id.
     pub entries: Vec<JournalEntry>,
+    /// Each entry's chart, drawn once when the data is read rather than on every view.
+    pub charts: Vec<String>,
     /// Every review, newest last.
     pub reviews: Vec<ReviewItem>,
     /// The kill switches.
     pub switches: KillSwitches,
     /// The head of the journal's chain, to compare with a copy kept elsewhere.
     pub chain_head: Option<setpoint_state::ChainHead>,
-    /// The time the page is drawn at: which reviews still wait.
-    pub now: DateTime<Utc>,
 }
 
 impl IndexData {
     /// Reads the page's data from the store and the state directory.
-    pub fn load(store: &Store, dir: &Path, now: DateTime<Utc>) -> Result<Self, StateError> {
+    pub fn load(store: &Store, dir: &Path) -> Result<Self, StateError> {
         let mut entries = Vec::new();
         for target in store.targets()? {
             if let Some(entry) = store.last_entry(&target)? {
@@ -42,12 +42,23 @@ impl IndexData {
             }
         }
         entries.sort_by(|a, b| a.target.id.cmp(&b.target.id));
+        let charts = entries
+            .iter()
+            .map(|e| {
+                Chart::new(&e.features, 160, 48, false)
+                    .render()
+                    .unwrap_or_else(|error| {
+                        tracing::error!(target = %e.target.id, %error, "chart not drawn");
+                        String::new()
+                    })
+            })
+            .collect();
         Ok(Self {
             entries,
+            charts,
             reviews: store.reviews()?,
             switches: setpoint_state::read_kill_switches(dir)?,
             chain_head: store.chain_head()?,
-            now,
         })
     }
 }
@@ -187,7 +198,7 @@ struct IndexRow<'a> {
     verdict: String,
     change: &'a str,
     reason: Reason,
-    chart: Chart,
+    chart: &'a str,
 }
 
 /// Who turned a kill switch on, and when.
@@ -253,21 +264,24 @@ fn switches_on(switches: &KillSwitches) -> Vec<SwitchRow<'_>> {
         .collect()
 }
 
-/// The index page: recommendations (filtered), the review queue, the kill switches (with
-/// forms to turn them on and off for approvers; the CLI's `setpoint kill-switch` does the same).
+/// The index page at `now` (which reviews still wait): recommendations (filtered), the review
+/// queue, the kill switches (with forms to turn them on and off for approvers; the CLI's
+/// `setpoint kill-switch` does the same).
 pub fn index(
     data: &IndexData,
     filters: &Filters,
     user: &User,
     flash: Option<&str>,
+    now: DateTime<Utc>,
 ) -> askama::Result<String> {
     let rows = data
         .entries
         .iter()
-        .filter(|e| filters.technology.is_empty() || e.target.technology == filters.technology)
-        .filter(|e| filters.class.is_empty() || class_of(e) == filters.class)
-        .filter(|e| filters.verdict.is_empty() || verdict_of(e) == filters.verdict)
-        .map(|e| IndexRow {
+        .zip(&data.charts)
+        .filter(|(e, _)| filters.technology.is_empty() || e.target.technology == filters.technology)
+        .filter(|(e, _)| filters.class.is_empty() || class_of(e) == filters.class)
+        .filter(|(e, _)| filters.verdict.is_empty() || verdict_of(e) == filters.verdict)
+        .map(|(e, chart)| IndexRow {
             id: &e.target.id,
             url: url_escape(&e.target.id),
             technology: &e.target.technology,
@@ -294,7 +308,7 @@ pub fn index(
                 (None, Some(r)) => Reason::Code(r.code.clone(), r.message.clone()),
                 (None, None) => Reason::None,
             },
-            chart: Chart::new(&e.features, 160, 48, false),
+            chart,
         })
         .collect();
     IndexPage {
@@ -316,7 +330,7 @@ pub fn index(
         pending: data
             .reviews
             .iter()
-            .filter(|r| r.awaits_decision(data.now))
+            .filter(|r| r.awaits_decision(now))
             .collect(),
         switches: switches_on(&data.switches),
         chain_head: data
