@@ -1,7 +1,8 @@
 //! Enforce mode through the binary, against a fake Kubernetes API server that stores objects
 //! and counts the changes it accepts: an approved review is re-checked and executed once; the
 //! engine killed (SIGKILL) between journalling an intent and running it, and between running
-//! it and recording the result, still changes each object exactly once after a restart; a kill
+//! it and recording the result — and at every other stage boundary of a cycle — still changes
+//! each object exactly once after a restart, with the journal chain and the store intact; a kill
 //! switch set during a cycle stops every operation that has not started; dry-run executes
 //! nothing even with actuators configured.
 
@@ -273,6 +274,38 @@ fn a_crash_before_or_after_running_an_intent_still_changes_each_object_exactly_o
     );
     // And the first one was not run a second time by later starts.
     assert_eq!(setup.api.changes(REPORTING_01), 1);
+}
+
+#[test]
+fn a_sigkill_at_every_stage_boundary_leaves_each_object_changed_exactly_once() {
+    for point in setpoint_runtime::enforce::PAUSE_POINTS {
+        let setup = Setup::new("enforce");
+        ok(setup.run(&["run", "--once"]));
+        // The approval's re-check is a cycle of its own: killed at this boundary of it.
+        let id = setup.pending_review("pg-reporting-01");
+        let (mut child, _marker) = setup.approve_paused(&id, point);
+        sigkill(&mut child);
+        assert!(
+            setup.api.changes(REPORTING_01) <= 1,
+            "{point}: changed more than once before the kill"
+        );
+        // The next starts finish what was started, or act on the approval, once.
+        for _ in 0..2 {
+            let report = ok(setup.run(&["run", "--once"]));
+            assert_eq!(setup.api.changes(REPORTING_01), 1, "{point}: {report}");
+        }
+        let intent = setup.intent_of("pg-reporting-01");
+        assert_eq!(intent.status, IntentStatus::Done, "{point}: {intent:?}");
+        assert_eq!(
+            setup.api.object(REPORTING_01)["spec"]["resources"]["requests"]["cpu"],
+            "4",
+            "{point}"
+        );
+        assert_eq!(setup.api.changes(REPORTING_02), 0, "{point}");
+        // Nothing the kill left behind is lost or broken.
+        ok(setup.run(&["journal", "verify"]));
+        ok(setup.run(&["state", "check"]));
+    }
 }
 
 #[test]

@@ -70,6 +70,9 @@ mod real_stack;
 /// A misbehaving Prometheus-compatible source: every failure completes the cycle and holds.
 mod tsdb_failures;
 
+/// A read-only state directory and a disk that fills during a cycle.
+mod state_faults;
+
 /// The stack's own PostgreSQL under a pgbench load, seen through the whole pipeline.
 mod live_load;
 

@@ -304,6 +304,61 @@ fn a_loop_without_a_model_fails_unless_it_names_a_fallback() {
     assert!(store.models("pg").unwrap().is_empty(), "nothing trained");
 }
 
+#[test]
+fn a_clock_jump_past_max_age_makes_the_promoted_model_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("setpoint.yaml");
+    let write = |classifier: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir: {}\nloops:\n  - name: pg\n    classifier: {classifier}\n",
+                dir.path().join("state").display()
+            ),
+        )
+        .unwrap();
+    };
+    let at = |now: &str, args: &[&str]| {
+        std::process::Command::new(setpoint_binary())
+            .arg("--config")
+            .arg(&config)
+            .args(["--now", now])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("SETPOINT_CONFIG")
+            .output()
+            .unwrap()
+    };
+    write("{ kind: model, max_age_days: 30 }");
+    let mut train = vec!["train", "--loop", "pg", "--seed", "7", "--promote"];
+    train.extend(SMALL);
+    crate::ok(at("2026-03-01T00:00:00Z", &train));
+    // A day later the model decides.
+    let report = crate::ok(at("2026-03-02T00:00:00Z", &["run", "--once"]));
+    assert!(!report.contains("fallback"), "{report}");
+    // The clock jumps 40 days ahead: the model is stale, and the loop says so and stops.
+    let output = at("2026-04-11T00:00:00Z", &["run", "--once"]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("days old, over classifier.max_age_days (30)"),
+        "{stderr}"
+    );
+    // With a fallback, the heuristics decide and every row says why.
+    write("{ kind: model, max_age_days: 30, fallback: bootstrap }");
+    let report = crate::ok(at("2026-04-11T00:00:00Z", &["run", "--once"]));
+    assert!(report.contains("(fallback: bootstrap)"), "{report}");
+    let store = setpoint_state::Store::open(&dir.path().join("state")).unwrap();
+    let entry = store.last_entry("pg-reporting-01").unwrap().unwrap();
+    assert_eq!(entry.classification.unwrap().model, "bootstrap-heuristics");
+    assert!(
+        entry
+            .classifier_fallback
+            .unwrap_or_default()
+            .contains("days old"),
+    );
+}
+
 #[path = "../../engine/mlflow/tests/support/server.rs"]
 mod mlflow_server;
 

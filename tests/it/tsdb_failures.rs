@@ -37,6 +37,8 @@ enum Behaviour {
     Reply(u16, String),
     /// Never answers.
     Silent,
+    /// Answers healthily, one byte of the body every `pause`.
+    Trickle(Duration),
 }
 
 fn healthy() -> Behaviour {
@@ -161,6 +163,13 @@ fn serve(targets: Vec<String>, behaviours: BTreeMap<&'static str, Behaviour>) ->
                 }
                 Behaviour::Reply(status, body) => json(status, &body),
                 Behaviour::Silent => Response::hang(),
+                Behaviour::Trickle(pause) => {
+                    let answering: Vec<(String, String)> = targets
+                        .iter()
+                        .map(|t| (t.clone(), LOW.to_string()))
+                        .collect();
+                    json(200, &matrix(&form, &answering)).trickled(pause)
+                }
             }
         } else if request.path().contains("/api/v1/query") {
             let result: Vec<String> = targets
@@ -413,6 +422,21 @@ fn a_timeout_holds_the_fleet() {
 }
 
 #[test]
+fn a_trickling_answer_is_cut_at_the_timeout() {
+    // A whole answer, a byte every 50 ms: minutes to arrive, cut after the 1 s timeout.
+    let started = std::time::Instant::now();
+    memory_fails(
+        Behaviour::Trickle(Duration::from_millis(50)),
+        "no answer within 1s",
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn an_answer_over_the_size_cap_is_refused_as_it_streams_in() {
     let dir = tempfile::tempdir().unwrap();
     let targets = ids(3);
@@ -485,6 +509,9 @@ fn configured_secrets_never_appear_in_any_output() {
     let dir = tempfile::tempdir().unwrap();
     let targets = ids(2);
     let server = serve(targets.clone(), BTreeMap::new());
+    // Where the traces and the Slack message of a full run go, to read what was sent.
+    let collector = HttpFake::start(|_| Response::raw(200, "application/x-protobuf", ""));
+    let slack = setpoint_test_support::slack_webhook();
     let secrets = [
         "url-pw-4711",
         "mlflow-pw-4711",
@@ -498,7 +525,9 @@ fn configured_secrets_never_appear_in_any_output() {
         &targets,
         "",
         "mlflow: { tracking_uri: 'http://127.0.0.1:9', username: ml, password: mlflow-pw-4711, token: mlflow-tok-4711 }\n\
-         notify: { slack: { webhook_url: 'http://127.0.0.1:9/hooks/slack-hook-4711' } }\n",
+         notify: { slack: { webhook_url: '{slack}/hooks/slack-hook-4711' } }\n"
+            .replace("{slack}", slack.url())
+            .as_str(),
     );
     let yaml = std::fs::read_to_string(&config)
         .unwrap()
@@ -508,7 +537,8 @@ fn configured_secrets_never_appear_in_any_output() {
     std::fs::write(
         &with_otlp,
         format!(
-            "{yaml}telemetry: {{ otlp: {{ endpoint: 'http://127.0.0.1:9', headers: {{ authorization: 'Bearer otlp-tok-4711' }} }} }}\n"
+            "{yaml}telemetry: {{ otlp: {{ endpoint: '{}', headers: {{ authorization: 'Bearer otlp-tok-4711' }} }} }}\n",
+            collector.url()
         ),
     )
     .unwrap();
@@ -543,6 +573,29 @@ fn configured_secrets_never_appear_in_any_output() {
         &["explain", "db-001", "--output", "json"],
     ));
     outputs.push(setpoint(&config, &["explain", "db-001"]));
+    // A full run that exports its traces and sends its report to Slack: what left the process
+    // is an output too.
+    let mut args = vec!["run", "--once"];
+    args.extend_from_slice(&now[..2]);
+    outputs.push(setpoint(&with_otlp, &args));
+    let exported: Vec<String> = collector
+        .requests()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert!(!exported.is_empty(), "no trace exported");
+    assert!(
+        exported
+            .iter()
+            .any(|e| e.contains("setpoint.cycle") || e.contains("cycle")),
+        "{exported:?}"
+    );
+    let posted: Vec<String> = slack.requests().iter().map(|r| r.text()).collect();
+    assert_eq!(posted.len(), 1, "the report was not sent to Slack");
+    assert!(posted[0].contains("db-001"), "{}", posted[0]);
+    for text in exported.iter().chain(&posted) {
+        outputs.push((None, text.clone()));
+    }
     // The URL was authenticated with: the server saw the credentials, nobody else did.
     assert!(
         outputs[1].1.contains("prometheus(http://127.0.0.1:"),

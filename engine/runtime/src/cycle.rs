@@ -47,6 +47,7 @@ pub(crate) async fn run(
         None => lp.config.mode,
     };
     let cycle = store.begin_cycle(lp.config.name.as_str(), now)?;
+    crate::enforce::pause_point("after-begin-cycle", &cycle.to_string()).await;
     let span = cycle_span(lp, cycle, now);
     let classifier = active_classifier(lp, &store, now, &span)?;
     let step = lp.config.window.step.0.as_secs();
@@ -55,6 +56,7 @@ pub(crate) async fn run(
     let mut fleet = observe::observe(lp, &window, deadline)
         .instrument(span.clone())
         .await;
+    crate::enforce::pause_point("after-observe", &cycle.to_string()).await;
     if let Some(broken) = chain_break {
         tracing::error!(%broken, "journal chain broken: enforce suspended, running as dry-run");
         fleet
@@ -96,6 +98,7 @@ pub(crate) async fn run(
         }
         Ok((rows, false))
     })?;
+    crate::enforce::pause_point("before-finish-cycle", &cycle.to_string()).await;
     finish(&store, lp, cycle, now, &rows, fleet.queries, interrupted)?;
     Ok(CycleReport {
         loop_name: lp.config.name.to_string(),

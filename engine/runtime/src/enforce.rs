@@ -27,17 +27,32 @@ use setpoint_state::Store;
 use crate::config::ActConfig;
 use crate::{Result, RuntimeError};
 
-/// Environment variable naming a point where enforce mode pauses: `after-intent` (the intent
-/// is journalled, nothing has run) or `after-execute` (the actuators are done, nothing is
-/// recorded). For crash and kill-switch tests, which kill the process or flip a switch there;
-/// never set in production.
+/// Environment variable naming a stage boundary where a cycle pauses, for crash and
+/// kill-switch tests, which kill the process or flip a switch there; never set in production.
+/// The boundaries, in the order a cycle meets them: [`PAUSE_POINTS`].
 pub const PAUSE_AT_ENV: &str = "SETPOINT_PAUSE_AT";
+
+/// Every stage boundary a cycle can pause at, in order: the cycle is numbered
+/// (`after-begin-cycle`), the fleet observed (`after-observe`), a target decided with an intent
+/// not yet journalled (`before-intent`), the intent journalled with nothing run
+/// (`after-intent`), the actuators done with nothing recorded (`after-execute`), the intent's
+/// end recorded (`after-finish-intent`), every target recorded and the cycle not yet closed
+/// (`before-finish-cycle`).
+pub const PAUSE_POINTS: [&str; 7] = [
+    "after-begin-cycle",
+    "after-observe",
+    "before-intent",
+    "after-intent",
+    "after-execute",
+    "after-finish-intent",
+    "before-finish-cycle",
+];
 /// Environment variable naming the file created (holding the intent's key) when the pause
 /// point is reached; the process waits until the file is removed (at most ten minutes).
 pub const PAUSE_FILE_ENV: &str = "SETPOINT_PAUSE_FILE";
 
-/// Waits at a test pause point, when the environment asks for it.
-async fn pause_point(point: &str, key: &str) {
+/// Waits at a test pause point (one of [`PAUSE_POINTS`]), when the environment asks for it.
+pub(crate) async fn pause_point(point: &str, key: &str) {
     let (Ok(at), Ok(file)) = (std::env::var(PAUSE_AT_ENV), std::env::var(PAUSE_FILE_ENV)) else {
         return;
     };
@@ -114,6 +129,7 @@ impl<'a> Enforcer<'a> {
         pause_point("after-execute", &intent.key).await;
         intent.finished_at = Some(self.clock.now());
         store.finish_intent(&intent)?;
+        pause_point("after-finish-intent", &intent.key).await;
         match intent.status {
             IntentStatus::Done => tracing::info!(
                 target = %intent.target.id,

@@ -85,6 +85,8 @@ pub struct Response {
     pub body: Vec<u8>,
     /// Never answer: hold the connection open until the fake stops (a server that hangs).
     pub hang: bool,
+    /// Send the body one byte at a time with this pause before each (a server that trickles).
+    pub trickle: Option<Duration>,
 }
 
 impl Response {
@@ -106,6 +108,15 @@ impl Response {
             content_type: content_type.to_string(),
             body: body.into(),
             hang: false,
+            trickle: None,
+        }
+    }
+
+    /// This answer, its body sent one byte at a time with `pause` before each byte.
+    pub fn trickled(self, pause: Duration) -> Response {
+        Response {
+            trickle: Some(pause),
+            ..self
         }
     }
 
@@ -219,11 +230,22 @@ async fn answer(
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
     }
+    let body = match response.trickle {
+        None => Body::from(response.body),
+        Some(pause) => Body::from_stream(futures_util::stream::unfold(
+            response.body.into_iter(),
+            move |mut bytes| async move {
+                let byte = bytes.next()?;
+                tokio::time::sleep(pause).await;
+                Some((Ok::<_, std::io::Error>(vec![byte]), bytes))
+            },
+        )),
+    };
     axum::response::Response::builder()
         .status(response.status)
         .header(CONTENT_TYPE, response.content_type)
         .header(CONNECTION, "close")
-        .body(Body::from(response.body))
+        .body(body)
         .unwrap()
 }
 

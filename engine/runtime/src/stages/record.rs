@@ -89,6 +89,10 @@ pub fn record(
         }
         _ => None,
     };
+    if let Some(pending) = &intent {
+        tokio::runtime::Handle::current()
+            .block_on(crate::enforce::pause_point("before-intent", &pending.key));
+    }
     store.record_target_with(
         &entry,
         &history,
