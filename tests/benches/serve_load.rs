@@ -114,7 +114,7 @@ async fn main() -> Result<()> {
     let bearer = format!("Bearer {VIEWER_TOKEN}");
     let headers = [("authorization", bearer.as_str())];
     let index = load::run(&format!("{base}/"), &headers, concurrency, requests).await;
-    let rows = index.sample.matches("href=\"/targets/").count();
+    let rows = index.sample.matches("<tr class=\"target\"").count();
     let first = index
         .sample
         .split("href=\"/targets/")

@@ -265,13 +265,82 @@ impl std::str::FromStr for KillSwitchScope {
 pub struct Store {
     db: Db,
     path: PathBuf,
+    /// Whether this open checked the whole file.
+    checked_whole: bool,
 }
 
 /// The database as this process opened it: to write (one process at a time), or to read a
 /// snapshot while another process writes.
 enum Db {
-    Writer(Database),
+    Writer(WriterDb),
     Reader(redb::ReadOnlyDatabase),
+}
+
+/// The database opened to write, and what remembers how this process left the file.
+struct WriterDb {
+    /// Dropped first (fields drop in order), closing the file.
+    db: Database,
+    /// Then this notes the closed file, so the next open by this process can tell whether
+    /// anything else has written it since.
+    _closed: NoteOnClose,
+}
+
+/// Records, when dropped, how the file looks: its size, modification time and contents' hash.
+struct NoteOnClose {
+    path: PathBuf,
+}
+
+impl Drop for NoteOnClose {
+    fn drop(&mut self) {
+        let stamp = file_stamp(&self.path);
+        let mut closed = closed_as();
+        match stamp {
+            Some(stamp) => closed.insert(self.path.clone(), stamp),
+            None => closed.remove(&self.path),
+        };
+    }
+}
+
+/// How a file looks: size, modification time and a hash of every byte. Hashing streams the
+/// file in constant memory, far cheaper than the store library's whole check, which rebuilds
+/// the allocator's state of every page; and unlike the size and time alone it sees a change
+/// made within one tick of the file system's clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: std::time::SystemTime,
+    hash: u64,
+}
+
+fn file_stamp(path: &Path) -> Option<FileStamp> {
+    use std::hash::Hasher as _;
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    let mut hasher = std::hash::DefaultHasher::new();
+    let mut buffer = vec![0u8; 256 * 1024];
+    loop {
+        let read = file.read(&mut buffer).ok()?;
+        if read == 0 {
+            break;
+        }
+        hasher.write(buffer.get(..read)?);
+    }
+    Some(FileStamp {
+        len: meta.len(),
+        modified: meta.modified().ok()?,
+        hash: hasher.finish(),
+    })
+}
+
+/// How this process last closed each store it wrote.
+fn closed_as() -> std::sync::MutexGuard<'static, std::collections::BTreeMap<PathBuf, FileStamp>> {
+    static CLOSED: std::sync::Mutex<std::collections::BTreeMap<PathBuf, FileStamp>> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
+    // A panic while holding it leaves at worst a stale stamp, which only costs a whole check.
+    CLOSED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Why a write transaction could not start.
@@ -286,14 +355,14 @@ enum DbError {
 impl Db {
     fn begin_read(&self) -> std::result::Result<redb::ReadTransaction, redb::TransactionError> {
         match self {
-            Db::Writer(db) => db.begin_read(),
+            Db::Writer(writer) => writer.db.begin_read(),
             Db::Reader(db) => db.begin_read(),
         }
     }
 
     fn begin_write(&self) -> std::result::Result<redb::WriteTransaction, DbError> {
         match self {
-            Db::Writer(db) => Ok(db.begin_write()?),
+            Db::Writer(writer) => Ok(writer.db.begin_write()?),
             Db::Reader(_) => Err(DbError::ReadOnly),
         }
     }
@@ -334,9 +403,11 @@ fn check_name(name: &str) -> Result<()> {
 
 impl Store {
     /// Opens the store in `dir`, creating it (and an all-off kill-switch file) when there is
-    /// none. An existing database is checked whole as it opens: an emptied, truncated or
-    /// overwritten file is refused with [`StateError::Damaged`] — never started afresh over,
-    /// never panicked on.
+    /// none. An existing database is checked whole as it opens — unless this process closed it
+    /// last and nothing has written it since (a long-running `run` or `serve` opening it for
+    /// each cycle), so the check costs once per change from outside, not once per cycle: an
+    /// emptied, truncated or overwritten file is refused with [`StateError::Damaged`] — never
+    /// started afresh over, never panicked on.
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|source| StateError::CreateDir {
             path: dir.to_path_buf(),
@@ -364,9 +435,26 @@ impl Store {
                 });
             }
         };
+        let as_closed = exists
+            && closed_as()
+                .get(&path)
+                .is_some_and(|stamp| file_stamp(&path).as_ref() == Some(stamp));
+        let check_whole = exists && !as_closed;
+        // The whole check always goes through the store library's repair, so whether the last
+        // writer shut down cleanly is asked first, of a reader's open that refuses to repair.
+        let unclean = check_whole && {
+            let mut probe = Database::builder();
+            probe.set_concurrency_mode(CONCURRENCY);
+            matches!(
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    probe.open_read_only(&path).map(drop)
+                })),
+                Ok(Err(redb::DatabaseError::RepairAborted))
+            )
+        };
         let repaired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut builder = Database::builder();
-        builder.set_check_integrity_on_open(true);
+        builder.set_check_integrity_on_open(check_whole);
         builder.set_concurrency_mode(CONCURRENCY);
         let noticed = repaired.clone();
         builder.set_repair_callback(move |_| {
@@ -401,13 +489,17 @@ impl Store {
             Ok(Err(source)) => return Err(StateError::Open { path, source }),
             Ok(Ok(db)) => db,
         };
-        if repaired.load(std::sync::atomic::Ordering::Relaxed) {
+        if unclean || (!check_whole && repaired.load(std::sync::atomic::Ordering::Relaxed)) {
             // After a crash mid-write: the store library rolls back to the last whole commit.
             tracing::warn!(path = %path.display(), "state database repaired after an unclean shutdown");
         }
         let store = Self {
-            db: Db::Writer(db),
+            db: Db::Writer(WriterDb {
+                db,
+                _closed: NoteOnClose { path: path.clone() },
+            }),
             path,
+            checked_whole: check_whole,
         };
         if exists {
             let version = store.schema_version()?;
@@ -445,6 +537,12 @@ impl Store {
         Ok(store)
     }
 
+    /// Whether opening checked the whole file: always for a store this process did not close
+    /// last, or that anything else wrote since; never for a new one or a reader's snapshot.
+    pub fn checked_whole_on_open(&self) -> bool {
+        self.checked_whole
+    }
+
     /// Opens the store to read it, without waiting for a process that writes it (a running
     /// cycle): what was committed when each read starts is what is read. A state directory
     /// without a store yet gets a new one, as [`Store::open`] makes it. Writing through this
@@ -465,6 +563,7 @@ impl Store {
             Ok(Ok(db)) => Ok(Self {
                 db: Db::Reader(db),
                 path,
+                checked_whole: false,
             }),
             // Left by a writer that did not close it (a crash, a copied file): only a writer
             // may repair it, which the store's own open does, checking it whole.
@@ -1024,6 +1123,34 @@ mod tests {
             "{error}"
         );
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was changed");
+    }
+
+    #[test]
+    fn a_store_is_checked_whole_unless_this_process_closed_it_and_nothing_wrote_it_since() {
+        let dir = tempfile::tempdir().unwrap();
+        filled(dir.path());
+        // Closed by this process, untouched since: not read whole again.
+        let store = Store::open(dir.path()).unwrap();
+        assert!(!store.checked_whole_on_open());
+        drop(store);
+        // Another writer (a copy put back, a restore, a tamper) at the same size and time:
+        // checked whole.
+        let path = dir.path().join(DB_FILE);
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+        match Store::open(dir.path()) {
+            Ok(store) => assert!(store.checked_whole_on_open()),
+            Err(error) => assert!(matches!(error, StateError::Damaged { .. }), "{error}"),
+        }
     }
 
     #[test]
