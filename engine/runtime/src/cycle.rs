@@ -48,7 +48,7 @@ pub(crate) async fn run(
     };
     let cycle = store.begin_cycle(lp.config.name.as_str(), now)?;
     crate::enforce::pause_point("after-begin-cycle", &cycle.to_string()).await;
-    let span = cycle_span(lp, cycle, now);
+    let span = cycle_span(lp, cycle, now, mode);
     let classifier = active_classifier(lp, &store, now, &span)?;
     let step = lp.config.window.step.0.as_secs();
     let window = observe::window_for(now, lp.config.window.weeks, step);
@@ -201,8 +201,15 @@ fn finish(
     Ok(())
 }
 
-/// A cycle's root span: each cycle is a trace of its own, whatever the caller was doing.
-fn cycle_span(lp: &LoopRuntime, cycle: u64, now: DateTime<Utc>) -> tracing::Span {
+/// A cycle's root span: each cycle is a trace of its own, whatever the caller was doing. It is
+/// tagged with the mode the cycle runs in (dry-run when enforce is suspended by a broken
+/// journal chain, whatever the loop is configured with).
+fn cycle_span(
+    lp: &LoopRuntime,
+    cycle: u64,
+    now: DateTime<Utc>,
+    mode: setpoint_core::Mode,
+) -> tracing::Span {
     info_span!(
         parent: None,
         "cycle",
@@ -211,8 +218,8 @@ fn cycle_span(lp: &LoopRuntime, cycle: u64, now: DateTime<Utc>) -> tracing::Span
         now = %now,
         setpoint.loop_name = %lp.config.name,
         setpoint.cycle = cycle,
-        setpoint.mode = lp.config.mode.as_str(),
-        setpoint.dry_run = lp.config.mode == setpoint_core::Mode::DryRun,
+        setpoint.mode = mode.as_str(),
+        setpoint.dry_run = mode == setpoint_core::Mode::DryRun,
         setpoint.policy_bundle = %lp.policy_hash,
         setpoint.targets = tracing::field::Empty,
     )
