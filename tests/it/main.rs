@@ -76,6 +76,9 @@ mod state_faults;
 /// The stack's own PostgreSQL under a pgbench load, seen through the whole pipeline.
 mod live_load;
 
+/// A short soak: enforce cycles with random faults, the journal chain, no duplicate or lost action.
+mod soak;
+
 /// `setpoint serve`: the engine's metrics, approvals over HTTP with viewers and approvers,
 /// and the review page in headless Chromium (screenshots in target/screenshots/).
 mod serve;

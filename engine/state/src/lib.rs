@@ -372,6 +372,19 @@ impl Db {
 /// beside it instead of waiting for it.
 const CONCURRENCY: redb::ConcurrencyMode = redb::ConcurrencyMode::SingleWriter;
 
+/// The store library's page cache, per open. Its default (1 GiB) lets a process hold every
+/// page it ever read, so the memory of a run grew with the store, which the whole check at
+/// open reads entirely; a cycle's reads and writes touch a small part of it.
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
+
+/// A builder with the settings every open shares.
+fn builder() -> redb::Builder {
+    let mut builder = Database::builder();
+    builder.set_concurrency_mode(CONCURRENCY);
+    builder.set_cache_size(CACHE_BYTES);
+    builder
+}
+
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").field("path", &self.path).finish()
@@ -443,8 +456,7 @@ impl Store {
         // The whole check always goes through the store library's repair, so whether the last
         // writer shut down cleanly is asked first, of a reader's open that refuses to repair.
         let unclean = check_whole && {
-            let mut probe = Database::builder();
-            probe.set_concurrency_mode(CONCURRENCY);
+            let probe = builder();
             matches!(
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     probe.open_read_only(&path).map(drop)
@@ -453,9 +465,8 @@ impl Store {
             )
         };
         let repaired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut builder = Database::builder();
+        let mut builder = builder();
         builder.set_check_integrity_on_open(check_whole);
-        builder.set_concurrency_mode(CONCURRENCY);
         let noticed = repaired.clone();
         builder.set_repair_callback(move |_| {
             noticed.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -554,8 +565,7 @@ impl Store {
             // Nothing to read beside a writer: an empty file is refused by the writer's open.
             _ => return Self::open(dir),
         }
-        let mut builder = Database::builder();
-        builder.set_concurrency_mode(CONCURRENCY);
+        let builder = builder();
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             builder.open_read_only(&path)
         }));
