@@ -160,6 +160,17 @@ impl PolicyEngine {
     }
 }
 
+/// Parses a policy's output into a decision for `input`, exactly as [`PolicyEngine::decide`]
+/// does once the policy has answered: the Rego output decoder on its own, for the fuzz
+/// targets in `fuzz/`. Not part of the crate's API.
+#[doc(hidden)]
+pub fn validate_output(
+    output: &Json,
+    input: &PolicyInput,
+) -> std::result::Result<Decision, String> {
+    validate(output, input)
+}
+
 /// Parses the policy output into a decision and checks it makes sense for this input.
 fn validate(output: &Json, input: &PolicyInput) -> std::result::Result<Decision, String> {
     if !output.is_object() {

@@ -30,6 +30,8 @@ use std::time::Duration;
 
 pub use bundle::{PolicyBundle, default_bundle};
 pub use check::UndefinedCall;
+#[doc(hidden)]
+pub use engine::validate_output;
 pub use engine::{PolicyEngine, PolicyEvaluation};
 pub use testing::{TestCase, TestKind, TestReport, run_tests};
 

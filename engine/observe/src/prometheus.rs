@@ -376,14 +376,25 @@ impl PrometheusSource {
             }
             None => request,
         };
-        let source_name = self.name.clone();
         let response = request.send().await.map_err(|e| Attempt {
             error: self.transport_error(&e, metric),
             transient: true,
         })?;
         let status = response.status();
         let body = self.read_body(response, metric).await?;
-        let parsed: Result<ApiResponse, _> = serde_json::from_str(&body);
+        self.decode(status, &body, metric)
+    }
+
+    /// The data of an answer with HTTP status `status` and body `body`, or why there is none
+    /// and whether asking again may help.
+    fn decode(
+        &self,
+        status: reqwest::StatusCode,
+        body: &str,
+        metric: &str,
+    ) -> Result<ApiData, Attempt> {
+        let source_name = self.name.clone();
+        let parsed: Result<ApiResponse, _> = serde_json::from_str(body);
         if !status.is_success() {
             let detail = match &parsed {
                 Ok(r) => format!(
@@ -485,28 +496,39 @@ impl PrometheusSource {
             let data = self
                 .call("/api/v1/query_range", &form, &query.metric)
                 .await?;
-            let mut seen_in_chunk = std::collections::BTreeSet::new();
-            for series in self.matrix(data, query)? {
-                let Some(id) = series.metric.get(&query.target_label).cloned() else {
-                    continue;
-                };
-                if !seen_in_chunk.insert(id.clone()) {
-                    rows.ambiguous(&id, &series.metric, query);
-                    continue;
-                }
-                let entry = rows.entry(&id, &series.metric, &query.metric);
-                for (t, v) in &series.values {
-                    let ms = (t * 1000.0).round() as i64;
-                    if entry.timestamps_ms.last().is_some_and(|last| *last >= ms) {
-                        continue;
-                    }
-                    let value = self.value(v, query)?;
-                    entry.timestamps_ms.push(ms);
-                    entry.values.push(value);
-                }
-            }
+            self.add_chunk(&mut rows, data, query)?;
         }
         Ok(rows.finish())
+    }
+
+    /// Adds one chunk's raw samples to `rows`.
+    fn add_chunk(
+        &self,
+        rows: &mut Rows,
+        data: ApiData,
+        query: &RangeQuery,
+    ) -> Result<(), ObserveError> {
+        let mut seen_in_chunk = std::collections::BTreeSet::new();
+        for series in self.matrix(data, query)? {
+            let Some(id) = series.metric.get(&query.target_label).cloned() else {
+                continue;
+            };
+            if !seen_in_chunk.insert(id.clone()) {
+                rows.ambiguous(&id, &series.metric, query);
+                continue;
+            }
+            let entry = rows.entry(&id, &series.metric, &query.metric);
+            for (t, v) in &series.values {
+                let ms = (t * 1000.0).round() as i64;
+                if entry.timestamps_ms.last().is_some_and(|last| *last >= ms) {
+                    continue;
+                }
+                let value = self.value(v, query)?;
+                entry.timestamps_ms.push(ms);
+                entry.values.push(value);
+            }
+        }
+        Ok(())
     }
 
     /// One point per week, summarised in the TSDB by a subquery at the query's step: the
@@ -545,6 +567,18 @@ impl PrometheusSource {
         let data = self
             .call("/api/v1/query_range", &form, &query.metric)
             .await?;
+        self.summarise(data, query, summary)
+    }
+
+    /// The weekly points of a summarising answer, the last evaluated 1 ms before the query's end.
+    fn summarise(
+        &self,
+        data: ApiData,
+        query: &RangeQuery,
+        summary: WeeklySummary,
+    ) -> Result<QueryResult, ObserveError> {
+        let end_ms = query.end.timestamp_millis();
+        let last_eval = end_ms - 1;
         // target → week index (0 = W-1) → its aggregate and count
         let mut weeks: BTreeMap<String, BTreeMap<i64, WeekPoint>> = BTreeMap::new();
         let mut rows = Rows::default();
@@ -575,7 +609,9 @@ impl PrometheusSource {
             let target = weeks.entry(id).or_default();
             for (t, v) in &series.values {
                 let ms = (t * 1000.0).round() as i64;
-                let back = ((last_eval - ms) as f64 / WEEK_MS as f64).round() as i64;
+                // A timestamp far outside any week (the cast saturates) must not overflow:
+                // it lands out of range and is skipped.
+                let back = (last_eval.saturating_sub(ms) as f64 / WEEK_MS as f64).round() as i64;
                 if !(0..i64::from(summary.weeks)).contains(&back) {
                     continue;
                 }
@@ -637,6 +673,29 @@ impl PrometheusSource {
             tracing::warn!(source = %self.name, metric = %query.metric, series = without.len(), example = ?without[0].metric, "series without the target label {}; skipped", query.target_label);
         }
         Ok(with)
+    }
+
+    /// What [`MetricSource::query_range`] makes of one `query_range` answer to `query`, given
+    /// its HTTP status and body, as if the whole range came in one chunk: the response decoder
+    /// without a server or retries, for the fuzz targets in `fuzz/`. Not part of the API.
+    #[doc(hidden)]
+    pub fn decode_range_answer(
+        &self,
+        status: reqwest::StatusCode,
+        body: &str,
+        query: &RangeQuery,
+    ) -> Result<QueryResult, ObserveError> {
+        let data = self
+            .decode(status, body, &query.metric)
+            .map_err(|failed| failed.error)?;
+        match query.weekly {
+            Some(summary) if self.config.summarise_weekly => self.summarise(data, query, summary),
+            _ => {
+                let mut rows = Rows::default();
+                self.add_chunk(&mut rows, data, query)?;
+                Ok(rows.finish())
+            }
+        }
     }
 
     /// A sample value as the API writes it.
@@ -856,5 +915,36 @@ mod tests {
             retry_policy(&config).deadline,
             Some(Duration::from_millis(2_100))
         );
+    }
+
+    /// Shown by the `prometheus` fuzz target (seed `weekly-timestamp-overflow.json`): a sample
+    /// stamped -1e300 s saturated to `i64::MIN` ms and overflowed the week arithmetic (a panic
+    /// where overflow checks are on, as in debug builds).
+    #[test]
+    fn a_weekly_sample_stamped_far_outside_the_weeks_is_skipped_not_overflowed() {
+        #![allow(clippy::unwrap_used)]
+        let source = PrometheusSource::new(PrometheusConfig::new("http://127.0.0.1:9")).unwrap();
+        let end = chrono::DateTime::from_timestamp(1_748_822_400, 0).unwrap();
+        let query = RangeQuery {
+            metric: "cpu".into(),
+            promql: "cpu".into(),
+            technology: "postgres".into(),
+            start: end - chrono::Duration::weeks(4),
+            end,
+            step_seconds: 300,
+            target_label: "instance".into(),
+            weekly: Some(WeeklySummary {
+                aggregation: Aggregation::Mean,
+                weeks: 4,
+                counted: false,
+            }),
+        };
+        let body = r#"{"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{"instance":"a","setpoint_stat":"value"},"values":[[-1e300,"1"],[1e300,"2"]]}]}}"#;
+        let result = source
+            .decode_range_answer(reqwest::StatusCode::OK, body, &query)
+            .unwrap();
+        assert!(result.series.is_empty(), "{result:?}");
+        assert!(result.problems.is_empty(), "{result:?}");
     }
 }

@@ -40,11 +40,48 @@ use setpoint_core::{
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
 
+// The generated types are documented in the WIT; `fuzzing` makes them reachable, undocumented.
+#[allow(missing_docs)]
 mod bindings {
     wasmtime::component::bindgen!({
         world: "adapter",
         path: "../../sdk/wit",
     });
+}
+
+/// The checks a plugin's `features()` and `propose()` answers go through before the engine
+/// uses them — the output bounds, then the contract — on answers made without a plugin, for
+/// the fuzz targets in `fuzz/`. Not part of the crate's API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use setpoint_core::{Bounds, FeatureVector, PluginDescriptor, Proposal, Resources};
+
+    use crate::{OutputLimits, convert};
+
+    /// The contract's types, as a plugin hands them back.
+    pub use crate::bindings::setpoint::plugin::types as wit;
+
+    /// What [`crate::Plugin::features_batch`] makes of one target's `raw` answer.
+    pub fn features(
+        limits: &OutputLimits,
+        raw: wit::FeatureVector,
+        descriptor: &PluginDescriptor,
+    ) -> Result<FeatureVector, String> {
+        limits.features(&raw)?;
+        convert::features(raw, descriptor)
+    }
+
+    /// What [`crate::Plugin::propose_batch`] makes of one target's `raw` answer.
+    pub fn proposals(
+        limits: &OutputLimits,
+        raw: Vec<wit::Proposal>,
+        descriptor: &PluginDescriptor,
+        current: &Resources,
+        bounds: &Bounds,
+    ) -> Result<Vec<Proposal>, String> {
+        limits.proposals(&raw)?;
+        convert::proposals(raw, descriptor, current, bounds)
+    }
 }
 
 use bindings::setpoint::plugin::host::Level;

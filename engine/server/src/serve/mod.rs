@@ -296,6 +296,33 @@ fn router(state: Shared, limits: BodyLimits) -> Router {
         .with_state(state)
 }
 
+/// The HTTP application that [`serve`] runs for `config`, as if listening on `bound` (plain
+/// HTTP), without the listener, the loops or signal handling: for the fuzz targets in `fuzz/`,
+/// which drive it one request at a time. Not part of the crate's API.
+#[doc(hidden)]
+pub fn app_for_fuzzing(
+    config: Config,
+    clock: SharedClock,
+    bound: std::net::SocketAddr,
+) -> Result<Router, ServeError> {
+    let serve_config = config.serve.clone().unwrap_or_default();
+    let runtime = Arc::new(Runtime::new(config.clone())?.with_clock(clock.clone()));
+    let state = Arc::new(AppState {
+        index: cache::FileCache::of_state_dir(&config.state_dir),
+        auth: Auth::load(&serve_config)?,
+        origins: Origins::new(serve_config.public_origin(), bound, false),
+        metrics: Arc::new(EngineMetrics::new()),
+        config,
+        runtime,
+        clock,
+    });
+    let limits = BodyLimits {
+        max_bytes: usize::try_from(serve_config.max_body_bytes).unwrap_or(usize::MAX),
+        timeout: serve_config.body_timeout.0,
+    };
+    Ok(router(state, limits))
+}
+
 /// Opens the store on a blocking thread, runs `f`, and drops the store.
 async fn with_store<T, F>(state: &Shared, wait: Duration, f: F) -> Result<T, ServeError>
 where
