@@ -240,20 +240,24 @@ fn evaluate_on_an_unseen_history_beats_the_bootstrap_heuristics() {
 
 /// `kind: model` with no promoted model stops the cycle and says how to fix it; only an explicit
 /// `fallback: bootstrap` lets the heuristics decide, and then every row says so.
+/// Writes `dir/setpoint.yaml`: one loop `pg` (the quickstart's plugin and source) with this
+/// classifier, its store in `dir/state`.
+fn write_pg_loop(dir: &Path, classifier: &str) {
+    std::fs::write(
+        dir.join("setpoint.yaml"),
+        format!(
+            "state_dir: {}\nloops:\n  - name: pg\n    classifier: {classifier}\n",
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+}
+
 #[test]
 fn a_loop_without_a_model_fails_unless_it_names_a_fallback() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("setpoint.yaml");
-    let write = |classifier: &str| {
-        std::fs::write(
-            &config,
-            format!(
-                "state_dir: {}\nloops:\n  - name: pg\n    classifier: {classifier}\n",
-                dir.path().join("state").display()
-            ),
-        )
-        .unwrap();
-    };
+    let write = |classifier: &str| write_pg_loop(dir.path(), classifier);
     let run = || {
         std::process::Command::new(setpoint_binary())
             .args(["--config"])
@@ -308,16 +312,7 @@ fn a_loop_without_a_model_fails_unless_it_names_a_fallback() {
 fn a_clock_jump_past_max_age_makes_the_promoted_model_stale() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("setpoint.yaml");
-    let write = |classifier: &str| {
-        std::fs::write(
-            &config,
-            format!(
-                "state_dir: {}\nloops:\n  - name: pg\n    classifier: {classifier}\n",
-                dir.path().join("state").display()
-            ),
-        )
-        .unwrap();
-    };
+    let write = |classifier: &str| write_pg_loop(dir.path(), classifier);
     let at = |now: &str, args: &[&str]| {
         std::process::Command::new(setpoint_binary())
             .arg("--config")
