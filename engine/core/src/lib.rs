@@ -692,6 +692,7 @@ pub struct PolicyInput {
 }
 
 pub mod clock;
+pub mod control;
 pub mod floor;
 pub mod intent;
 pub mod journal;

@@ -3,13 +3,13 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use regorus::Engine;
 use regorus::utils::limits::ExecutionTimerConfig;
 use serde_json::Value as Json;
 use setpoint_core::{Decision, KillSwitches, PolicyInput, Verdict};
 
 use crate::bundle::{PolicyBundle, merge_json};
-use crate::{ENTRY_POINT, PolicyError, Result, json_type, regorus_error};
+use crate::eval::{EvalError, Prepared};
+use crate::{ENTRY_POINT, PolicyError, Result, json_type};
 
 /// Work units between two looks at the clock: often enough that a runaway policy is caught
 /// soon after its limit, rarely enough that reading the clock costs nothing measurable.
@@ -54,19 +54,15 @@ impl PolicyEvaluation {
 /// Evaluation takes `&mut self`: a worker thread owns its engine. It is `Send`, so it may move
 /// to a blocking thread.
 pub struct PolicyEngine {
-    /// The engine as prepared, never evaluated: the restart point after an error.
-    pristine: Engine,
-    /// The engine evaluations run on.
-    engine: Engine,
-    /// Set when the last evaluation failed, so the next starts from `pristine`: an error
-    /// (a time limit hit half-way, say) must not leak into another target's decision.
-    tainted: bool,
+    /// The prepared engine, reset after an error: an error (a time limit hit half-way, say)
+    /// must not leak into another target's decision.
+    prepared: Prepared,
 }
 
 impl std::fmt::Debug for PolicyEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PolicyEngine")
-            .field("tainted", &self.tainted)
+            .field("tainted", &self.prepared.tainted())
             .finish_non_exhaustive()
     }
 }
@@ -86,17 +82,14 @@ impl PolicyEngine {
     pub(crate) fn with_data(bundle: &PolicyBundle, data: Json) -> Result<Self> {
         let engine = bundle.engine(data, crate::DEFAULT_TIME_LIMIT)?;
         Ok(Self {
-            pristine: engine.clone(),
-            engine,
-            tainted: false,
+            prepared: Prepared::new(engine, crate::DEFAULT_TIME_LIMIT),
         })
     }
 
     /// Changes the time one evaluation may take (default
     /// [`DEFAULT_TIME_LIMIT`](crate::DEFAULT_TIME_LIMIT)).
     pub fn set_time_limit(&mut self, limit: Duration) {
-        self.pristine.set_execution_timer_config(timer(limit));
-        self.engine.set_execution_timer_config(timer(limit));
+        self.prepared.set_time_limit(limit);
     }
 
     /// Evaluates [`ENTRY_POINT`] for one target.
@@ -116,22 +109,13 @@ impl PolicyEngine {
                 );
             }
         };
-        if self.tainted {
-            self.engine = self.pristine.clone();
-            self.tainted = false;
-        }
-        self.engine.set_input(regorus::Value::from(input_json));
-        let value = match self.engine.eval_rule(ENTRY_POINT.to_string()) {
+        let value = match self
+            .prepared
+            .eval(regorus::Value::from(input_json), ENTRY_POINT)
+        {
             Ok(value) => value,
             Err(e) => {
-                self.tainted = true;
-                return PolicyEvaluation::failed(
-                    format!(
-                        "evaluating {ENTRY_POINT} failed: {}",
-                        regorus_error(&e, false)
-                    ),
-                    None,
-                );
+                return PolicyEvaluation::failed(failure_message(&e), None);
             }
         };
         if value == regorus::Value::Undefined {
@@ -157,6 +141,18 @@ impl PolicyEngine {
             },
             Err(message) => PolicyEvaluation::failed(message, Some(output)),
         }
+    }
+}
+
+/// The weekly loop's message for an evaluation error: the same for every kind of error.
+fn failure_message(error: &EvalError) -> String {
+    match error {
+        EvalError::Conflict { detail, .. }
+        | EvalError::TimeLimit { detail, .. }
+        | EvalError::Failed { detail, .. } => {
+            format!("evaluating {ENTRY_POINT} failed: {detail}")
+        }
+        EvalError::Undefined { .. } => format!("{ENTRY_POINT} is undefined for this input"),
     }
 }
 

@@ -19,10 +19,18 @@
 //!   ([`DEFAULT_TIME_LIMIT`]); a policy that runs away is an error for that target, not a hung loop.
 //! - **Fail closed.** [`PolicyEngine::decide`] never errors and never panics: anything but a
 //!   well-formed decision becomes [`Decision::policy_error`](setpoint_core::Decision::policy_error).
+//!
+//! The fast loop's decide stage ([`ControlPolicy`], [`ControlEngine`]) is built the same way
+//! from the same pieces: a team's own policy (Rego v0 or v1, its entry point and output shape
+//! named by the loop) proposes a typed action, and setpoint's guard (`policies/fast/`, embedded
+//! by [`guard_bundle`]) clamps, holds or blocks it. `docs/fast-loop-policy.md` is its contract.
 
 mod bundle;
 mod check;
+mod control;
 mod engine;
+mod eval;
+mod mapping;
 mod testing;
 
 use std::path::PathBuf;
@@ -30,9 +38,14 @@ use std::time::Duration;
 
 pub use bundle::{PolicyBundle, default_bundle};
 pub use check::UndefinedCall;
+pub use control::{
+    ControlEngine, ControlPolicy, GUARD_ENTRY_POINT, guard_bundle, load_guard_bundle,
+};
 #[doc(hidden)]
 pub use engine::validate_output;
 pub use engine::{PolicyEngine, PolicyEvaluation};
+pub use eval::EvalError;
+pub use mapping::{MappingError, map_output};
 pub use testing::{TestCase, TestKind, TestReport, run_tests};
 
 /// The rule every bundle must define: the decision for one target.
@@ -89,6 +102,25 @@ pub enum PolicyError {
     Data {
         /// What is wrong.
         message: String,
+    },
+    /// A file does not parse as Rego v1 but does as v0: the loop must say `rego_version: v0`.
+    #[error(
+        "{message}\n{file} is written in Rego v0 syntax (rules without `if`): set `rego_version: v0` on the loop to load it"
+    )]
+    NeedsRegoV0 {
+        /// The file that failed.
+        file: String,
+        /// regorus' v1 parse error, starting with `file:line:col`.
+        message: String,
+    },
+    /// A control policy was given no file.
+    #[error("no policy files given")]
+    NoFiles,
+    /// A control policy's action mapping is not valid.
+    #[error("action mapping: {}", problems.join("; "))]
+    Mapping {
+        /// Every problem found.
+        problems: Vec<String>,
     },
     /// A Rego file does not parse; the message starts with `file:line:col`.
     #[error("{message}")]
@@ -172,5 +204,7 @@ mod tests {
         send::<crate::PolicyEngine>();
         send_sync::<crate::PolicyBundle>();
         send_sync::<crate::PolicyError>();
+        send::<crate::ControlEngine>();
+        send_sync::<crate::ControlPolicy>();
     }
 }

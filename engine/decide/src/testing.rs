@@ -12,7 +12,7 @@ use setpoint_core::PolicyInput;
 
 use crate::bundle::{PolicyBundle, merge_json};
 use crate::engine::PolicyEngine;
-use crate::{ENTRY_POINT, PolicyError, Result, regorus_error};
+use crate::{PolicyError, Result, regorus_error};
 
 /// How long one Rego test may run: generous, since tests run in debug builds too.
 const TEST_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -84,7 +84,7 @@ pub fn run_tests(bundle: &PolicyBundle, golden_dir: Option<&Path>) -> Result<Tes
 fn run_rego_tests(bundle: &PolicyBundle, report: &mut TestReport) -> Result<()> {
     let mut prepared = bundle.engine(bundle.data().clone(), TEST_TIME_LIMIT)?;
     let compiled = prepared
-        .compile_with_entrypoint(&regorus::Rc::from(ENTRY_POINT))
+        .compile_with_entrypoint(&regorus::Rc::from(bundle.entry_point()))
         .map_err(|e| PolicyError::Compile {
             message: regorus_error(&e, true),
         })?;
