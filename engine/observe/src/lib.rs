@@ -16,9 +16,11 @@ use setpoint_core::{Aggregation, MetricSeries, Target};
 
 pub mod export;
 pub mod prometheus;
+pub mod services;
 pub mod sim;
 
 pub use prometheus::{PrometheusConfig, PrometheusSource};
+pub use services::{ServiceFleetConfig, ServiceSim};
 pub use sim::SimulatedFleet;
 
 /// A boxed future, so that sources can be used as trait objects.
