@@ -83,6 +83,9 @@ mod soak;
 /// and the review page in headless Chromium (screenshots in target/screenshots/).
 mod serve;
 
+// The forecaster on real public series (tests/data/public-series) against its two baselines.
+mod forecast_public;
+
 /// The binary built by the same `cargo test` run (the CLI package's integration tests make
 /// cargo build it), next to this test's executable.
 /// `SETPOINT_BIN` names another build of it (e.g. a release build) to test instead.

@@ -4,6 +4,7 @@
 //! bundled PostgreSQL plugin and policies, in dry-run — and prints the weekly report.
 
 mod explain;
+mod fast_sim;
 mod journal;
 mod models;
 mod notify;
@@ -131,6 +132,12 @@ enum SimCommand {
     /// openmetrics: for `promtool tsdb create-blocks-from openmetrics` (Prometheus).
     /// victoria-metrics: for `POST /api/v1/import/prometheus` (VictoriaMetrics).
     Export(SimExportArgs),
+    /// Run the predictive fast loop over the simulated service fleet in simulated time —
+    /// forecasts, anomaly scores, the control policy and setpoint's guard, every action fed
+    /// back into load and latency — and the reactive HPA-style baseline on the same traffic;
+    /// print when the loop pre-scaled, shifted or throttled against each surge and
+    /// degradation, and the SLO breach minutes and replica-hours of both.
+    FastLoop(fast_sim::FastLoopArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -343,6 +350,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             policy_test(dir.as_deref(), golden.as_deref())
         }
         Some(Command::Sim(SimCommand::Export(args))) => sim_export(args, &clock),
+        Some(Command::Sim(SimCommand::FastLoop(args))) => fast_sim::run(args),
         Some(Command::Plugin(command)) => plugin::run(command),
         Some(Command::Train(args)) => models::train(&load_config(&cli)?, args, &clock),
         Some(Command::Evaluate(args)) => models::evaluate(&load_config(&cli)?, args, &clock),

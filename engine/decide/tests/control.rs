@@ -296,6 +296,17 @@ mod rego_tests {
             passes(&bundle, 5);
         }
     }
+
+    #[test]
+    fn the_predictive_example_tests_pass() {
+        let bundle = PolicyBundle::load_with(
+            &fast_dir().join("examples/predictive"),
+            ENTRY,
+            RegoVersion::V1,
+        )
+        .unwrap();
+        passes(&bundle, 6);
+    }
 }
 
 /// A policy whose decision is always `output`.

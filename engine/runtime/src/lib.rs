@@ -46,6 +46,7 @@
 pub mod config;
 mod cycle;
 pub mod enforce;
+pub mod fast;
 pub mod loops;
 pub mod sources;
 mod stages;

@@ -18,6 +18,7 @@
 mod http;
 mod kube;
 pub mod load;
+pub mod public_series;
 mod smtp;
 mod tls;
 

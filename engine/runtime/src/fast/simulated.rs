@@ -1,0 +1,550 @@
+//! The fast loop driving the embedded simulated service fleet in simulated time: the same
+//! forecast, detect and decide stages as against a real source, its `act` decisions applied
+//! to the simulation, which feeds them back into load and latency. The quickstart's fast loop
+//! and the closed-loop evaluation against the reactive baseline
+//! ([`setpoint_observe::services::HpaBaseline`]) run it through
+//! [`setpoint_observe::services::run_closed_loop`].
+//!
+//! Observation: every tick reads the fleet as it is at that instant; the last
+//! [`ForecastSettings::recent_window`](setpoint_forecast::ForecastSettings) of ticks is the
+//! recent window, and each fit step's mean is appended to the fit history (which starts with
+//! the fleet's simulated past), so the models are refitted — inline, at the tick they fall
+//! due, since simulated time does not pass during a fit — on what the loop itself saw.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use setpoint_core::KillSwitches;
+use setpoint_core::Verdict;
+use setpoint_core::control::{
+    ControlAction, ControlLimits, CurrentSettings, ReplicaTarget, ThrottleLimit,
+};
+use setpoint_decide::{ControlPolicy, PolicyBundle};
+use setpoint_forecast::Series;
+use setpoint_observe::services::{
+    Action, Controller, Event, EventKind, FleetObservation, Region, ServiceObservation, ServiceSim,
+    Throttle, Weights,
+};
+
+use super::{
+    FastError, FastLoop, FastMetric, FastObservation, FastSettings, Forecasters, SeriesKey,
+};
+
+/// Regions of a simulated service, by the names policies see.
+const REGIONS: [(Region, &str); 2] = [
+    (Region::Primary, "primary"),
+    (Region::Secondary, "secondary"),
+];
+
+/// A service-level or regional value of one observation.
+fn value(seen: &ServiceObservation, metric: FastMetric, region: Option<Region>) -> f64 {
+    match region {
+        None => match metric {
+            FastMetric::RequestRate => seen.offered_rps,
+            FastMetric::LatencyP99Ms => seen.latency_p99_ms,
+            FastMetric::ErrorPercent => seen.error_percent,
+            FastMetric::CpuPercent => seen.cpu_percent,
+            FastMetric::Replicas => f64::from(seen.replicas),
+        },
+        Some(region) => {
+            let r = &seen.regions[region];
+            match metric {
+                FastMetric::RequestRate => r.offered_rps,
+                FastMetric::LatencyP99Ms => r.latency_p99_ms,
+                FastMetric::ErrorPercent => r.error_percent,
+                FastMetric::CpuPercent => r.cpu_percent,
+                FastMetric::Replicas => f64::from(r.replicas),
+            }
+        }
+    }
+}
+
+/// The series the loop reads of every service: each metric for the service, and load and
+/// latency per region.
+fn series_of(service: &str) -> Vec<(SeriesKey, Option<Region>)> {
+    let mut out: Vec<(SeriesKey, Option<Region>)> = FastMetric::ALL
+        .into_iter()
+        .map(|m| (SeriesKey::service(service, m), None))
+        .collect();
+    for (region, name) in REGIONS {
+        for metric in [FastMetric::RequestRate, FastMetric::LatencyP99Ms] {
+            out.push((SeriesKey::region(service, metric, name), Some(region)));
+        }
+    }
+    out
+}
+
+/// One series as the loop has seen it.
+#[derive(Debug, Clone)]
+struct Track {
+    region: Option<Region>,
+    /// `(time, value)` of the ticks within the recent window, oldest first.
+    recent: VecDeque<(DateTime<Utc>, f64)>,
+    /// Fit-step means: the simulated past, then what the ticks saw.
+    history: Series,
+    /// The current fit step's sum and count.
+    bucket: (f64, u32),
+}
+
+/// One `act` decision carried out on the simulation, with what the loop saw when it decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppliedControl {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The service.
+    pub service: String,
+    /// The action, as the guard let it through.
+    pub action: ControlAction,
+    /// Replicas the service was set to before.
+    pub replicas_before: Option<u32>,
+    /// The request rate observed.
+    pub request_rate: Option<f64>,
+    /// The upper bound of the request rate's forecast at the horizon.
+    pub forecast_upper: Option<f64>,
+    /// The horizon, in seconds.
+    pub horizon_seconds: u64,
+    /// What the replicas it had could serve at their per-replica capacity, in requests/s.
+    pub capacity: Option<f64>,
+    /// The primary region's p99 latency observed, in milliseconds.
+    pub primary_latency_ms: Option<f64>,
+}
+
+impl std::fmt::Display for AppliedControl {
+    /// One line: what was done and what the loop saw, e.g. "forecast p90 1,840 req/s in 15 min
+    /// > capacity 1,500 req/s → replicas 4 → 6".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let minutes = self.horizon_seconds / 60;
+        match &self.action {
+            ControlAction::Replicas(target) => {
+                let after = match target {
+                    ReplicaTarget::Absolute(n) => n.to_string(),
+                    ReplicaTarget::Factor(x) => format!("×{x}"),
+                };
+                let before = self
+                    .replicas_before
+                    .map_or_else(|| "?".to_string(), |n| n.to_string());
+                let rate = self.forecast_upper.or(self.request_rate);
+                let capacity = self
+                    .capacity
+                    .map_or_else(|| "?".to_string(), |c| format!("{c:.0}"));
+                match (self.forecast_upper, rate) {
+                    (Some(upper), _) => write!(
+                        f,
+                        "forecast upper {upper:.0} req/s in {minutes} min vs capacity {capacity} req/s → replicas {before} → {after}"
+                    ),
+                    (None, Some(now)) => write!(
+                        f,
+                        "no forecast; {now:.0} req/s now vs capacity {capacity} req/s → replicas {before} → {after}"
+                    ),
+                    (None, None) => write!(f, "replicas {before} → {after}"),
+                }
+            }
+            ControlAction::TrafficShift { weights } => {
+                let latency = self
+                    .primary_latency_ms
+                    .map_or_else(|| "?".to_string(), |l| format!("{l:.0}"));
+                let split: Vec<String> =
+                    weights.iter().map(|(k, v)| format!("{k} {v} %")).collect();
+                write!(f, "primary p99 {latency} ms → traffic {}", split.join(", "))
+            }
+            ControlAction::Throttle(ThrottleLimit::Rate(rate)) => {
+                write!(f, "throttle to {rate:.0} req/s")
+            }
+            ControlAction::Throttle(ThrottleLimit::Fraction(x)) => {
+                write!(f, "throttle to {:.0} % of the traffic", x * 100.0)
+            }
+            ControlAction::None => f.write_str("nothing"),
+        }
+    }
+}
+
+/// How the loop met one scheduled event of the simulation (a surge, a degradation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventResponse {
+    /// The event.
+    pub event: Event,
+    /// The loop's first action on the event's service that answers it — more replicas for a
+    /// surge, a traffic shift (or more replicas) for a degradation — from `lookahead` before
+    /// the event until its end.
+    pub first: Option<AppliedControl>,
+}
+
+impl EventResponse {
+    /// How long before the event started the loop acted (negative: after it started).
+    pub fn lead(&self) -> Option<TimeDelta> {
+        self.first.as_ref().map(|a| self.event.start - a.at)
+    }
+}
+
+/// The loop's response to every surge and degradation of `events` in its run.
+pub fn responses(
+    events: &[Event],
+    log: &SimulatedRunLog,
+    names: &[String],
+    lookahead: TimeDelta,
+) -> Vec<EventResponse> {
+    events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                EventKind::Surge { .. } | EventKind::Degradation { .. }
+            )
+        })
+        .filter(|e| e.start >= log.from && e.start < log.to)
+        .map(|event| {
+            let name = names.get(event.service).cloned().unwrap_or_default();
+            let answers = |a: &&AppliedControl| {
+                a.service == name
+                    && a.at >= event.start - lookahead
+                    && a.at < event.end
+                    && match &a.action {
+                        ControlAction::Replicas(ReplicaTarget::Absolute(n)) => {
+                            a.replicas_before.is_some_and(|b| *n > b)
+                        }
+                        ControlAction::Replicas(ReplicaTarget::Factor(x)) => *x > 1.0,
+                        ControlAction::TrafficShift { .. } => {
+                            matches!(event.kind, EventKind::Degradation { .. })
+                        }
+                        _ => false,
+                    }
+            };
+            EventResponse {
+                event: *event,
+                first: log.applied.iter().find(answers).cloned(),
+            }
+        })
+        .collect()
+}
+
+/// What one run did, for the quickstart's summary and the evaluation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SimulatedRunLog {
+    /// The first tick's time.
+    pub from: DateTime<Utc>,
+    /// The last tick's time.
+    pub to: DateTime<Utc>,
+    /// Every `act` decision applied, in order.
+    pub applied: Vec<AppliedControl>,
+    /// Decisions by verdict.
+    pub verdicts: BTreeMap<String, u64>,
+    /// Ticks run.
+    pub ticks: u64,
+    /// Refits run.
+    pub refits: u64,
+    /// Anomalies flagged: when, the series.
+    pub anomalies: Vec<(DateTime<Utc>, SeriesKey)>,
+}
+
+/// The fast loop as a [`Controller`] of the simulated service fleet.
+#[derive(Debug)]
+pub struct SimulatedFastLoop {
+    inner: FastLoop,
+    kill_switches: KillSwitches,
+    names: Vec<String>,
+    tracks: BTreeMap<SeriesKey, Track>,
+    log: SimulatedRunLog,
+    threads: usize,
+}
+
+impl SimulatedFastLoop {
+    /// A loop over `sim`'s services deciding with `policy` under `guard`: its settings' limits
+    /// are each service's (total replica bounds, capacity per replica), its history the
+    /// fleet's simulated past before `sim.now()` at the forecaster's fit step, fitted now.
+    pub fn new(
+        sim: &ServiceSim,
+        mut settings: FastSettings,
+        policy: &ControlPolicy,
+        guard: &PolicyBundle,
+    ) -> Result<Self, FastError> {
+        let names: Vec<String> = sim.services().iter().map(|s| s.name.clone()).collect();
+        for spec in sim.services() {
+            settings.limits.insert(
+                spec.name.clone(),
+                ControlLimits {
+                    min_replicas: spec.min_replicas.primary + spec.min_replicas.secondary,
+                    max_replicas: spec.max_replicas.primary + spec.max_replicas.secondary,
+                    capacity_per_replica: Some(spec.capacity_rps),
+                },
+            );
+        }
+        let fit_step = settings.forecast.fit_step;
+        let now = sim.now();
+        let from = (now - settings.forecast.max_history).max(sim.history_begins());
+        let steps = usize::try_from((now - from).num_seconds() / fit_step.num_seconds().max(1))
+            .unwrap_or(0);
+        let start = now - fit_step * i32::try_from(steps).unwrap_or(0);
+        let mut tracks: BTreeMap<SeriesKey, Track> = BTreeMap::new();
+        for name in &names {
+            for (key, region) in series_of(name) {
+                tracks.insert(
+                    key,
+                    Track {
+                        region,
+                        recent: VecDeque::new(),
+                        history: Series::new(start, fit_step, Vec::with_capacity(steps)),
+                        bucket: (0.0, 0),
+                    },
+                );
+            }
+        }
+        for i in 0..steps {
+            let t = start + fit_step * i32::try_from(i).unwrap_or(0);
+            // The middle of the step stands for its mean: the simulation has no gaps.
+            let seen = sim.observe(t + fit_step / 2).ok();
+            for (key, track) in &mut tracks {
+                let v = seen
+                    .as_ref()
+                    .and_then(|s| {
+                        sim.service_index(&key.service)
+                            .and_then(|i| s.services.get(i))
+                    })
+                    .map_or(f64::NAN, |s| value(s, key.metric, track.region));
+                track.history.values.push(v);
+            }
+        }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut inner = FastLoop::new(settings, policy, guard, &KillSwitches::default())?;
+        inner.install(Self::fit(&tracks, inner.settings(), threads, now));
+        Ok(Self {
+            inner,
+            kill_switches: KillSwitches::default(),
+            names,
+            tracks,
+            log: SimulatedRunLog {
+                refits: 1,
+                ..SimulatedRunLog::default()
+            },
+            threads,
+        })
+    }
+
+    fn fit(
+        tracks: &BTreeMap<SeriesKey, Track>,
+        settings: &FastSettings,
+        threads: usize,
+        now: DateTime<Utc>,
+    ) -> Forecasters {
+        let history: BTreeMap<SeriesKey, Series> = tracks
+            .iter()
+            .map(|(k, t)| (k.clone(), t.history.clone()))
+            .collect();
+        Forecasters::fit(&history, &settings.forecast, threads, now)
+    }
+
+    /// The kill switches the next ticks decide under.
+    pub fn set_kill_switches(&mut self, kill_switches: KillSwitches) {
+        self.kill_switches = kill_switches;
+    }
+
+    /// What the run did so far.
+    pub fn log(&self) -> &SimulatedRunLog {
+        &self.log
+    }
+
+    /// The services' names, by index in the simulation.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The loop.
+    pub fn fast_loop(&self) -> &FastLoop {
+        &self.inner
+    }
+
+    /// Takes in one observation: recent windows and fit-step buckets.
+    fn observe(&mut self, now: DateTime<Utc>, observed: &FleetObservation) -> FastObservation {
+        let settings = self.inner.settings();
+        let window = settings.forecast.recent_window;
+        let fit_step = settings.forecast.fit_step;
+        let tick_step = self.tick_step(now);
+        let mut out = FastObservation {
+            at: now + TimeDelta::milliseconds(1),
+            ..FastObservation::default()
+        };
+        for (key, track) in &mut self.tracks {
+            let Some(index) = self.names.iter().position(|n| *n == key.service) else {
+                continue;
+            };
+            let Some(seen) = observed.services.get(index) else {
+                continue;
+            };
+            let v = value(seen, key.metric, track.region);
+            track.recent.push_back((now, v));
+            while track
+                .recent
+                .front()
+                .is_some_and(|(t, _)| now - *t >= window)
+            {
+                track.recent.pop_front();
+            }
+            // Close the fit steps that ended before this sample.
+            while track.history.end() + fit_step <= now {
+                let (sum, n) = track.bucket;
+                track
+                    .history
+                    .values
+                    .push(if n > 0 { sum / f64::from(n) } else { f64::NAN });
+                track.bucket = (0.0, 0);
+            }
+            if v.is_finite() {
+                track.bucket.0 += v;
+                track.bucket.1 += 1;
+            }
+            let points: Vec<(DateTime<Utc>, f64)> = track.recent.iter().copied().collect();
+            if let Ok(series) = Series::from_points(&points, tick_step) {
+                out.series.insert(key.clone(), series);
+            }
+        }
+        for (index, name) in self.names.iter().enumerate() {
+            let Some(seen) = observed.services.get(index) else {
+                continue;
+            };
+            let mut weights: BTreeMap<String, u32> = BTreeMap::new();
+            let primary = (seen.regions.primary.weight * 100.0)
+                .round()
+                .clamp(0.0, 100.0) as u32;
+            weights.insert("primary".into(), primary);
+            weights.insert("secondary".into(), 100 - primary);
+            out.current.insert(
+                name.clone(),
+                CurrentSettings {
+                    replicas: Some(seen.replicas_desired),
+                    weights,
+                    throttle: seen.throttle.map(|t| match t {
+                        Throttle::MaxRate(rate) => ThrottleLimit::Rate(rate),
+                        Throttle::Shed(shed) => ThrottleLimit::Fraction(1.0 - shed),
+                    }),
+                },
+            );
+        }
+        out
+    }
+
+    /// The spacing of ticks, from the last two seen (15 s until there are two).
+    fn tick_step(&self, now: DateTime<Utc>) -> TimeDelta {
+        self.tracks
+            .values()
+            .next()
+            .and_then(|t| t.recent.back().map(|(last, _)| now - *last))
+            .filter(|d| *d > TimeDelta::zero())
+            .unwrap_or(TimeDelta::seconds(15))
+    }
+
+    /// The simulation's actions carrying out `action` on service `index`.
+    fn actions(
+        index: usize,
+        action: &ControlAction,
+        seen: &ServiceObservation,
+        out: &mut Vec<Action>,
+    ) {
+        match action {
+            ControlAction::None => {}
+            ControlAction::Replicas(target) => {
+                let total = match target {
+                    ReplicaTarget::Absolute(n) => *n,
+                    ReplicaTarget::Factor(f) => {
+                        (f64::from(seen.replicas_desired) * f).ceil().max(0.0) as u32
+                    }
+                };
+                // Split by the traffic each region carries, so each region's capacity follows
+                // its load.
+                let w = seen.regions.primary.weight.clamp(0.0, 1.0);
+                let primary = (f64::from(total) * w).round() as u32;
+                let secondary = total.saturating_sub(primary);
+                for (region, replicas) in
+                    [(Region::Primary, primary), (Region::Secondary, secondary)]
+                {
+                    out.push(Action::SetReplicas {
+                        service: index,
+                        region,
+                        replicas,
+                    });
+                }
+            }
+            ControlAction::TrafficShift { weights } => {
+                let get = |name: &str| f64::from(weights.get(name).copied().unwrap_or(0));
+                out.push(Action::SetWeights {
+                    service: index,
+                    weights: Weights {
+                        primary: get("primary"),
+                        secondary: get("secondary"),
+                    },
+                });
+            }
+            ControlAction::Throttle(limit) => out.push(Action::SetThrottle {
+                service: index,
+                throttle: Some(match limit {
+                    ThrottleLimit::Rate(rate) => Throttle::MaxRate(*rate),
+                    ThrottleLimit::Fraction(f) => Throttle::Shed((1.0 - f).clamp(0.0, 1.0)),
+                }),
+            }),
+        }
+    }
+}
+
+impl Controller for SimulatedFastLoop {
+    fn name(&self) -> &str {
+        "setpoint fast loop"
+    }
+
+    fn tick(&mut self, now: DateTime<Utc>, observed: &FleetObservation, actions: &mut Vec<Action>) {
+        if self.log.ticks == 0 {
+            self.log.from = now;
+        }
+        self.log.to = now;
+        let observation = self.observe(now, observed);
+        if self.inner.refit_due(now) {
+            let fitted = Self::fit(&self.tracks, self.inner.settings(), self.threads, now);
+            self.inner.install(fitted);
+            self.log.refits += 1;
+        }
+        let report = self.inner.tick(&observation, &self.kill_switches);
+        self.log.ticks += 1;
+        for service in &report.services {
+            let decision = &service.decision;
+            *self
+                .log
+                .verdicts
+                .entry(decision.verdict.as_str().to_string())
+                .or_default() += 1;
+            for (key, anomaly) in &service.anomalies {
+                if anomaly.anomalous {
+                    self.log.anomalies.push((now, key.clone()));
+                }
+            }
+            if decision.verdict != Verdict::Act || decision.action == ControlAction::None {
+                continue;
+            }
+            let Some(index) = self.names.iter().position(|n| *n == decision.service) else {
+                continue;
+            };
+            let Some(seen) = observed.services.get(index) else {
+                continue;
+            };
+            Self::actions(index, &decision.action, seen, actions);
+            self.inner
+                .record_change(&decision.service, &decision.action, now);
+            let input = &service.input;
+            self.log.applied.push(AppliedControl {
+                at: now,
+                service: decision.service.clone(),
+                action: decision.action.clone(),
+                replicas_before: input.current.replicas,
+                request_rate: input.now.request_rate,
+                forecast_upper: input.forecast_interval.request_rate.map(|i| i.upper),
+                horizon_seconds: input.horizon_seconds,
+                capacity: input
+                    .limits
+                    .capacity_per_replica
+                    .zip(input.current.replicas)
+                    .map(|(c, r)| c * f64::from(r)),
+                primary_latency_ms: input
+                    .now
+                    .region
+                    .get("primary")
+                    .and_then(|m| m.latency_p99_ms),
+            });
+        }
+    }
+}
