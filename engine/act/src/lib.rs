@@ -24,7 +24,16 @@
 //! [`patroni`] (the Patroni REST API), [`kubernetes`] (merge patches on CloudNativePG, VPA,
 //! Deployment / StatefulSet, HPA and Istio objects) and [`webhook`] (a signed POST of the
 //! decision to a team's own automation).
+//!
+//! The fast loop acts through [`control`] instead: its actions are typed
+//! [`ControlAction`](setpoint_core::control::ControlAction)s, not a proposal's operations, and
+//! they are planned (current state read, other autoscalers detected, factors resolved) before
+//! they are executed. [`control::ControlActuator`] reuses the Kubernetes actuator's object
+//! resolution and read-modify-write, and adds the scale subresource, autoscaler minimums and a
+//! Redis-held throttle. It is configured by the fast loop ([`control::ControlConfig`]), not
+//! under a weekly loop's `actuators:`, whose entries carry out operations.
 
+pub mod control;
 mod http;
 pub mod kubernetes;
 pub mod patroni;

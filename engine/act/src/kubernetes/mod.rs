@@ -311,7 +311,7 @@ impl std::fmt::Display for ObjectRef {
 
 /// A namespace or object name as Kubernetes allows it (a DNS subdomain); anything else could
 /// reach another path of the API.
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
         && name
@@ -362,8 +362,14 @@ impl Kubernetes {
 
     /// The object a target maps to, from its labels and the configured defaults.
     pub fn object(&self, target: &Target) -> Result<ObjectRef, String> {
+        self.object_of(&target.labels)
+    }
+
+    /// The object a set of labels names (a target's, or a fast-loop service's), with the
+    /// configured defaults.
+    pub fn object_of(&self, labels_of: &BTreeMap<String, String>) -> Result<ObjectRef, String> {
         let labels = &self.config.labels;
-        let label = |name: &str| target.labels.get(name).cloned();
+        let label = |name: &str| labels_of.get(name).cloned();
         let kind = match label(&labels.kind) {
             Some(text) => Kind::parse(&text).ok_or_else(|| {
                 format!(
@@ -476,7 +482,7 @@ fn without_credential_plugins(file: &mut Kubeconfig) -> Result<(), String> {
 
 // ---- JSON pointer helpers -------------------------------------------------------------------
 
-fn escape(segment: &str) -> String {
+pub(crate) fn escape(segment: &str) -> String {
     segment.replace('~', "~0").replace('/', "~1")
 }
 
@@ -485,7 +491,7 @@ fn unescape(segment: &str) -> String {
 }
 
 /// Sets `value` at `pointer`, creating objects on the way; an array index must exist.
-fn set(doc: &mut Value, pointer: &str, value: Value) -> Result<(), String> {
+pub(crate) fn set(doc: &mut Value, pointer: &str, value: Value) -> Result<(), String> {
     let segments: Vec<String> = pointer.split('/').skip(1).map(unescape).collect();
     let mut node = doc;
     for (i, segment) in segments.iter().enumerate() {
@@ -574,9 +580,12 @@ fn quantity(value: &Value) -> Option<(i128, u32)> {
 }
 
 /// Whether a live value already is the wanted one (quantities compare by amount: `4000m` is
-/// `4`, `16Gi` is `17179869184`).
-fn same(live: Option<&Value>, wanted: &Value, as_quantity: bool) -> bool {
-    let Some(live) = live else { return false };
+/// `4`, `16Gi` is `17179869184`); a wanted `null` is a field that must be absent (a merge patch
+/// deletes a field by sending `null`).
+pub(crate) fn same(live: Option<&Value>, wanted: &Value, as_quantity: bool) -> bool {
+    let Some(live) = live else {
+        return wanted.is_null();
+    };
     if live == wanted {
         return true;
     }
@@ -594,7 +603,7 @@ fn same(live: Option<&Value>, wanted: &Value, as_quantity: bool) -> bool {
     }
 }
 
-fn show(value: Option<&Value>) -> String {
+pub(crate) fn show(value: Option<&Value>) -> String {
     value.map_or_else(|| "(unset)".into(), Value::to_string)
 }
 
@@ -602,24 +611,43 @@ fn show(value: Option<&Value>) -> String {
 
 /// One field the plan changes.
 #[derive(Debug, Clone)]
-struct Change {
+pub(crate) struct Change {
     /// Index of the operation it belongs to.
-    op: usize,
+    pub(crate) op: usize,
     /// A name for the field that does not depend on list positions, e.g.
     /// `containers[postgres].resources.limits.cpu`; it matches fields across re-reads.
-    field: String,
+    pub(crate) field: String,
     /// Where it is in this read of the object.
-    pointer: String,
-    /// The wanted value.
-    want: Value,
+    pub(crate) pointer: String,
+    /// The wanted value (`null`: the field must be absent).
+    pub(crate) want: Value,
     /// Compare as a Kubernetes quantity.
-    quantity: bool,
+    pub(crate) quantity: bool,
 }
 
 /// The planned object and its changes, computed on one read of the live object.
-struct Planned {
-    object: Value,
-    changes: Vec<Change>,
+pub(crate) struct Planned {
+    pub(crate) object: Value,
+    pub(crate) changes: Vec<Change>,
+}
+
+/// What a read-modify-write came to: the plan's changes, the operations (by index) whose fields
+/// were sent (none: everything was already in place), and whether it was a dry run.
+pub(crate) struct Written {
+    pub(crate) changes: Vec<Change>,
+    pub(crate) changed: Vec<usize>,
+    pub(crate) dry_run: bool,
+}
+
+impl Planned {
+    /// `live` with `changes` made: what a plan that is not one of [`plan`]'s sends.
+    pub(crate) fn on(live: &Value, changes: Vec<Change>) -> Result<Planned, String> {
+        let mut object = live.clone();
+        for change in &changes {
+            set(&mut object, &change.pointer, change.want.clone())?;
+        }
+        Ok(Planned { object, changes })
+    }
 }
 
 fn container_index(list: &[Value], key: &str, wanted: Option<&str>) -> Result<usize, String> {
@@ -646,7 +674,7 @@ fn size_fields(cpu: u64, memory: u64) -> [(&'static str, Value); 2] {
     ]
 }
 
-fn plan(
+pub(crate) fn plan(
     object: &ObjectRef,
     live: &Value,
     operations: &[Operation],
@@ -874,13 +902,12 @@ fn plan(
     })
 }
 
-/// The HTTP route (by name, or the only one) and the index of a destination in it (by subset,
-/// host or `host/subset`).
-fn route_destination(
-    live: &Value,
+/// The index of a `VirtualService`'s HTTP route (by name, or the only one) and its
+/// destinations.
+pub(crate) fn http_route<'a>(
+    live: &'a Value,
     route: Option<&str>,
-    destination: &str,
-) -> Result<(usize, usize), String> {
+) -> Result<(usize, &'a [Value]), String> {
     let routes = live
         .pointer("/spec/http")
         .and_then(Value::as_array)
@@ -897,6 +924,17 @@ fn route_destination(
         .get("route")
         .and_then(Value::as_array)
         .ok_or("the HTTP route has no destinations")?;
+    Ok((route_index, destinations))
+}
+
+/// The HTTP route (by name, or the only one) and the index of a destination in it (by subset,
+/// host or `host/subset`).
+pub(crate) fn route_destination(
+    live: &Value,
+    route: Option<&str>,
+    destination: &str,
+) -> Result<(usize, usize), String> {
+    let (route_index, destinations) = http_route(live, route)?;
     let index = destinations
         .iter()
         .position(|d| {
@@ -951,14 +989,15 @@ fn check_invariants(object: &ObjectRef, planned: &Value) -> Result<(), String> {
 
 // ---- the actuator ----------------------------------------------------------------------------
 
-struct Ctx<'a> {
-    target: &'a str,
-    object: String,
-    operation: String,
+/// Where a request goes, for errors: the target, the object and the operation(s).
+pub(crate) struct Ctx<'a> {
+    pub(crate) target: &'a str,
+    pub(crate) object: String,
+    pub(crate) operation: String,
 }
 
 impl Ctx<'_> {
-    fn failed(&self, message: impl Into<String>) -> ActError {
+    pub(crate) fn failed(&self, message: impl Into<String>) -> ActError {
         ActError::Failed {
             site: self.site(),
             message: message.into(),
@@ -966,14 +1005,14 @@ impl Ctx<'_> {
     }
 
     /// An error retrying would not cure (see [`ActError::Unusable`]).
-    fn unusable(&self, message: impl Into<String>) -> ActError {
+    pub(crate) fn unusable(&self, message: impl Into<String>) -> ActError {
         ActError::Unusable {
             site: self.site(),
             message: message.into(),
         }
     }
 
-    fn site(&self) -> Box<Site> {
+    pub(crate) fn site(&self) -> Box<Site> {
         Site::new(
             NAME,
             self.target,
@@ -1046,17 +1085,29 @@ fn to_json(ctx: &Ctx<'_>, what: &str, object: &DynamicObject) -> Result<Value> {
 }
 
 impl Kubernetes {
+    /// The configuration it was built with.
+    pub(crate) fn config(&self) -> &KubernetesConfig {
+        &self.config
+    }
+
     async fn api(&self, ctx: &Ctx<'_>, object: &ObjectRef) -> Result<Api<DynamicObject>> {
+        self.api_for(ctx, &object.namespace, &object.kind.resource())
+            .await
+    }
+
+    /// The API of one kind of object in a namespace.
+    pub(crate) async fn api_for(
+        &self,
+        ctx: &Ctx<'_>,
+        namespace: &str,
+        resource: &ApiResource,
+    ) -> Result<Api<DynamicObject>> {
         let client = self
             .client
             .get_or_try_init(|| async { kube::Client::try_from(self.kube.clone()) })
             .await
             .map_err(|e| ctx.unusable(format!("the Kubernetes client: {}", error_chain(&e))))?;
-        Ok(Api::namespaced_with(
-            client.clone(),
-            &object.namespace,
-            &object.kind.resource(),
-        ))
+        Ok(Api::namespaced_with(client.clone(), namespace, resource))
     }
 
     /// Bounds a whole request by the configured timeout (kube-rs' own bound each read and write).
@@ -1075,12 +1126,50 @@ impl Kubernetes {
         }
     }
 
-    async fn get(&self, ctx: &Ctx<'_>, api: &Api<DynamicObject>, name: &str) -> Result<Value> {
-        let object = self
-            .bounded(ctx, "GET", api.get(name))
+    /// Reads an object, or one of its subresources (`scale`).
+    pub(crate) async fn get(
+        &self,
+        ctx: &Ctx<'_>,
+        api: &Api<DynamicObject>,
+        name: &str,
+        subresource: Option<&str>,
+    ) -> Result<Value> {
+        let what = match subresource {
+            Some(sub) => format!("GET {sub}"),
+            None => "GET".to_string(),
+        };
+        let object = match subresource {
+            Some(sub) => {
+                self.bounded(ctx, &what, api.get_subresource(sub, name))
+                    .await
+            }
+            None => self.bounded(ctx, &what, api.get(name)).await,
+        }
+        .map_err(|f| f.into_error(ctx, &what))?;
+        to_json(ctx, &what, &object)
+    }
+
+    /// Every object of a collection, as JSON; `None` when the API server does not serve the
+    /// collection (404: a custom resource whose definition is not installed).
+    pub(crate) async fn list(
+        &self,
+        ctx: &Ctx<'_>,
+        api: &Api<DynamicObject>,
+    ) -> Result<Option<Vec<Value>>> {
+        let what = "LIST";
+        match self
+            .bounded(ctx, what, api.list(&kube::api::ListParams::default()))
             .await
-            .map_err(|f| f.into_error(ctx, "GET"))?;
-        to_json(ctx, "GET", &object)
+        {
+            Ok(list) => list
+                .items
+                .iter()
+                .map(|item| to_json(ctx, what, item))
+                .collect::<Result<Vec<_>>>()
+                .map(Some),
+            Err(Failure::Error(ActError::Refused { status: 404, .. })) => Ok(None),
+            Err(failure) => Err(failure.into_error(ctx, what)),
+        }
     }
 
     fn verify(ctx: &Ctx<'_>, changes: &[Change], object: &Value, source: &str) -> Result<()> {
@@ -1126,15 +1215,43 @@ impl Kubernetes {
             operation,
         };
         let api = self.api(&ctx, &object).await?;
-        let dry_run = execution.dry_run || self.config.always_dry_run;
+        let written = self
+            .write(
+                &ctx,
+                &api,
+                &object.name,
+                None,
+                execution.dry_run,
+                &|live: &Value| {
+                    plan(&object, live, operations, &self.config).map_err(|e| ctx.unusable(e))
+                },
+            )
+            .await?;
+        Ok(self.results(execution, &ctx, &written))
+    }
+
+    /// Read-modify-write of one object (or its `subresource`): GET it, let `replan` decide the
+    /// changes on what was read, PATCH the fields that differ with the `resourceVersion` that
+    /// was read, verify the answer and (unless in dry-run) a read back. On 409 Conflict, reads
+    /// again and decides again, a bounded number of times; a field the plan changes that
+    /// another writer changed meanwhile is [`ActError::Conflict`], never overwritten.
+    pub(crate) async fn write(
+        &self,
+        ctx: &Ctx<'_>,
+        api: &Api<DynamicObject>,
+        name: &str,
+        subresource: Option<&str>,
+        dry_run: bool,
+        replan: &(dyn Fn(&Value) -> Result<Planned> + Sync),
+    ) -> Result<Written> {
+        let dry_run = dry_run || self.config.always_dry_run;
         let params = PatchParams {
             dry_run,
             ..PatchParams::default()
         };
 
-        let first = self.get(&ctx, &api, &object.name).await?;
-        let first_plan =
-            plan(&object, &first, operations, &self.config).map_err(|e| ctx.unusable(e))?;
+        let first = self.get(ctx, api, name, subresource).await?;
+        let first_plan = replan(&first)?;
         // The values the plan was made against, by field: what "someone else changed it" means.
         let seen: BTreeMap<String, Option<Value>> = first_plan
             .changes
@@ -1150,7 +1267,11 @@ impl Kubernetes {
                 .filter(|c| !same(live.pointer(&c.pointer), &c.want, c.quantity))
                 .collect();
             if pending.is_empty() {
-                return Ok(self.results(execution, &ctx, &planned.changes, &[], dry_run));
+                return Ok(Written {
+                    changes: planned.changes,
+                    changed: Vec::new(),
+                    dry_run,
+                });
             }
             let mut patch = json!({});
             let mut roots: Vec<String> = pending
@@ -1170,16 +1291,21 @@ impl Kubernetes {
             set(&mut patch, "/metadata/resourceVersion", json!(version))
                 .map_err(|e| ctx.unusable(e))?;
 
-            let what = format!("PATCH {patch}");
-            let answer = match self
-                .bounded(
-                    &ctx,
-                    &what,
-                    api.patch(&object.name, &params, &Patch::Merge(&patch)),
-                )
-                .await
-            {
-                Ok(answer) => to_json(&ctx, "PATCH", &answer)?,
+            let what = match subresource {
+                Some(sub) => format!("PATCH {sub} {patch}"),
+                None => format!("PATCH {patch}"),
+            };
+            let request = async {
+                match subresource {
+                    Some(sub) => {
+                        api.patch_subresource(sub, name, &params, &Patch::Merge(&patch))
+                            .await
+                    }
+                    None => api.patch(name, &params, &Patch::Merge(&patch)).await,
+                }
+            };
+            let answer = match self.bounded(ctx, &what, request).await {
+                Ok(answer) => to_json(ctx, "PATCH", &answer)?,
                 Err(Failure::Conflict(message)) => {
                     conflicts += 1;
                     if conflicts > self.config.conflict_retries {
@@ -1189,9 +1315,8 @@ impl Kubernetes {
                         )));
                     }
                     // Re-read and decide again on what is there now.
-                    live = self.get(&ctx, &api, &object.name).await?;
-                    planned = plan(&object, &live, operations, &self.config)
-                        .map_err(|e| ctx.unusable(e))?;
+                    live = self.get(ctx, api, name, subresource).await?;
+                    planned = replan(&live)?;
                     for change in &planned.changes {
                         let now = live.pointer(&change.pointer);
                         let was = seen.get(&change.field).cloned().flatten();
@@ -1212,15 +1337,19 @@ impl Kubernetes {
                     }
                     continue;
                 }
-                Err(failure) => return Err(failure.into_error(&ctx, &what)),
+                Err(failure) => return Err(failure.into_error(ctx, &what)),
             };
-            Self::verify(&ctx, &planned.changes, &answer, "PATCH answer")?;
+            Self::verify(ctx, &planned.changes, &answer, "PATCH answer")?;
             if !dry_run {
-                let stored = self.get(&ctx, &api, &object.name).await?;
-                Self::verify(&ctx, &planned.changes, &stored, "read back")?;
+                let stored = self.get(ctx, api, name, subresource).await?;
+                Self::verify(ctx, &planned.changes, &stored, "read back")?;
             }
             let changed: Vec<usize> = pending.iter().map(|c| c.op).collect();
-            return Ok(self.results(execution, &ctx, &planned.changes, &changed, dry_run));
+            return Ok(Written {
+                changes: planned.changes,
+                changed,
+                dry_run,
+            });
         }
     }
 
@@ -1228,10 +1357,14 @@ impl Kubernetes {
         &self,
         execution: &Execution<'_>,
         ctx: &Ctx<'_>,
-        changes: &[Change],
-        changed: &[usize],
-        dry_run: bool,
+        written: &Written,
     ) -> Vec<OperationResult> {
+        let Written {
+            changes,
+            changed,
+            dry_run,
+        } = written;
+        let dry_run = *dry_run;
         execution
             .operations
             .iter()
