@@ -120,7 +120,9 @@ pub fn run(args: &FastLoopArgs) -> Result<ExitCode> {
     if answered.is_empty() {
         println!("no surge or degradation in the simulated interval");
     } else {
-        println!("events and the loop's first answer to each:");
+        println!(
+            "events (breach minutes: the service's whole run; first answer: its first scale-up, or traffic shift for a degradation, from 30 min before the event to its end):"
+        );
     }
     for response in &answered {
         let event = &response.event;
@@ -133,16 +135,32 @@ pub fn run(args: &FastLoopArgs) -> Result<ExitCode> {
         let answer = match (&response.first, response.lead()) {
             (Some(applied), Some(lead)) => {
                 let when = if lead > TimeDelta::zero() {
-                    format!("{} min ahead", lead.num_minutes().max(1))
+                    format!("{} min before it began", lead.num_minutes().max(1))
                 } else {
                     format!("{} min after it began", (-lead).num_minutes())
                 };
-                format!("{} ({when}): {applied}", applied.at.format("%H:%M"))
+                format!(
+                    "first answer {} ({when}): {applied}",
+                    applied.at.format("%H:%M")
+                )
             }
-            _ => "no action".to_string(),
+            _ => "no answer".to_string(),
+        };
+        let breach = |r: &RunReport| {
+            r.services
+                .get(event.service)
+                .map_or(f64::NAN, |s| s.breach_minutes)
+        };
+        let breaches = match &baseline {
+            Some(b) => format!(
+                "breach {:.1} min (baseline {:.1})",
+                breach(&predictive),
+                breach(b)
+            ),
+            None => format!("breach {:.1} min", breach(&predictive)),
         };
         println!(
-            "  {name} {what} {}–{}: {answer}",
+            "  {name} {what} {}–{}: {breaches}; {answer}",
             event.start.format("%H:%M"),
             event.end.format("%H:%M")
         );

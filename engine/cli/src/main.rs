@@ -5,6 +5,7 @@
 
 mod explain;
 mod fast_sim;
+mod forecast;
 mod journal;
 mod models;
 mod notify;
@@ -120,6 +121,10 @@ enum Command {
     /// The review queue: what waits for a human, and approving or rejecting it.
     #[command(subcommand)]
     Review(review::ReviewCommand),
+    /// Check the predictive fast loop's forecasts on any series of a loop's metric source
+    /// (or a CSV file): a backtest over past origins beside persistence and seasonal naive,
+    /// or, with --at, the forecasts from now and when they reach a capacity threshold.
+    Forecast(forecast::ForecastArgs),
     /// Run the loops on their schedules (as `run` does) and serve the engine's metrics on
     /// /metrics and the review web page, until SIGINT/SIGTERM.
     Serve(serve::ServeArgs),
@@ -356,6 +361,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Evaluate(args)) => models::evaluate(&load_config(&cli)?, args, &clock),
         Some(Command::Models(command)) => models::models(&state_dir(&cli)?, command, &clock),
         Some(Command::Review(command)) => review::run(&load_config(&cli)?, command, clock),
+        Some(Command::Forecast(args)) => forecast::run(args, || load_config(&cli), &clock),
         Some(Command::Serve(args)) => {
             if cli.now.is_some() {
                 bail!("--now replays one instant; `serve` follows the wall clock");

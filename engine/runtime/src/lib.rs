@@ -394,6 +394,17 @@ impl LoopRuntime {
         let descriptor = self.plugin.descriptor();
         format!("{} {}", descriptor.name, descriptor.version)
     }
+
+    /// The loop's metric source, for read-only tools (`setpoint forecast`) that query it as
+    /// the loop does.
+    pub fn source(&self) -> &Arc<dyn MetricSource> {
+        &self.source
+    }
+
+    /// What the loop's plugin declared: its technology and metrics (with their PromQL).
+    pub fn descriptor(&self) -> &setpoint_core::PluginDescriptor {
+        self.plugin.descriptor()
+    }
 }
 
 /// Every loop of a configuration, ready to run.

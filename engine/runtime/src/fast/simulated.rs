@@ -7,9 +7,10 @@
 //!
 //! Observation: every tick reads the fleet as it is at that instant; the last
 //! [`ForecastSettings::recent_window`](setpoint_forecast::ForecastSettings) of ticks is the
-//! recent window, and each fit step's mean is appended to the fit history (which starts with
-//! the fleet's simulated past), so the models are refitted — inline, at the tick they fall
-//! due, since simulated time does not pass during a fit — on what the loop itself saw.
+//! recent window, and the first tick of every minute is appended to the fit history (which
+//! starts with the fleet's simulated past at one sample a minute, the resolution of its
+//! noise), so the models are refitted — inline, at the tick they fall due, since simulated
+//! time does not pass during a fit — on what the loop itself saw.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -35,6 +36,10 @@ const REGIONS: [(Region, &str); 2] = [
     (Region::Primary, "primary"),
     (Region::Secondary, "secondary"),
 ];
+
+/// The spacing of the fit history: the simulation's noise changes from minute to minute, so a
+/// sample a minute sees all of it, as the ticks in between do.
+const HISTORY_STEP: TimeDelta = TimeDelta::minutes(1);
 
 /// A service-level or regional value of one observation.
 fn value(seen: &ServiceObservation, metric: FastMetric, region: Option<Region>) -> f64 {
@@ -80,10 +85,8 @@ struct Track {
     region: Option<Region>,
     /// `(time, value)` of the ticks within the recent window, oldest first.
     recent: VecDeque<(DateTime<Utc>, f64)>,
-    /// Fit-step means: the simulated past, then what the ticks saw.
+    /// One sample a minute: the simulated past, then what the ticks saw.
     history: Series,
-    /// The current fit step's sum and count.
-    bucket: (f64, u32),
 }
 
 /// One `act` decision carried out on the simulation, with what the loop saw when it decided.
@@ -249,8 +252,10 @@ pub struct SimulatedFastLoop {
 
 impl SimulatedFastLoop {
     /// A loop over `sim`'s services deciding with `policy` under `guard`: its settings' limits
-    /// are each service's (total replica bounds, capacity per replica), its history the
-    /// fleet's simulated past before `sim.now()` at the forecaster's fit step, fitted now.
+    /// are each service's total replica bounds and its capacity per replica — the rate one
+    /// replica serves at the utilisation the fleet's HPAs target, the operating point the
+    /// reactive baseline holds, so the two are compared at the same target load — and its
+    /// history the fleet's simulated past before `sim.now()`, fitted now.
     pub fn new(
         sim: &ServiceSim,
         mut settings: FastSettings,
@@ -258,22 +263,22 @@ impl SimulatedFastLoop {
         guard: &PolicyBundle,
     ) -> Result<Self, FastError> {
         let names: Vec<String> = sim.services().iter().map(|s| s.name.clone()).collect();
+        let target_load = sim.config().hpa.target_cpu_percent / 100.0;
         for spec in sim.services() {
             settings.limits.insert(
                 spec.name.clone(),
                 ControlLimits {
                     min_replicas: spec.min_replicas.primary + spec.min_replicas.secondary,
                     max_replicas: spec.max_replicas.primary + spec.max_replicas.secondary,
-                    capacity_per_replica: Some(spec.capacity_rps),
+                    capacity_per_replica: Some(spec.saturation_rps() * target_load),
                 },
             );
         }
-        let fit_step = settings.forecast.fit_step;
         let now = sim.now();
         let from = (now - settings.forecast.max_history).max(sim.history_begins());
-        let steps = usize::try_from((now - from).num_seconds() / fit_step.num_seconds().max(1))
-            .unwrap_or(0);
-        let start = now - fit_step * i32::try_from(steps).unwrap_or(0);
+        let steps =
+            usize::try_from((now - from).num_seconds() / HISTORY_STEP.num_seconds()).unwrap_or(0);
+        let start = now - HISTORY_STEP * i32::try_from(steps).unwrap_or(0);
         let mut tracks: BTreeMap<SeriesKey, Track> = BTreeMap::new();
         for name in &names {
             for (key, region) in series_of(name) {
@@ -282,16 +287,14 @@ impl SimulatedFastLoop {
                     Track {
                         region,
                         recent: VecDeque::new(),
-                        history: Series::new(start, fit_step, Vec::with_capacity(steps)),
-                        bucket: (0.0, 0),
+                        history: Series::new(start, HISTORY_STEP, Vec::with_capacity(steps)),
                     },
                 );
             }
         }
         for i in 0..steps {
-            let t = start + fit_step * i32::try_from(i).unwrap_or(0);
-            // The middle of the step stands for its mean: the simulation has no gaps.
-            let seen = sim.observe(t + fit_step / 2).ok();
+            let t = start + HISTORY_STEP * i32::try_from(i).unwrap_or(0);
+            let seen = sim.observe(t).ok();
             for (key, track) in &mut tracks {
                 let v = seen
                     .as_ref()
@@ -356,7 +359,6 @@ impl SimulatedFastLoop {
     fn observe(&mut self, now: DateTime<Utc>, observed: &FleetObservation) -> FastObservation {
         let settings = self.inner.settings();
         let window = settings.forecast.recent_window;
-        let fit_step = settings.forecast.fit_step;
         let tick_step = self.tick_step(now);
         let mut out = FastObservation {
             at: now + TimeDelta::milliseconds(1),
@@ -378,18 +380,16 @@ impl SimulatedFastLoop {
             {
                 track.recent.pop_front();
             }
-            // Close the fit steps that ended before this sample.
-            while track.history.end() + fit_step <= now {
-                let (sum, n) = track.bucket;
-                track
-                    .history
-                    .values
-                    .push(if n > 0 { sum / f64::from(n) } else { f64::NAN });
-                track.bucket = (0.0, 0);
-            }
-            if v.is_finite() {
-                track.bucket.0 += v;
-                track.bucket.1 += 1;
+            // The first tick of each minute is that minute's sample; a minute without a
+            // tick stays missing.
+            while track.history.end() <= now {
+                let slot = track.history.end();
+                let value = if now - slot < HISTORY_STEP {
+                    v
+                } else {
+                    f64::NAN
+                };
+                track.history.values.push(value);
             }
             let points: Vec<(DateTime<Utc>, f64)> = track.recent.iter().copied().collect();
             if let Ok(series) = Series::from_points(&points, tick_step) {
@@ -431,6 +431,28 @@ impl SimulatedFastLoop {
             .unwrap_or(TimeDelta::seconds(15))
     }
 
+    /// A service's `total` replicas split between its regions by the primary's traffic share
+    /// `w`, so each region's capacity follows its load: the smaller share rounded up (a
+    /// replica short is most of its capacity there), the larger one taking the rest, so the
+    /// regions add up to exactly `total`.
+    fn split(index: usize, total: u32, w: f64, out: &mut Vec<Action>) {
+        let w = w.clamp(0.0, 1.0);
+        let smaller = (f64::from(total) * w.min(1.0 - w)).ceil() as u32;
+        let larger = total.saturating_sub(smaller);
+        let (primary, secondary) = if w < 0.5 {
+            (smaller, larger)
+        } else {
+            (larger, smaller)
+        };
+        for (region, replicas) in [(Region::Primary, primary), (Region::Secondary, secondary)] {
+            out.push(Action::SetReplicas {
+                service: index,
+                region,
+                replicas,
+            });
+        }
+    }
+
     /// The simulation's actions carrying out `action` on service `index`.
     fn actions(
         index: usize,
@@ -447,30 +469,20 @@ impl SimulatedFastLoop {
                         (f64::from(seen.replicas_desired) * f).ceil().max(0.0) as u32
                     }
                 };
-                // Split by the traffic each region carries, so each region's capacity follows
-                // its load.
-                let w = seen.regions.primary.weight.clamp(0.0, 1.0);
-                let primary = (f64::from(total) * w).round() as u32;
-                let secondary = total.saturating_sub(primary);
-                for (region, replicas) in
-                    [(Region::Primary, primary), (Region::Secondary, secondary)]
-                {
-                    out.push(Action::SetReplicas {
-                        service: index,
-                        region,
-                        replicas,
-                    });
-                }
+                Self::split(index, total, seen.regions.primary.weight, out);
             }
             ControlAction::TrafficShift { weights } => {
                 let get = |name: &str| f64::from(weights.get(name).copied().unwrap_or(0));
+                let (primary, secondary) = (get("primary"), get("secondary"));
                 out.push(Action::SetWeights {
                     service: index,
-                    weights: Weights {
-                        primary: get("primary"),
-                        secondary: get("secondary"),
-                    },
+                    weights: Weights { primary, secondary },
                 });
+                // The replicas follow the traffic: the service's total, split anew.
+                if primary + secondary > 0.0 {
+                    let w = primary / (primary + secondary);
+                    Self::split(index, seen.replicas_desired, w, out);
+                }
             }
             ControlAction::Throttle(limit) => out.push(Action::SetThrottle {
                 service: index,

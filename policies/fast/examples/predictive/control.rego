@@ -8,9 +8,11 @@ package control
 
 import rego.v1
 
-# Share of a replica's capacity to plan for: headroom for the forecast's error and for noise.
-# A team sets its own in data.json as {"predictive": {"target_utilisation": …}}.
-default target_utilisation := 0.75
+# Share of a replica's capacity (input.limits.capacity_per_replica: what one replica serves at
+# its target load) to plan for. The forecast's upper bound is already the headroom for its
+# error; below 1 adds more. A team sets its own in data.json as
+# {"predictive": {"target_utilisation": …}}.
+default target_utilisation := 1
 
 target_utilisation := data.predictive.target_utilisation
 
@@ -23,23 +25,48 @@ capacity := input.limits.capacity_per_replica
 
 needed(rate) := ceil(rate / (capacity * target_utilisation))
 
-# The load to plan for: the forecast's upper bound when there is one, never less than now.
-planned_rate := max([input.now.request_rate, input.forecast_interval.request_rate.upper])
+# The load to plan for, never less than now: the forecast at the horizon, and its upper bound
+# while the load is rising towards it (when falling short costs a breach until new pods start).
+planned_rate := max([input.now.request_rate, input.forecast.request_rate]) if {
+	input.forecast.request_rate <= input.now.request_rate
+}
 
-planned_rate := input.now.request_rate if not input.forecast_interval.request_rate
+planned_rate := max([input.now.request_rate, input.forecast_interval.request_rate.upper]) if {
+	input.forecast.request_rate > input.now.request_rate
+}
+
+planned_rate := input.now.request_rate if not input.forecast.request_rate
 
 want := min([max([needed(planned_rate), input.limits.min_replicas]), input.limits.max_replicas])
 
 default decision := {"type": "NONE"}
 
+# Replicas change only past a tolerance either way, as the HPA's: noise around a level must
+# not move them back and forth (each way up waits for pods to start).
+default tolerance := 0.1
+
+tolerance := data.predictive.tolerance
+
 decision := {"type": "REPLICAS", "replicas": want} if {
-	not degraded_primary
-	want != input.current.replicas
+	not shifting
+	want > input.current.replicas * (1 + tolerance)
 }
 
-decision := {"type": "WEIGHTS", "to": "secondary", "share": "most"} if {
+# Down never on a load the seasonal model did not expect (a dip flagged as an anomaly): it may
+# come back within the time new pods need to start.
+decision := {"type": "REPLICAS", "replicas": want} if {
+	not degraded_primary
+	not input.anomaly.request_rate.anomalous
+	want < input.current.replicas * (1 - tolerance)
+}
+
+decision := {"type": "WEIGHTS", "to": "secondary", "share": "most"} if shifting
+
+# Traffic moves off a degraded primary, step by step, until it carries what "most" leaves it
+# (10 %); replicas follow the traffic, and may grow meanwhile, but not shrink.
+shifting if {
 	degraded_primary
-	input.current.weights.primary > 20
+	input.current.weights.primary > 10
 }
 
 decision := {"type": "THROTTLE", "limit_rate": input.limits.max_replicas * capacity} if {
