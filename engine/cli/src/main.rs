@@ -210,8 +210,12 @@ struct RunArgs {
 
 #[derive(Debug, Args)]
 struct ExplainArgs {
-    /// Target id, as shown in the report.
+    /// Target id, or a fast loop's service, as shown in the report.
     target: String,
+    /// A fast loop's service: the decision journalled at or before this time (RFC 3339, e.g.
+    /// 2026-11-24T09:00:00Z; default: the latest).
+    #[arg(long, value_name = "TIME")]
+    at: Option<chrono::DateTime<chrono::Utc>>,
     /// Output format.
     #[arg(long, short, value_enum, default_value_t)]
     output: Output,
@@ -345,7 +349,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Run(args)) => run_loops(&cli, args),
         Some(Command::Explain(args)) => {
             let dir = state_dir(&cli)?;
-            explain::explain(&dir, &args.target, matches!(args.output, Output::Json))?;
+            explain::explain(
+                &dir,
+                &args.target,
+                args.at,
+                matches!(args.output, Output::Json),
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::KillSwitch(args)) => kill_switch(&load_config(&cli)?, args, &clock),

@@ -44,9 +44,12 @@ pub fn render(report: &CycleReport) -> String {
     let mut classes: BTreeMap<&str, usize> = BTreeMap::new();
     let mut verdicts: BTreeMap<&str, usize> = BTreeMap::new();
     for row in &report.rows {
-        *classes
-            .entry(row.class.map(|c| c.as_str()).unwrap_or("failed"))
-            .or_default() += 1;
+        let unclassified = row.class.is_none() && row.error.is_none() && row.verdict.is_some();
+        if !unclassified {
+            *classes
+                .entry(row.class.map(|c| c.as_str()).unwrap_or("failed"))
+                .or_default() += 1;
+        }
         *verdicts
             .entry(row.verdict.map(|v| v.as_str()).unwrap_or("failed"))
             .or_default() += 1;
@@ -57,7 +60,9 @@ pub fn render(report: &CycleReport) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let _ = writeln!(out, "classes: {}", join(&classes));
+    if !classes.is_empty() {
+        let _ = writeln!(out, "classes: {}", join(&classes));
+    }
     let _ = writeln!(out, "verdicts: {}", join(&verdicts));
     let awaiting = report
         .rows
@@ -151,6 +156,8 @@ fn cells(row: &TargetRow) -> Vec<Cell> {
             format!("{class} ({code})")
         }
         (Some(class), _) => class.to_string(),
+        // A fast loop's services are decided without a class.
+        (None, _) if row.error.is_none() && row.verdict.is_some() => dash(),
         (None, _) => "failed".to_string(),
     };
     if row.classifier_fallback.is_some() {

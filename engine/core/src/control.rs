@@ -408,6 +408,99 @@ impl Default for ActionMapping {
     }
 }
 
+/// One service's tick of a fast loop as journalled: what the loop saw and forecast (the
+/// policy input), what it decided and why, and what became of the decision. `explain
+/// <service> --at <time>` reads it back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControlRecord {
+    /// The loop.
+    pub loop_name: String,
+    /// The loop's tick counter at the decision (counted from the process's start).
+    pub tick: u64,
+    /// The policy input, which holds the service, the tick's time, the observations and the
+    /// forecasts.
+    pub input: ControlInput,
+    /// The decision.
+    pub decision: ControlDecision,
+    /// The series that had no forecast at this tick, and why, e.g. `request_rate: no model
+    /// (history too short)`: their fields are absent from the input.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forecast_problems: Vec<String>,
+    /// What became of an `act` verdict: `dry-run` (not carried out), or the actuator's answer.
+    pub outcome: ControlOutcome,
+}
+
+impl ControlRecord {
+    /// The service.
+    pub fn service(&self) -> &str {
+        &self.input.service
+    }
+
+    /// The tick's time.
+    pub fn at(&self) -> DateTime<Utc> {
+        self.input.at
+    }
+}
+
+/// What became of a fast loop's decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ControlOutcome {
+    /// The verdict was not `act`: nothing to carry out.
+    NothingToDo,
+    /// The loop is in dry-run mode: the action was decided, not carried out.
+    DryRun,
+    /// The loop has no actuator for the action: it was not carried out.
+    NoActuator,
+    /// The action was carried out.
+    Applied {
+        /// What the actuator reports.
+        detail: String,
+    },
+    /// The actuator refused or failed; nothing was changed.
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+impl std::fmt::Display for ControlOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ControlOutcome::NothingToDo => f.write_str("nothing to do"),
+            ControlOutcome::DryRun => f.write_str("not carried out (dry-run)"),
+            ControlOutcome::NoActuator => f.write_str("not carried out (no actuator configured)"),
+            ControlOutcome::Applied { detail } => write!(f, "applied: {detail}"),
+            ControlOutcome::Failed { error } => write!(f, "failed: {error}"),
+        }
+    }
+}
+
+impl std::fmt::Display for ControlAction {
+    /// `none`, `replicas 6`, `replicas ×1.5`, `weights primary 10 secondary 90`, `throttle
+    /// 800 req/s`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ControlAction::None => f.write_str("none"),
+            ControlAction::Replicas(ReplicaTarget::Absolute(n)) => write!(f, "replicas {n}"),
+            ControlAction::Replicas(ReplicaTarget::Factor(x)) => write!(f, "replicas ×{x}"),
+            ControlAction::TrafficShift { weights } => {
+                f.write_str("weights")?;
+                for (to, percent) in weights {
+                    write!(f, " {to} {percent}")?;
+                }
+                Ok(())
+            }
+            ControlAction::Throttle(ThrottleLimit::Rate(rate)) => {
+                write!(f, "throttle {rate:.0} req/s")
+            }
+            ControlAction::Throttle(ThrottleLimit::Fraction(x)) => {
+                write!(f, "throttle to {:.0} % of the request rate", x * 100.0)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

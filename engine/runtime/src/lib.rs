@@ -354,6 +354,8 @@ pub struct LoopRuntime {
     policy_hash: String,
     bounds: Bounds,
     actuators: setpoint_act::Actuators,
+    /// A loop of `kind: fast`: its control policy, queries and state between ticks.
+    fast: Option<fast::cycle::FastRuntime>,
 }
 
 impl LoopRuntime {
@@ -676,9 +678,15 @@ fn resolve_loop(config: LoopConfig, cache: &Arc<CompileCache>) -> Result<LoopRun
         loop_name: loop_name.clone(),
         message: error.to_string(),
     })?;
-    let policies = match &config.policies {
-        config::PolicyRef::Builtin => setpoint_decide::default_bundle(),
-        config::PolicyRef::Dir(dir) => PolicyBundle::load(dir),
+    // A fast loop's `policies` is its control policy, loaded by its fast runtime; the weekly
+    // bundle it carries is the default one, which its ticks never evaluate.
+    let fast = match config.kind {
+        loops::LoopKind::Fast => Some(fast::cycle::FastRuntime::new(&config)?),
+        loops::LoopKind::Weekly => None,
+    };
+    let policies = match (&config.policies, &fast) {
+        (config::PolicyRef::Builtin, _) | (_, Some(_)) => setpoint_decide::default_bundle(),
+        (config::PolicyRef::Dir(dir), None) => PolicyBundle::load(dir),
     }
     .map_err(|source| RuntimeError::Policy {
         loop_name: loop_name.clone(),
@@ -708,5 +716,6 @@ fn resolve_loop(config: LoopConfig, cache: &Arc<CompileCache>) -> Result<LoopRun
         policy_hash,
         bounds,
         actuators,
+        fast,
     })
 }

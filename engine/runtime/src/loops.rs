@@ -49,6 +49,10 @@ macro_rules! loop_kinds {
 
 loop_kinds! {
     Weekly => crate::cycle::run,
+    /// The predictive fast loop: every few seconds, observe each service's recent window,
+    /// forecast, detect anomalies, and decide replicas, traffic weights or throttling with
+    /// the loop's control policy under setpoint's guard.
+    Fast => crate::fast::cycle::run,
 }
 
 #[cfg(test)]

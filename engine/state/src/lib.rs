@@ -11,6 +11,7 @@
 //! | `meta` | a name | cycle counters |
 //! | `intents` | idempotency key | [`setpoint_core::Intent`] (JSON), see [`intents`] |
 //! | `reviews` | id | [`setpoint_core::ReviewItem`] (JSON), see [`reviews`] |
+//! | `control` | `loop ␟ service ␟ time` | [`setpoint_core::control::ControlRecord`] (JSON), see [`control`] |
 //!
 //! The kill switches live beside it in `kill-switches.json` (see [`KILL_SWITCHES_FILE`]).
 //!
@@ -27,6 +28,7 @@ use setpoint_core::{JournalEntry, KillSwitches, TargetHistory};
 
 mod backup;
 mod chain;
+pub mod control;
 pub mod intents;
 pub mod models;
 pub mod reviews;
@@ -633,6 +635,7 @@ impl Store {
             reviews::REVIEWS_BY_TARGET,
             intents::INTENTS,
             chain::CHAIN,
+            control::CONTROL,
         ] {
             txn.open_table(table).map_err(|e| self.storage(e))?;
         }

@@ -78,6 +78,61 @@ impl ServiceMetric {
         }
     }
 
+    /// The PromQL a real deployment answers this metric with, grouped by `service`, for the
+    /// whole service or, with `region`, for the series labelled `region="<region>"`: standard
+    /// instrumentation (`http_requests_total` and `http_request_duration_seconds` with a
+    /// `service` label) and kube-state-metrics / cAdvisor.
+    pub fn promql(self, region: Option<&str>) -> String {
+        let region = region.map(|r| format!("region=\"{r}\""));
+        let select = |metric: &str, matchers: &[&str]| {
+            let all: Vec<&str> = matchers.iter().copied().chain(region.as_deref()).collect();
+            if all.is_empty() {
+                metric.to_string()
+            } else {
+                format!("{metric}{{{}}}", all.join(","))
+            }
+        };
+        let rate = |matchers: &[&str]| {
+            format!(
+                "sum by (service) (rate({}[1m]))",
+                select("http_requests_total", matchers)
+            )
+        };
+        match self {
+            ServiceMetric::RequestRate => rate(&[]),
+            ServiceMetric::ServedRate => rate(&["code!~\"5..|429\""]),
+            ServiceMetric::ThrottledRate => rate(&["code=\"429\""]),
+            ServiceMetric::LatencyP99Ms => format!(
+                "1000 * histogram_quantile(0.99, sum by (service, le) (rate({}[1m])))",
+                select("http_request_duration_seconds_bucket", &[])
+            ),
+            ServiceMetric::ErrorPercent => {
+                format!("100 * {} / {}", rate(&["code=~\"5..|429\""]), rate(&[]))
+            }
+            ServiceMetric::CpuPercent => format!(
+                "100 * sum by (service) (rate({}[1m])) / sum by (service) ({})",
+                select("container_cpu_usage_seconds_total", &["container=\"app\""]),
+                select(
+                    "kube_pod_container_resource_limits",
+                    &["container=\"app\"", "resource=\"cpu\""]
+                )
+            ),
+            ServiceMetric::Replicas => format!(
+                "sum by (service) ({})",
+                select("kube_deployment_status_replicas_available", &[])
+            ),
+            ServiceMetric::ReplicasDesired => format!(
+                "sum by (service) ({})",
+                select("kube_deployment_spec_replicas", &[])
+            ),
+            // The region's admitted requests over all admitted requests.
+            ServiceMetric::TrafficWeight => format!(
+                "{} / sum by (service) (rate(http_requests_total{{code!=\"429\"}}[1m]))",
+                rate(&["code!=\"429\""])
+            ),
+        }
+    }
+
     fn per_service(self) -> bool {
         self != ServiceMetric::TrafficWeight
     }
@@ -161,54 +216,7 @@ impl MetricKey {
 
     /// The PromQL a real deployment answers this metric with, grouped by `service`.
     pub fn promql(&self) -> String {
-        let region = self.region.map(|r| format!("region=\"{}\"", r.name()));
-        let select = |metric: &str, matchers: &[&str]| {
-            let all: Vec<&str> = matchers.iter().copied().chain(region.as_deref()).collect();
-            if all.is_empty() {
-                metric.to_string()
-            } else {
-                format!("{metric}{{{}}}", all.join(","))
-            }
-        };
-        let rate = |matchers: &[&str]| {
-            format!(
-                "sum by (service) (rate({}[1m]))",
-                select("http_requests_total", matchers)
-            )
-        };
-        match self.metric {
-            ServiceMetric::RequestRate => rate(&[]),
-            ServiceMetric::ServedRate => rate(&["code!~\"5..|429\""]),
-            ServiceMetric::ThrottledRate => rate(&["code=\"429\""]),
-            ServiceMetric::LatencyP99Ms => format!(
-                "1000 * histogram_quantile(0.99, sum by (service, le) (rate({}[1m])))",
-                select("http_request_duration_seconds_bucket", &[])
-            ),
-            ServiceMetric::ErrorPercent => {
-                format!("100 * {} / {}", rate(&["code=~\"5..|429\""]), rate(&[]))
-            }
-            ServiceMetric::CpuPercent => format!(
-                "100 * sum by (service) (rate({}[1m])) / sum by (service) ({})",
-                select("container_cpu_usage_seconds_total", &["container=\"app\""]),
-                select(
-                    "kube_pod_container_resource_limits",
-                    &["container=\"app\"", "resource=\"cpu\""]
-                )
-            ),
-            ServiceMetric::Replicas => format!(
-                "sum by (service) ({})",
-                select("kube_deployment_status_replicas_available", &[])
-            ),
-            ServiceMetric::ReplicasDesired => format!(
-                "sum by (service) ({})",
-                select("kube_deployment_spec_replicas", &[])
-            ),
-            // The region's admitted requests over all admitted requests.
-            ServiceMetric::TrafficWeight => format!(
-                "{} / sum by (service) (rate(http_requests_total{{code!=\"429\"}}[1m]))",
-                rate(&["code!=\"429\""])
-            ),
-        }
+        self.metric.promql(self.region.map(Region::name))
     }
 
     /// Its value in an observation.

@@ -75,6 +75,10 @@ pub struct LoopConfig {
     /// How `enforce` mode executes: retries and resumption after a crash.
     #[serde(default)]
     pub act: ActConfig,
+    /// A loop of `kind: fast`: what it reads and forecasts, its services' limits and how its
+    /// policy is called. Not allowed on a weekly loop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast: Option<FastConfig>,
 }
 
 /// A target declared in the configuration.
@@ -193,6 +197,7 @@ impl LoopConfig {
             inventoried: Vec::new(),
             actuators: Vec::new(),
             act: ActConfig::default(),
+            fast: None,
         }
     }
 }

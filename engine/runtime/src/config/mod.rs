@@ -17,12 +17,14 @@ use setpoint_classify::Thresholds;
 use setpoint_core::{Bounds, Mode};
 
 mod act;
+mod fast;
 mod inventory;
 mod loops;
 mod surfaces;
 mod values;
 
 pub use act::*;
+pub use fast::*;
 pub use inventory::*;
 pub use loops::*;
 pub use surfaces::*;
@@ -379,6 +381,26 @@ impl Config {
                 );
             }
             out.extend(lp.bounds.problems(&format!("{path}.bounds")));
+            match (lp.kind, &lp.fast) {
+                (crate::loops::LoopKind::Fast, Some(fast)) => {
+                    out.extend(fast.problems(&format!("{path}.fast")));
+                }
+                (crate::loops::LoopKind::Fast, None) => {}
+                (kind, Some(_)) => out.push(format!(
+                    "{path}.fast: only a loop of kind fast has this section (this loop is {})",
+                    serde_json::to_value(kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                )),
+                (_, None) => {}
+            }
+            if lp.kind == crate::loops::LoopKind::Fast && !matches!(lp.policies, PolicyRef::Dir(_))
+            {
+                out.push(format!(
+                    "{path}.policies: a fast loop needs its control policy's directory (e.g. policies/fast/examples/predictive)"
+                ));
+            }
             out.extend(lp.floor.problems(&format!("{path}.floor")));
             if lp.limits.fuel == 0 {
                 out.push(format!("{path}.limits.fuel: must be positive"));

@@ -23,6 +23,7 @@
 //! the reason is in [`ServiceTick::forecast_problems`], and setpoint's guard holds any
 //! scale-down that would need them. One series' failure touches no other.
 
+pub(crate) mod cycle;
 pub mod simulated;
 
 use std::collections::{BTreeMap, HashMap};

@@ -6,6 +6,7 @@
 
 mod prometheus;
 mod simulated;
+mod simulated_services;
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use setpoint_core::PluginDescriptor;
 use setpoint_observe::{MetricSource, ObserveError};
 
 pub use simulated::SimulatedConfig;
+pub use simulated_services::SimulatedServicesConfig;
 
 /// What building a source may use besides its own configuration.
 pub struct SourceContext<'a> {
@@ -121,6 +123,8 @@ sources! {
     Simulated(SimulatedConfig),
     /// A Prometheus-compatible server: Prometheus, VictoriaMetrics, Thanos, Mimir.
     Prometheus(setpoint_observe::PrometheusConfig),
+    /// The embedded, deterministic simulated service fleet (for fast loops).
+    SimulatedServices(SimulatedServicesConfig),
 }
 
 /// Reads a `source:` map as it streams in.
@@ -245,12 +249,19 @@ mod tests {
                 )),
                 "prometheus",
             ),
+            (
+                SourceConfig::SimulatedServices(SimulatedServicesConfig::default()),
+                "simulated_services",
+            ),
         ] {
             assert_eq!(config.kind(), kind);
             let written = serde_json::to_value(&config).unwrap_or_default();
             assert_eq!(written["kind"], kind, "{written}");
         }
-        assert_eq!(SourceConfig::KINDS, ["simulated", "prometheus"]);
+        assert_eq!(
+            SourceConfig::KINDS,
+            ["simulated", "prometheus", "simulated_services"]
+        );
     }
 
     /// The error `Config::parse` gives for a loop whose `source:` is `source` (indented as
@@ -285,7 +296,7 @@ mod tests {
             ),
             (
                 "      kind: graphite\n      url: x\n",
-                "s.yaml:5:7: loops[0].source.kind: unknown variant `graphite`, expected `simulated` or `prometheus`",
+                "s.yaml:5:7: loops[0].source.kind: unknown variant `graphite`, expected one of `simulated`, `prometheus`, `simulated_services`",
             ),
         ] {
             let error = source_error(source);

@@ -21,7 +21,20 @@ default slo_latency_ms := 300
 
 slo_latency_ms := data.predictive.slo_latency_ms
 
+# What one replica serves at its target load: configured (limits.capacity_per_replica), or
+# read off the present as the HPA does, from the CPU the replicas use for the load they serve
+# ({"predictive": {"target_cpu_percent": …}}, default 70).
+default target_cpu_percent := 70
+
+target_cpu_percent := data.predictive.target_cpu_percent
+
 capacity := input.limits.capacity_per_replica
+
+capacity := (input.now.request_rate * target_cpu_percent) / (input.now.replicas * input.now.cpu_percent) if {
+	not input.limits.capacity_per_replica
+	input.now.replicas > 0
+	input.now.cpu_percent > 0
+}
 
 needed(rate) := ceil(rate / (capacity * target_utilisation))
 

@@ -65,3 +65,18 @@ test_no_scale_down_on_an_anomalous_dip if {
 	dip := object.union(base, {"current": {"replicas": 12}, "anomaly": {"request_rate": {"score": 6, "anomalous": true}}})
 	control.decision == {"type": "NONE"} with input as dip
 }
+
+# Without a configured capacity, a replica's is read off the present: 10 replicas at 56 % CPU
+# serving 300 req/s carry 37.5 req/s each at 70 %, so the surge's upper bound of 700 needs 19.
+test_capacity_read_off_cpu_when_not_configured if {
+	unconfigured := object.union(json.remove(base, ["limits/capacity_per_replica"]), {
+		"now": {"replicas": 10, "cpu_percent": 56},
+		"forecast": {"request_rate": 600},
+		"forecast_interval": {"request_rate": {"lower": 500, "upper": 700}},
+	})
+	control.decision == {"type": "REPLICAS", "replicas": 19} with input as unconfigured
+
+	# Without the CPU either, no replica change.
+	blind := json.remove(unconfigured, ["now/cpu_percent"])
+	control.decision == {"type": "NONE"} with input as blind
+}
