@@ -14,7 +14,7 @@ use setpoint_observe::services::{
     EventKind, RunReport, ServiceFleetConfig, ServiceSim, run_closed_loop,
 };
 use setpoint_runtime::fast::FastSettings;
-use setpoint_runtime::fast::simulated::{SimulatedFastLoop, responses};
+use setpoint_runtime::fast::simulated::{SimulatedFastLoop, detection, responses};
 
 /// The predictive example policy, embedded so the command runs from any directory.
 const PREDICTIVE_POLICY: &str =
@@ -115,6 +115,16 @@ pub fn run(args: &FastLoopArgs) -> Result<ExitCode> {
             .join(", "),
         log.applied.len(),
         log.anomalies.len()
+    );
+    println!(
+        "{}",
+        detection(
+            sim.events(),
+            log,
+            fast.names(),
+            TimeDelta::minutes(5),
+            TimeDelta::minutes(5)
+        )
     );
     let answered = responses(sim.events(), log, fast.names(), TimeDelta::minutes(30));
     if answered.is_empty() {

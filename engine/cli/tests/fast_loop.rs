@@ -147,3 +147,37 @@ fn fast_settings_are_checked_with_their_path() {
         text(&out)
     );
 }
+
+#[test]
+fn an_unreachable_source_degrades_the_tick_and_names_each_query_never_a_decision_to_shrink() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let file = dir.path().join("setpoint.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "state_dir: {state}\nloops:\n  - name: services\n    kind: fast\n    source: {{kind: prometheus, url: \"http://127.0.0.1:{port}\", retries: 0}}\n    policies: {policies}\n",
+            state = dir.path().join("state").display(),
+            policies = policy_dir().display(),
+        ),
+    )
+    .unwrap();
+    let out = setpoint(&[
+        "run",
+        "--once",
+        "--config",
+        file.to_str().unwrap(),
+        "--now",
+        "2026-11-24T09:00:00Z",
+        "--no-notify",
+    ]);
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{report}");
+    assert!(report.contains("history request_rate"), "{report}");
+    assert!(!report.contains("act "), "{report}");
+}

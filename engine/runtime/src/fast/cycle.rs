@@ -52,7 +52,7 @@ struct FastState {
     /// Built at the first tick, under the kill switches then in force.
     fast: Option<FastLoop>,
     /// A refit under way.
-    refit: Option<tokio::task::JoinHandle<Forecasters>>,
+    refit: Option<tokio::task::JoinHandle<Fitted>>,
     /// When each service was last journalled.
     journalled: HashMap<String, DateTime<Utc>>,
     /// When records past the retention were last deleted.
@@ -289,6 +289,15 @@ fn observation(at: DateTime<Utc>, read: Read) -> FastObservation {
     }
 }
 
+/// A refit's models, and what went wrong reading its history.
+struct Fitted {
+    /// `None` when the history read returned no series at all: the loop keeps its models (or
+    /// has none) and tries again at the next tick, instead of waiting `refit_every`.
+    forecasters: Option<Forecasters>,
+    /// The history queries that failed, one line each (in the next tick's report).
+    degraded: Vec<String>,
+}
+
 /// Fits the models on the history before `at`.
 async fn fit(
     source: Arc<dyn MetricSource>,
@@ -296,7 +305,7 @@ async fn fit(
     config: FastConfig,
     settings: ForecastSettings,
     at: DateTime<Utc>,
-) -> Forecasters {
+) -> Fitted {
     let step = to_delta(config.step.0);
     let history = read(
         source.as_ref(),
@@ -307,14 +316,28 @@ async fn fit(
         step,
     )
     .await;
+    let degraded: Vec<String> = history
+        .degraded
+        .iter()
+        .map(|line| format!("history {line}"))
+        .collect();
+    if history.series.is_empty() {
+        return Fitted {
+            forecasters: None,
+            degraded,
+        };
+    }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let fitted = tokio::task::spawn_blocking(move || {
-        Forecasters::fit(&history.series, &settings, threads, at)
-    })
-    .await;
+    let series = history.series;
+    let fitted =
+        tokio::task::spawn_blocking(move || Forecasters::fit(&series, &settings, threads, at))
+            .await;
     // A fit that panicked leaves the loop without models: every series then says so, and
     // the guard holds every scale-down.
-    fitted.unwrap_or_else(|_| Forecasters::default())
+    Fitted {
+        forecasters: fitted.ok(),
+        degraded,
+    }
 }
 
 /// Runs one tick of the fast loop `lp` at `now` (of one service only, when `only_target`
@@ -381,11 +404,15 @@ async fn tick(
     };
 
     // Refit: a finished background fit is swapped in; a due one starts (inline the first time).
+    let mut degraded = Vec::new();
     if state.refit.as_ref().is_some_and(|h| h.is_finished())
         && let Some(handle) = state.refit.take()
         && let Ok(fitted) = handle.await
     {
-        fast_loop.install(fitted);
+        degraded.extend(fitted.degraded);
+        if let Some(forecasters) = fitted.forecasters {
+            fast_loop.install(forecasters);
+        }
     }
     let mut queries_issued = 0;
     if fast_loop.refit_due(now) && state.refit.is_none() {
@@ -398,7 +425,11 @@ async fn tick(
         );
         queries_issued += fast.queries.len();
         if fast_loop.forecasters().fitted_at().is_none() {
-            fast_loop.install(job.instrument(tracing::info_span!("refit")).await);
+            let fitted = job.instrument(tracing::info_span!("refit")).await;
+            degraded.extend(fitted.degraded);
+            if let Some(forecasters) = fitted.forecasters {
+                fast_loop.install(forecasters);
+            }
         } else {
             state.refit = Some(tokio::spawn(job));
         }
@@ -416,7 +447,7 @@ async fn tick(
     .instrument(tracing::info_span!("observe"))
     .await;
     queries_issued += fast.queries.len();
-    let degraded = recent.degraded.clone();
+    degraded.extend(recent.degraded.iter().cloned());
     let mut observed = observation(now, recent);
     if let Some(only) = only_target {
         observed.series.retain(|k, _| k.service == only);

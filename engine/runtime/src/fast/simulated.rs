@@ -220,6 +220,121 @@ pub fn responses(
         .collect()
 }
 
+/// How the loop's anomaly flags compare with what the simulation did, event by event.
+///
+/// Flags of one service less than the episode gap apart make one episode. An episode is
+/// explained when it overlaps any event of its service (an injected anomaly, a surge or a
+/// degradation: each is a departure from the learned seasonality), widened by the slack
+/// either way; precision is the share of episodes explained. An injected anomaly is detected
+/// when a flag of its service falls within it (or the slack after it); recall is the share of
+/// injected anomalies detected.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DetectionScore {
+    /// Episodes of flags.
+    pub episodes: usize,
+    /// Episodes that overlap an event of their service.
+    pub explained: usize,
+    /// Anomalies injected in the run's interval.
+    pub injected: usize,
+    /// Injected anomalies flagged.
+    pub detected: usize,
+}
+
+impl DetectionScore {
+    /// Explained episodes over episodes (1 when nothing was flagged).
+    pub fn precision(&self) -> f64 {
+        if self.episodes == 0 {
+            1.0
+        } else {
+            self.explained as f64 / self.episodes as f64
+        }
+    }
+
+    /// Detected anomalies over injected ones (1 when none was injected).
+    pub fn recall(&self) -> f64 {
+        if self.injected == 0 {
+            1.0
+        } else {
+            self.detected as f64 / self.injected as f64
+        }
+    }
+}
+
+impl std::fmt::Display for DetectionScore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "anomaly detection: precision {:.2} ({} of {} flag episodes during an event), recall {:.2} ({} of {} injected anomalies flagged)",
+            self.precision(),
+            self.explained,
+            self.episodes,
+            self.recall(),
+            self.detected,
+            self.injected
+        )
+    }
+}
+
+/// Scores the anomalies `log` flagged against the `events` of the simulation (see
+/// [`DetectionScore`]).
+pub fn detection(
+    events: &[Event],
+    log: &SimulatedRunLog,
+    names: &[String],
+    gap: TimeDelta,
+    slack: TimeDelta,
+) -> DetectionScore {
+    let index: BTreeMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    let mut flags: BTreeMap<usize, Vec<DateTime<Utc>>> = BTreeMap::new();
+    for (at, key) in &log.anomalies {
+        if let Some(&i) = index.get(key.service.as_str()) {
+            flags.entry(i).or_default().push(*at);
+        }
+    }
+    let mut score = DetectionScore::default();
+    let during = |service: usize, from: DateTime<Utc>, to: DateTime<Utc>| {
+        events
+            .iter()
+            .any(|e| e.service == service && from <= e.end + slack && to >= e.start - slack)
+    };
+    for (&service, times) in &mut flags {
+        times.sort();
+        let mut episode: Option<(DateTime<Utc>, DateTime<Utc>)> = None;
+        for &t in times.iter() {
+            episode = match episode {
+                Some((first, last)) if t - last <= gap => Some((first, t)),
+                Some((first, last)) => {
+                    score.episodes += 1;
+                    score.explained += usize::from(during(service, first, last));
+                    Some((t, t))
+                }
+                None => Some((t, t)),
+            };
+        }
+        if let Some((first, last)) = episode {
+            score.episodes += 1;
+            score.explained += usize::from(during(service, first, last));
+        }
+    }
+    for event in events
+        .iter()
+        .filter(|e| e.is_anomaly() && e.start >= log.from && e.start < log.to)
+    {
+        score.injected += 1;
+        let flagged = flags.get(&event.service).is_some_and(|times| {
+            times
+                .iter()
+                .any(|t| *t >= event.start && *t <= event.end + slack)
+        });
+        score.detected += usize::from(flagged);
+    }
+    score
+}
+
 /// What one run did, for the quickstart's summary and the evaluation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SimulatedRunLog {
@@ -558,5 +673,69 @@ impl Controller for SimulatedFastLoop {
                     .and_then(|m| m.latency_p99_ms),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use chrono::TimeZone;
+    use setpoint_observe::services::AnomalyKind;
+
+    use super::*;
+
+    #[test]
+    fn flags_are_grouped_into_episodes_and_scored_against_the_events() {
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
+        let at = |m: i64| t0 + TimeDelta::minutes(m);
+        let names = vec!["a".to_string(), "b".to_string()];
+        let events = [
+            Event {
+                service: 0,
+                kind: EventKind::Anomaly {
+                    kind: AnomalyKind::Spike,
+                    factor: 2.0,
+                },
+                start: at(10),
+                end: at(13),
+            },
+            Event {
+                service: 1,
+                kind: EventKind::Anomaly {
+                    kind: AnomalyKind::Dip,
+                    factor: 0.5,
+                },
+                start: at(30),
+                end: at(32),
+            },
+        ];
+        let flag =
+            |m: i64, service: &str| (at(m), SeriesKey::service(service, FastMetric::RequestRate));
+        let log = SimulatedRunLog {
+            from: t0,
+            to: at(60),
+            // One episode during a's spike (three flags a minute apart), one on its own an
+            // hour before; nothing for b.
+            anomalies: vec![flag(11, "a"), flag(12, "a"), flag(13, "a"), flag(45, "a")],
+            ..SimulatedRunLog::default()
+        };
+        let score = detection(
+            &events,
+            &log,
+            &names,
+            TimeDelta::minutes(5),
+            TimeDelta::minutes(5),
+        );
+        assert_eq!(
+            score,
+            DetectionScore {
+                episodes: 2,
+                explained: 1,
+                injected: 2,
+                detected: 1
+            }
+        );
+        assert_eq!((score.precision(), score.recall()), (0.5, 0.5));
     }
 }

@@ -62,6 +62,7 @@ tolerance := data.predictive.tolerance
 
 decision := {"type": "REPLICAS", "replicas": want} if {
 	not shifting
+	not rebalancing
 	want > input.current.replicas * (1 + tolerance)
 }
 
@@ -69,6 +70,7 @@ decision := {"type": "REPLICAS", "replicas": want} if {
 # come back within the time new pods need to start.
 decision := {"type": "REPLICAS", "replicas": want} if {
 	not degraded_primary
+	not degraded_secondary
 	not input.anomaly.request_rate.anomalous
 	want < input.current.replicas * (1 - tolerance)
 }
@@ -87,6 +89,21 @@ decision := {"type": "THROTTLE", "limit_rate": input.limits.max_replicas * capac
 	want == input.limits.max_replicas
 	input.current.replicas == input.limits.max_replicas
 	needed(planned_rate) > input.limits.max_replicas
+}
+
+# Traffic comes back from a secondary that breaches the SLO while the primary has room (after
+# the primary recovered, or when the secondary cannot carry what was moved to it): half of it,
+# in one step, then replicas follow.
+decision := {"type": "WEIGHTS", "to": "primary", "share": 50} if rebalancing
+
+rebalancing if {
+	degraded_secondary
+	input.current.weights.primary < 50
+}
+
+degraded_secondary if {
+	input.now.region.secondary.latency_p99_ms > slo_latency_ms
+	input.now.region.primary.latency_p99_ms < slo_latency_ms / 2
 }
 
 # The primary breaches the SLO while the secondary does not.

@@ -80,3 +80,18 @@ test_capacity_read_off_cpu_when_not_configured if {
 	blind := json.remove(unconfigured, ["now/cpu_percent"])
 	control.decision == {"type": "NONE"} with input as blind
 }
+
+# Traffic moved to the secondary comes back, half of it, when the secondary breaches and the
+# primary has room; no replica change meanwhile.
+test_traffic_comes_back_from_a_breaching_secondary if {
+	moved := object.union(base, {
+		"now": {"region": {"primary": {"latency_p99_ms": 60}, "secondary": {"latency_p99_ms": 900}}},
+		"current": {"weights": {"primary": 10, "secondary": 90}},
+		"forecast": {"request_rate": 900},
+		"forecast_interval": {"request_rate": {"lower": 800, "upper": 1000}},
+	})
+	control.decision == {"type": "WEIGHTS", "to": "primary", "share": 50} with input as moved
+
+	balanced := object.union(moved, {"current": {"weights": {"primary": 50, "secondary": 50}}})
+	control.decision == {"type": "REPLICAS", "replicas": 20} with input as balanced
+}
