@@ -25,6 +25,35 @@
 //! instant) is learned as a ramp over about a bucket, and the profile of a season longer
 //! than the shortest is smoothed over a sixth of the shortest (4 h).
 //!
+//! # Anomalies
+//!
+//! [`SeasonalModel::detect`] judges an observation at `t` against *expected* = the median of
+//! the deseasonalised samples in `[t - anomaly_window, t)` (15 min) + the season at `t`
+//! (+ the median in-sample residual). Its *scale* is measured at fit time by running this
+//! same rule over up to 2,400 origins of the history, on the history's own samples — the
+//! resolution the recent samples are scored at, so the history should be sampled as they
+//! are — and is the product of two parts:
+//!
+//! - the **hour's spread**: 1.4826 × the MAD of the residuals at that hour of the shortest
+//!   season (24 bins, each pooled with its neighbours, at least a tenth of the whole
+//!   history's), linear between the bins' centres, because noise grows with the load: one
+//!   scale for the whole day flags every peak and sleeps through the night;
+//! - the **tail factor**: how much further out the 99th percentile of the in-sample scores
+//!   lies than it would for independent normal noise of that spread (never below 1),
+//!   because alarms live in the tail, which is heavier than the MAD implies when the noise
+//!   is heavy-tailed or lingers over several samples (a `rate()` over a minute read every
+//!   15 s).
+//!
+//! A sample's deviation is `(observed - expected) / scale`. The **score** of the observation
+//! is the largest `s` such that it and a strict majority of the newest `anomaly_persistence`
+//! samples (3: itself and the two before it) lie at least `s` out on the same side; it is
+//! *anomalous* when the score reaches the threshold ([`DEFAULT_ANOMALY_THRESHOLD`] = 4). So
+//! a lone sample beyond the band is not an anomaly — at 5,760 samples a day, even normal
+//! noise puts one beyond 4 sigmas every third day, heavy-tailed noise several a day — and a
+//! change that holds is flagged from its second sample. For independent normal noise the
+//! scale is its standard deviation and a false alarm at a threshold of 4 comes about once
+//! in 250 million samples.
+//!
 //! # Missing data and bad input
 //!
 //! - A non-finite value (`NaN`, `±inf`) is a missing sample.
@@ -70,9 +99,11 @@ pub use series::Series;
 pub use settings::{ForecastSettings, SettingsError, SettingsProblem};
 pub use tracker::{ErrorMetrics, ErrorTracker};
 
-/// The anomaly threshold the fast loop starts from, in robust standard deviations: rare
-/// enough on noise (a few flags a day per series at a 15 s tick), low enough to flag a
-/// change of 30 % of the level on series with a few percent of noise.
+/// The anomaly threshold the fast loop starts from, in robust standard deviations of one
+/// sample's residual at that time of day (see the crate docs' *Anomalies*): with the
+/// persistence rule, rare enough on noise that a fleet's false alarms stay well under its
+/// anomalies at a 15 s tick, low enough to flag a change of 30 % of the level on series
+/// with a few percent of noise.
 pub const DEFAULT_ANOMALY_THRESHOLD: f64 = 4.0;
 
 /// `Result` with this crate's error.

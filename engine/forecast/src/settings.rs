@@ -2,6 +2,9 @@
 
 use chrono::TimeDelta;
 
+/// The largest `anomaly_persistence` accepted.
+const MAX_ANOMALY_PERSISTENCE: usize = 1000;
+
 /// How series are fitted, forecast and scored. [`Default`] suits a 15-second fast loop.
 ///
 /// Every duration is a [`TimeDelta`]; [`ForecastSettings::validate`] lists every problem.
@@ -35,6 +38,14 @@ pub struct ForecastSettings {
     /// [`crate::SeasonalModel::detect`] (default 15 min). An anomaly lasting less than half
     /// of it does not pull the level it is judged against.
     pub anomaly_window: TimeDelta,
+    /// How many of the newest samples an anomaly must hold in (default 3): an observation is
+    /// anomalous only when it and a strict majority of the newest `anomaly_persistence`
+    /// samples (itself included) are out of the band on the same side, so a lone excursion
+    /// of noise is not an anomaly and one that lasts two samples of three is. 1 scores each
+    /// observation on its own; at most 1,000 (more samples than a 15-minute window holds
+    /// at one a second), which bounds the work of a score. See
+    /// [`crate::SeasonalModel::detect`].
+    pub anomaly_persistence: usize,
     /// The series cannot go below zero (request rates, latencies): points and lower bounds
     /// are clamped at 0 (default false).
     pub non_negative: bool,
@@ -56,6 +67,7 @@ impl Default for ForecastSettings {
             recent_window: TimeDelta::hours(1),
             max_staleness: TimeDelta::minutes(5),
             anomaly_window: TimeDelta::minutes(15),
+            anomaly_persistence: 3,
             non_negative: false,
             max_horizon: TimeDelta::minutes(60),
         }
@@ -198,6 +210,13 @@ impl ForecastSettings {
                 value: self.interval_level,
             });
         }
+        if !(1..=MAX_ANOMALY_PERSISTENCE).contains(&self.anomaly_persistence) {
+            problems.push(SettingsProblem::OutOfRange {
+                field: "anomaly_persistence",
+                range: "[1, 1000]",
+                value: self.anomaly_persistence as f64,
+            });
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -216,12 +235,22 @@ mod tests {
     }
 
     #[test]
+    fn an_unbounded_persistence_is_refused() {
+        let settings = ForecastSettings {
+            anomaly_persistence: usize::MAX,
+            ..ForecastSettings::default()
+        };
+        assert!(settings.validate().is_err());
+    }
+
+    #[test]
     fn every_problem_is_reported() {
         let settings = ForecastSettings {
             fit_step: TimeDelta::minutes(7),
             min_history: TimeDelta::days(3),
             interval_level: 1.5,
             max_gap: TimeDelta::zero(),
+            anomaly_persistence: 0,
             ..ForecastSettings::default()
         };
         let Err(err) = settings.validate() else {
@@ -241,12 +270,13 @@ mod tests {
                 .iter()
                 .any(|p| matches!(p, SettingsProblem::HistoryShorterThanTwoSeasons { .. }))
         );
-        assert!(err.problems.iter().any(|p| matches!(
-            p,
-            SettingsProblem::OutOfRange {
-                field: "interval_level",
-                ..
-            }
-        )));
+        for field in ["interval_level", "anomaly_persistence"] {
+            assert!(
+                err.problems.iter().any(
+                    |p| matches!(p, SettingsProblem::OutOfRange { field: f, .. } if *f == field)
+                ),
+                "{field} not reported"
+            );
+        }
     }
 }

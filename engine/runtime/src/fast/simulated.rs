@@ -222,14 +222,23 @@ pub fn responses(
 
 /// How the loop's anomaly flags compare with what the simulation did, event by event.
 ///
-/// Flags of one service less than the episode gap apart make one episode. An episode is
-/// explained when it overlaps any event of its service (an injected anomaly, a surge or a
-/// degradation: each is a departure from the learned seasonality), widened by the slack
-/// either way; precision is the share of episodes explained. An injected anomaly is detected
-/// when a flag of its service falls within it (or the slack after it); recall is the share of
-/// injected anomalies detected.
+/// Flags of one service's scored series (of one metric, or of all) less than the episode gap
+/// apart make one episode. An episode is explained when it overlaps any event of its service
+/// (an injected anomaly, a surge or a degradation: each is a departure from the learned
+/// seasonality), widened by the slack either way; precision is the share of episodes
+/// explained. An injected anomaly is detected when a flag of its service falls within it (or
+/// the slack after it); recall is the share of injected anomalies detected.
+///
+/// [`detection`] scores the request rate: the simulation injects its anomalies into demand,
+/// and demand is the one series whose ground truth the events hold in full — the loop's
+/// actions never move it. A service's latency also moves with the replicas and weights the
+/// loop itself sets (a scale-down that doubles p99 is a departure from the learned latency
+/// that no event explains), so its flags, scored with [`detection_of`], judge the loop's
+/// control as much as the detector.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct DetectionScore {
+    /// The metric whose flags were scored (`None`: every scored series).
+    pub metric: Option<FastMetric>,
     /// Episodes of flags.
     pub episodes: usize,
     /// Episodes that overlap an event of their service.
@@ -262,9 +271,10 @@ impl DetectionScore {
 
 impl std::fmt::Display for DetectionScore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let on = self.metric.map_or("every scored series", FastMetric::name);
         write!(
             f,
-            "anomaly detection: precision {:.2} ({} of {} flag episodes during an event), recall {:.2} ({} of {} injected anomalies flagged)",
+            "anomaly detection on {on}: precision {:.2} ({} of {} flag episodes during an event), recall {:.2} ({} of {} injected anomalies flagged)",
             self.precision(),
             self.explained,
             self.episodes,
@@ -275,9 +285,29 @@ impl std::fmt::Display for DetectionScore {
     }
 }
 
-/// Scores the anomalies `log` flagged against the `events` of the simulation (see
-/// [`DetectionScore`]).
+/// Scores the anomalies `log` flagged on request rates against the `events` of the
+/// simulation (see [`DetectionScore`]).
 pub fn detection(
+    events: &[Event],
+    log: &SimulatedRunLog,
+    names: &[String],
+    gap: TimeDelta,
+    slack: TimeDelta,
+) -> DetectionScore {
+    detection_of(
+        Some(FastMetric::RequestRate),
+        events,
+        log,
+        names,
+        gap,
+        slack,
+    )
+}
+
+/// Scores the anomalies `log` flagged on `metric` (`None`: on every scored series) against
+/// the `events` of the simulation (see [`DetectionScore`]).
+pub fn detection_of(
+    metric: Option<FastMetric>,
     events: &[Event],
     log: &SimulatedRunLog,
     names: &[String],
@@ -291,11 +321,17 @@ pub fn detection(
         .collect();
     let mut flags: BTreeMap<usize, Vec<DateTime<Utc>>> = BTreeMap::new();
     for (at, key) in &log.anomalies {
+        if metric.is_some_and(|m| m != key.metric) {
+            continue;
+        }
         if let Some(&i) = index.get(key.service.as_str()) {
             flags.entry(i).or_default().push(*at);
         }
     }
-    let mut score = DetectionScore::default();
+    let mut score = DetectionScore {
+        metric,
+        ..DetectionScore::default()
+    };
     let during = |service: usize, from: DateTime<Utc>, to: DateTime<Utc>| {
         events
             .iter()
@@ -712,12 +748,21 @@ mod tests {
         ];
         let flag =
             |m: i64, service: &str| (at(m), SeriesKey::service(service, FastMetric::RequestRate));
+        let latency =
+            |m: i64, service: &str| (at(m), SeriesKey::service(service, FastMetric::LatencyP99Ms));
         let log = SimulatedRunLog {
             from: t0,
             to: at(60),
-            // One episode during a's spike (three flags a minute apart), one on its own an
-            // hour before; nothing for b.
-            anomalies: vec![flag(11, "a"), flag(12, "a"), flag(13, "a"), flag(45, "a")],
+            // One episode during a's spike (three flags a minute apart), one on its own
+            // later; nothing for b's request rate, but its latency flagged (after the loop
+            // scaled it, say), which only the score of every series counts.
+            anomalies: vec![
+                flag(11, "a"),
+                flag(12, "a"),
+                flag(13, "a"),
+                flag(45, "a"),
+                latency(50, "b"),
+            ],
             ..SimulatedRunLog::default()
         };
         let score = detection(
@@ -730,6 +775,7 @@ mod tests {
         assert_eq!(
             score,
             DetectionScore {
+                metric: Some(FastMetric::RequestRate),
                 episodes: 2,
                 explained: 1,
                 injected: 2,
@@ -737,5 +783,14 @@ mod tests {
             }
         );
         assert_eq!((score.precision(), score.recall()), (0.5, 0.5));
+        let all = detection_of(
+            None,
+            &events,
+            &log,
+            &names,
+            TimeDelta::minutes(5),
+            TimeDelta::minutes(5),
+        );
+        assert_eq!((all.episodes, all.explained, all.detected), (3, 1, 1));
     }
 }
