@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use setpoint_core::IntentStatus;
 
-use crate::{ok, setpoint_binary};
+use crate::ok;
 use setpoint_test_support::FakeKube;
 
 pub(crate) const REPORTING_01: &str =
@@ -80,14 +80,7 @@ impl Setup {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(setpoint_binary());
-        command
-            .arg("--config")
-            .arg(self.root.join("setpoint.yaml"))
-            .args(args)
-            .env_remove("RUST_LOG")
-            .env_remove(setpoint_runtime::enforce::PAUSE_AT_ENV);
-        command
+        crate::setpoint_with_config(&self.root.join("setpoint.yaml"), args)
     }
 
     fn run(&self, args: &[&str]) -> Output {

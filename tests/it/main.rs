@@ -50,6 +50,10 @@ mod enforce_patroni;
 /// Enforce mode through the binary: approvals executed once, crashes, kill switches, dry-run.
 mod enforce;
 
+/// A fast loop in enforce mode through the binary: scale writes journalled, validated in
+/// dry-run, never repeated after a crash, stopped by a kill switch.
+mod fast_enforce;
+
 /// The weekly report by email (a local SMTP sink) and to a Slack-compatible webhook.
 mod notify_cli;
 
@@ -85,6 +89,22 @@ mod serve;
 
 // The forecaster on real public series (tests/data/public-series) against its two baselines.
 mod forecast_public;
+
+/// `setpoint --config <config> <args>`, with no log filter nor test pause point inherited from
+/// the environment: each test sets what it needs.
+pub(crate) fn setpoint_with_config(
+    config: &std::path::Path,
+    args: &[&str],
+) -> std::process::Command {
+    let mut command = std::process::Command::new(setpoint_binary());
+    command
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove(setpoint_runtime::enforce::PAUSE_AT_ENV);
+    command
+}
 
 /// The binary built by the same `cargo test` run (the CLI package's integration tests make
 /// cargo build it), next to this test's executable.

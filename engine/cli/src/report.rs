@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use comfy_table::{Cell, Table, presets::UTF8_BORDERS_ONLY};
 use setpoint_act::ActOutcome;
+use setpoint_core::control::ControlOutcome;
 use setpoint_runtime::{CycleReport, TargetRow};
 
 /// Renders a cycle's report as text.
@@ -44,8 +45,8 @@ pub fn render(report: &CycleReport) -> String {
     let mut classes: BTreeMap<&str, usize> = BTreeMap::new();
     let mut verdicts: BTreeMap<&str, usize> = BTreeMap::new();
     for row in &report.rows {
-        let unclassified = row.class.is_none() && row.error.is_none() && row.verdict.is_some();
-        if !unclassified {
+        // A fast loop's rows have no class to count.
+        if row.control.is_none() {
             *classes
                 .entry(row.class.map(|c| c.as_str()).unwrap_or("failed"))
                 .or_default() += 1;
@@ -78,7 +79,10 @@ pub fn render(report: &CycleReport) -> String {
     let would = report
         .rows
         .iter()
-        .filter(|r| matches!(r.outcome, Some(ActOutcome::WouldExecute { .. })))
+        .filter(|r| {
+            matches!(r.outcome, Some(ActOutcome::WouldExecute { .. }))
+                || matches!(&r.control, Some(ControlOutcome::DryRun { writes }) if !writes.is_empty())
+        })
         .count();
     if report.mode == setpoint_core::Mode::DryRun {
         let _ = writeln!(
@@ -91,7 +95,50 @@ pub fn render(report: &CycleReport) -> String {
             }
         );
     }
-    if report.mode == setpoint_core::Mode::Enforce {
+    let control: Vec<&ControlOutcome> = report
+        .rows
+        .iter()
+        .filter_map(|r| r.control.as_ref())
+        .collect();
+    if report.mode == setpoint_core::Mode::Enforce && !control.is_empty() {
+        let count = |f: fn(&ControlOutcome) -> bool| control.iter().filter(|o| f(o)).count();
+        let counts = [
+            (
+                "applied and verified",
+                count(|o| matches!(o, ControlOutcome::Applied { .. })),
+            ),
+            (
+                "already in place",
+                count(|o| matches!(o, ControlOutcome::AlreadyInPlace { .. })),
+            ),
+            (
+                "failed",
+                count(|o| matches!(o, ControlOutcome::Failed { .. })),
+            ),
+            (
+                "stopped by a kill switch",
+                count(|o| matches!(o, ControlOutcome::Stopped { .. })),
+            ),
+            (
+                "not carried out (no actuator)",
+                count(|o| matches!(o, ControlOutcome::NoActuator)),
+            ),
+        ];
+        let said: Vec<String> = counts
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(what, n)| format!("{n} {what}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "enforce: {}",
+            if said.is_empty() {
+                "no action to carry out".to_string()
+            } else {
+                said.join(", ")
+            }
+        );
+    } else if report.mode == setpoint_core::Mode::Enforce {
         let executed = report
             .rows
             .iter()

@@ -443,19 +443,52 @@ impl ControlRecord {
 }
 
 /// What became of a fast loop's decision.
+///
+/// In enforce mode an `act` verdict is journalled [`ControlOutcome::Pending`], with what the
+/// actuator will write, before anything is written; the record is then replaced by how it
+/// ended. A record still pending when a loop starts belongs to a process that stopped on the
+/// way: it becomes [`ControlOutcome::Interrupted`] and is never carried out again (the next
+/// tick reads what is in place and decides afresh).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ControlOutcome {
     /// The verdict was not `act`: nothing to carry out.
     NothingToDo,
     /// The loop is in dry-run mode: the action was decided, not carried out.
-    DryRun,
+    DryRun {
+        /// What the actuator would write, each `object field: from -> to`, as it planned and
+        /// validated it (empty when the loop has no actuator).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        writes: Vec<String>,
+    },
     /// The loop has no actuator for the action: it was not carried out.
     NoActuator,
-    /// The action was carried out.
+    /// Journalled before being carried out: what will be written.
+    Pending {
+        /// Each `object field: from -> to`.
+        writes: Vec<String>,
+    },
+    /// The process stopped while carrying it out: whether it was written is read by the next
+    /// tick; it is not carried out again.
+    Interrupted {
+        /// What was to be written.
+        writes: Vec<String>,
+    },
+    /// The action was carried out, and reading back shows it.
     Applied {
         /// What the actuator reports.
         detail: String,
+    },
+    /// The system already had what the action asks for: nothing was written.
+    AlreadyInPlace {
+        /// What the actuator found.
+        detail: String,
+    },
+    /// A kill switch set between the decision and carrying it out stopped it; nothing was
+    /// written.
+    Stopped {
+        /// The switch.
+        switch: String,
     },
     /// The actuator refused or failed; nothing was changed.
     Failed {
@@ -464,16 +497,60 @@ pub enum ControlOutcome {
     },
 }
 
+impl ControlOutcome {
+    /// Whether the service may have been changed: the cooldown of the next ticks counts from
+    /// such a record (an interrupted one included: it may have been written).
+    pub fn may_have_changed(&self) -> bool {
+        matches!(
+            self,
+            ControlOutcome::Pending { .. }
+                | ControlOutcome::Interrupted { .. }
+                | ControlOutcome::Applied { .. }
+        )
+    }
+}
+
 impl std::fmt::Display for ControlOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ControlOutcome::NothingToDo => f.write_str("nothing to do"),
-            ControlOutcome::DryRun => f.write_str("not carried out (dry-run)"),
+            ControlOutcome::DryRun { writes } if writes.is_empty() => {
+                f.write_str("not carried out (dry-run)")
+            }
+            ControlOutcome::DryRun { writes } => {
+                write!(
+                    f,
+                    "not carried out (dry-run); would write {}",
+                    writes.join("; ")
+                )
+            }
             ControlOutcome::NoActuator => f.write_str("not carried out (no actuator configured)"),
+            ControlOutcome::Pending { writes } => {
+                write!(f, "being carried out: {}", writes.join("; "))
+            }
+            ControlOutcome::Interrupted { writes } => write!(
+                f,
+                "interrupted (the process stopped while writing {}); not repeated",
+                writes.join("; ")
+            ),
             ControlOutcome::Applied { detail } => write!(f, "applied: {detail}"),
+            ControlOutcome::AlreadyInPlace { detail } => write!(f, "already in place: {detail}"),
+            ControlOutcome::Stopped { switch } => write!(f, "stopped by {switch}"),
             ControlOutcome::Failed { error } => write!(f, "failed: {error}"),
         }
     }
+}
+
+/// The last change a fast loop may have made to a service, kept so that a restarted loop
+/// counts its cooldown from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControlChange {
+    /// The service.
+    pub service: String,
+    /// When it was decided.
+    pub at: DateTime<Utc>,
+    /// The action.
+    pub action: ControlAction,
 }
 
 impl std::fmt::Display for ControlAction {

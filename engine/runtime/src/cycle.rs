@@ -118,6 +118,7 @@ pub(crate) async fn run(
         rows,
         interrupted,
         duration_seconds: started.elapsed().as_secs_f64(),
+        forecast_errors: Vec::new(),
     })
 }
 

@@ -138,6 +138,14 @@ pub enum RuntimeError {
         /// What is wrong.
         message: String,
     },
+    /// A fast loop's actuator could not be built from its configuration.
+    #[error("loop {loop_name}: fast.actuator: {message}")]
+    FastActuator {
+        /// The loop.
+        loop_name: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The scheduler was handed a clock stopped at one instant: it could never wait for the
     /// next cycle.
     #[error(
@@ -252,6 +260,10 @@ pub struct TargetRow {
     /// Whether the policy evaluation failed (the target then holds with `policy_error`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub policy_error: bool,
+    /// What became of a fast loop's decision; `None` on a weekly loop's row, which has its
+    /// class and [`TargetRow::outcome`] instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<setpoint_core::control::ControlOutcome>,
 }
 
 /// What one cycle of one loop did.
@@ -289,6 +301,49 @@ pub struct CycleReport {
     /// Wall-clock seconds the cycle took, from opening the store to recording its end.
     #[serde(default)]
     pub duration_seconds: f64,
+    /// A fast loop's forecast errors, one row per series with a checked forecast, by service
+    /// and series; empty for a weekly loop.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forecast_errors: Vec<ForecastErrorRow>,
+}
+
+/// One series' forecast errors after a fast loop's tick: the loop's forecasts at its horizon
+/// checked against what followed, over the last one to two days (docs/fast-loop.md,
+/// "Forecast error metrics").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForecastErrorRow {
+    /// The service.
+    pub service: String,
+    /// The metric, as the policy input names it (`request_rate`, `latency_p99_ms`, …).
+    pub metric: String,
+    /// The region, for a per-region series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// How far ahead the forecasts looked, in seconds.
+    pub horizon_seconds: u64,
+    /// Forecasts checked.
+    pub count: u64,
+    /// Mean absolute error, in the metric's unit.
+    pub mae: Option<f64>,
+    /// Mean absolute percentage error, as a fraction (0.05 = 5 %); actual values of zero are
+    /// left out.
+    pub mape: Option<f64>,
+    /// Mean absolute scaled error against the seasonal-naive forecast (the value one day
+    /// before): below 1, the loop's forecasts did better.
+    pub mase: Option<f64>,
+    /// Share of actual values inside the forecasts' intervals.
+    pub coverage: Option<f64>,
+}
+
+impl ForecastErrorRow {
+    /// The series' name as the fast loop's configuration names it: the metric, with
+    /// `_<region>` for a per-region series (`request_rate_primary`).
+    pub fn series(&self) -> String {
+        match &self.region {
+            Some(region) => format!("{}_{region}", self.metric),
+            None => self.metric.clone(),
+        }
+    }
 }
 
 impl From<&JournalEntry> for TargetRow {
@@ -328,6 +383,7 @@ impl From<&JournalEntry> for TargetRow {
             sandbox_trap: error.is_some_and(|e| e.kind == FailureKind::SandboxTrap),
             policy_seconds: entry.policy_seconds,
             policy_error: entry.policy_error.is_some(),
+            control: None,
         }
     }
 }

@@ -3,21 +3,35 @@
 //! | table | key | value |
 //! |---|---|---|
 //! | `control` | `loop ␟ service ␟ time` (milliseconds since the epoch, zero-padded) | [`ControlRecord`] (JSON) |
+//! | `control_intents` | as `control` | the [`ControlRecord`] of an action being carried out |
+//! | `control_changes` | `loop ␟ service` | [`ControlChange`]: the last action that may have changed it |
 //!
 //! A fast loop decides every few seconds for every service, so it does not journal every
 //! tick of every service: the runtime records the ticks that decided something (any verdict
 //! but a plain "nothing to change") and, between them, one tick per service every few minutes,
 //! and prunes what is older than the loop's retention. Keys sort by time within a service, so
 //! `explain <service> --at <time>` is one range read.
+//!
+//! The two small tables are the fast loops' intent journal, kept by [`Store::record_control`]
+//! in the same transaction as the record itself: a record whose outcome is
+//! [`ControlOutcome::Pending`] is also in `control_intents` until its outcome replaces it, so
+//! a restarted loop finds what it left half done with one short read
+//! ([`Store::control_pending`]); and every outcome that may have changed a service updates
+//! its `control_changes` entry, from which a restarted loop counts its cooldowns
+//! ([`Store::control_changes`]).
 
 use chrono::{DateTime, Utc};
 use redb::ReadableTable;
-use setpoint_core::control::ControlRecord;
+use setpoint_core::control::{ControlChange, ControlOutcome, ControlRecord};
 
 use crate::{Result, Store, check_name};
 
 pub(crate) const CONTROL: redb::TableDefinition<&str, &[u8]> =
     redb::TableDefinition::new("control");
+pub(crate) const CONTROL_INTENTS: redb::TableDefinition<&str, &[u8]> =
+    redb::TableDefinition::new("control_intents");
+pub(crate) const CONTROL_CHANGES: redb::TableDefinition<&str, &[u8]> =
+    redb::TableDefinition::new("control_changes");
 
 /// Milliseconds since the epoch, zero-padded so that keys sort by time (times before the
 /// epoch, which no tick has, sort first).
@@ -33,7 +47,8 @@ fn record_key(loop_name: &str, service: &str, at: DateTime<Utc>) -> String {
 }
 
 impl Store {
-    /// Journals one tick's records (of one loop) in one transaction.
+    /// Journals records (one tick's, of one loop) in one transaction, replacing a record of
+    /// the same loop, service and time; keeps the intent journal with them (see the module).
     pub fn record_control(&self, records: &[ControlRecord]) -> Result<()> {
         if records.is_empty() {
             return Ok(());
@@ -42,21 +57,65 @@ impl Store {
         for record in records {
             check_name(&record.loop_name)?;
             check_name(record.service())?;
+            let change = record
+                .outcome
+                .may_have_changed()
+                .then(|| {
+                    self.encode(&ControlChange {
+                        service: record.service().to_string(),
+                        at: record.at(),
+                        action: record.decision.action.clone(),
+                    })
+                })
+                .transpose()?;
             encoded.push((
                 record_key(&record.loop_name, record.service(), record.at()),
                 self.encode(record)?,
+                matches!(record.outcome, ControlOutcome::Pending { .. }),
+                change.map(|c| (crate::key(&[&record.loop_name, record.service()]), c)),
             ));
         }
         let txn = self.db.begin_write().map_err(|e| self.storage(e))?;
         {
             let mut table = txn.open_table(CONTROL).map_err(|e| self.storage(e))?;
-            for (key, value) in &encoded {
+            let mut intents = txn
+                .open_table(CONTROL_INTENTS)
+                .map_err(|e| self.storage(e))?;
+            let mut changes = txn
+                .open_table(CONTROL_CHANGES)
+                .map_err(|e| self.storage(e))?;
+            for (key, value, pending, change) in &encoded {
                 table
                     .insert(key.as_str(), value.as_slice())
                     .map_err(|e| self.storage(e))?;
+                if *pending {
+                    intents
+                        .insert(key.as_str(), value.as_slice())
+                        .map_err(|e| self.storage(e))?;
+                } else {
+                    intents.remove(key.as_str()).map_err(|e| self.storage(e))?;
+                }
+                if let Some((service_key, change)) = change {
+                    changes
+                        .insert(service_key.as_str(), change.as_slice())
+                        .map_err(|e| self.storage(e))?;
+                }
             }
         }
         txn.commit().map_err(|e| self.storage(e))
+    }
+
+    /// The records of `loop_name` journalled [`ControlOutcome::Pending`] whose outcome was
+    /// never recorded, oldest first per service.
+    pub fn control_pending(&self, loop_name: &str) -> Result<Vec<ControlRecord>> {
+        check_name(loop_name)?;
+        self.scan(CONTROL_INTENTS, &crate::key(&[loop_name, ""]))
+    }
+
+    /// The last change that may have been made to each service of `loop_name`, by service.
+    pub fn control_changes(&self, loop_name: &str) -> Result<Vec<ControlChange>> {
+        check_name(loop_name)?;
+        self.scan(CONTROL_CHANGES, &crate::key(&[loop_name, ""]))
     }
 
     /// Deletes the records of `loop_name` from before `before`; returns how many.
@@ -293,5 +352,80 @@ mod tests {
         assert_eq!(store.prune_control("fast", at(10)).unwrap(), 2);
         assert_eq!(store.control_services("fast").unwrap(), ["checkout"]);
         assert_eq!(store.control_services("fast b").unwrap(), ["cart"]);
+    }
+
+    #[test]
+    fn a_pending_action_stays_in_the_intent_journal_until_its_outcome_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 24, 7, 0, 0).unwrap();
+        let with = |service: &str, at: DateTime<Utc>, outcome: ControlOutcome| {
+            let mut r = record("fast", service, at);
+            r.decision.action =
+                ControlAction::Replicas(setpoint_core::control::ReplicaTarget::Absolute(6));
+            r.outcome = outcome;
+            r
+        };
+        let writes = vec!["Deployment shop/checkout (scale) spec.replicas: 4 -> 6".to_string()];
+        store
+            .record_control(&[
+                with(
+                    "checkout",
+                    t0,
+                    ControlOutcome::Pending {
+                        writes: writes.clone(),
+                    },
+                ),
+                with(
+                    "search",
+                    t0,
+                    ControlOutcome::Pending {
+                        writes: writes.clone(),
+                    },
+                ),
+                record("fast b", "checkout", t0),
+            ])
+            .unwrap();
+        let pending = store.control_pending("fast").unwrap();
+        assert_eq!(pending.len(), 2);
+        assert!(store.control_pending("fast b").unwrap().is_empty());
+
+        // The outcome replaces the pending record, in the log and in the journal.
+        store
+            .record_control(&[with(
+                "checkout",
+                t0,
+                ControlOutcome::Applied {
+                    detail: "spec.replicas 4 -> 6".to_string(),
+                },
+            )])
+            .unwrap();
+        let pending = store.control_pending("fast").unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].service(), "search");
+        let log = store.control_records("fast", "checkout", t0, t0 + TimeDelta::seconds(1));
+        assert!(matches!(
+            log.unwrap()[..],
+            [ControlRecord {
+                outcome: ControlOutcome::Applied { .. },
+                ..
+            }]
+        ));
+
+        // Both may have changed their service; a failure or a hold changes no cooldown.
+        store
+            .record_control(&[with(
+                "checkout",
+                t0 + TimeDelta::seconds(15),
+                ControlOutcome::Failed {
+                    error: "refused".to_string(),
+                },
+            )])
+            .unwrap();
+        let changes = store.control_changes("fast").unwrap();
+        let seen: Vec<(&str, DateTime<Utc>)> =
+            changes.iter().map(|c| (c.service.as_str(), c.at)).collect();
+        assert_eq!(seen, [("checkout", t0), ("search", t0)]);
+        assert!(store.control_changes("fast b").unwrap().is_empty());
     }
 }

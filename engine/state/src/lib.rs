@@ -636,6 +636,8 @@ impl Store {
             intents::INTENTS,
             chain::CHAIN,
             control::CONTROL,
+            control::CONTROL_INTENTS,
+            control::CONTROL_CHANGES,
         ] {
             txn.open_table(table).map_err(|e| self.storage(e))?;
         }

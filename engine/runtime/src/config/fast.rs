@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use setpoint_act::control::{ControlConfig, ServiceRef};
 use setpoint_core::control::{ActionMapping, ControlLimits, Flags, RegoVersion};
 use setpoint_observe::services::ServiceMetric;
 
@@ -21,6 +22,11 @@ use super::*;
 ///       checkout: {min_replicas: 4, max_replicas: 80, capacity_per_replica: 90}
 ///   metrics:
 ///     request_rate: sum by (service) (rate(http_requests_total[1m]))
+///   actuator:
+///     kubernetes: {namespace: shop, kind: Deployment}
+///     throttle: {redis_url: "redis://127.0.0.1:6379"}
+///   objects:
+///     checkout: {k8s_name: checkout-v2, k8s_route: main}
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,6 +78,18 @@ pub struct FastConfig {
     /// How long journalled ticks are kept (default 7d).
     #[serde(default = "default_retention")]
     pub retention: HumanDuration,
+    /// What carries out the loop's actions ([`ControlConfig`]: the Kubernetes API server for
+    /// replicas and traffic weights, a Redis for throttles). Required in enforce mode; in
+    /// dry-run, each action is planned against the live objects and validated without being
+    /// written (none: actions are only decided).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actuator: Option<ControlConfig>,
+    /// The labels naming each service's objects (`k8s_kind`, `k8s_namespace`, `k8s_name`,
+    /// `k8s_route`, `k8s_virtual_service`), by service. A service not named here, or without
+    /// a name label, is the object named like the service, of the actuator's configured kind
+    /// and namespace.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub objects: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 fn default_horizon() -> HumanDuration {
@@ -117,6 +135,8 @@ impl Default for FastConfig {
             mapping: ActionMapping::default(),
             journal_every: default_journal_every(),
             retention: default_retention(),
+            actuator: None,
+            objects: BTreeMap::new(),
         }
     }
 }
@@ -239,6 +259,28 @@ impl FastConfig {
         out
     }
 
+    /// The service `name` as its actuator finds its objects: the labels of `objects.<name>`,
+    /// with the name label set to the service's name when they do not give one.
+    pub fn service_ref(&self, name: &str) -> ServiceRef {
+        let name_label = self
+            .actuator
+            .as_ref()
+            .and_then(|a| a.kubernetes.as_ref())
+            .map_or_else(
+                || setpoint_act::kubernetes::ObjectLabels::default().name,
+                |k| k.labels.name.clone(),
+            );
+        let mut service = ServiceRef::new(name);
+        if let Some(labels) = self.objects.get(name) {
+            service.labels = labels.clone();
+        }
+        service
+            .labels
+            .entry(name_label)
+            .or_insert_with(|| name.to_string());
+        service
+    }
+
     /// Every problem, each starting with `path`.
     pub(super) fn problems(&self, path: &str) -> Vec<String> {
         let mut out = Vec::new();
@@ -322,6 +364,28 @@ impl FastConfig {
         }
         if self.retention.0 < Duration::from_secs(3600) {
             out.push(format!("{path}.retention: must be at least 1h"));
+        }
+        if let Some(actuator) = &self.actuator {
+            if actuator.kubernetes.is_none() && actuator.throttle.is_none() {
+                out.push(format!(
+                    "{path}.actuator: names neither kubernetes (replicas, traffic weights) nor \
+                     throttle (rate limits): it could carry out nothing"
+                ));
+            }
+            if actuator.backoff > actuator.max_backoff {
+                out.push(format!(
+                    "{path}.actuator: backoff ({}) is above max_backoff ({})",
+                    humantime::format_duration(actuator.backoff),
+                    humantime::format_duration(actuator.max_backoff)
+                ));
+            }
+        }
+        for service in self.objects.keys() {
+            if service.is_empty() || service.chars().any(char::is_control) {
+                out.push(format!(
+                    "{path}.objects: {service:?} is not a service name (empty or with control characters)"
+                ));
+            }
         }
         out
     }

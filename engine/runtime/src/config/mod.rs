@@ -220,6 +220,13 @@ impl Config {
             for actuator in &mut lp.actuators {
                 actuator.resolve_paths(base);
             }
+            if let Some(actuator) = lp.fast.as_mut().and_then(|f| f.actuator.as_mut()) {
+                for file in actuator.paths_mut() {
+                    if file.is_relative() {
+                        *file = base.join(&*file);
+                    }
+                }
+            }
             for file in &mut lp.inventory {
                 if file.is_relative() {
                     *file = base.join(&*file);
@@ -444,7 +451,22 @@ impl Config {
             if lp.limits.timeout.0.is_zero() {
                 out.push(format!("{path}.limits.timeout: must be positive"));
             }
-            if lp.mode == Mode::Enforce && lp.actuators.is_empty() {
+            let fast_loop = lp.kind == crate::loops::LoopKind::Fast;
+            if fast_loop && !lp.actuators.is_empty() {
+                out.push(format!(
+                    "{path}.actuators: a fast loop acts through its fast.actuator section (kubernetes, throttle)"
+                ));
+            }
+            if fast_loop
+                && lp.mode == Mode::Enforce
+                && lp.fast.as_ref().is_none_or(|f| f.actuator.is_none())
+            {
+                out.push(format!(
+                    "{path}.fast.actuator: mode enforce needs the fast loop's actuator \
+                     (kubernetes and/or throttle); without one nothing could be carried out"
+                ));
+            }
+            if !fast_loop && lp.mode == Mode::Enforce && lp.actuators.is_empty() {
                 out.push(format!(
                     "{path}.actuators: mode enforce needs at least one actuator (patroni, \
                      kubernetes or webhook); without one nothing could be executed"
@@ -527,6 +549,51 @@ loops:
         let error = Config::parse(typo, "t.yaml").unwrap_err().to_string();
         assert!(error.contains("loops[0].actuators[0]"), "{error}");
         assert!(error.contains("patrony"), "{error}");
+    }
+
+    #[test]
+    fn a_fast_loop_enforces_through_its_own_actuator() {
+        let fast = |mode: &str, extra: &str| {
+            format!(
+                "loops:\n  - name: f\n    kind: fast\n    mode: {mode}\n    policies: p\n{extra}"
+            )
+        };
+        let error = Config::parse(&fast("enforce", ""), "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("loops[0].fast.actuator: mode enforce needs the fast loop's actuator"),
+            "{error}"
+        );
+        assert!(!error.contains("loops[0].actuators"), "{error}");
+        let weekly_list = fast(
+            "dry-run",
+            "    actuators: [ { patroni: { url: 'http://127.0.0.1:1' } } ]\n",
+        );
+        let error = Config::parse(&weekly_list, "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("loops[0].actuators: a fast loop acts through its fast.actuator"),
+            "{error}"
+        );
+        let empty = fast("enforce", "    fast:\n      actuator: {}\n");
+        let error = Config::parse(&empty, "t.yaml").unwrap_err().to_string();
+        assert!(
+            error.contains("loops[0].fast.actuator: names neither kubernetes"),
+            "{error}"
+        );
+        let ok = fast(
+            "enforce",
+            "    fast:\n      actuator: {throttle: {redis_url: 'redis://127.0.0.1:6379'}}\n      objects: {checkout: {k8s_name: checkout-v2}}\n",
+        );
+        let config = Config::parse(&ok, "t.yaml").unwrap();
+        let fast = config.loops[0].fast.as_ref().unwrap();
+        assert_eq!(
+            fast.service_ref("checkout").labels["k8s_name"],
+            "checkout-v2"
+        );
+        assert_eq!(fast.service_ref("search").labels["k8s_name"], "search");
     }
 
     #[test]

@@ -11,17 +11,32 @@
 //! What a tick journals (see [`setpoint_state::control`]): every service whose decision is
 //! anything but "the policy proposed no change", and the others once per `journal_every`.
 //!
-//! Fast loops do not carry out actions yet: in `enforce` mode an `act` verdict is journalled
-//! as not carried out for want of an actuator (the actuators of [`setpoint_act::control`] are
-//! not wired to the loop).
+//! # Acting
+//!
+//! An `act` verdict goes to the loop's actuator (`fast.actuator`, see [`super::act`]), which
+//! plans it against the live objects. In dry-run the plan is validated without being written
+//! and journalled as what would have been written. In enforce mode, for each service, in
+//! this order, each step durable before the next starts:
+//!
+//! 1. the plan's writes are journalled as [`ControlOutcome::Pending`] (one transaction for
+//!    the tick, which also puts them in the loop's intent journal);
+//! 2. the kill switches are read again: an action a switch now covers is not started;
+//! 3. the actuator writes and reads back (transient failures retried with backoff);
+//! 4. the outcome replaces the pending record.
+//!
+//! A process stopped between 1 and 4 leaves the record pending. The loop's first tick in the
+//! next process marks it [`ControlOutcome::Interrupted`] and does not carry it out again: by
+//! then the world has moved on, and the tick reads what is in place and decides afresh. The
+//! cooldowns of a restarted loop count from the last change journalled for each service
+//! (an interrupted one included), so a restart never makes a change come sooner.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use setpoint_core::control::{ControlOutcome, ControlRecord, CurrentSettings};
-use setpoint_core::{Mode, SharedClock, Verdict};
+use setpoint_core::control::{ControlAction, ControlOutcome, ControlRecord, CurrentSettings};
+use setpoint_core::{KillSwitches, Mode, SharedClock, Verdict};
 use setpoint_decide::{ControlPolicy, PolicyBundle};
 use setpoint_forecast::{ForecastSettings, Series};
 use setpoint_observe::services::SERVICE_TECHNOLOGY;
@@ -29,6 +44,7 @@ use setpoint_observe::{MetricSource, RangeQuery};
 use setpoint_state::Store;
 use tracing::Instrument as _;
 
+use super::act::{FastActuator, Planned, Wanted};
 use super::{FastLoop, FastObservation, FastSettings, Forecasters, SeriesKey};
 use crate::config::{FastConfig, FastQuery, FastSeries, LoopConfig, PolicyRef};
 use crate::{CycleReport, LoopRuntime, Result, RuntimeError, Shutdown, TargetRow};
@@ -43,6 +59,8 @@ pub(crate) struct FastRuntime {
     policy: ControlPolicy,
     guard: PolicyBundle,
     queries: Vec<FastQuery>,
+    /// What carries out the loop's actions (none: they are only decided).
+    actuator: Option<FastActuator>,
     state: tokio::sync::Mutex<FastState>,
 }
 
@@ -116,7 +134,7 @@ impl FastRuntime {
         .map_err(|e| policy_error(label.clone(), e))?;
         let guard =
             setpoint_decide::guard_bundle().map_err(|e| policy_error("guard".to_string(), e))?;
-        let mut settings = FastSettings::new(loop_name);
+        let mut settings = FastSettings::new(loop_name.clone());
         settings.horizon = to_delta(fast.horizon.0);
         settings.refit_every = to_delta(fast.refit_every.0);
         settings.mode = config.mode;
@@ -131,8 +149,14 @@ impl FastRuntime {
             non_negative: true,
             ..settings.forecast
         };
+        let actuator =
+            FastActuator::new(&fast, &loop_name).map_err(|message| RuntimeError::FastActuator {
+                loop_name: loop_name.clone(),
+                message,
+            })?;
         Ok(Self {
             queries: fast.queries(),
+            actuator,
             config: fast,
             settings,
             policy,
@@ -384,7 +408,7 @@ async fn tick(
     let mut state = fast.state.lock().await;
     let state = &mut *state;
     if state.fast.is_none() {
-        let fresh = FastLoop::new(
+        let mut fresh = FastLoop::new(
             fast.settings.clone(),
             &fast.policy,
             &fast.guard,
@@ -394,6 +418,7 @@ async fn tick(
             loop_name: loop_name.clone(),
             message: e.to_string(),
         })?;
+        recover(state_dir, &loop_name, &mut fresh)?;
         state.fast = Some(fresh);
     }
     let Some(fast_loop) = state.fast.as_mut() else {
@@ -466,17 +491,15 @@ async fn tick(
     };
     span.record("setpoint.services", report.services.len());
 
+    // Act: what became of each decision.
+    let outcomes = act(fast, fast_loop, &report, state_dir, &loop_name, now).await?;
+
     // Journal and report.
     let journal_every = to_delta(fast.config.journal_every.0);
     let mut records = Vec::new();
     let mut rows = Vec::new();
-    for service in &report.services {
+    for (service, outcome) in report.services.iter().zip(outcomes) {
         let decision = &service.decision;
-        let outcome = match (decision.verdict, fast.settings.mode) {
-            (Verdict::Act, Mode::DryRun) => ControlOutcome::DryRun,
-            (Verdict::Act, Mode::Enforce) => ControlOutcome::NoActuator,
-            _ => ControlOutcome::NothingToDo,
-        };
         let name = service.input.service.clone();
         let quiet = decision.verdict == Verdict::Hold
             && decision
@@ -487,11 +510,13 @@ async fn tick(
             .journalled
             .get(&name)
             .is_none_or(|last| now - *last >= journal_every);
-        let forecast_problems: Vec<String> = service
-            .forecast_problems
-            .iter()
-            .map(|(key, problem)| format!("{key}: {problem}"))
-            .collect();
+        let forecast_problems = forecast_problems(service);
+        let change = match (&decision.action, &outcome) {
+            (ControlAction::None, _) => None,
+            (action, ControlOutcome::NothingToDo) => Some(action.to_string()),
+            (action, outcome) => Some(format!("{action}: {outcome}")),
+        };
+        let control = Some(outcome.clone());
         rows.push(TargetRow {
             target: name.clone(),
             technology: SERVICE_TECHNOLOGY.to_string(),
@@ -501,8 +526,7 @@ async fn tick(
             classifier_fallback: None,
             stable_cycles: 0,
             verdict: Some(decision.verdict),
-            change: (decision.action != setpoint_core::control::ControlAction::None)
-                .then(|| decision.action.to_string()),
+            change,
             reason: decision.reasons.first().cloned(),
             outcome: None,
             error: None,
@@ -515,17 +539,11 @@ async fn tick(
                 .reasons
                 .first()
                 .is_some_and(|r| r.code == "policy_error"),
+            control,
         });
         if !quiet || due {
             state.journalled.insert(name, now);
-            records.push(ControlRecord {
-                loop_name: loop_name.clone(),
-                tick: report.tick,
-                input: service.input.clone(),
-                decision: decision.clone(),
-                forecast_problems,
-                outcome,
-            });
+            records.push(record(&loop_name, report.tick, service, outcome));
         }
     }
     let store = Store::open_waiting(state_dir, STORE_WAIT)?;
@@ -554,7 +572,198 @@ async fn tick(
         rows,
         interrupted: false,
         duration_seconds: started.elapsed().as_secs_f64(),
+        forecast_errors: report.forecast_error_rows(),
     })
+}
+
+/// The series of `service` without a forecast at this tick, and why, one line each.
+fn forecast_problems(service: &super::ServiceTick) -> Vec<String> {
+    service
+        .forecast_problems
+        .iter()
+        .map(|(key, problem)| format!("{key}: {problem}"))
+        .collect()
+}
+
+/// The journal record of `service`'s tick.
+fn record(
+    loop_name: &str,
+    tick: u64,
+    service: &super::ServiceTick,
+    outcome: ControlOutcome,
+) -> ControlRecord {
+    ControlRecord {
+        loop_name: loop_name.to_string(),
+        tick,
+        input: service.input.clone(),
+        decision: service.decision.clone(),
+        forecast_problems: forecast_problems(service),
+        outcome,
+    }
+}
+
+/// The kill switch that covers `service` of `loop_name`, if one is on.
+fn kill_switch_covering(switches: &KillSwitches, loop_name: &str, service: &str) -> Option<String> {
+    if switches.global {
+        return Some("the global kill switch".into());
+    }
+    if switches.loops.get(loop_name).copied().unwrap_or(false) {
+        return Some(format!("the kill switch of loop {loop_name:?}"));
+    }
+    if switches.targets.get(service).copied().unwrap_or(false) {
+        return Some(format!("the kill switch of target {service:?}"));
+    }
+    None
+}
+
+/// At the loop's first tick in this process: marks the actions a stopped process left
+/// pending as interrupted (never carrying them out again), and counts the cooldowns from
+/// the last change journalled for each service. Each interrupted action is logged as a
+/// warning and stays in the journal, where `explain` shows it.
+fn recover(state_dir: &Path, loop_name: &str, fast_loop: &mut FastLoop) -> Result<()> {
+    let store = Store::open_waiting(state_dir, STORE_WAIT)?;
+    let mut lines = Vec::new();
+    let mut interrupted = Vec::new();
+    for mut record in store.control_pending(loop_name)? {
+        if let ControlOutcome::Pending { writes } = &record.outcome {
+            lines.push(format!(
+                "{}: {} decided at {} was interrupted by a stop before its outcome was \
+                 recorded; not repeated (it meant to write {})",
+                record.service(),
+                record.decision.action,
+                record.at().to_rfc3339(),
+                writes.join("; ")
+            ));
+            record.outcome = ControlOutcome::Interrupted {
+                writes: writes.clone(),
+            };
+            interrupted.push(record);
+        }
+    }
+    store.record_control(&interrupted)?;
+    for change in store.control_changes(loop_name)? {
+        fast_loop.record_change(&change.service, &change.action, change.at);
+    }
+    for line in &lines {
+        tracing::warn!(loop_name, "{line}");
+    }
+    Ok(())
+}
+
+/// The act stage: what became of each service's decision, in the order of
+/// `report.services`. See the module's "Acting" for the order of the steps in enforce mode.
+async fn act(
+    fast: &FastRuntime,
+    fast_loop: &mut FastLoop,
+    report: &super::TickReport,
+    state_dir: &Path,
+    loop_name: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<ControlOutcome>> {
+    let mode = fast.settings.mode;
+    let acting = |s: &super::ServiceTick| {
+        s.decision.verdict == Verdict::Act && s.decision.action != ControlAction::None
+    };
+    let mut outcomes: Vec<ControlOutcome> = report
+        .services
+        .iter()
+        .map(|s| match (acting(s), mode) {
+            (false, _) => ControlOutcome::NothingToDo,
+            (true, Mode::DryRun) => ControlOutcome::DryRun { writes: Vec::new() },
+            (true, Mode::Enforce) => ControlOutcome::NoActuator,
+        })
+        .collect();
+    let Some(actuator) = &fast.actuator else {
+        return Ok(outcomes);
+    };
+    let indices: Vec<usize> = (0..report.services.len())
+        .filter(|&i| acting(&report.services[i]))
+        .collect();
+    if indices.is_empty() {
+        return Ok(outcomes);
+    }
+    let wanted: Vec<Wanted> = indices
+        .iter()
+        .map(|&i| {
+            let service = &report.services[i];
+            Wanted {
+                service: fast.config.service_ref(&service.input.service),
+                action: service.decision.action.clone(),
+                request_rate: service.input.now.request_rate,
+            }
+        })
+        .collect();
+    let planned = actuator
+        .plan_all(&wanted, now)
+        .instrument(tracing::info_span!("plan"))
+        .await;
+    let mut plans = Vec::new();
+    for (&i, planned) in indices.iter().zip(planned) {
+        match planned {
+            Planned::Settled(outcome) => outcomes[i] = outcome,
+            Planned::Write(plan) => plans.push((i, plan)),
+        }
+    }
+    if plans.is_empty() {
+        return Ok(outcomes);
+    }
+    if mode == Mode::DryRun {
+        let checked = actuator
+            .execute_all(
+                &plans.iter().map(|(_, p)| p.as_ref()).collect::<Vec<_>>(),
+                true,
+            )
+            .instrument(tracing::info_span!("act"))
+            .await;
+        for ((i, _), outcome) in plans.iter().zip(checked) {
+            outcomes[*i] = outcome;
+        }
+        return Ok(outcomes);
+    }
+
+    // 1. Journal what will be written, before anything is.
+    let pending: Vec<ControlRecord> = plans
+        .iter()
+        .map(|(i, plan)| {
+            record(
+                loop_name,
+                report.tick,
+                &report.services[*i],
+                ControlOutcome::Pending {
+                    writes: super::act::writes(plan),
+                },
+            )
+        })
+        .collect();
+    Store::open_waiting(state_dir, STORE_WAIT)?.record_control(&pending)?;
+    for (i, plan) in &plans {
+        outcomes[*i] = ControlOutcome::Pending {
+            writes: super::act::writes(plan),
+        };
+        fast_loop.record_change(&plan.service, &plan.action, now);
+    }
+    crate::enforce::pause_point("after-intent", loop_name).await;
+
+    // 2. A kill switch set since the tick began stops what it covers.
+    let switches = setpoint_state::read_kill_switches(state_dir)?;
+    let mut go = Vec::new();
+    for (i, plan) in &plans {
+        match kill_switch_covering(&switches, loop_name, &plan.service) {
+            Some(switch) => outcomes[*i] = ControlOutcome::Stopped { switch },
+            None => go.push((*i, plan.as_ref())),
+        }
+    }
+
+    // 3. Carry out and read back.
+    let done = actuator
+        .execute_all(&go.iter().map(|(_, p)| *p).collect::<Vec<_>>(), false)
+        .instrument(tracing::info_span!("act"))
+        .await;
+    for ((i, _), outcome) in go.iter().zip(done) {
+        outcomes[*i] = outcome;
+    }
+    crate::enforce::pause_point("after-execute", loop_name).await;
+    Ok(outcomes)
 }
 
 #[cfg(test)]

@@ -22,8 +22,19 @@
 //! recent samples has no forecast: its fields are absent from the policy input (never zero),
 //! the reason is in [`ServiceTick::forecast_problems`], and setpoint's guard holds any
 //! scale-down that would need them. One series' failure touches no other.
+//!
+//! # Forecast errors
+//!
+//! The loop checks its own forecasts: per series, the first forecast of each fit bucket of
+//! target times waits for its target, and the first tick whose observation holds the target's
+//! sample records it, beside the seasonal-naive forecast of that instant (the sample one
+//! season earlier), in the series' [`setpoint_forecast::ErrorTracker`]. Each
+//! [`TickReport::forecast_errors`] carries the figures of the last one to two seasons; memory
+//! is bounded per series (see docs/fast-loop.md, "Forecast error metrics").
 
+mod act;
 pub(crate) mod cycle;
+mod errors;
 pub mod simulated;
 
 use std::collections::{BTreeMap, HashMap};
@@ -36,7 +47,9 @@ use setpoint_core::control::{
 };
 use setpoint_core::{KillSwitches, Mode};
 use setpoint_decide::{ControlEngine, ControlPolicy, PolicyBundle, PolicyError};
-use setpoint_forecast::{ForecastError, ForecastSettings, SeasonalModel, Series, refit_all};
+use setpoint_forecast::{
+    ErrorMetrics, ForecastError, ForecastSettings, SeasonalModel, Series, refit_all,
+};
 
 /// A metric the fast loop reads for every service (and, where it has regions, per region).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -91,6 +104,28 @@ impl FastMetric {
             FastMetric::ErrorPercent => &mut metrics.error_percent,
             FastMetric::CpuPercent => &mut metrics.cpu_percent,
             FastMetric::Replicas => &mut metrics.replicas,
+        }
+    }
+
+    /// Its value in `metrics`, if there is one.
+    fn value(self, metrics: &Metrics) -> Option<f64> {
+        match self {
+            FastMetric::RequestRate => metrics.request_rate,
+            FastMetric::LatencyP99Ms => metrics.latency_p99_ms,
+            FastMetric::ErrorPercent => metrics.error_percent,
+            FastMetric::CpuPercent => metrics.cpu_percent,
+            FastMetric::Replicas => metrics.replicas,
+        }
+    }
+
+    /// Its interval in `intervals`, if there is one.
+    fn interval(self, intervals: &MetricIntervals) -> Option<Interval> {
+        match self {
+            FastMetric::RequestRate => intervals.request_rate,
+            FastMetric::LatencyP99Ms => intervals.latency_p99_ms,
+            FastMetric::ErrorPercent => intervals.error_percent,
+            FastMetric::CpuPercent => intervals.cpu_percent,
+            FastMetric::Replicas => intervals.replicas,
         }
     }
 
@@ -314,6 +349,32 @@ pub struct TickReport {
     pub models_fitted_at: Option<DateTime<Utc>>,
     /// By service, in order.
     pub services: Vec<ServiceTick>,
+    /// The horizon its forecasts look ahead, which the forecast errors are measured at.
+    pub horizon: TimeDelta,
+    /// Each series' errors of the loop's forecasts over the last one to two seasons (see the
+    /// module docs), by key; a series none of whose forecasts was checked yet is absent.
+    pub forecast_errors: Vec<(SeriesKey, ErrorMetrics)>,
+}
+
+impl TickReport {
+    /// [`TickReport::forecast_errors`] as the rows of a [`crate::CycleReport`].
+    pub fn forecast_error_rows(&self) -> Vec<crate::ForecastErrorRow> {
+        let horizon_seconds = u64::try_from(self.horizon.num_seconds()).unwrap_or(0);
+        self.forecast_errors
+            .iter()
+            .map(|(key, m)| crate::ForecastErrorRow {
+                service: key.service.clone(),
+                metric: key.metric.name().to_string(),
+                region: key.region.clone(),
+                horizon_seconds,
+                count: m.count,
+                mae: m.mae,
+                mape: m.mape,
+                mase: m.mase,
+                coverage: m.coverage,
+            })
+            .collect()
+    }
 }
 
 /// Errors setting up a fast loop.
@@ -350,6 +411,7 @@ pub struct FastLoop {
     forecasters: Forecasters,
     changes: BTreeMap<String, Change>,
     throttles: BTreeMap<String, setpoint_core::control::ThrottleLimit>,
+    errors: errors::ForecastErrors,
     tick: u64,
 }
 
@@ -372,6 +434,7 @@ impl FastLoop {
         }
         Ok(Self {
             engine: ControlEngine::new(policy, guard, kill_switches)?,
+            errors: errors::ForecastErrors::new(settings.horizon, &settings.forecast),
             settings,
             forecasters: Forecasters::default(),
             changes: BTreeMap::new(),
@@ -436,11 +499,15 @@ impl FastLoop {
                 anomalies,
             });
         }
+        let inputs: Vec<&ControlInput> = services.iter().map(|s| &s.input).collect();
+        self.errors.update(observed, &inputs);
         TickReport {
             at: observed.at,
             tick: self.tick,
             models_fitted_at: self.forecasters.fitted_at(),
             services,
+            horizon: self.settings.horizon,
+            forecast_errors: self.errors.snapshot(),
         }
     }
 
@@ -568,5 +635,145 @@ impl FastLoop {
             mode: self.settings.mode,
         };
         (input, problems, scores)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::path::PathBuf;
+
+    use chrono::TimeZone;
+    use setpoint_core::control::{ActionMapping, RegoVersion};
+    use setpoint_forecast::synthetic::Synthetic;
+
+    use super::*;
+
+    const STEP: TimeDelta = TimeDelta::minutes(5);
+
+    fn key() -> SeriesKey {
+        SeriesKey::service("checkout", FastMetric::RequestRate)
+    }
+
+    /// A loop with the example predictive policy, its request rate model fitted on the 14
+    /// days of `series` before `at`.
+    fn fitted_loop(series: &Series, at: DateTime<Utc>) -> FastLoop {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../policies/fast/examples/predictive");
+        let policy = ControlPolicy::load(
+            &[dir],
+            serde_json::json!({}),
+            RegoVersion::V1,
+            "data.control.decision",
+            ActionMapping::default(),
+        )
+        .unwrap();
+        let guard = setpoint_decide::guard_bundle().unwrap();
+        let settings = FastSettings::new("fast");
+        let history = BTreeMap::from([(key(), series.slice(at - TimeDelta::days(14), at))]);
+        let mut fast = FastLoop::new(settings, &policy, &guard, &KillSwitches::default()).unwrap();
+        fast.install(Forecasters::fit(&history, &fast.settings().forecast, 1, at));
+        assert_eq!(fast.forecasters().fitted(), 1);
+        fast
+    }
+
+    /// What the loop observes at `at`: the recent window of `series`, if it still arrives.
+    fn observe(series: Option<&Series>, at: DateTime<Utc>) -> FastObservation {
+        FastObservation {
+            at,
+            series: series
+                .map(|s| BTreeMap::from([(key(), s.slice(at - TimeDelta::hours(1), at))]))
+                .unwrap_or_default(),
+            current: BTreeMap::new(),
+        }
+    }
+
+    /// A clean weekday series (1 % noise) from Monday 2026-11-02, and the end of its 14 days
+    /// of history (a Monday too).
+    fn clean_series(days: i64) -> (Series, DateTime<Utc>) {
+        let start = Utc.with_ymd_and_hms(2026, 11, 2, 0, 0, 0).unwrap();
+        let recipe = Synthetic {
+            noise: 0.01,
+            drift: 0.005,
+            ..Synthetic::default()
+        };
+        let len = usize::try_from(days * 24 * 12).unwrap();
+        (
+            recipe.generate(start, STEP, len),
+            start + TimeDelta::days(14),
+        )
+    }
+
+    #[test]
+    fn forecast_errors_appear_as_targets_arrive_and_beat_seasonal_naive() {
+        let (series, fitted_at) = clean_series(16);
+        let mut fast = fitted_loop(&series, fitted_at);
+        let (max_pending, _) = fast.errors.bounds();
+        let mut at = fitted_at;
+        let mut last = None;
+        while at <= fitted_at + TimeDelta::hours(30) {
+            let report = fast.tick(&observe(Some(&series), at), &KillSwitches::default());
+            // The first target is 15 min after the first tick; the tick after it checks it.
+            if at <= fitted_at + TimeDelta::minutes(15) {
+                assert!(report.forecast_errors.is_empty(), "at {at}: {report:?}");
+            }
+            if at == fitted_at + TimeDelta::minutes(20) {
+                assert_eq!(report.forecast_errors.len(), 1);
+                assert_eq!(report.forecast_errors[0].1.count, 1);
+            }
+            let (tracked, pending) = fast.errors.held();
+            assert!(tracked <= 1 && pending <= max_pending, "at {at}");
+            last = Some(report);
+            at += STEP;
+        }
+        let report = last.unwrap();
+        assert_eq!(report.horizon, TimeDelta::minutes(15));
+        let [(seen, m)] = report.forecast_errors.as_slice() else {
+            panic!("one series: {:?}", report.forecast_errors);
+        };
+        assert_eq!(*seen, key());
+        // One forecast per 15 min over 30 h, less the one still in flight.
+        assert_eq!(m.count, 30 * 4 - 1);
+        eprintln!("30 h of 15-min forecasts of a clean series: {m:?}");
+        let (mape, mase) = (m.mape.unwrap(), m.mase.unwrap());
+        assert!(mape < 0.03, "{m:?}");
+        assert!(mase.is_finite() && mase < 1.0, "{m:?}");
+        assert!(m.coverage.is_some_and(|c| c > 0.5), "{m:?}");
+
+        let rows = report.forecast_error_rows();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            (rows[0].series(), rows[0].horizon_seconds, rows[0].count),
+            ("request_rate".to_string(), 900, m.count)
+        );
+    }
+
+    #[test]
+    fn a_series_that_stops_arriving_is_forgotten() {
+        let (series, fitted_at) = clean_series(15);
+        let mut fast = fitted_loop(&series, fitted_at);
+        let stops = fitted_at + TimeDelta::hours(2);
+        let mut at = fitted_at;
+        while at < stops {
+            fast.tick(&observe(Some(&series), at), &KillSwitches::default());
+            at += STEP;
+        }
+        // One forecast waits (its target at 2:00; the ticks after it fell in its bucket).
+        assert_eq!(fast.errors.held(), (1, 1));
+        // Its waiting forecast expires, its figures stay for a day or two, then it is dropped.
+        let quiet = |fast: &mut FastLoop, after: TimeDelta| {
+            let report = fast.tick(&observe(None, stops + after), &KillSwitches::default());
+            (fast.errors.held(), report.forecast_errors)
+        };
+        let (held, rows) = quiet(&mut fast, TimeDelta::hours(1));
+        assert_eq!(held, (1, 0));
+        // Targets from 0:15 to 1:45.
+        assert_eq!(rows[0].1.count, 7);
+        let (held, rows) = quiet(&mut fast, TimeDelta::hours(25));
+        assert_eq!((held, rows[0].1.count), ((1, 0), 7));
+        let (held, rows) = quiet(&mut fast, TimeDelta::hours(49));
+        assert_eq!(held, (0, 0));
+        assert!(rows.is_empty());
     }
 }

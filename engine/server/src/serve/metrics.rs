@@ -3,6 +3,11 @@
 //! Cycle-derived metrics are updated from each [`CycleReport`] as the cycle ends; the review
 //! queue and the reviewers' agreement with the models are read from the store when the
 //! cycle ends and at each scrape (a scrape that finds the store busy serves the last values).
+//!
+//! A fast loop's forecast errors (`setpoint_forecast_mape`, `_mase`, `_interval_coverage`,
+//! `_evaluated`) are per service and series, as its last tick left them: a figure the tick
+//! does not have (no checked forecast, no seasonal-naive value yet) is not exported, rather
+//! than kept at an old value (docs/fast-loop.md, "Forecast error metrics").
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -55,6 +60,14 @@ struct MetricLabels {
     metric: String,
 }
 
+/// A series of a service of a fast loop: the metric, with `_<region>` for a region's.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SeriesLabels {
+    loop_name: String,
+    service: String,
+    series: String,
+}
+
 /// A model of a loop.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModelLabels {
@@ -63,6 +76,7 @@ struct ModelLabels {
 }
 
 type Histograms = Family<LoopLabels, Histogram, fn() -> Histogram>;
+type Ratios<L> = Family<L, Gauge<f64, AtomicU64>>;
 
 fn cycle_buckets() -> Histogram {
     // 10 ms to ~80 min: a small simulated fleet to a large fleet over a slow TSDB.
@@ -87,8 +101,15 @@ pub struct EngineMetrics {
     evidence_rejected: Family<MetricLabels, Counter>,
     actuator_operations: Family<ActuatorLabels, Counter>,
     review_queue: Family<LoopLabels, Gauge>,
-    agreement: Family<ModelLabels, Gauge<f64, AtomicU64>>,
+    agreement: Ratios<ModelLabels>,
     reviews_decided: Family<ModelLabels, Gauge>,
+    forecast_mape: Ratios<SeriesLabels>,
+    forecast_mase: Ratios<SeriesLabels>,
+    forecast_coverage: Ratios<SeriesLabels>,
+    forecast_evaluated: Family<SeriesLabels, Gauge>,
+    /// The series each fast loop's last tick exported forecast errors of, so the next one
+    /// can drop those it no longer has.
+    last_forecast_series: Mutex<HashMap<String, Vec<SeriesLabels>>>,
     /// The target label sets each loop's last cycle set, so the next one can zero those it
     /// no longer has (a gauge that kept an old count would lie).
     last_targets: Mutex<HashMap<String, Vec<TargetLabels>>>,
@@ -167,6 +188,33 @@ impl EngineMetrics {
             "Reviews of a model's recommendations that a human approved or rejected",
             reviews_decided.clone(),
         );
+        let forecast_mape = Family::default();
+        registry.register(
+            "forecast_mape",
+            "A fast loop's forecasts at its horizon: mean absolute percentage error, as a \
+             fraction, over the last one to two days",
+            forecast_mape.clone(),
+        );
+        let forecast_mase = Family::default();
+        registry.register(
+            "forecast_mase",
+            "A fast loop's forecasts at its horizon: mean absolute error over that of the \
+             seasonal-naive forecast (the value a day before), over the last one to two days",
+            forecast_mase.clone(),
+        );
+        let forecast_coverage = Family::default();
+        registry.register(
+            "forecast_interval_coverage",
+            "A fast loop's forecasts at its horizon: share of actual values inside the \
+             prediction interval, over the last one to two days",
+            forecast_coverage.clone(),
+        );
+        let forecast_evaluated = Family::default();
+        registry.register(
+            "forecast_evaluated",
+            "A fast loop's forecasts checked against what followed, over the last one to two days",
+            forecast_evaluated.clone(),
+        );
         Self {
             registry,
             cycle_duration,
@@ -181,7 +229,12 @@ impl EngineMetrics {
             review_queue,
             agreement,
             reviews_decided,
+            forecast_mape,
+            forecast_mase,
+            forecast_coverage,
+            forecast_evaluated,
             last_targets: Mutex::new(HashMap::new()),
+            last_forecast_series: Mutex::new(HashMap::new()),
         }
     }
 
@@ -257,6 +310,56 @@ impl EngineMetrics {
             };
             self.targets.get_or_create(&labels).set(count);
             now_set.push(labels);
+        }
+        last.insert(report.loop_name.clone(), now_set);
+        drop(last);
+        self.observe_forecast_errors(report);
+    }
+
+    /// Sets a fast loop's forecast error gauges from its tick's rows, and drops the series of
+    /// its last tick that this one has no figure for. A weekly loop has none to set or drop.
+    fn observe_forecast_errors(&self, report: &CycleReport) {
+        let mut last = self
+            .last_forecast_series
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let previous = last.remove(&report.loop_name).unwrap_or_default();
+        if previous.is_empty() && report.forecast_errors.is_empty() {
+            return;
+        }
+        let ratios = [
+            &self.forecast_mape,
+            &self.forecast_mase,
+            &self.forecast_coverage,
+        ];
+        let mut now_set = Vec::with_capacity(report.forecast_errors.len());
+        for row in &report.forecast_errors {
+            let labels = SeriesLabels {
+                loop_name: report.loop_name.clone(),
+                service: row.service.clone(),
+                series: row.series(),
+            };
+            for (family, value) in ratios.iter().zip([row.mape, row.mase, row.coverage]) {
+                match value.filter(|v| v.is_finite()) {
+                    Some(v) => {
+                        family.get_or_create(&labels).set(v);
+                    }
+                    None => {
+                        family.remove(&labels);
+                    }
+                }
+            }
+            self.forecast_evaluated
+                .get_or_create(&labels)
+                .set(i64::try_from(row.count).unwrap_or(i64::MAX));
+            now_set.push(labels);
+        }
+        let kept: std::collections::HashSet<&SeriesLabels> = now_set.iter().collect();
+        for labels in previous.iter().filter(|l| !kept.contains(l)) {
+            for family in ratios {
+                family.remove(labels);
+            }
+            self.forecast_evaluated.remove(labels);
         }
         last.insert(report.loop_name.clone(), now_set);
     }
@@ -391,5 +494,65 @@ mod tests {
             text.contains(r#"setpoint_evidence_rejected_total{loop_name="pg",metric="memory"} 1"#),
             "{text}"
         );
+    }
+
+    fn fast_report(forecast_errors: serde_json::Value) -> CycleReport {
+        serde_json::from_value(serde_json::json!({
+            "loop_name": "services", "cycle": 7, "now": "2026-11-24T09:00:00Z",
+            "mode": "dry-run", "source": "prometheus", "plugin": "control policy",
+            "queries": 8, "degraded": [], "duration_seconds": 0.5, "interrupted": false,
+            "rows": [], "forecast_errors": forecast_errors
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn forecast_errors_are_exported_per_service_and_series() {
+        let metrics = EngineMetrics::new();
+        metrics.observe_cycle(&fast_report(serde_json::json!([
+            {"service": "checkout", "metric": "request_rate", "horizon_seconds": 900,
+             "count": 40, "mae": 3.0, "mape": 0.05, "mase": 0.5, "coverage": 0.75},
+            {"service": "checkout", "metric": "latency_p99_ms", "region": "primary",
+             "horizon_seconds": 900, "count": 3, "mae": 1.0, "mape": 0.25, "mase": null,
+             "coverage": null}
+        ])));
+        let text = metrics.encode();
+        for line in [
+            r#"setpoint_forecast_mape{loop_name="services",service="checkout",series="request_rate"} 0.05"#,
+            r#"setpoint_forecast_mase{loop_name="services",service="checkout",series="request_rate"} 0.5"#,
+            r#"setpoint_forecast_interval_coverage{loop_name="services",service="checkout",series="request_rate"} 0.75"#,
+            r#"setpoint_forecast_evaluated{loop_name="services",service="checkout",series="request_rate"} 40"#,
+            r#"setpoint_forecast_mape{loop_name="services",service="checkout",series="latency_p99_ms_primary"} 0.25"#,
+            r#"setpoint_forecast_evaluated{loop_name="services",service="checkout",series="latency_p99_ms_primary"} 3"#,
+        ] {
+            assert!(text.contains(line), "no {line} in\n{text}");
+        }
+        // Absent figures are not exported, not zero.
+        for absent in [
+            r#"setpoint_forecast_mase{loop_name="services",service="checkout",series="latency_p99_ms_primary"}"#,
+            r#"setpoint_forecast_interval_coverage{loop_name="services",service="checkout",series="latency_p99_ms_primary"}"#,
+        ] {
+            assert!(!text.contains(absent), "{absent} in\n{text}");
+        }
+
+        // A series the next tick has no figures for is dropped; a weekly loop's cycle
+        // touches none of it.
+        metrics.observe_cycle(&fast_report(serde_json::json!([
+            {"service": "checkout", "metric": "request_rate", "horizon_seconds": 900,
+             "count": 41, "mae": 3.0, "mape": 0.04, "mase": null, "coverage": 0.8}
+        ])));
+        let mut weekly = fast_report(serde_json::json!([]));
+        weekly.loop_name = "pg".to_string();
+        metrics.observe_cycle(&weekly);
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"setpoint_forecast_mape{loop_name="services",service="checkout",series="request_rate"} 0.04"#),
+            "{text}"
+        );
+        assert!(
+            !text.contains(r#"setpoint_forecast_mase{loop_name="services""#),
+            "{text}"
+        );
+        assert!(!text.contains("latency_p99_ms_primary"), "{text}");
     }
 }
