@@ -50,6 +50,9 @@ mod enforce_patroni;
 /// Enforce mode through the binary: approvals executed once, crashes, kill switches, dry-run.
 mod enforce;
 
+/// Every fuzz target's seeds through its checks: the suite's fuzzing smoke.
+mod fuzz_seeds;
+
 /// A fast loop in enforce mode through the binary: scale writes journalled, validated in
 /// dry-run, never repeated after a crash, stopped by a kill switch.
 mod fast_enforce;
