@@ -259,6 +259,33 @@ impl FastConfig {
         out
     }
 
+    /// The settings of the fast loop `loop_name` in `mode`: every key of this section that the
+    /// loop's stages read, over the forecaster's defaults (a history shorter than the
+    /// forecaster's minimum is read at that minimum).
+    pub fn settings(
+        &self,
+        loop_name: &str,
+        mode: setpoint_core::Mode,
+    ) -> crate::fast::FastSettings {
+        use crate::fast::cycle::to_delta;
+        let mut settings = crate::fast::FastSettings::new(loop_name);
+        settings.horizon = to_delta(self.horizon.0);
+        settings.refit_every = to_delta(self.refit_every.0);
+        settings.mode = mode;
+        settings.default_limits = self.limits.default.clone();
+        settings.limits = self.limits.services.clone();
+        settings.flags = self.flags.clone();
+        if let Some(threshold) = self.anomaly_threshold {
+            settings.anomaly_threshold = threshold;
+        }
+        settings.forecast = setpoint_forecast::ForecastSettings {
+            max_history: to_delta(self.history.0).max(settings.forecast.min_history),
+            non_negative: true,
+            ..settings.forecast
+        };
+        settings
+    }
+
     /// The service `name` as its actuator finds its objects: the labels of `objects.<name>`,
     /// with the name label set to the service's name when they do not give one.
     pub fn service_ref(&self, name: &str) -> ServiceRef {

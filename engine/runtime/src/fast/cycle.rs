@@ -77,7 +77,7 @@ struct FastState {
     pruned_at: Option<DateTime<Utc>>,
 }
 
-fn to_delta(d: std::time::Duration) -> TimeDelta {
+pub(crate) fn to_delta(d: std::time::Duration) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
 }
 
@@ -134,21 +134,7 @@ impl FastRuntime {
         .map_err(|e| policy_error(label.clone(), e))?;
         let guard =
             setpoint_decide::guard_bundle().map_err(|e| policy_error("guard".to_string(), e))?;
-        let mut settings = FastSettings::new(loop_name.clone());
-        settings.horizon = to_delta(fast.horizon.0);
-        settings.refit_every = to_delta(fast.refit_every.0);
-        settings.mode = config.mode;
-        settings.default_limits = fast.limits.default.clone();
-        settings.limits = fast.limits.services.clone();
-        settings.flags = fast.flags.clone();
-        if let Some(threshold) = fast.anomaly_threshold {
-            settings.anomaly_threshold = threshold;
-        }
-        settings.forecast = ForecastSettings {
-            max_history: to_delta(fast.history.0).max(settings.forecast.min_history),
-            non_negative: true,
-            ..settings.forecast
-        };
+        let settings = fast.settings(&loop_name, config.mode);
         let actuator =
             FastActuator::new(&fast, &loop_name).map_err(|message| RuntimeError::FastActuator {
                 loop_name: loop_name.clone(),
