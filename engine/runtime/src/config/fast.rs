@@ -267,10 +267,9 @@ impl FastConfig {
         loop_name: &str,
         mode: setpoint_core::Mode,
     ) -> crate::fast::FastSettings {
-        use crate::fast::cycle::to_delta;
         let mut settings = crate::fast::FastSettings::new(loop_name);
-        settings.horizon = to_delta(self.horizon.0);
-        settings.refit_every = to_delta(self.refit_every.0);
+        settings.horizon = self.horizon.as_delta();
+        settings.refit_every = self.refit_every.as_delta();
         settings.mode = mode;
         settings.default_limits = self.limits.default.clone();
         settings.limits = self.limits.services.clone();
@@ -279,7 +278,7 @@ impl FastConfig {
             settings.anomaly_threshold = threshold;
         }
         settings.forecast = setpoint_forecast::ForecastSettings {
-            max_history: to_delta(self.history.0).max(settings.forecast.min_history),
+            max_history: self.history.as_delta().max(settings.forecast.min_history),
             non_negative: true,
             ..settings.forecast
         };

@@ -126,6 +126,14 @@ impl<'de> Deserialize<'de> for Schedule {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
 
+impl HumanDuration {
+    /// The duration as a span of the clock's time; one too long for it (years of years) is
+    /// the longest span, so a limit written that way never wraps round to a short one.
+    pub fn as_delta(self) -> chrono::TimeDelta {
+        chrono::TimeDelta::from_std(self.0).unwrap_or(chrono::TimeDelta::MAX)
+    }
+}
+
 impl Serialize for HumanDuration {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&humantime::format_duration(self.0).to_string())

@@ -77,10 +77,6 @@ struct FastState {
     pruned_at: Option<DateTime<Utc>>,
 }
 
-pub(crate) fn to_delta(d: std::time::Duration) -> TimeDelta {
-    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
-}
-
 impl FastRuntime {
     /// Loads the loop's control policy and the guard; fails, naming the file, when either
     /// does not load.
@@ -316,12 +312,12 @@ async fn fit(
     settings: ForecastSettings,
     at: DateTime<Utc>,
 ) -> Fitted {
-    let step = to_delta(config.step.0);
+    let step = config.step.as_delta();
     let history = read(
         source.as_ref(),
         &queries,
         &config.service_label,
-        at - to_delta(config.history.0),
+        at - config.history.as_delta(),
         at,
         step,
     )
@@ -453,7 +449,7 @@ async fn tick(
         &fast.config.service_label,
         now - fast.settings.forecast.recent_window,
         now + TimeDelta::milliseconds(1),
-        to_delta(fast.config.step.0),
+        fast.config.step.as_delta(),
     )
     .instrument(tracing::info_span!("observe"))
     .await;
@@ -481,7 +477,7 @@ async fn tick(
     let outcomes = act(fast, fast_loop, &report, state_dir, &loop_name, now).await?;
 
     // Journal and report.
-    let journal_every = to_delta(fast.config.journal_every.0);
+    let journal_every = fast.config.journal_every.as_delta();
     let mut records = Vec::new();
     let mut rows = Vec::new();
     for (service, outcome) in report.services.iter().zip(outcomes) {
@@ -534,7 +530,7 @@ async fn tick(
     }
     let store = Store::open_waiting(state_dir, STORE_WAIT)?;
     store.record_control(&records)?;
-    let retention = to_delta(fast.config.retention.0);
+    let retention = fast.config.retention.as_delta();
     if state
         .pruned_at
         .is_none_or(|at| now - at >= TimeDelta::hours(1))
