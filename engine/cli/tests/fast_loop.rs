@@ -119,7 +119,7 @@ fn fast_settings_are_checked_with_their_path() {
     let dir = tempfile::tempdir().unwrap();
     let file = config(
         dir.path(),
-        "    fast:\n      horizon: 2h\n      metrics: {request_rte: up}\n      limits:\n        default: {min_replicas: 5, max_replicas: 2}\n",
+        "    fast:\n      horizon: 2h\n      metrics: {request_rte: up}\n      limits:\n        default: {min_replicas: 5, max_replicas: 2}\n        services:\n          search: {min_replicas: 2, max_replicas: 9, region: {primary: {min_replicas: 4, max_replicas: 3}}}\n",
     );
     let out = setpoint(&["config", "check", "--config", file.to_str().unwrap()]);
     let message = text(&out);
@@ -128,6 +128,7 @@ fn fast_settings_are_checked_with_their_path() {
         "loops[0].fast.horizon: must be more than 0 and at most 1h",
         "loops[0].fast.metrics.request_rte: no such series",
         "loops[0].fast.limits.default: min_replicas (5) is above max_replicas (2)",
+        "loops[0].fast.limits.services.search.region.primary: min_replicas (4) is above max_replicas (3)",
     ] {
         assert!(message.contains(expected), "{expected}\n{message}");
     }

@@ -156,6 +156,20 @@ pub struct ControlLimits {
     /// Requests per second one replica serves at its target load, when configured.
     #[serde(default, skip_serializing_if = "unusable")]
     pub capacity_per_replica: Option<f64>,
+    /// Per destination (region) that runs its own replicas, their bounds; empty when the
+    /// service is one pool. A policy that plans each region for its share of the load needs
+    /// them: a region kept at its minimum serves little, yet its replicas count in the total.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub region: BTreeMap<String, ReplicaBounds>,
+}
+
+/// The bounds of the replicas serving one destination of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaBounds {
+    /// Fewest replicas it may run.
+    pub min_replicas: u32,
+    /// Most replicas it may run.
+    pub max_replicas: u32,
 }
 
 /// When the service was last changed.

@@ -107,6 +107,7 @@ fn quiet(service: &str) -> ControlInput {
             min_replicas: 2,
             max_replicas: 10,
             capacity_per_replica: Some(250.0),
+            region: BTreeMap::new(),
         },
         cooldown: Cooldown::since(at(-600), ControlActionKind::Replicas, now),
         flags: Flags {

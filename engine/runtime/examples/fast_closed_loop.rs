@@ -10,8 +10,8 @@
 //!
 //! Defaults: 100 services, seed 42, Monday 2026-11-23 00:00 UTC for 24 h, a 15 s tick, the
 //! predictive example policy (`policies/fast/examples/predictive`) under setpoint's guard.
-//! With `PER_SERVICE=1` in the environment it also prints each service's breach minutes and
-//! failed requests under both controllers (the services with any).
+//! With `PER_SERVICE=1` in the environment it also prints each service's breach minutes,
+//! failed requests and replica-hours under both controllers.
 
 use std::path::PathBuf;
 
@@ -86,16 +86,19 @@ fn main() -> Result<()> {
     );
     if std::env::var_os("PER_SERVICE").is_some() {
         println!(
-            "| service | baseline breach min | fast breach min | baseline failed | fast failed |"
+            "| service | baseline breach min | fast breach min | baseline failed | fast failed | baseline replica-h | fast replica-h |"
         );
         for (i, name) in fast.names().iter().enumerate() {
             let (b, f) = (&reactive.services[i], &predictive.services[i]);
-            if b.breach_minutes + f.breach_minutes > 0.0 {
-                println!(
-                    "| {name} | {:.1} | {:.1} | {:.0} | {:.0} |",
-                    b.breach_minutes, f.breach_minutes, b.failed_requests, f.failed_requests
-                );
-            }
+            println!(
+                "| {name} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} |",
+                b.breach_minutes,
+                f.breach_minutes,
+                b.failed_requests,
+                f.failed_requests,
+                b.replica_hours,
+                f.replica_hours
+            );
         }
     }
     let log = fast.log();

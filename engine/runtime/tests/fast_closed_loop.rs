@@ -80,6 +80,17 @@ fn the_fast_loop_answers_surges_with_replicas_and_degradations_with_traffic_shif
         "the events must hurt the baseline: {reactive}"
     );
     assert_eq!(predictive.actions_refused, 0, "{:?}", predictive.refusals);
+    // Never worse than the baseline on the same traffic: no more time in breach, and fewer
+    // requests failed (traffic moves off a degraded region no faster than the other's ready
+    // replicas take it).
+    assert!(
+        predictive.total.breach_minutes <= reactive.total.breach_minutes,
+        "fast loop {predictive}\nbaseline {reactive}"
+    );
+    assert!(
+        predictive.total.failed_requests < reactive.total.failed_requests,
+        "fast loop {predictive}\nbaseline {reactive}"
+    );
     let log = fast.log();
     assert_eq!(log.ticks, 4 * 240);
     assert!(log.refits >= 4, "hourly refits: {}", log.refits);

@@ -158,6 +158,7 @@ fn default_limits() -> ControlLimits {
         min_replicas: 1,
         max_replicas: 100,
         capacity_per_replica: None,
+        region: BTreeMap::new(),
     }
 }
 
@@ -383,6 +384,14 @@ impl FastConfig {
                 out.push(format!(
                     "{path}.limits.{name}.capacity_per_replica: must be a positive number, got {c}"
                 ));
+            }
+            for (region, b) in &l.region {
+                if b.min_replicas > b.max_replicas {
+                    out.push(format!(
+                        "{path}.limits.{name}.region.{region}: min_replicas ({}) is above max_replicas ({})",
+                        b.min_replicas, b.max_replicas
+                    ));
+                }
             }
         }
         if self.journal_every.0 < self.step.0.min(Duration::from_secs(1)) {

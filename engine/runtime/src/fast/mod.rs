@@ -247,6 +247,7 @@ impl FastSettings {
                 min_replicas: 1,
                 max_replicas: 100,
                 capacity_per_replica: None,
+                region: BTreeMap::new(),
             },
             limits: BTreeMap::new(),
             flags: Flags::default(),

@@ -18,13 +18,13 @@ use chrono::{DateTime, TimeDelta, Utc};
 use setpoint_core::KillSwitches;
 use setpoint_core::Verdict;
 use setpoint_core::control::{
-    ControlAction, ControlLimits, CurrentSettings, ReplicaTarget, ThrottleLimit,
+    ControlAction, ControlLimits, CurrentSettings, ReplicaBounds, ReplicaTarget, ThrottleLimit,
 };
 use setpoint_decide::{ControlPolicy, PolicyBundle};
 use setpoint_forecast::Series;
 use setpoint_observe::services::{
-    Action, Controller, Event, EventKind, FleetObservation, Region, ServiceObservation, ServiceSim,
-    Throttle, Weights,
+    Action, Controller, Event, EventKind, FleetObservation, PerRegion, Region, ServiceObservation,
+    ServiceSim, Throttle, Weights,
 };
 
 use super::{
@@ -64,15 +64,21 @@ fn value(seen: &ServiceObservation, metric: FastMetric, region: Option<Region>) 
     }
 }
 
-/// The series the loop reads of every service: each metric for the service, and load and
-/// latency per region.
+/// The series the loop reads of every service: each metric for the service, and load,
+/// latency, utilisation and ready replicas per region (a region serves its share on its own
+/// replicas, so a policy plans each one).
 fn series_of(service: &str) -> Vec<(SeriesKey, Option<Region>)> {
     let mut out: Vec<(SeriesKey, Option<Region>)> = FastMetric::ALL
         .into_iter()
         .map(|m| (SeriesKey::service(service, m), None))
         .collect();
     for (region, name) in REGIONS {
-        for metric in [FastMetric::RequestRate, FastMetric::LatencyP99Ms] {
+        for metric in [
+            FastMetric::RequestRate,
+            FastMetric::LatencyP99Ms,
+            FastMetric::CpuPercent,
+            FastMetric::Replicas,
+        ] {
             out.push((SeriesKey::region(service, metric, name), Some(region)));
         }
     }
@@ -422,6 +428,18 @@ impl SimulatedFastLoop {
                     min_replicas: spec.min_replicas.primary + spec.min_replicas.secondary,
                     max_replicas: spec.max_replicas.primary + spec.max_replicas.secondary,
                     capacity_per_replica: Some(spec.saturation_rps() * target_load),
+                    region: REGIONS
+                        .iter()
+                        .map(|&(region, name)| {
+                            (
+                                name.to_string(),
+                                ReplicaBounds {
+                                    min_replicas: spec.min_replicas[region],
+                                    max_replicas: spec.max_replicas[region],
+                                },
+                            )
+                        })
+                        .collect(),
                 },
             );
         }
@@ -582,24 +600,66 @@ impl SimulatedFastLoop {
             .unwrap_or(TimeDelta::seconds(15))
     }
 
-    /// A service's `total` replicas split between its regions by the primary's traffic share
-    /// `w`, so each region's capacity follows its load: the smaller share rounded up (a
-    /// replica short is most of its capacity there), the larger one taking the rest, so the
-    /// regions add up to exactly `total`.
-    fn split(index: usize, total: u32, w: f64, out: &mut Vec<Action>) {
+    /// A service's `total` replicas split between its regions by the work each will carry —
+    /// the primary's traffic share `w`, and the other's, each times the CPU a request costs
+    /// there now — so that no region is busier per replica than it must be: each region
+    /// starts at its lower bound and every further replica goes where the work per replica is
+    /// highest (the largest-quotient rule), within each region's upper bound. A degraded
+    /// region spends more on each request, and gets the replicas for it, as its own HPA would
+    /// give it. Rounding each share on its own would leave the busier region a replica short
+    /// at small counts, and there a replica is a large part of its capacity.
+    fn split(index: usize, total: u32, w: f64, seen: &ServiceObservation, out: &mut Vec<Action>) {
         let w = w.clamp(0.0, 1.0);
-        let smaller = (f64::from(total) * w.min(1.0 - w)).ceil() as u32;
-        let larger = total.saturating_sub(smaller);
-        let (primary, secondary) = if w < 0.5 {
-            (smaller, larger)
-        } else {
-            (larger, smaller)
+        let cost = |r: Region| {
+            let region = &seen.regions[r];
+            (region.served_rps > 0.0 && region.replicas > 0)
+                .then(|| region.cpu_percent * f64::from(region.replicas) / region.served_rps)
+                .filter(|c| c.is_finite() && *c > 0.0)
         };
-        for (region, replicas) in [(Region::Primary, primary), (Region::Secondary, secondary)] {
+        // A region without traffic now costs what the other does (nothing says otherwise).
+        let (cost_primary, cost_secondary) = match (cost(Region::Primary), cost(Region::Secondary))
+        {
+            (Some(p), Some(s)) => (p, s),
+            (Some(c), None) | (None, Some(c)) => (c, c),
+            (None, None) => (1.0, 1.0),
+        };
+        let share = PerRegion {
+            primary: w * cost_primary,
+            secondary: (1.0 - w) * cost_secondary,
+        };
+        let bound = |r: Region| {
+            let region = &seen.regions[r];
+            (
+                region.min_replicas,
+                region.max_replicas.max(region.min_replicas),
+            )
+        };
+        let mut replicas = PerRegion {
+            primary: bound(Region::Primary).0,
+            secondary: bound(Region::Secondary).0,
+        };
+        let mut left = total.saturating_sub(replicas.primary + replicas.secondary);
+        while left > 0 {
+            let busiest = Region::ALL
+                .into_iter()
+                .filter(|&r| replicas[r] < bound(r).1)
+                .max_by(|&a, &b| {
+                    let per = |r: Region| match replicas[r] {
+                        0 if share[r] > 0.0 => f64::INFINITY,
+                        0 => 0.0,
+                        n => share[r] / f64::from(n),
+                    };
+                    per(a).total_cmp(&per(b))
+                });
+            let Some(region) = busiest else { break };
+            replicas[region] += 1;
+            left -= 1;
+        }
+        for region in Region::ALL {
             out.push(Action::SetReplicas {
                 service: index,
                 region,
-                replicas,
+                replicas: replicas[region],
             });
         }
     }
@@ -620,7 +680,7 @@ impl SimulatedFastLoop {
                         (f64::from(seen.replicas_desired) * f).ceil().max(0.0) as u32
                     }
                 };
-                Self::split(index, total, seen.regions.primary.weight, out);
+                Self::split(index, total, seen.regions.primary.weight, seen, out);
             }
             ControlAction::TrafficShift { weights } => {
                 let get = |name: &str| f64::from(weights.get(name).copied().unwrap_or(0));
@@ -629,10 +689,34 @@ impl SimulatedFastLoop {
                     service: index,
                     weights: Weights { primary, secondary },
                 });
-                // The replicas follow the traffic: the service's total, split anew.
+                // The replicas follow the traffic: a region that gains traffic grows with its
+                // share (the replicas it runs, times the new share over the old), within its
+                // bounds; the one that loses traffic keeps its replicas until the next replica
+                // decision — removed at once, they would leave it short while the other's new
+                // ones start.
                 if primary + secondary > 0.0 {
-                    let w = primary / (primary + secondary);
-                    Self::split(index, seen.replicas_desired, w, out);
+                    let share = PerRegion {
+                        primary: primary / (primary + secondary),
+                        secondary: secondary / (primary + secondary),
+                    };
+                    for region in Region::ALL {
+                        let now = &seen.regions[region];
+                        // A region without traffic yet gets its share of the service's replicas.
+                        let grown = if share[region] <= now.weight {
+                            now.replicas_desired
+                        } else if now.weight > 0.0 {
+                            (f64::from(now.replicas_desired) * share[region] / now.weight).ceil()
+                                as u32
+                        } else {
+                            (f64::from(seen.replicas_desired) * share[region]).ceil() as u32
+                        };
+                        out.push(Action::SetReplicas {
+                            service: index,
+                            region,
+                            replicas: grown
+                                .clamp(now.min_replicas, now.max_replicas.max(now.min_replicas)),
+                        });
+                    }
                 }
             }
             ControlAction::Throttle(limit) => out.push(Action::SetThrottle {
@@ -717,7 +801,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use chrono::TimeZone;
-    use setpoint_observe::services::AnomalyKind;
+    use setpoint_observe::services::{AnomalyKind, RegionObservation};
 
     use super::*;
 
@@ -792,5 +876,128 @@ mod tests {
             TimeDelta::minutes(5),
         );
         assert_eq!((all.episodes, all.explained, all.detected), (3, 1, 1));
+    }
+
+    /// Region figures for the split: `rps` served on `replicas` at `cpu` percent, within 1..=10.
+    fn region(rps: f64, replicas: u32, cpu: f64) -> RegionObservation {
+        RegionObservation {
+            offered_rps: rps,
+            served_rps: rps,
+            cpu_percent: cpu,
+            replicas,
+            min_replicas: 1,
+            max_replicas: 10,
+            ..RegionObservation::default()
+        }
+    }
+
+    fn split_of(total: u32, w: f64, seen: &ServiceObservation) -> (u32, u32) {
+        let mut out = Vec::new();
+        SimulatedFastLoop::split(0, total, w, seen, &mut out);
+        let of = |region: Region| {
+            out.iter()
+                .find_map(|a| match a {
+                    Action::SetReplicas {
+                        region: r,
+                        replicas,
+                        ..
+                    } if *r == region => Some(*replicas),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        (of(Region::Primary), of(Region::Secondary))
+    }
+
+    #[test]
+    fn replicas_are_split_by_the_work_each_region_carries() {
+        // The same cost per request in both regions: replicas follow the traffic.
+        let even = ServiceObservation {
+            regions: PerRegion {
+                primary: region(100.0, 2, 50.0),
+                secondary: region(100.0, 2, 50.0),
+            },
+            ..ServiceObservation::default()
+        };
+        assert_eq!(split_of(8, 0.5, &even), (4, 4));
+        assert_eq!(split_of(8, 0.75, &even), (6, 2));
+        // A degraded primary spends three times the CPU on a request: a quarter of the
+        // traffic there is as much work as the rest elsewhere.
+        let degraded = ServiceObservation {
+            regions: PerRegion {
+                primary: region(100.0, 2, 75.0),
+                secondary: region(100.0, 2, 25.0),
+            },
+            ..ServiceObservation::default()
+        };
+        assert_eq!(split_of(8, 0.25, &degraded), (4, 4));
+        // Each region keeps its bounds whatever the work.
+        assert_eq!(split_of(20, 0.25, &degraded), (10, 10));
+        assert_eq!(split_of(1, 0.0, &degraded), (1, 1));
+        // Without traffic anywhere the traffic shares alone decide.
+        let idle = ServiceObservation {
+            regions: PerRegion {
+                primary: region(0.0, 2, 0.0),
+                secondary: region(0.0, 2, 0.0),
+            },
+            ..ServiceObservation::default()
+        };
+        assert_eq!(split_of(8, 0.75, &idle), (6, 2));
+    }
+
+    #[test]
+    fn a_traffic_shift_grows_the_region_that_gains_and_keeps_the_other() {
+        let mut seen = ServiceObservation {
+            replicas_desired: 8,
+            regions: PerRegion {
+                primary: region(160.0, 6, 50.0),
+                secondary: region(40.0, 2, 50.0),
+            },
+            ..ServiceObservation::default()
+        };
+        seen.regions.primary.replicas_desired = 6;
+        seen.regions.primary.weight = 0.8;
+        seen.regions.secondary.replicas_desired = 2;
+        seen.regions.secondary.weight = 0.2;
+        let shift = |primary: u32, secondary: u32| {
+            let mut out = Vec::new();
+            let weights = BTreeMap::from([
+                ("primary".to_string(), primary),
+                ("secondary".to_string(), secondary),
+            ]);
+            SimulatedFastLoop::actions(
+                0,
+                &ControlAction::TrafficShift { weights },
+                &seen,
+                &mut out,
+            );
+            out
+        };
+        let replicas = |out: &[Action]| -> Vec<(Region, u32)> {
+            out.iter()
+                .filter_map(|a| match a {
+                    Action::SetReplicas {
+                        region, replicas, ..
+                    } => Some((*region, *replicas)),
+                    _ => None,
+                })
+                .collect()
+        };
+        // 20 % → 60 % triples the secondary; the primary keeps its 6 until a replica decision.
+        let out = shift(40, 60);
+        assert!(matches!(out[0], Action::SetWeights { .. }), "{out:?}");
+        assert_eq!(
+            replicas(&out),
+            [(Region::Primary, 6), (Region::Secondary, 6)]
+        );
+        // Within the region's bounds.
+        assert_eq!(
+            replicas(&shift(10, 90)),
+            [(Region::Primary, 6), (Region::Secondary, 9)]
+        );
+        assert_eq!(
+            replicas(&shift(0, 100)),
+            [(Region::Primary, 6), (Region::Secondary, 10)]
+        );
     }
 }
