@@ -23,8 +23,8 @@ use setpoint_core::control::{
 use setpoint_decide::{ControlPolicy, PolicyBundle};
 use setpoint_forecast::Series;
 use setpoint_observe::services::{
-    Action, Controller, Event, EventKind, FleetObservation, PerRegion, Region, ServiceObservation,
-    ServiceSim, Throttle, Weights,
+    Action, Controller, Event, EventKind, FleetObservation, PerRegion, Region, RegionObservation,
+    ServiceObservation, ServiceSim, Throttle, Weights,
 };
 
 use super::{
@@ -62,6 +62,15 @@ fn value(seen: &ServiceObservation, metric: FastMetric, region: Option<Region>) 
             }
         }
     }
+}
+
+/// The replicas a region may run: its lower and upper bound (an upper bound below the lower
+/// one is the lower one).
+fn bounds(region: &RegionObservation) -> (u32, u32) {
+    (
+        region.min_replicas,
+        region.max_replicas.max(region.min_replicas),
+    )
 }
 
 /// The series the loop reads of every service: each metric for the service, and load,
@@ -627,13 +636,7 @@ impl SimulatedFastLoop {
             primary: w * cost_primary,
             secondary: (1.0 - w) * cost_secondary,
         };
-        let bound = |r: Region| {
-            let region = &seen.regions[r];
-            (
-                region.min_replicas,
-                region.max_replicas.max(region.min_replicas),
-            )
-        };
+        let bound = |r: Region| bounds(&seen.regions[r]);
         let mut replicas = PerRegion {
             primary: bound(Region::Primary).0,
             secondary: bound(Region::Secondary).0,
@@ -713,8 +716,10 @@ impl SimulatedFastLoop {
                         out.push(Action::SetReplicas {
                             service: index,
                             region,
-                            replicas: grown
-                                .clamp(now.min_replicas, now.max_replicas.max(now.min_replicas)),
+                            replicas: {
+                                let (min, max) = bounds(now);
+                                grown.clamp(min, max)
+                            },
                         });
                     }
                 }
@@ -801,7 +806,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use chrono::TimeZone;
-    use setpoint_observe::services::{AnomalyKind, RegionObservation};
+    use setpoint_observe::services::AnomalyKind;
 
     use super::*;
 
@@ -891,21 +896,23 @@ mod tests {
         }
     }
 
+    /// The replicas each `SetReplicas` of `out` sets, in order.
+    fn replicas_set(out: &[Action]) -> Vec<(Region, u32)> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::SetReplicas {
+                    region, replicas, ..
+                } => Some((*region, *replicas)),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn split_of(total: u32, w: f64, seen: &ServiceObservation) -> (u32, u32) {
         let mut out = Vec::new();
         SimulatedFastLoop::split(0, total, w, seen, &mut out);
-        let of = |region: Region| {
-            out.iter()
-                .find_map(|a| match a {
-                    Action::SetReplicas {
-                        region: r,
-                        replicas,
-                        ..
-                    } if *r == region => Some(*replicas),
-                    _ => None,
-                })
-                .unwrap()
-        };
+        let set = replicas_set(&out);
+        let of = |region: Region| set.iter().find(|(r, _)| *r == region).unwrap().1;
         (of(Region::Primary), of(Region::Secondary))
     }
 
@@ -973,30 +980,20 @@ mod tests {
             );
             out
         };
-        let replicas = |out: &[Action]| -> Vec<(Region, u32)> {
-            out.iter()
-                .filter_map(|a| match a {
-                    Action::SetReplicas {
-                        region, replicas, ..
-                    } => Some((*region, *replicas)),
-                    _ => None,
-                })
-                .collect()
-        };
         // 20 % → 60 % triples the secondary; the primary keeps its 6 until a replica decision.
         let out = shift(40, 60);
         assert!(matches!(out[0], Action::SetWeights { .. }), "{out:?}");
         assert_eq!(
-            replicas(&out),
+            replicas_set(&out),
             [(Region::Primary, 6), (Region::Secondary, 6)]
         );
         // Within the region's bounds.
         assert_eq!(
-            replicas(&shift(10, 90)),
+            replicas_set(&shift(10, 90)),
             [(Region::Primary, 6), (Region::Secondary, 9)]
         );
         assert_eq!(
-            replicas(&shift(0, 100)),
+            replicas_set(&shift(0, 100)),
             [(Region::Primary, 6), (Region::Secondary, 10)]
         );
     }

@@ -39,19 +39,14 @@ capacity := (input.now.request_rate * target_cpu_percent) / (input.now.replicas 
 # Float products such as 10 * 1.1 = 11.000000000000002 must not round a whole replica up.
 _ceil(x) := ceil(x - 0.000001)
 
+# The replicas a load needs by the capacity model.
+_capacity_needed(rate) := _ceil(rate / (capacity * target_utilisation))
+
 # The replicas a load needs: by the capacity model, and never fewer than keep the latency
 # within its budget.
-needed(rate) := max([_ceil(rate / (capacity * target_utilisation)), regions_needed(rate)]) if _by_region
+needed(rate) := max([_capacity_needed(rate), regions_needed(rate)]) if _by_region
 
-needed(rate) := max([_ceil(rate / (capacity * target_utilisation)), latency_needed(rate)]) if {
-	not _by_region
-	safe_utilisation
-}
-
-needed(rate) := _ceil(rate / (capacity * target_utilisation)) if {
-	not _by_region
-	not safe_utilisation
-}
+needed(rate) := max([_capacity_needed(rate), latency_needed(rate)]) if not _by_region
 
 # Latency grows as 1 / (1 − utilisation) (a queue: latency = service time / (1 − ρ)), so the
 # present's latency and utilisation give the service time, and with it the utilisation at
@@ -84,29 +79,21 @@ _safe_utilisation(m) := u if {
 
 # The busy replicas now (the ready ones × their utilisation; replicas still starting serve
 # nothing yet), grown with the load, at the safe utilisation.
+# None when the latency says nothing (no load, no safe utilisation).
+default _latency_needed(_, _) := 0
+
 _latency_needed(m, rate) := _ceil((((m.replicas * m.cpu_percent) / 100) * (rate / m.request_rate)) / _safe_utilisation(m)) if {
 	m.request_rate > 0
 }
 
-service_time_ms := _service_time_ms(input.now)
-
-safe_utilisation := _safe_utilisation(input.now)
-
 latency_needed(rate) := _latency_needed(input.now, rate)
 
-latency_needed(rate) := 0 if not input.now.request_rate > 0
-
-# Fewer replicas would push a service whose service time alone nearly uses its latency
-# budget over it.
+# Fewer replicas would push a service (or a region carrying traffic) whose service time alone
+# nearly uses its latency budget over it.
 holding_latency if {
-	service_time_ms
-	not safe_utilisation
-}
-
-holding_latency if {
-	some r, _ in _regions
-	_service_time_ms(input.now.region[r])
-	not _safe_utilisation(input.now.region[r])
+	some m in array.concat([input.now], [input.now.region[r] | some r, _ in _regions])
+	_service_time_ms(m)
+	not _safe_utilisation(m)
 }
 
 # Per destination (input.current.weights, percent): a service spread over regions is only as
@@ -124,9 +111,7 @@ regions_needed(rate) := sum([_region_at_least(r, _region_needed(r, rate * (w / 1
 }
 
 # A region keeps its minimum (input.limits.region.<name>.min_replicas) whatever its share.
-_region_at_least(r, n) := max([n, input.limits.region[r].min_replicas])
-
-_region_at_least(r, n) := n if not input.limits.region[r].min_replicas
+_region_at_least(r, n) := max([n, object.get(input.limits, ["region", r, "min_replicas"], 0)])
 
 # Regions that carry no traffic still run their minimum.
 _idle_regions := sum([b.min_replicas | some r, b in input.limits.region; not _regions[r]])
@@ -139,18 +124,16 @@ _by_region if {
 	}
 }
 
-_region_needed(r, rate) := max([_ceil(rate / (capacity * target_utilisation)), _region_busy_needed(r, rate), _latency_needed(input.now.region[r], rate)])
-
-_region_needed(r, rate) := max([_ceil(rate / (capacity * target_utilisation)), _region_busy_needed(r, rate)]) if not _latency_needed(input.now.region[r], rate)
+_region_needed(r, rate) := max([_capacity_needed(rate), _region_busy_needed(r, rate), _latency_needed(input.now.region[r], rate)])
 
 # The HPA's own rule, from the region's ready replicas and their CPU, grown with its load: it
 # holds where the capacity model is wrong (a degraded region serves fewer requests per
 # replica) and where latency says nothing (saturation).
+default _region_busy_needed(_, _) := 0
+
 _region_busy_needed(r, rate) := _ceil(((input.now.region[r].replicas * input.now.region[r].cpu_percent) / target_cpu_percent) * (rate / input.now.region[r].request_rate)) if {
 	input.now.region[r].request_rate > 0
 }
-
-_region_busy_needed(r, _) := 0 if not input.now.region[r].request_rate > 0
 
 # The load to plan for, never less than now: the forecast at the horizon, and its upper bound
 # while the load is rising towards it (when falling short costs a breach until new pods start).
